@@ -1,0 +1,2 @@
+//! The capvisor command-line tool.
+fn main() {}

@@ -1,0 +1,3 @@
+//! capvisor loader.
+#![no_std]
+#![no_main]

@@ -1,0 +1,3 @@
+//! capvisor root task.
+#![no_std]
+#![no_main]

@@ -1,0 +1,101 @@
+//! Locating the input files of an installed kernel prefix.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The name of the environment variable that points at the kernel prefix.
+pub const ENV_VAR: &str = "SEL4_PREFIX";
+
+/// An installed kernel prefix whose required files exist.
+#[derive(Clone, Debug)]
+pub struct Prefix {
+    root: PathBuf,
+}
+
+/// Why a prefix cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrefixError {
+    /// `SEL4_PREFIX` is not set.
+    Unset,
+    /// The prefix directory does not exist.
+    NotADirectory(PathBuf),
+    /// A required file is missing.
+    Missing(PathBuf),
+}
+
+impl fmt::Display for PrefixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrefixError::Unset => write!(
+                f,
+                "{ENV_VAR} is not set: point it at an installed seL4 16.0.0 kernel (bin/kernel.elf, libsel4/include/...), or at ../shared/sel4/16.0.0 for host builds without a kernel"
+            ),
+            PrefixError::NotADirectory(p) => {
+                write!(f, "{ENV_VAR}={} is not a directory: point it at an installed seL4 kernel prefix", p.display())
+            }
+            PrefixError::Missing(p) => write!(
+                f,
+                "{} is missing: {ENV_VAR} must point at a seL4 kernel installed with `ninja install` (it needs libsel4/include with gen_config.json and the interface XML)",
+                p.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PrefixError {}
+
+/// Files every prefix must have, relative to the root.
+pub const REQUIRED_FILES: [&str; 6] = [
+    "libsel4/include/kernel/gen_config.json",
+    "libsel4/include/sel4/gen_config.json",
+    "libsel4/include/api/syscall.xml",
+    "libsel4/include/interfaces/object-api.xml",
+    "libsel4/include/interfaces/object-api-arch.xml",
+    "libsel4/include/interfaces/object-api-sel4-arch.xml",
+];
+
+impl Prefix {
+    /// The prefix named by `SEL4_PREFIX`.
+    pub fn from_env() -> Result<Self, PrefixError> {
+        match std::env::var_os(ENV_VAR) {
+            Some(v) if !v.is_empty() => Self::new(PathBuf::from(v)),
+            _ => Err(PrefixError::Unset),
+        }
+    }
+
+    /// The prefix at `root`, checked for the required files.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, PrefixError> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(PrefixError::NotADirectory(root));
+        }
+        for f in REQUIRED_FILES {
+            let p = root.join(f);
+            if !p.is_file() {
+                return Err(PrefixError::Missing(p));
+            }
+        }
+        Ok(Prefix { root })
+    }
+
+    /// The prefix directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A path inside `libsel4/include`.
+    pub fn include(&self, rel: &str) -> PathBuf {
+        self.root.join("libsel4/include").join(rel)
+    }
+
+    /// The kernel binary, if this prefix has one (data-only prefixes used by CI do not).
+    pub fn kernel_elf(&self) -> Option<PathBuf> {
+        let p = self.root.join("bin/kernel.elf");
+        p.is_file().then_some(p)
+    }
+
+    /// Every file generation reads, for `rerun-if-changed`.
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        REQUIRED_FILES.iter().map(|f| self.root.join(f)).collect()
+    }
+}

@@ -1,0 +1,28 @@
+//! Generates the kernel-specific part of the bindings from the kernel at `$SEL4_PREFIX`:
+//! configuration constants, object types and sizes, system call numbers, invocation labels
+//! and encoders. Fails with one line naming what is missing and what to do.
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo::rerun-if-env-changed=SEL4_PREFIX");
+    let prefix = match sel4_codegen::Prefix::from_env() {
+        Ok(p) => p,
+        Err(e) => fail(&e.to_string()),
+    };
+    for f in prefix.input_files() {
+        println!("cargo::rerun-if-changed={}", f.display());
+    }
+    let code = match sel4_codegen::generate(&prefix) {
+        Ok(c) => c,
+        Err(e) => fail(&e.to_string()),
+    };
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("generated.rs"), code).expect("write generated.rs");
+}
+
+fn fail(msg: &str) -> ! {
+    // One line, first thing in cargo's report of the failed build script.
+    eprintln!("error: {msg}");
+    std::process::exit(1);
+}
