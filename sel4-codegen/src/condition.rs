@@ -16,7 +16,8 @@ pub fn eval_condition(node: Node<'_, '_>, config: &KernelConfig) -> Result<bool,
         },
         "config" => {
             let var = node.attribute("var").ok_or("<config> without var")?;
-            let option = var.strip_prefix("CONFIG_").ok_or_else(|| format!("config var {var} lacks the CONFIG_ prefix"))?;
+            let option =
+                var.strip_prefix("CONFIG_").ok_or_else(|| format!("config var {var} lacks the CONFIG_ prefix"))?;
             Ok(config.flag(option))
         }
         "not" => match elems.as_slice() {

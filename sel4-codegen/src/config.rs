@@ -174,7 +174,8 @@ impl KernelConfig {
                 });
             }
         }
-        for option in ["ROOT_CNODE_SIZE_BITS", "RETYPE_FAN_OUT_LIMIT", "MAX_NUM_BOOTINFO_UNTYPED_CAPS", "MAX_NUM_NODES"] {
+        for option in ["ROOT_CNODE_SIZE_BITS", "RETYPE_FAN_OUT_LIMIT", "MAX_NUM_BOOTINFO_UNTYPED_CAPS", "MAX_NUM_NODES"]
+        {
             self.require_u64(option)?;
         }
         Ok(())
@@ -183,7 +184,8 @@ impl KernelConfig {
     /// Every option as a Rust constant in `pub mod config`: booleans as `bool`, numbers as
     /// `u64`, other strings as `&str`.
     pub fn to_rust(&self) -> String {
-        let mut out = String::from("/// The kernel and libsel4 configuration, from gen_config.json.\npub mod config {\n");
+        let mut out =
+            String::from("/// The kernel and libsel4 configuration, from gen_config.json.\npub mod config {\n");
         for (k, v) in &self.values {
             let ident: String =
                 k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
@@ -207,8 +209,14 @@ mod tests {
     use super::*;
 
     fn good() -> Vec<(String, Value)> {
-        let mut v: Vec<(String, Value)> = REQUIREMENTS.iter().map(|(o, need, _)| (o.to_string(), Value::Bool(*need))).collect();
-        for (k, n) in [("ROOT_CNODE_SIZE_BITS", "16"), ("RETYPE_FAN_OUT_LIMIT", "256"), ("MAX_NUM_BOOTINFO_UNTYPED_CAPS", "230"), ("MAX_NUM_NODES", "1")] {
+        let mut v: Vec<(String, Value)> =
+            REQUIREMENTS.iter().map(|(o, need, _)| (o.to_string(), Value::Bool(*need))).collect();
+        for (k, n) in [
+            ("ROOT_CNODE_SIZE_BITS", "16"),
+            ("RETYPE_FAN_OUT_LIMIT", "256"),
+            ("MAX_NUM_BOOTINFO_UNTYPED_CAPS", "230"),
+            ("MAX_NUM_NODES", "1"),
+        ] {
             v.push((k.into(), Value::Str(n.into())));
         }
         v

@@ -90,8 +90,23 @@ impl ObjectLayout {
     /// `pub mod object_type` and `pub mod object_bits`. Types this configuration lacks get
     /// `u64::MAX`, so code naming them compiles but the kernel (and the model) reject them.
     pub fn to_rust(&self) -> String {
-        let mut out = String::from("/// Kernel object type numbers (`seL4_ObjectType`) for this configuration.\npub mod object_type {\n");
-        for name in ["UNTYPED", "TCB", "ENDPOINT", "NOTIFICATION", "CAP_TABLE", "HUGE_PAGE", "VSPACE", "SMALL_PAGE", "LARGE_PAGE", "PAGE_TABLE", "VCPU", "COUNT"] {
+        let mut out = String::from(
+            "/// Kernel object type numbers (`seL4_ObjectType`) for this configuration.\npub mod object_type {\n",
+        );
+        for name in [
+            "UNTYPED",
+            "TCB",
+            "ENDPOINT",
+            "NOTIFICATION",
+            "CAP_TABLE",
+            "HUGE_PAGE",
+            "VSPACE",
+            "SMALL_PAGE",
+            "LARGE_PAGE",
+            "PAGE_TABLE",
+            "VCPU",
+            "COUNT",
+        ] {
             let v = self.type_number(name).unwrap_or(u64::MAX);
             writeln!(out, "    pub const {name}: u64 = {v};").unwrap();
         }

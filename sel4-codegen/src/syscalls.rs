@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
+use crate::Error;
 use crate::condition::eval_condition;
 use crate::config::KernelConfig;
 use crate::prefix::Prefix;
-use crate::Error;
 
 /// One system call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +32,8 @@ impl Syscalls {
     /// Reads `api/syscall.xml` of the prefix for `config`.
     pub fn load(prefix: &Prefix, config: &KernelConfig) -> Result<Self, Error> {
         let file = prefix.include("api/syscall.xml");
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::Xml { file: file.clone(), message: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| Error::Xml { file: file.clone(), message: e.to_string() })?;
         Self::parse(&text, config).map_err(|message| Error::Xml { file, message })
     }
 
@@ -44,15 +45,12 @@ impl Syscalls {
         let mut all = Vec::new();
         let mut n = -1i64;
         for section in [api_name, "debug"] {
-            let el = root
-                .children()
-                .find(|c| c.has_tag_name(section))
-                .ok_or_else(|| format!("no <{section}> element"))?;
+            let el =
+                root.children().find(|c| c.has_tag_name(section)).ok_or_else(|| format!("no <{section}> element"))?;
             for cfg in el.children().filter(|c| c.has_tag_name("config")) {
                 let enabled = match cfg.children().find(|c| c.has_tag_name("condition")) {
-                    Some(cond) => eval_condition(cond, config).map_err(|e| {
-                        format!("line {}: {e}", doc.text_pos_at(cond.range().start).row)
-                    })?,
+                    Some(cond) => eval_condition(cond, config)
+                        .map_err(|e| format!("line {}: {e}", doc.text_pos_at(cond.range().start).row))?,
                     None => true,
                 };
                 for s in cfg.children().filter(|c| c.has_tag_name("syscall")) {
@@ -74,7 +72,9 @@ impl Syscalls {
 
     /// `pub mod syscall` with one constant per enabled call, in SCREAMING_SNAKE_CASE.
     pub fn to_rust(&self) -> String {
-        let mut out = String::from("/// System call numbers (`seL4_Syscall_ID`) enabled in this configuration.\npub mod syscall {\n");
+        let mut out = String::from(
+            "/// System call numbers (`seL4_Syscall_ID`) enabled in this configuration.\npub mod syscall {\n",
+        );
         for s in self.all.iter().filter(|s| s.enabled) {
             writeln!(out, "    pub const {}: i64 = {};", screaming_snake(&s.name), s.number).unwrap();
         }

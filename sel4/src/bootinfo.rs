@@ -391,10 +391,7 @@ mod tests {
         w.write(&ut, &mut bytes);
         assert!(matches!(BootInfo::from_bytes(&bytes[..100]), Err(BootInfoError::TooShort { .. })));
         // Extra region shorter than extraLen claims.
-        assert!(matches!(
-            BootInfo::from_bytes(&bytes[..bytes.len() - 1]),
-            Err(BootInfoError::TooShort { .. })
-        ));
+        assert!(matches!(BootInfo::from_bytes(&bytes[..bytes.len() - 1]), Err(BootInfoError::TooShort { .. })));
         // A chunk whose length overruns the region.
         let mut bad = bytes.clone();
         let len_off = BOOTINFO_FRAME_SIZE + 8;

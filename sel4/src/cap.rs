@@ -236,17 +236,13 @@ impl CapRights {
     /// All rights.
     pub const ALL: CapRights = CapRights { write: true, read: true, grant: true, grant_reply: true };
     /// Read and write.
-    pub const READ_WRITE: CapRights =
-        CapRights { write: true, read: true, grant: false, grant_reply: false };
+    pub const READ_WRITE: CapRights = CapRights { write: true, read: true, grant: false, grant_reply: false };
     /// Read only.
-    pub const READ_ONLY: CapRights =
-        CapRights { write: false, read: true, grant: false, grant_reply: false };
+    pub const READ_ONLY: CapRights = CapRights { write: false, read: true, grant: false, grant_reply: false };
     /// Write only (a badged send-only endpoint).
-    pub const WRITE_ONLY: CapRights =
-        CapRights { write: true, read: false, grant: false, grant_reply: false };
+    pub const WRITE_ONLY: CapRights = CapRights { write: true, read: false, grant: false, grant_reply: false };
     /// No rights.
-    pub const NONE: CapRights =
-        CapRights { write: false, read: false, grant: false, grant_reply: false };
+    pub const NONE: CapRights = CapRights { write: false, read: false, grant: false, grant_reply: false };
 
     /// The word the kernel expects: bit 0 write, 1 read, 2 grant, 3 grant-reply.
     pub const fn to_word(self) -> u64 {

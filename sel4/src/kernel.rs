@@ -329,7 +329,8 @@ pub trait Kernel {
         ipc_buffer_frame: Cap<cap_type::Granule>,
     ) -> Result<()>;
     /// `seL4_TCB_SetPriority`, with the authority of `authority`'s MCP.
-    fn tcb_set_priority(&mut self, tcb: Cap<cap_type::Tcb>, authority: Cap<cap_type::Tcb>, priority: u64) -> Result<()>;
+    fn tcb_set_priority(&mut self, tcb: Cap<cap_type::Tcb>, authority: Cap<cap_type::Tcb>, priority: u64)
+    -> Result<()>;
     /// `seL4_TCB_WriteRegisters` of the whole register file; `resume` starts the thread.
     fn tcb_write_registers(&mut self, tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> Result<()>;
     /// `seL4_TCB_ReadRegisters` of the whole register file.
@@ -343,7 +344,14 @@ pub trait Kernel {
     /// `seL4_ARM_VCPU_SetTCB`: bind a VCPU to the thread that runs it.
     fn vcpu_set_tcb(&mut self, vcpu: Cap<cap_type::VCpu>, tcb: Cap<cap_type::Tcb>) -> Result<()>;
     /// `seL4_ARM_VCPU_InjectIRQ` into list register `index`.
-    fn vcpu_inject_irq(&mut self, vcpu: Cap<cap_type::VCpu>, virq: u16, priority: u8, group: u8, index: u8) -> Result<()>;
+    fn vcpu_inject_irq(
+        &mut self,
+        vcpu: Cap<cap_type::VCpu>,
+        virq: u16,
+        priority: u8,
+        group: u8,
+        index: u8,
+    ) -> Result<()>;
     /// `seL4_ARM_VCPU_ReadRegs`.
     fn vcpu_read_reg(&mut self, vcpu: Cap<cap_type::VCpu>, reg: VCpuReg) -> Result<u64>;
     /// `seL4_ARM_VCPU_WriteRegs`.
@@ -405,7 +413,10 @@ mod tests {
         let w = c.to_words();
         assert_eq!(&w[..3], &[1, 2, 3]);
         // pc, sp, spsr, x0..x8, x16, x17, x18, x29, x30, x9..x15, x19..x28, tpidr, tpidrro
-        let xs: [usize; 31] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 18, 29, 30, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28];
+        let xs: [usize; 31] = [
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 18, 29, 30, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26,
+            27, 28,
+        ];
         for (i, n) in xs.iter().enumerate() {
             assert_eq!(w[3 + i], 100 + *n as u64, "word {}", 3 + i);
         }
