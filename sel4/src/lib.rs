@@ -30,6 +30,7 @@ pub mod error;
 pub mod kernel;
 pub mod message_info;
 pub mod object;
+pub mod sys;
 
 pub use addr::{PhysAddr, VirtAddr};
 pub use bootinfo::{BootInfo, UntypedDesc, init_cap};
