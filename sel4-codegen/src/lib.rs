@@ -70,5 +70,6 @@ pub fn generate(prefix: &Prefix) -> Result<String, Error> {
     let syscalls = syscalls::Syscalls::load(prefix, &config)?;
     out.push_str(&syscalls.to_rust());
     out.push_str(&interface::syscall_gate_macro(&syscalls));
+    out.push_str(&interface::Interface::load(prefix, &config)?.to_rust());
     Ok(out)
 }

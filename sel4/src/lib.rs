@@ -27,6 +27,7 @@ pub mod addr;
 pub mod bootinfo;
 pub mod cap;
 pub mod error;
+pub mod invocation;
 pub mod kernel;
 pub mod message_info;
 pub mod object;

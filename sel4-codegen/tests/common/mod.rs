@@ -1,0 +1,17 @@
+//! Locating the kernel data the tests read: never copied into the repository.
+
+use std::path::PathBuf;
+
+/// The seL4 16.0.0 interface data shipped beside the workspace (`../shared/sel4/16.0.0`),
+/// which has `extra/invocations_all.json` as the kernel build generated it.
+pub fn shared_16() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/sel4/16.0.0")
+}
+
+/// The prefix named by `SEL4_PREFIX`, else the shared 16.0.0 data.
+pub fn prefix_root() -> PathBuf {
+    match std::env::var_os("SEL4_PREFIX") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => shared_16(),
+    }
+}
