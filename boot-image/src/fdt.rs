@@ -1,0 +1,266 @@
+//! Just enough of a flattened device tree reader for the loader and the image tool: the
+//! header (size checks), the first memory node, and the `reg` of the first node with a given
+//! `compatible` string (the console UART).
+//!
+//! Owns: bounds-checked walking of the structure block. Never touches: the tree's contents
+//! beyond reading (the kernel gets the bytes unchanged).
+
+use core::fmt;
+
+/// `FDT_MAGIC`, big-endian at offset 0.
+pub const MAGIC: u32 = 0xd00d_feed;
+/// Bytes of the header the loader must read before it knows the total size.
+pub const HEADER_BYTES: usize = 40;
+
+const BEGIN_NODE: u32 = 1;
+const END_NODE: u32 = 2;
+const PROP: u32 = 3;
+const NOP: u32 = 4;
+const END: u32 = 9;
+const MAX_DEPTH: usize = 16;
+
+/// What is wrong with a device tree blob.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FdtError {
+    /// The magic number is wrong (not a DTB).
+    BadMagic {
+        /// The big-endian word found.
+        found: u32,
+    },
+    /// Fewer bytes than the header's `totalsize` (or than a header).
+    Truncated {
+        /// Bytes the blob needs.
+        need: usize,
+        /// Bytes there are.
+        have: usize,
+    },
+    /// The structure or strings block is malformed at this byte offset.
+    BadStructure {
+        /// Offset into the blob.
+        offset: usize,
+    },
+}
+
+impl fmt::Display for FdtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FdtError::BadMagic { found } => write!(f, "device tree: magic {found:#010x}, need {MAGIC:#010x}"),
+            FdtError::Truncated { need, have } => write!(f, "device tree: {have} bytes, header says {need}"),
+            FdtError::BadStructure { offset } => write!(f, "device tree: malformed structure at byte {offset}"),
+        }
+    }
+}
+
+fn be32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// The `totalsize` field of a header, after checking the magic.
+pub fn total_size(header: &[u8]) -> Result<usize, FdtError> {
+    if header.len() < HEADER_BYTES {
+        return Err(FdtError::Truncated { need: HEADER_BYTES, have: header.len() });
+    }
+    let magic = be32(header, 0).unwrap_or(0);
+    if magic != MAGIC {
+        return Err(FdtError::BadMagic { found: magic });
+    }
+    Ok(be32(header, 4).unwrap_or(0) as usize)
+}
+
+/// A checked device tree blob.
+#[derive(Clone, Copy)]
+pub struct Fdt<'a> {
+    bytes: &'a [u8],
+    structs: &'a [u8],
+    strings: &'a [u8],
+    struct_off: usize,
+}
+
+/// A `reg` entry: base and size.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Reg {
+    /// Base address.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl<'a> Fdt<'a> {
+    /// Checks the header; `bytes` may be longer than the blob.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FdtError> {
+        let total = total_size(bytes)?;
+        if total > bytes.len() || total < HEADER_BYTES {
+            return Err(FdtError::Truncated { need: total.max(HEADER_BYTES), have: bytes.len() });
+        }
+        let bytes = &bytes[..total];
+        let field = |off| be32(bytes, off).unwrap_or(0) as usize;
+        let (so, ss) = (field(8), field(36));
+        let (to, ts) = (field(12), field(32));
+        let structs = so.checked_add(ss).and_then(|e| bytes.get(so..e)).ok_or(FdtError::BadStructure { offset: 8 })?;
+        let strings = to.checked_add(ts).and_then(|e| bytes.get(to..e)).ok_or(FdtError::BadStructure { offset: 12 })?;
+        Ok(Fdt { bytes, structs, strings, struct_off: so })
+    }
+
+    /// The blob (exactly `totalsize` bytes).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Visits every property as `(depth, node name, property name, value)`; nodes are entered
+    /// depth-first in blob order. The callback returns `true` to stop.
+    fn walk(&self, mut f: impl FnMut(usize, &'a [u8], &'a [u8], &'a [u8]) -> bool) -> Result<(), FdtError> {
+        let s = self.structs;
+        let bad = |off: usize| FdtError::BadStructure { offset: self.struct_off + off };
+        let mut off = 0usize;
+        let mut depth = 0usize;
+        let mut names: [&[u8]; MAX_DEPTH] = [&[]; MAX_DEPTH];
+        loop {
+            let token = be32(s, off).ok_or(bad(off))?;
+            off += 4;
+            match token {
+                BEGIN_NODE => {
+                    let rest = s.get(off..).ok_or(bad(off))?;
+                    let len = rest.iter().position(|&c| c == 0).ok_or(bad(off))?;
+                    if depth >= MAX_DEPTH {
+                        return Err(bad(off));
+                    }
+                    names[depth] = &rest[..len];
+                    depth += 1;
+                    off = (off + len + 1).next_multiple_of(4);
+                }
+                END_NODE => {
+                    depth = depth.checked_sub(1).ok_or(bad(off))?;
+                }
+                PROP => {
+                    let len = be32(s, off).ok_or(bad(off))? as usize;
+                    let nameoff = be32(s, off + 4).ok_or(bad(off))? as usize;
+                    let value = off.checked_add(8 + len).and_then(|e| s.get(off + 8..e)).ok_or(bad(off))?;
+                    let pname = self.strings.get(nameoff..).ok_or(bad(off))?;
+                    let pname = &pname[..pname.iter().position(|&c| c == 0).ok_or(bad(off))?];
+                    if depth == 0 {
+                        return Err(bad(off));
+                    }
+                    if f(depth, names[depth - 1], pname, value) {
+                        return Ok(());
+                    }
+                    off = (off + 8 + len).next_multiple_of(4);
+                }
+                NOP => {}
+                END => return Ok(()),
+                _ => return Err(bad(off - 4)),
+            }
+        }
+    }
+
+    /// Finds the first node for which `select(node name, property name, value)` holds for
+    /// some property, and returns its first `reg` entry, decoded with the cell counts of its
+    /// parent (as in the tree; nodes are assumed to sit where `reg` is a CPU address).
+    fn first_reg(&self, select: impl Fn(&[u8], &[u8], &[u8]) -> bool) -> Result<Option<Reg>, FdtError> {
+        // Cells declared by the node at each depth, for its children (defaults 2 and 1).
+        let mut cells = [(2u32, 1u32); MAX_DEPTH + 1];
+        let mut found: Option<Reg> = None;
+        // The node currently matching and its pending reg, identified by depth and name.
+        let mut cur: (usize, &[u8], bool, Option<Reg>) = (0, &[], false, None);
+        self.walk(|depth, node, prop, value| {
+            if depth != cur.0 || !core::ptr::eq(node, cur.1) {
+                cur = (depth, node, false, None);
+                cells[depth] = (2, 1);
+            }
+            match prop {
+                b"#address-cells" => cells[depth].0 = be32(value, 0).unwrap_or(2),
+                b"#size-cells" => cells[depth].1 = be32(value, 0).unwrap_or(1),
+                b"reg" => {
+                    let (ac, sc) = cells[depth - 1];
+                    cur.3 = read_reg(value, ac, sc);
+                }
+                _ => {}
+            }
+            if select(node, prop, value) {
+                cur.2 = true;
+            }
+            if cur.2 && cur.3.is_some() {
+                found = cur.3;
+                return true;
+            }
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// The first `reg` of the first node whose `compatible` list contains `compat`.
+    pub fn compatible_reg(&self, compat: &str) -> Result<Option<Reg>, FdtError> {
+        self.first_reg(|_, prop, value| prop == b"compatible" && value.split(|&c| c == 0).any(|s| s == compat.as_bytes()))
+    }
+
+    /// The first `reg` of the first memory node (`device_type = "memory"`).
+    pub fn first_memory(&self) -> Result<Option<Reg>, FdtError> {
+        self.first_reg(|_, prop, value| prop == b"device_type" && value.split(|&c| c == 0).next() == Some(b"memory"))
+    }
+}
+
+fn read_reg(value: &[u8], address_cells: u32, size_cells: u32) -> Option<Reg> {
+    let cell = |i: usize| be32(value, i * 4).map(u64::from);
+    let read = |start: usize, n: u32| -> Option<u64> {
+        match n {
+            0 => Some(0),
+            1 => cell(start),
+            2 => Some((cell(start)? << 32) | cell(start + 1)?),
+            _ => None,
+        }
+    };
+    let base = read(0, address_cells)?;
+    let size = read(address_cells as usize, size_cells)?;
+    Some(Reg { base, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn qemu_like() -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let chosen = w.begin_node("chosen").unwrap();
+        w.property_string("stdout-path", "/pl011@9000000").unwrap();
+        w.end_node(chosen).unwrap();
+        let m = w.begin_node("memory@40000000").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x8000_0000]).unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.end_node(m).unwrap();
+        let u = w.begin_node("pl011@9000000").unwrap();
+        w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
+        w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
+        w.end_node(u).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn finds_memory_and_uart() {
+        let blob = qemu_like();
+        let fdt = Fdt::from_bytes(&blob).unwrap();
+        assert_eq!(fdt.first_memory().unwrap(), Some(Reg { base: 0x4000_0000, size: 0x8000_0000 }));
+        assert_eq!(fdt.compatible_reg("arm,pl011").unwrap(), Some(Reg { base: 0x900_0000, size: 0x1000 }));
+        assert_eq!(fdt.compatible_reg("arm,primecell").unwrap(), Some(Reg { base: 0x900_0000, size: 0x1000 }));
+        assert_eq!(fdt.compatible_reg("ns16550a").unwrap(), None);
+        assert_eq!(total_size(&blob).unwrap(), blob.len());
+    }
+
+    #[test]
+    fn bad_blobs_are_refused() {
+        let blob = qemu_like();
+        assert_eq!(Fdt::from_bytes(&blob[..blob.len() - 1]).err(), Some(FdtError::Truncated { need: blob.len(), have: blob.len() - 1 }));
+        let mut bad = blob.clone();
+        bad[0] = 0;
+        assert!(matches!(Fdt::from_bytes(&bad), Err(FdtError::BadMagic { .. })));
+        // An unknown token in the structure block.
+        let mut bad = blob.clone();
+        let so = u32::from_be_bytes(bad[8..12].try_into().unwrap()) as usize;
+        bad[so..so + 4].copy_from_slice(&7u32.to_be_bytes());
+        let fdt = Fdt::from_bytes(&bad).unwrap();
+        assert_eq!(fdt.first_memory(), Err(FdtError::BadStructure { offset: so }));
+    }
+}

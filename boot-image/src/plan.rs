@@ -1,0 +1,371 @@
+//! The placement plan: where every byte of the kernel, the root task and the device tree
+//! goes in physical memory, checked before anything is written.
+//!
+//! Rules (seL4's boot protocol on AArch64, as `init_kernel` reads it):
+//! - kernel segments go to their `p_paddr`; the kernel runs at `p_vaddr`, and every segment
+//!   must share one `vaddr - paddr` offset (the kernel window);
+//! - the root task's page-rounded virtual footprint goes to the top of the last RAM range;
+//!   the kernel gets its physical bounds, `pv_offset = paddr - vaddr` and the virtual entry;
+//! - the DTB slot sits directly below the root task (the kernel wants its reserved regions
+//!   ascending: kernel image, DTB, user image);
+//! - nothing overlaps anything else, the loader and the DTB the loader finds included, and
+//!   everything the kernel is told about lies in RAM.
+//!
+//! Owns: the checks and the resulting [`Plan`]. Never touches: files or memory.
+
+use alloc::vec::Vec;
+
+use crate::elf::Elf;
+use crate::payload::{self, BootInfo, MAX_RAM};
+use crate::{Error, Image, Part, PhysRange, Region};
+
+/// Page size of the placement.
+pub const PAGE: u64 = 4096;
+
+/// What the plan is made from.
+#[derive(Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The kernel ELF.
+    pub kernel: &'a [u8],
+    /// The root task ELF.
+    pub root_task: &'a [u8],
+    /// The kernel's RAM (platform `memory` regions), ascending.
+    pub ram: &'a [PhysRange],
+    /// The loader image, from its first byte to the start of the payload.
+    pub loader: PhysRange,
+    /// Bytes reserved for the device tree below the root task.
+    pub dtb_max_bytes: u64,
+    /// A device tree packed into the payload, if any.
+    pub embedded_dtb: Option<&'a [u8]>,
+    /// Where the loader looks for a DTB left by the firmware (QEMU places it at the base of
+    /// RAM for ELF images), and how many bytes it may occupy there.
+    pub dtb_probe: Option<PhysRange>,
+    /// The console UART used before a DTB is read.
+    pub uart: u64,
+    /// `TCR_EL2` for the kernel's configuration.
+    pub tcr_el2: u64,
+}
+
+/// A checked plan, ready to be encoded as a payload.
+#[derive(Clone, Debug)]
+pub struct Plan<'a> {
+    /// Every placed region (segments, DTB slot, loader including its payload).
+    pub regions: Vec<Region>,
+    /// `(destination, bytes, memory size)` for each loadable segment.
+    pub copies: Vec<(u64, &'a [u8], u64)>,
+    /// What the loader hands the kernel.
+    pub boot: BootInfo,
+    /// The packed device tree, if any.
+    pub embedded_dtb: Option<&'a [u8]>,
+}
+
+const fn page_down(x: u64) -> u64 {
+    x & !(PAGE - 1)
+}
+
+fn page_up(x: u64) -> Option<u64> {
+    x.checked_add(PAGE - 1).map(page_down)
+}
+
+fn in_ram(ram: &[PhysRange], r: PhysRange) -> bool {
+    ram.iter().any(|m| m.start <= r.start && r.end <= m.end)
+}
+
+impl<'a> Plan<'a> {
+    /// Places everything and checks the result.
+    pub fn new(input: &PlanInput<'a>) -> Result<Self, Error> {
+        let kernel = Elf::parse(input.kernel).map_err(|err| Error::Elf { image: Image::Kernel, err })?;
+        let root = Elf::parse(input.root_task).map_err(|err| Error::Elf { image: Image::RootTask, err })?;
+        let ram = input.ram;
+        let last = *ram.last().ok_or(Error::NoRam)?;
+        if ram.len() > MAX_RAM {
+            return Err(Error::TooManyRamRanges { count: ram.len(), max: MAX_RAM });
+        }
+        let mut regions = Vec::new();
+        let mut copies = Vec::new();
+
+        // Kernel: physical addresses as linked, one window offset.
+        let mut kernel_offset = None;
+        for s in kernel.load_segments() {
+            let off = s.vaddr.wrapping_sub(s.paddr);
+            if *kernel_offset.get_or_insert(off) != off {
+                return Err(Error::KernelOffsetMismatch { index: s.index });
+            }
+            let range = PhysRange { start: s.paddr, end: s.paddr + s.memsz };
+            let region = Region { part: Part::KernelSegment(s.index), range };
+            if !in_ram(ram, range) {
+                return Err(Error::OutsideRam { region });
+            }
+            regions.push(region);
+            copies.push((s.paddr, kernel.segment_data(&s), s.memsz));
+        }
+        let kernel_offset = kernel_offset.unwrap_or(0);
+        let (kv_lo, kv_hi) = kernel.vaddr_bounds();
+        if !(kv_lo..kv_hi).contains(&kernel.entry()) {
+            return Err(Error::EntryOutside { image: Image::Kernel, entry: kernel.entry() });
+        }
+
+        // Root task: its page-rounded footprint at the top of the last RAM range.
+        let (v_lo, v_hi) = root.vaddr_bounds();
+        if !(v_lo..v_hi).contains(&root.entry()) {
+            return Err(Error::EntryOutside { image: Image::RootTask, entry: root.entry() });
+        }
+        let v_lo = page_down(v_lo);
+        let v_hi = page_up(v_hi).ok_or(Error::EntryOutside { image: Image::RootTask, entry: v_hi })?;
+        let footprint = v_hi - v_lo;
+        let ui_end = page_down(last.end);
+        let ui_start = ui_end.checked_sub(footprint).filter(|&s| s >= last.start).ok_or(Error::OutsideRam {
+            region: Region {
+                part: Part::RootTaskImage,
+                range: PhysRange { start: ui_end.wrapping_sub(footprint), end: ui_end },
+            },
+        })?;
+        let pv_offset = ui_start.wrapping_sub(v_lo);
+        regions.push(Region { part: Part::RootTaskImage, range: PhysRange { start: ui_start, end: ui_end } });
+        let mut root_segments = Vec::new();
+        for s in root.load_segments() {
+            let dest = s.vaddr.wrapping_add(pv_offset);
+            root_segments.push(Region { part: Part::RootTaskSegment(s.index), range: PhysRange { start: dest, end: dest + s.memsz } });
+            copies.push((dest, root.segment_data(&s), s.memsz));
+        }
+        // Segments inside the image must not overwrite each other either.
+        check_disjoint(&root_segments)?;
+
+        // DTB slot below the root task.
+        let slot_bytes = page_up(input.dtb_max_bytes).unwrap_or(u64::MAX);
+        let slot = PhysRange { start: ui_start.saturating_sub(slot_bytes), end: ui_start };
+        let slot_region = Region { part: Part::DtbSlot, range: slot };
+        if ui_start < slot_bytes || !in_ram(ram, slot) {
+            return Err(Error::OutsideRam { region: slot_region });
+        }
+        if let Some(d) = input.embedded_dtb {
+            if d.len() as u64 > input.dtb_max_bytes {
+                return Err(Error::DtbTooLarge { size: d.len() as u64, max: input.dtb_max_bytes });
+            }
+            crate::fdt::Fdt::from_bytes(d).map_err(Error::Dtb)?;
+        }
+        regions.push(slot_region);
+
+        let mut plan = Plan {
+            regions,
+            copies,
+            boot: BootInfo {
+                kernel_entry: kernel.entry(),
+                kernel_offset,
+                ui_p_start: ui_start,
+                ui_p_end: ui_end,
+                pv_offset,
+                v_entry: root.entry(),
+                dtb_slot_start: slot.start,
+                dtb_slot_end: slot.end,
+                dtb_probe: input.dtb_probe.map_or(0, |r| r.start),
+                uart: input.uart,
+                tcr_el2: input.tcr_el2,
+                ram: [(0, 0); MAX_RAM],
+                ram_count: ram.len(),
+            },
+            embedded_dtb: input.embedded_dtb,
+        };
+        for (i, r) in ram.iter().enumerate() {
+            plan.boot.ram[i] = (r.start, r.end);
+        }
+
+        // The loader with its payload, and where the firmware left the DTB.
+        let payload_len = plan.encode().len() as u64;
+        let loader = PhysRange { start: input.loader.start, end: input.loader.end.saturating_add(payload_len) };
+        plan.regions.push(Region { part: Part::Loader, range: loader });
+        if let Some(p) = input.dtb_probe {
+            plan.regions.push(Region { part: Part::DtbSource, range: p });
+        }
+        check_disjoint(&plan.regions)?;
+        Ok(plan)
+    }
+
+    /// The payload bytes for this plan.
+    pub fn encode(&self) -> Vec<u8> {
+        payload::encode(&self.boot, &self.copies, self.embedded_dtb)
+    }
+}
+
+fn check_disjoint(regions: &[Region]) -> Result<(), Error> {
+    for (i, a) in regions.iter().enumerate() {
+        for b in &regions[i + 1..] {
+            if a.range.start < b.range.end && b.range.start < a.range.end {
+                return Err(Error::Overlap { a: *a, b: *b });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::write::{OutSegment, executable};
+    use crate::elf::{EM_AARCH64, ElfError};
+
+    const RAM: [PhysRange; 1] = [PhysRange { start: 0x6000_0000, end: 0xc000_0000 }];
+    const KOFF: u64 = 0x80_0000_0000;
+
+    fn kernel(paddr: u64, memsz: u64) -> Vec<u8> {
+        let code = [0u8; 64];
+        executable(
+            EM_AARCH64,
+            paddr + KOFF,
+            &[OutSegment { vaddr: paddr + KOFF, paddr, data: &code, memsz, flags: 7 }],
+        )
+    }
+
+    fn root_task(segs: &[(u64, u64)]) -> Vec<u8> {
+        let code = [0u8; 32];
+        let segs: Vec<_> =
+            segs.iter().map(|&(vaddr, memsz)| OutSegment { vaddr, paddr: vaddr, data: &code, memsz, flags: 5 }).collect();
+        executable(EM_AARCH64, segs[0].vaddr, &segs)
+    }
+
+    fn input<'a>(k: &'a [u8], r: &'a [u8]) -> PlanInput<'a> {
+        PlanInput {
+            kernel: k,
+            root_task: r,
+            ram: &RAM,
+            loader: PhysRange { start: 0x4800_0000, end: 0x4802_0000 },
+            dtb_max_bytes: 1 << 20,
+            embedded_dtb: None,
+            dtb_probe: Some(PhysRange { start: 0x4000_0000, end: 0x4010_0000 }),
+            uart: 0x900_0000,
+            tcr_el2: crate::pagetable::tcr_el2(false),
+        }
+    }
+
+    #[test]
+    fn sel4_layout() {
+        let k = kernel(0x6000_0000, 0x23_f000);
+        let r = root_task(&[(0x40_0000, 0x2_0000), (0x42_0000, 0x1_6000)]);
+        let plan = Plan::new(&input(&k, &r)).unwrap();
+        let b = plan.boot;
+        assert_eq!(b.kernel_entry, 0x80_6000_0000);
+        assert_eq!(b.kernel_offset, KOFF);
+        assert_eq!((b.ui_p_start, b.ui_p_end), (0xbffc_a000, 0xc000_0000));
+        assert_eq!(b.pv_offset, 0xbffc_a000 - 0x40_0000);
+        assert_eq!(b.v_entry, 0x40_0000);
+        assert_eq!((b.dtb_slot_start, b.dtb_slot_end), (0xbfeca000, 0xbffc_a000));
+        assert_eq!(plan.copies[0].0, 0x6000_0000);
+        assert_eq!(plan.copies[2].0, 0xbffc_a000 + 0x2_0000);
+        let p = payload::Payload::parse(&plan.encode()).map(|p| p.info).unwrap();
+        assert_eq!(p, b);
+    }
+
+    #[test]
+    fn overlapping_root_task_segments_are_refused() {
+        let k = kernel(0x6000_0000, 0x23_f000);
+        // Both root task segments map the page at 0x401000.
+        let r = root_task(&[(0x40_0000, 0x2000), (0x40_1000, 0x1000)]);
+        let err = Plan::new(&input(&k, &r)).unwrap_err();
+        match err {
+            Error::Overlap { a, b } => {
+                assert_eq!((a.part, b.part), (Part::RootTaskSegment(0), Part::RootTaskSegment(1)));
+            }
+            e => panic!("{e:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("root-task ELF segment 0 [") && msg.contains("overlaps root-task ELF segment 1 ["), "{msg}");
+    }
+
+    #[test]
+    fn overlapping_kernel_segments_are_refused() {
+        let code = [0u8; 16];
+        let k = executable(
+            EM_AARCH64,
+            0x80_6000_0000,
+            &[
+                OutSegment { vaddr: 0x80_6000_0000, paddr: 0x6000_0000, data: &code, memsz: 0x2000, flags: 5 },
+                OutSegment { vaddr: 0x80_6000_1000, paddr: 0x6000_1000, data: &code, memsz: 0x1000, flags: 6 },
+            ],
+        );
+        let r = root_task(&[(0x40_0000, 0x1000)]);
+        let err = Plan::new(&input(&k, &r)).unwrap_err();
+        assert!(
+            matches!(err, Error::Overlap { a: Region { part: Part::KernelSegment(0), .. }, b: Region { part: Part::KernelSegment(1), .. } }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn kernel_outside_ram_is_refused() {
+        let k = kernel(0x5000_0000, 0x1000);
+        let r = root_task(&[(0x40_0000, 0x1000)]);
+        let err = Plan::new(&input(&k, &r)).unwrap_err();
+        assert_eq!(
+            err,
+            Error::OutsideRam {
+                region: Region {
+                    part: Part::KernelSegment(0),
+                    range: PhysRange { start: 0x5000_0000, end: 0x5000_1000 }
+                }
+            }
+        );
+        assert!(err.to_string().contains("kernel ELF segment 0 [0x50000000..0x50001000)"), "{err}");
+        assert!(err.to_string().contains("outside RAM"), "{err}");
+    }
+
+    #[test]
+    fn root_task_larger_than_ram_is_refused() {
+        let k = kernel(0x6000_0000, 0x1000);
+        let r = root_task(&[(0x40_0000, 0x7000_0000)]);
+        let err = Plan::new(&input(&k, &r)).unwrap_err();
+        assert!(matches!(err, Error::OutsideRam { region: Region { part: Part::RootTaskImage, .. } }), "{err:?}");
+    }
+
+    #[test]
+    fn kernel_overlapping_the_root_task_or_loader_is_refused() {
+        let r = root_task(&[(0x40_0000, 0x1000)]);
+        let k = kernel(0xbfff_0000, 0x1_0000);
+        let err = Plan::new(&input(&k, &r)).unwrap_err();
+        assert!(matches!(err, Error::Overlap { .. }), "{err:?}");
+        assert!(err.to_string().contains("overlaps"), "{err}");
+        let k = kernel(0x6000_0000, 0x1000);
+        let mut i = input(&k, &r);
+        i.loader = PhysRange { start: 0x5fff_0000, end: 0x6000_8000 };
+        let err = Plan::new(&i).unwrap_err();
+        match err {
+            Error::Overlap { a, b } => {
+                assert_eq!(a.part, Part::KernelSegment(0));
+                assert_eq!(b.part, Part::Loader);
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn dtb_too_large_is_refused() {
+        let k = kernel(0x6000_0000, 0x1000);
+        let r = root_task(&[(0x40_0000, 0x1000)]);
+        let big = alloc::vec![0u8; 5000];
+        let mut i = input(&k, &r);
+        i.dtb_max_bytes = 4096;
+        i.embedded_dtb = Some(&big);
+        let err = Plan::new(&i).unwrap_err();
+        assert_eq!(err, Error::DtbTooLarge { size: 5000, max: 4096 });
+        assert_eq!(err.to_string(), "device tree: 5000 bytes, the DTB slot holds 4096 (raise --dtb-max)");
+    }
+
+    #[test]
+    fn non_aarch64_elf_is_refused() {
+        let code = [0u8; 16];
+        let x86 = executable(62, 0x1000, &[OutSegment { vaddr: 0x1000, paddr: 0x1000, data: &code, memsz: 16, flags: 5 }]);
+        let k = kernel(0x6000_0000, 0x1000);
+        let err = Plan::new(&input(&k, &x86)).unwrap_err();
+        assert_eq!(err, Error::Elf { image: Image::RootTask, err: ElfError::WrongMachine { machine: 62 } });
+        assert_eq!(err.to_string(), "root-task ELF: e_machine=62, need 183 (AArch64)");
+        let err = Plan::new(&input(&x86, &k)).unwrap_err();
+        assert!(err.to_string().starts_with("kernel ELF: e_machine=62"), "{err}");
+    }
+
+    #[test]
+    fn entry_outside_image_is_refused() {
+        let code = [0u8; 16];
+        let r = executable(EM_AARCH64, 0x9000, &[OutSegment { vaddr: 0x1000, paddr: 0x1000, data: &code, memsz: 16, flags: 5 }]);
+        let k = kernel(0x6000_0000, 0x1000);
+        assert_eq!(Plan::new(&input(&k, &r)).unwrap_err(), Error::EntryOutside { image: Image::RootTask, entry: 0x9000 });
+    }
+}
