@@ -68,6 +68,236 @@ impl Invocation {
     }
 }
 
+/// An invocation and the capability it is made on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Request {
+    /// The invoked (service) capability.
+    pub service: CPtr,
+    /// The message.
+    pub inv: Invocation,
+}
+
+/// The request behind each [`crate::Kernel`] method, exactly as libsel4's callers build it:
+/// which capability is invoked, which slots are addressed through which CNode. Pure, so
+/// the mapping is tested on the host; `RealKernel` only sends these.
+pub mod request {
+    use super::{Request, encode};
+    use crate::addr::VirtAddr;
+    use crate::bootinfo::init_cap;
+    use crate::cap::{CPtr, Cap, CapRights, Slot, VmAttributes, cap_type};
+    use crate::kernel::{CNodeSlot, UserContext, VCpuReg};
+    use crate::object::ObjectBlueprint;
+
+    /// Depth that resolves a whole CPtr in the root task's single-level CSpace.
+    const ROOT_DEPTH: u8 = 64;
+
+    fn req<T: crate::cap::CapType>(service: Cap<T>, inv: super::Invocation) -> Request {
+        Request { service: service.cptr(), inv }
+    }
+
+    /// `Untyped_Retype` into root CNode slots `dest..dest+count`: the root CNode is extra cap
+    /// 0 and, with `node_depth` 0, itself the destination CNode; `node_offset` is the slot.
+    pub fn untyped_retype(
+        untyped: Cap<cap_type::Untyped>,
+        blueprint: ObjectBlueprint,
+        dest: Slot,
+        count: u64,
+    ) -> Request {
+        let inv = encode::untyped_retype(
+            blueprint.object_type(),
+            blueprint.api_size_bits(),
+            init_cap::CNODE.cptr(),
+            0,
+            0,
+            dest.index(),
+            count,
+        );
+        req(untyped, inv)
+    }
+
+    /// `CNode_Copy`, invoked on the destination CNode; the source is a root CNode slot.
+    pub fn cnode_copy(dest: CNodeSlot, src: Slot, rights: CapRights) -> Request {
+        let inv = encode::cnode_copy(dest.index, dest.depth, init_cap::CNODE.cptr(), src.index(), ROOT_DEPTH, rights);
+        req(dest.cnode, inv)
+    }
+
+    /// `CNode_Mint`, as [`cnode_copy`] plus a badge.
+    pub fn cnode_mint(dest: CNodeSlot, src: Slot, rights: CapRights, badge: u64) -> Request {
+        let inv =
+            encode::cnode_mint(dest.index, dest.depth, init_cap::CNODE.cptr(), src.index(), ROOT_DEPTH, rights, badge);
+        req(dest.cnode, inv)
+    }
+
+    /// `CNode_Move`, invoked on the destination CNode.
+    pub fn cnode_move(dest: CNodeSlot, src: Slot) -> Request {
+        let inv = encode::cnode_move(dest.index, dest.depth, init_cap::CNODE.cptr(), src.index(), ROOT_DEPTH);
+        req(dest.cnode, inv)
+    }
+
+    /// `CNode_Delete`, invoked on the CNode the slot is addressed through.
+    pub fn cnode_delete(slot: CNodeSlot) -> Request {
+        req(slot.cnode, encode::cnode_delete(slot.index, slot.depth))
+    }
+
+    /// `CNode_Revoke`.
+    pub fn cnode_revoke(slot: CNodeSlot) -> Request {
+        req(slot.cnode, encode::cnode_revoke(slot.index, slot.depth))
+    }
+
+    /// `ARM_Page_Map`, invoked on the frame; the VSpace is the extra cap.
+    pub fn page_map(
+        frame: Cap<cap_type::Frame>,
+        vspace: Cap<cap_type::VSpace>,
+        vaddr: VirtAddr,
+        rights: CapRights,
+        attrs: VmAttributes,
+    ) -> Request {
+        req(frame, encode::arm_page_map(vspace.cptr(), vaddr.get(), rights, attrs))
+    }
+
+    /// `ARM_Page_Unmap`.
+    pub fn page_unmap(frame: Cap<cap_type::Frame>) -> Request {
+        req(frame, encode::arm_page_unmap())
+    }
+
+    /// `ARM_Page_GetAddress`.
+    pub fn page_get_address(frame: Cap<cap_type::Frame>) -> Request {
+        req(frame, encode::arm_page_get_address())
+    }
+
+    /// `ARM_PageTable_Map`.
+    pub fn page_table_map(
+        table: Cap<cap_type::PageTable>,
+        vspace: Cap<cap_type::VSpace>,
+        vaddr: VirtAddr,
+        attrs: VmAttributes,
+    ) -> Request {
+        req(table, encode::arm_page_table_map(vspace.cptr(), vaddr.get(), attrs))
+    }
+
+    /// `ARM_PageTable_Unmap`.
+    pub fn page_table_unmap(table: Cap<cap_type::PageTable>) -> Request {
+        req(table, encode::arm_page_table_unmap())
+    }
+
+    /// `ARM_ASIDControl_MakePool`: the untyped and the destination CNode are extra caps.
+    pub fn asid_control_make_pool(
+        control: Cap<cap_type::AsidControl>,
+        untyped: Cap<cap_type::Untyped>,
+        dest: CNodeSlot,
+    ) -> Request {
+        req(control, encode::arm_asid_control_make_pool(untyped.cptr(), dest.cnode.cptr(), dest.index, dest.depth))
+    }
+
+    /// `ARM_ASIDPool_Assign`.
+    pub fn asid_pool_assign(pool: Cap<cap_type::AsidPool>, vspace: Cap<cap_type::VSpace>) -> Request {
+        req(pool, encode::arm_asid_pool_assign(vspace.cptr()))
+    }
+
+    /// `TCB_Configure` (non-MCS): `fault_ep` travels as a word (the kernel resolves it at
+    /// fault time in the thread's own CSpace); `vspace_root_data` is unused on AArch64 (0).
+    pub fn tcb_configure(
+        tcb: Cap<cap_type::Tcb>,
+        fault_ep: CPtr,
+        cspace_root: Cap<cap_type::CNode>,
+        cspace_root_data: u64,
+        vspace_root: Cap<cap_type::VSpace>,
+        ipc_buffer_addr: VirtAddr,
+        ipc_buffer_frame: Cap<cap_type::Granule>,
+    ) -> Request {
+        let inv = encode::tcb_configure(
+            fault_ep.bits(),
+            cspace_root.cptr(),
+            cspace_root_data,
+            vspace_root.cptr(),
+            0,
+            ipc_buffer_addr.get(),
+            ipc_buffer_frame.cptr(),
+        );
+        req(tcb, inv)
+    }
+
+    /// `TCB_SetPriority`.
+    pub fn tcb_set_priority(tcb: Cap<cap_type::Tcb>, authority: Cap<cap_type::Tcb>, priority: u64) -> Request {
+        req(tcb, encode::tcb_set_priority(authority.cptr(), priority))
+    }
+
+    /// `TCB_WriteRegisters` of all [`UserContext::WORDS`] registers, no arch flags.
+    pub fn tcb_write_registers(tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> Request {
+        req(tcb, encode::tcb_write_registers(resume, 0, UserContext::WORDS as u64, &regs.to_words()))
+    }
+
+    /// `TCB_ReadRegisters` of all [`UserContext::WORDS`] registers, no arch flags.
+    pub fn tcb_read_registers(tcb: Cap<cap_type::Tcb>, suspend: bool) -> Request {
+        req(tcb, encode::tcb_read_registers(suspend, 0, UserContext::WORDS as u64))
+    }
+
+    /// `TCB_Resume`.
+    pub fn tcb_resume(tcb: Cap<cap_type::Tcb>) -> Request {
+        req(tcb, encode::tcb_resume())
+    }
+
+    /// `TCB_Suspend`.
+    pub fn tcb_suspend(tcb: Cap<cap_type::Tcb>) -> Request {
+        req(tcb, encode::tcb_suspend())
+    }
+
+    /// `TCB_BindNotification`.
+    pub fn tcb_bind_notification(tcb: Cap<cap_type::Tcb>, ntfn: Cap<cap_type::Notification>) -> Request {
+        req(tcb, encode::tcb_bind_notification(ntfn.cptr()))
+    }
+
+    /// `ARM_VCPU_SetTCB`.
+    pub fn vcpu_set_tcb(vcpu: Cap<cap_type::VCpu>, tcb: Cap<cap_type::Tcb>) -> Request {
+        req(vcpu, encode::arm_vcpu_set_tcb(tcb.cptr()))
+    }
+
+    /// `ARM_VCPU_InjectIRQ`.
+    pub fn vcpu_inject_irq(vcpu: Cap<cap_type::VCpu>, virq: u16, priority: u8, group: u8, index: u8) -> Request {
+        req(vcpu, encode::arm_vcpu_inject_irq(virq, priority, group, index))
+    }
+
+    /// `ARM_VCPU_ReadRegs`.
+    pub fn vcpu_read_reg(vcpu: Cap<cap_type::VCpu>, reg: VCpuReg) -> Request {
+        req(vcpu, encode::arm_vcpu_read_regs(reg as u64))
+    }
+
+    /// `ARM_VCPU_WriteRegs`.
+    pub fn vcpu_write_reg(vcpu: Cap<cap_type::VCpu>, reg: VCpuReg, value: u64) -> Request {
+        req(vcpu, encode::arm_vcpu_write_regs(reg as u64, value))
+    }
+
+    /// `ARM_VCPU_AckVPPI`.
+    pub fn vcpu_ack_vppi(vcpu: Cap<cap_type::VCpu>, irq: u64) -> Request {
+        req(vcpu, encode::arm_vcpu_ack_vppi(irq))
+    }
+
+    /// `IRQControl_GetTrigger` (ARM): trigger 1 is edge, 0 level.
+    pub fn irq_control_get(
+        control: Cap<cap_type::IrqControl>,
+        irq: u64,
+        edge_triggered: bool,
+        dest: CNodeSlot,
+    ) -> Request {
+        let inv =
+            encode::irq_control_get_trigger(irq, u64::from(edge_triggered), dest.cnode.cptr(), dest.index, dest.depth);
+        req(control, inv)
+    }
+
+    /// `IRQHandler_Ack`.
+    pub fn irq_handler_ack(handler: Cap<cap_type::IrqHandler>) -> Request {
+        req(handler, encode::irq_handler_ack())
+    }
+
+    /// `IRQHandler_SetNotification`.
+    pub fn irq_handler_set_notification(
+        handler: Cap<cap_type::IrqHandler>,
+        ntfn: Cap<cap_type::Notification>,
+    ) -> Request {
+        req(handler, encode::irq_handler_set_notification(ntfn.cptr()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Packing checks. Expected words are derived by hand from syscall_stub_gen.py's rules:
@@ -219,5 +449,54 @@ mod tests {
         }
         assert_eq!(InvocationLabel::from_u64(InvocationLabel::ALL.len() as u64 + 1), None);
         assert_eq!(InvocationLabel::ARMVCPUInjectIRQ.name(), "ARMVCPUInjectIRQ");
+    }
+
+    #[test]
+    fn kernel_requests_address_slots_as_libsel4_callers_do() {
+        use crate::addr::VirtAddr;
+        use crate::bootinfo::init_cap;
+        use crate::cap::{Cap, Slot, cap_type};
+        use crate::kernel::{CNodeSlot, VCpuReg};
+        use crate::object::ObjectBlueprint;
+
+        let root = init_cap::CNODE.cptr();
+        let ut: Cap<cap_type::Untyped> = Slot::new(200).cap();
+        let r = request::untyped_retype(ut, ObjectBlueprint::CNode { slot_bits: 8 }, Slot::new(1000), 4);
+        assert_eq!(r.service, cptr(200));
+        // Root CNode as extra cap 0 and, at depth 0, the destination CNode itself.
+        assert_eq!(r.inv.caps(), &[root]);
+        assert_eq!(r.inv.words(), &[object_type::CAP_TABLE, 8, 0, 0, 1000, 4]);
+
+        let dest = CNodeSlot::root(Slot::new(300));
+        let r = request::cnode_mint(dest, Slot::new(40), CapRights::WRITE_ONLY, 7);
+        assert_eq!(r.service, root, "CNode ops are invoked on the destination CNode");
+        assert_eq!(r.inv.caps(), &[root], "the source root travels as the extra cap");
+        assert_eq!(r.inv.words(), &[300, 64, 40, 64, 0b01, 7]);
+
+        let other: Cap<cap_type::CNode> = Slot::new(77).cap();
+        let r = request::cnode_delete(CNodeSlot { cnode: other, index: 5, depth: 12 });
+        assert_eq!((r.service, r.inv.words()), (cptr(77), &[5u64, 12][..]));
+
+        let r = request::irq_control_get(init_cap::IRQ_CONTROL.cap(), 79, true, CNodeSlot::root(Slot::new(9)));
+        assert_eq!(r.service, init_cap::IRQ_CONTROL.cptr());
+        assert_eq!(r.inv.words(), &[79, 1, 9, 64]);
+        assert_eq!(request::irq_control_get(init_cap::IRQ_CONTROL.cap(), 79, false, dest).inv.words()[1], 0);
+
+        let r = request::tcb_configure(
+            Slot::new(50).cap(),
+            cptr(60),
+            init_cap::CNODE.cap(),
+            0,
+            init_cap::VSPACE.cap(),
+            VirtAddr(0x7000),
+            Slot::new(51).cap(),
+        );
+        assert_eq!(r.service, cptr(50));
+        assert_eq!(r.inv.caps(), &[root, init_cap::VSPACE.cptr(), cptr(51)]);
+        assert_eq!(r.inv.words(), &[60, 0, 0, 0x7000]);
+
+        let r = request::vcpu_write_reg(Slot::new(70).cap(), VCpuReg::CntvCval, 0x1234);
+        assert_eq!(r.inv.label(), Some(InvocationLabel::ARMVCPUWriteReg));
+        assert_eq!(r.inv.words(), &[VCpuReg::CntvCval as u64, 0x1234]);
     }
 }

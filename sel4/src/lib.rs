@@ -31,6 +31,8 @@ pub mod invocation;
 pub mod kernel;
 pub mod message_info;
 pub mod object;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod real;
 pub mod sys;
 
 pub use addr::{PhysAddr, VirtAddr};
@@ -41,3 +43,5 @@ pub use generated::config;
 pub use kernel::{CNodeSlot, Kernel, Message, Op, Received, UserContext, VCpuReg};
 pub use message_info::MessageInfo;
 pub use object::{FrameSize, ObjectBlueprint};
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use real::RealKernel;
