@@ -499,4 +499,149 @@ mod tests {
         assert_eq!(r.inv.label(), Some(InvocationLabel::ARMVCPUWriteReg));
         assert_eq!(r.inv.words(), &[VCpuReg::CntvCval as u64, 0x1234]);
     }
+
+    /// Differential check against the kernel's own generated stubs: when the prefix these
+    /// bindings were generated from has libsel4's `interfaces/sel4_client.h` (an installed
+    /// kernel such as /opt/sel4-16) and a host C compiler exists, each case is run through
+    /// the real C stub with `seL4_CallWithMRs`/`seL4_SetMR`/`seL4_SetCap` replaced by
+    /// recorders, and the recorded tag, caps and words must equal our encoder's.
+    #[test]
+    fn encoders_match_the_installed_libsel4_stubs() {
+        extern crate std;
+        use std::format;
+        use std::path::PathBuf;
+        use std::process::Command;
+        use std::string::String;
+        use std::vec::Vec;
+
+        let Some(prefix) = option_env!("SEL4_PREFIX").map(PathBuf::from) else {
+            std::eprintln!("skipped: SEL4_PREFIX was not set at build time");
+            return;
+        };
+        let include = prefix.join("libsel4/include");
+        if !include.join("interfaces/sel4_client.h").is_file() {
+            std::eprintln!(
+                "skipped: {} has no libsel4 stubs (interfaces/sel4_client.h); build with SEL4_PREFIX at an installed kernel such as /opt/sel4-16",
+                prefix.display()
+            );
+            return;
+        }
+        if !Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success()) {
+            std::eprintln!("skipped: no host C compiler `cc`");
+            return;
+        }
+
+        const SVC: u64 = 0x5e5;
+        let mut regs = [0u64; 36];
+        for (i, r) in regs.iter_mut().enumerate() {
+            *r = 0x1000 + i as u64;
+        }
+        let rights = CapRights { write: true, read: true, grant: false, grant_reply: true };
+        let attrs = VmAttributes::from_bits(5);
+        let cases: Vec<(&str, Invocation)> = std::vec![
+            (
+                "seL4_Untyped_Retype(SVC, 4, 8, 2, 0x11, 0x22, 1000, 5)",
+                encode::untyped_retype(4, 8, cptr(2), 0x11, 0x22, 1000, 5)
+            ),
+            ("seL4_TCB_ReadRegisters(SVC, 1, 0xa5, 36, &ctx)", encode::tcb_read_registers(true, 0xa5, 36)),
+            ("seL4_TCB_WriteRegisters(SVC, 1, 0x5a, 36, &ctx)", encode::tcb_write_registers(true, 0x5a, 36, &regs)),
+            (
+                "seL4_TCB_Configure(SVC, 0x55, 2, 0x66, 3, 0x77, 0x7000, 10)",
+                encode::tcb_configure(0x55, cptr(2), 0x66, cptr(3), 0x77, 0x7000, cptr(10))
+            ),
+            ("seL4_TCB_SetPriority(SVC, 1, 200)", encode::tcb_set_priority(cptr(1), 200)),
+            ("seL4_TCB_Resume(SVC)", encode::tcb_resume()),
+            ("seL4_TCB_Suspend(SVC)", encode::tcb_suspend()),
+            ("seL4_TCB_BindNotification(SVC, 33)", encode::tcb_bind_notification(cptr(33))),
+            (
+                "seL4_CNode_Copy(SVC, 300, 64, 2, 40, 63, seL4_CapRights_new(1, 0, 1, 1))",
+                encode::cnode_copy(300, 64, cptr(2), 40, 63, rights)
+            ),
+            (
+                "seL4_CNode_Mint(SVC, 300, 64, 2, 40, 63, seL4_CapRights_new(1, 0, 1, 1), 0xbeef)",
+                encode::cnode_mint(300, 64, cptr(2), 40, 63, rights, 0xbeef)
+            ),
+            ("seL4_CNode_Move(SVC, 301, 12, 2, 41, 64)", encode::cnode_move(301, 12, cptr(2), 41, 64)),
+            ("seL4_CNode_Delete(SVC, 302, 64)", encode::cnode_delete(302, 64)),
+            ("seL4_CNode_Revoke(SVC, 303, 7)", encode::cnode_revoke(303, 7)),
+            (
+                "seL4_ARM_Page_Map(SVC, 3, 0x40000000, seL4_CapRights_new(1, 0, 1, 1), 5)",
+                encode::arm_page_map(cptr(3), 0x4000_0000, rights, attrs)
+            ),
+            ("seL4_ARM_Page_Unmap(SVC)", encode::arm_page_unmap()),
+            ("seL4_ARM_Page_GetAddress(SVC)", encode::arm_page_get_address()),
+            ("seL4_ARM_PageTable_Map(SVC, 3, 0x200000, 5)", encode::arm_page_table_map(cptr(3), 0x20_0000, attrs)),
+            ("seL4_ARM_PageTable_Unmap(SVC)", encode::arm_page_table_unmap()),
+            (
+                "seL4_ARM_ASIDControl_MakePool(SVC, 20, 2, 401, 64)",
+                encode::arm_asid_control_make_pool(cptr(20), cptr(2), 401, 64)
+            ),
+            ("seL4_ARM_ASIDPool_Assign(SVC, 3)", encode::arm_asid_pool_assign(cptr(3))),
+            ("seL4_ARM_VCPU_SetTCB(SVC, 50)", encode::arm_vcpu_set_tcb(cptr(50))),
+            ("seL4_ARM_VCPU_InjectIRQ(SVC, 0x1ab, 0xa0, 1, 3)", encode::arm_vcpu_inject_irq(0x1ab, 0xa0, 1, 3)),
+            ("seL4_ARM_VCPU_ReadRegs(SVC, 21)", encode::arm_vcpu_read_regs(21)),
+            ("seL4_ARM_VCPU_WriteRegs(SVC, 21, 0x1234)", encode::arm_vcpu_write_regs(21, 0x1234)),
+            ("seL4_ARM_VCPU_AckVPPI(SVC, 27)", encode::arm_vcpu_ack_vppi(27)),
+            (
+                "seL4_IRQControl_GetTrigger(SVC, 79, 1, 2, 9, 64)",
+                encode::irq_control_get_trigger(79, 1, cptr(2), 9, 64)
+            ),
+            ("seL4_IRQHandler_Ack(SVC)", encode::irq_handler_ack()),
+            ("seL4_IRQHandler_SetNotification(SVC, 33)", encode::irq_handler_set_notification(cptr(33))),
+        ];
+
+        let mut c = String::from(
+            "#include <stdio.h>\n#include <string.h>\n#include <sel4/config.h>\n#include <sel4/types.h>\n\
+             #include <sel4/invocation.h>\n\
+             static seL4_Word mrs[seL4_MsgMaxLength], caps[seL4_MsgMaxExtraCaps], tag, service;\n\
+             static inline void seL4_SetMR(int i, seL4_Word v) { mrs[i] = v; }\n\
+             static inline seL4_Word seL4_GetMR(int i) { return mrs[i]; }\n\
+             static inline void seL4_SetCap(int i, seL4_CPtr c) { caps[i] = c; }\n\
+             static inline seL4_MessageInfo_t seL4_CallWithMRs(seL4_CPtr s, seL4_MessageInfo_t t,\n\
+             \x20   seL4_Word *m0, seL4_Word *m1, seL4_Word *m2, seL4_Word *m3) {\n\
+             \x20 service = s; tag = t.words[0]; mrs[0] = *m0; mrs[1] = *m1; mrs[2] = *m2; mrs[3] = *m3;\n\
+             \x20 return seL4_MessageInfo_new(0, 0, 0, 0);\n}\n\
+             #include <interfaces/sel4_client.h>\n\
+             static void dump(void) {\n\
+             \x20 seL4_MessageInfo_t t = { { tag } };\n\
+             \x20 printf(\"%lx %lx\", service, tag);\n\
+             \x20 for (seL4_Word i = 0; i < seL4_MessageInfo_get_extraCaps(t); i++) printf(\" %lx\", caps[i]);\n\
+             \x20 printf(\" |\");\n\
+             \x20 for (seL4_Word i = 0; i < seL4_MessageInfo_get_length(t); i++) printf(\" %lx\", mrs[i]);\n\
+             \x20 printf(\"\\n\");\n\
+             \x20 memset(mrs, 0, sizeof mrs); memset(caps, 0, sizeof caps); tag = service = 0;\n}\n\
+             #define SVC 0x5e5\nint main(void) {\n  seL4_UserContext ctx;\n",
+        );
+        for (call, _) in &cases {
+            // ReadRegisters' stub writes the (recorded) reply into ctx: refill it every time.
+            c.push_str("  for (int i = 0; i < 36; i++) ((seL4_Word *)&ctx)[i] = 0x1000 + i;\n");
+            c.push_str(&format!("  {call}; dump();\n"));
+        }
+        c.push_str("  return 0;\n}\n");
+
+        let dir = std::env::temp_dir().join(format!("sel4-stub-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, exe) = (dir.join("stubs.c"), dir.join("stubs"));
+        std::fs::write(&src, &c).unwrap();
+        let out = Command::new("cc").arg("-I").arg(&include).arg("-o").arg(&exe).arg(&src).output().unwrap();
+        assert!(out.status.success(), "compiling the stubs failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&exe).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), cases.len());
+        let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+        for ((call, inv), line) in cases.iter().zip(&lines) {
+            let (head, words) = line.split_once(" |").unwrap();
+            let head: Vec<u64> = head.split_whitespace().map(hex).collect();
+            let words: Vec<u64> = words.split_whitespace().map(hex).collect();
+            let caps: Vec<CPtr> = head[2..].iter().map(|c| cptr(*c)).collect();
+            assert_eq!(head[0], SVC, "{call}");
+            assert_eq!(MessageInfo::from_word(head[1]), inv.info(), "{call}: tag");
+            assert_eq!(caps.as_slice(), inv.caps(), "{call}: caps");
+            assert_eq!(words.as_slice(), inv.words(), "{call}: words");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::eprintln!("{} encoders agree with libsel4's stubs in {}", cases.len(), include.display());
+    }
 }
