@@ -2,7 +2,7 @@
 //!
 //! These live in libsel4's C headers (`objecttype.h`, `constants.h`), not in the interface
 //! XML, and depend on configuration options. The rules below follow seL4 16.0.0's headers
-//! option by option; `tests/object_layout.rs` checks them against the installed headers of a
+//! option by option; `tests/installed_headers.rs` checks them against the installed headers of a
 //! real kernel prefix with the cross C compiler.
 
 use std::fmt::Write as _;

@@ -1,7 +1,7 @@
 //! Raw seL4 system calls for AArch64 (non-MCS) and the IPC buffer.
 //!
 //! Owns the `svc` instruction and the calling thread's IPC buffer registration; never decides
-//! what to send (that is [`crate::invocation`] and [`crate::RealKernel`]).
+//! what to send (that is [`crate::invocation`] and `RealKernel`).
 //!
 //! The system calls exist only on `aarch64-unknown-none`, and each only when the kernel
 //! configuration at `$SEL4_PREFIX` has it: the numbers come from the generated
@@ -15,17 +15,17 @@
 //! writes on receive. Every call that can make the kernel touch it takes `&mut IpcBuffer`,
 //! so Rust's aliasing rules cover the kernel's accesses too. The caller must pass the buffer
 //! registered for the calling thread (`TCB_Configure`'s `buffer`, or bootinfo's for the root
-//! task); an [`IpcBuffer`] reference is only obtained through [`IpcBuffer`]'s owner, normally
-//! [`crate::RealKernel`], which takes it once as `&'static mut`.
+//! task). The buffer is handed over once as `&'static mut` (normally to `RealKernel`), so
+//! exactly one owner can reach it.
 //!
 //! For code that has no handle to pass the buffer down (a debug helper, a panic path),
-//! [`set_ipc_buffer`] registers it per thread in `TPIDR_EL0`, and [`with_ipc_buffer`] lends
+//! `set_ipc_buffer` registers it per thread in `TPIDR_EL0`, and `with_ipc_buffer` lends
 //! it out. Why `TPIDR_EL0`: `aarch64-unknown-none` has no thread-local storage without a
 //! TLS runtime, a `static` would be shared by all threads of the root task (each has its own
 //! buffer), and the kernel saves and restores `TPIDR_EL0` per thread (it is the user TLS
 //! register, `seL4_UserContext::tpidr_el0`). capvisor sets up no TLS, so the register is
 //! free. Invariant of this crate: `TPIDR_EL0` is either 0 or a pointer placed by
-//! [`set_ipc_buffer`]; a thread creator passing a non-zero `tpidr_el0` in
+//! `set_ipc_buffer`; a thread creator passing a non-zero `tpidr_el0` in
 //! `TCB_WriteRegisters` breaks it.
 
 mod ipc_buffer;
@@ -233,7 +233,7 @@ mod target {
     }
 
     /// Removes and returns the calling thread's registered IPC buffer (e.g. to hand it to a
-    /// [`crate::RealKernel`]).
+    /// `RealKernel`).
     pub fn take_ipc_buffer() -> Option<&'static mut IpcBuffer> {
         let p = read_tpidr() as *mut IpcBuffer;
         if p.is_null() || !p.is_aligned() {
