@@ -67,6 +67,13 @@ pub fn total_size(header: &[u8]) -> Result<usize, FdtError> {
     Ok(be32(header, 4).unwrap_or(0) as usize)
 }
 
+/// Rewrites the `totalsize` field of a header (after the used part was copied).
+pub fn set_total_size(header: &mut [u8], size: u32) {
+    if header.len() >= 8 {
+        header[4..8].copy_from_slice(&size.to_be_bytes());
+    }
+}
+
 /// A checked device tree blob.
 #[derive(Clone, Copy)]
 pub struct Fdt<'a> {
@@ -104,6 +111,27 @@ impl<'a> Fdt<'a> {
     /// The blob (exactly `totalsize` bytes).
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
+    }
+
+    /// Bytes the blob's blocks actually use: the end of the last of the memory reservation
+    /// map, structure and strings blocks. QEMU builds its DTB in a 1 MiB buffer and reports
+    /// all of it as `totalsize`; copying only the used part (with `totalsize` patched, see
+    /// [`set_total_size`]) keeps the kernel's extra bootinfo small.
+    pub fn used_size(&self) -> Result<usize, FdtError> {
+        let b = self.bytes;
+        let field = |off| be32(b, off).unwrap_or(0) as usize;
+        let mut end = field(8).saturating_add(field(36)).max(field(12).saturating_add(field(32)));
+        // The reservation map: 16-byte (address, size) pairs ending with a zero pair.
+        let mut off = field(16);
+        loop {
+            let entry = b.get(off..off + 16).ok_or(FdtError::BadStructure { offset: off })?;
+            off += 16;
+            if entry.iter().all(|&x| x == 0) {
+                break;
+            }
+        }
+        end = end.max(off).max(HEADER_BYTES);
+        Ok(end.next_multiple_of(8).min(b.len()))
     }
 
     /// Visits every property as `(depth, node name, property name, value)`; nodes are entered
@@ -247,6 +275,24 @@ mod tests {
         assert_eq!(fdt.compatible_reg("arm,primecell").unwrap(), Some(Reg { base: 0x900_0000, size: 0x1000 }));
         assert_eq!(fdt.compatible_reg("ns16550a").unwrap(), None);
         assert_eq!(total_size(&blob).unwrap(), blob.len());
+        assert_eq!(fdt.used_size().unwrap(), blob.len());
+    }
+
+    #[test]
+    fn padded_blob_shrinks_to_its_used_size() {
+        let blob = qemu_like();
+        let used = blob.len();
+        let mut padded = blob.clone();
+        padded.resize(1 << 20, 0);
+        set_total_size(&mut padded, 1 << 20);
+        let fdt = Fdt::from_bytes(&padded).unwrap();
+        assert_eq!(fdt.as_bytes().len(), 1 << 20);
+        let n = fdt.used_size().unwrap();
+        assert!(n >= used && n < used + 8, "{n} vs {used}");
+        let mut copy = padded[..n].to_vec();
+        set_total_size(&mut copy, n as u32);
+        let packed = Fdt::from_bytes(&copy).unwrap();
+        assert_eq!(packed.first_memory().unwrap(), Some(Reg { base: 0x4000_0000, size: 0x8000_0000 }));
     }
 
     #[test]

@@ -1,3 +1,24 @@
-//! capvisor loader.
-#![no_std]
-#![no_main]
+//! capvisor's boot loader.
+//!
+//! Entered at EL2 with the MMU off (QEMU `-kernel`, or U-Boot `go`), it reads the payload
+//! that `capvisor image` appended to it (format and placement: the `boot-image` crate),
+//! copies the seL4 kernel and the root task to the physical addresses the tool chose,
+//! places the device tree below the root task, builds the page tables seL4 expects at
+//! entry (identity map for the loader, the kernel's window at `paddr + offset`), turns the
+//! MMU on, and jumps to the kernel's virtual entry with seL4's boot arguments in x0..x5.
+//!
+//! Owns: the EL2 machine state until the jump. Never touches: anything after it; the
+//! payload's contents beyond what the format defines.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
+mod start;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("the loader runs on the target: cargo build -p loader --target aarch64-unknown-none");
+}

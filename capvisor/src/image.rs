@@ -1,0 +1,296 @@
+//! `capvisor image`: checks the kernel and root task, places them ([`boot_image::plan`]),
+//! and writes the loader with its payload as an ELF (QEMU `-kernel`) and a flat binary
+//! (`OUT.bin`, for U-Boot) with the load address printed.
+//!
+//! Owns: reading the input files and the kernel prefix, and the error messages that name
+//! file and field. Never touches: the placement rules (boot-image) or the loader.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use boot_image::elf::{EM_AARCH64, Elf, write as elf_write};
+use boot_image::fdt::Fdt;
+use boot_image::kconfig::{self, Kconfig};
+use boot_image::pagetable;
+use boot_image::plan::{Plan, PlanInput};
+use boot_image::{Image, PhysRange};
+
+/// Bytes QEMU reserves for the DTB it places at the base of RAM for ELF images.
+const QEMU_DTB_AREA: u64 = 1 << 20;
+/// QEMU virt's console, when the platform DTB names none.
+const DEFAULT_UART: u64 = 0x0900_0000;
+
+/// Arguments of `capvisor image`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The seL4 kernel ELF [default: $SEL4_PREFIX/bin/kernel.elf].
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// The root task ELF.
+    #[arg(long)]
+    pub root_task: PathBuf,
+    /// A device tree to pack into the image instead of the one the firmware passes.
+    #[arg(long)]
+    pub dtb: Option<PathBuf>,
+    /// Bytes reserved for the device tree below the root task.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub dtb_max: u64,
+    /// The loader ELF [default: $CAPVISOR_LOADER, else the loader built next to this tool].
+    #[arg(long)]
+    pub loader: Option<PathBuf>,
+    /// The installed kernel prefix [default: $SEL4_PREFIX].
+    #[arg(long)]
+    pub sel4_prefix: Option<PathBuf>,
+    /// Output ELF; the flat binary goes to OUT.bin.
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+}
+
+/// What went wrong, naming the file and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// No kernel prefix.
+    #[error("no kernel prefix: set SEL4_PREFIX or pass --sel4-prefix (an installed seL4 with bin/kernel.elf, libsel4/include and support/platform_gen.json)")]
+    NoPrefix,
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An input ELF is unusable.
+    #[error("{}: {err}", path.display())]
+    Elf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        err: boot_image::Error,
+    },
+    /// A malformed input (platform description, DTB, configuration).
+    #[error("{}: {message}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The root task was built for another kernel configuration.
+    #[error("{}: section {}: built for another kernel configuration than {}:\n{diff}", root_task.display(), kconfig::SECTION, prefix.display())]
+    ConfigMismatch {
+        /// The root task.
+        root_task: PathBuf,
+        /// The prefix.
+        prefix: PathBuf,
+        /// One line per differing option.
+        diff: String,
+    },
+    /// No loader found.
+    #[error("no loader ELF: pass --loader or set CAPVISOR_LOADER (looked at {looked})")]
+    NoLoader {
+        /// Where it looked.
+        looked: String,
+    },
+    /// Placement failed.
+    #[error("placing {} and {}: {err}", kernel.display(), root_task.display())]
+    Plan {
+        /// The kernel.
+        kernel: PathBuf,
+        /// The root task.
+        root_task: PathBuf,
+        /// Why.
+        err: boot_image::Error,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
+    std::fs::read(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })
+}
+
+fn find_loader(explicit: Option<&Path>) -> Result<PathBuf, ImageError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("CAPVISOR_LOADER") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut looked = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().and_then(|d| d.parent()).map(Path::to_path_buf))
+    {
+        for profile in ["release", "debug"] {
+            let p = dir.join("aarch64-unknown-none").join(profile).join("loader");
+            if p.is_file() {
+                return Ok(p);
+            }
+            looked.push(p.display().to_string());
+        }
+    }
+    Err(ImageError::NoLoader { looked: looked.join(", ") })
+}
+
+/// The kernel's RAM: `memory` of `support/platform_gen.json`.
+pub fn platform_memory(path: &Path) -> Result<Vec<PhysRange>, ImageError> {
+    let bad = |message: String| ImageError::Input { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+    let list = json.get("memory").and_then(|m| m.as_array()).ok_or_else(|| bad("no \"memory\" list".into()))?;
+    let mut ram = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let field = |f: &str| {
+            m.get(f).and_then(|v| v.as_u64()).ok_or_else(|| bad(format!("memory[{i}].{f} is not a number")))
+        };
+        let (start, end) = (field("start")?, field("end")?);
+        if end <= start {
+            return Err(bad(format!("memory[{i}]: end {end:#x} <= start {start:#x}")));
+        }
+        ram.push(PhysRange { start, end });
+    }
+    ram.sort_by_key(|r| r.start);
+    Ok(ram)
+}
+
+/// Checks that the root task's embedded kernel configuration equals the prefix's.
+pub fn check_kernel_config(root_task: &Path, root_bytes: &[u8], prefix: &Path) -> Result<Kconfig, ImageError> {
+    let installed = Kconfig::from_prefix(prefix)
+        .map_err(|e| ImageError::Input { path: e.file.clone(), message: e.message.clone() })?;
+    let elf = Elf::parse(root_bytes)
+        .map_err(|err| ImageError::Elf { path: root_task.to_path_buf(), err: boot_image::Error::Elf { image: Image::RootTask, err } })?;
+    let section = elf.section(kconfig::SECTION).ok_or_else(|| ImageError::Input {
+        path: root_task.to_path_buf(),
+        message: format!(
+            "no {} section: not built with the sel4-root-task runtime, so its kernel configuration is unknown",
+            kconfig::SECTION
+        ),
+    })?;
+    let built = std::str::from_utf8(section).ok().and_then(Kconfig::from_text).ok_or_else(|| ImageError::Input {
+        path: root_task.to_path_buf(),
+        message: format!("section {} is not a {} text", kconfig::SECTION, kconfig::HEADER),
+    })?;
+    let diff = built.diff(&installed);
+    if !diff.is_empty() {
+        let mut text = String::new();
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+        for (k, b, i) in diff.iter().take(10) {
+            let _ = writeln!(text, "  {k}: root task built with {}, kernel has {}", show(b), show(i));
+        }
+        if diff.len() > 10 {
+            let _ = writeln!(text, "  ... and {} more", diff.len() - 10);
+        }
+        text.push_str("  rebuild the root task with SEL4_PREFIX pointing at this kernel");
+        return Err(ImageError::ConfigMismatch { root_task: root_task.to_path_buf(), prefix: prefix.to_path_buf(), diff: text });
+    }
+    Ok(installed)
+}
+
+/// The loader's segments laid out flat from its lowest physical address, zero-filled up
+/// to `__payload_start` (the end of the last segment rounded up to 4 KiB).
+pub fn flatten_loader(path: &Path, bytes: &[u8]) -> Result<(u64, Vec<u8>, u64), ImageError> {
+    let elf = Elf::parse(bytes)
+        .map_err(|err| ImageError::Elf { path: path.to_path_buf(), err: boot_image::Error::Elf { image: Image::Loader, err } })?;
+    let (lo, hi) = elf.paddr_bounds();
+    if elf.entry() != lo {
+        return Err(ImageError::Input {
+            path: path.to_path_buf(),
+            message: format!("e_entry {:#x} is not the image's first byte {lo:#x}", elf.entry()),
+        });
+    }
+    let end = hi.next_multiple_of(pagetable::PAGE_BYTES);
+    let mut flat = vec![0u8; (end - lo) as usize];
+    for s in elf.load_segments() {
+        let at = (s.paddr - lo) as usize;
+        flat[at..at + s.filesz as usize].copy_from_slice(elf.segment_data(&s));
+    }
+    Ok((lo, flat, elf.entry()))
+}
+
+/// Runs `capvisor image`.
+pub fn run(args: &Args) -> Result<(), ImageError> {
+    let prefix = args
+        .sel4_prefix
+        .clone()
+        .or_else(|| std::env::var_os("SEL4_PREFIX").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .ok_or(ImageError::NoPrefix)?;
+    let kernel_path = args.kernel.clone().unwrap_or_else(|| prefix.join("bin/kernel.elf"));
+    let kernel = read(&kernel_path)?;
+    let root = read(&args.root_task)?;
+    let config = check_kernel_config(&args.root_task, &root, &prefix)?;
+    let flag = |k: &str| config.0.get(k).map(String::as_str) == Some("true");
+    if !flag("ARM_HYPERVISOR_SUPPORT") {
+        return Err(ImageError::Input {
+            path: prefix.join(kconfig::FILES[0]),
+            message: "ARM_HYPERVISOR_SUPPORT is not true: the loader enters the kernel at EL2".into(),
+        });
+    }
+    let tcr = pagetable::tcr_el2(flag("AARCH64_VSPACE_S2_START_L1"));
+    let ram = platform_memory(&prefix.join("support/platform_gen.json"))?;
+
+    // The platform's DTB tells where QEMU leaves the live one and where the console is.
+    let platform_dtb_path = prefix.join("support/kernel.dtb");
+    let (probe, uart) = match std::fs::read(&platform_dtb_path) {
+        Ok(bytes) => {
+            let bad = |e: boot_image::FdtError| ImageError::Input { path: platform_dtb_path.clone(), message: e.to_string() };
+            let fdt = Fdt::from_bytes(&bytes).map_err(bad)?;
+            let mem = fdt.first_memory().map_err(bad)?.ok_or_else(|| ImageError::Input {
+                path: platform_dtb_path.clone(),
+                message: "no memory node (device_type = \"memory\")".into(),
+            })?;
+            let uart = fdt.compatible_reg("arm,pl011").map_err(bad)?.map_or(DEFAULT_UART, |r| r.base);
+            (Some(PhysRange { start: mem.base, end: mem.base + QEMU_DTB_AREA }), uart)
+        }
+        Err(_) if args.dtb.is_some() => (None, DEFAULT_UART),
+        Err(source) => return Err(ImageError::Io { path: platform_dtb_path, source }),
+    };
+    let dtb = match &args.dtb {
+        Some(p) => Some(read(p)?),
+        None => None,
+    };
+
+    let loader_path = find_loader(args.loader.as_deref())?;
+    let loader_bytes = read(&loader_path)?;
+    let (base, mut flat, entry) = flatten_loader(&loader_path, &loader_bytes)?;
+    let input = PlanInput {
+        kernel: &kernel,
+        root_task: &root,
+        ram: &ram,
+        loader: PhysRange { start: base, end: base + flat.len() as u64 },
+        dtb_max_bytes: args.dtb_max,
+        embedded_dtb: dtb.as_deref(),
+        dtb_probe: if dtb.is_some() { None } else { probe },
+        uart,
+        tcr_el2: tcr,
+    };
+    let plan = Plan::new(&input).map_err(|err| match err {
+        boot_image::Error::Elf { image: Image::Kernel, .. } => ImageError::Elf { path: kernel_path.clone(), err },
+        boot_image::Error::Elf { image: Image::RootTask, .. } => ImageError::Elf { path: args.root_task.clone(), err },
+        boot_image::Error::Dtb(_) | boot_image::Error::DtbTooLarge { .. } if args.dtb.is_some() => {
+            ImageError::Input { path: args.dtb.clone().unwrap_or_default(), message: err.to_string() }
+        }
+        err => ImageError::Plan { kernel: kernel_path.clone(), root_task: args.root_task.clone(), err },
+    })?;
+    flat.extend_from_slice(&plan.encode());
+
+    let elf = elf_write::executable(
+        EM_AARCH64,
+        entry,
+        &[elf_write::OutSegment { vaddr: base, paddr: base, data: &flat, memsz: flat.len() as u64, flags: 7 }],
+    );
+    let bin_path = {
+        let mut s = args.out.clone().into_os_string();
+        s.push(".bin");
+        PathBuf::from(s)
+    };
+    for (path, bytes) in [(&args.out, &elf), (&bin_path, &flat)] {
+        std::fs::write(path, bytes).map_err(|source| ImageError::Io { path: path.clone(), source })?;
+    }
+    println!("capvisor image: {} ({} bytes, ELF for QEMU -kernel)", args.out.display(), elf.len());
+    println!(
+        "capvisor image: {} ({} bytes): load at {base:#x}, enter at {entry:#x} (U-Boot: go {entry:#x})",
+        bin_path.display(),
+        flat.len()
+    );
+    for r in &plan.regions {
+        println!("capvisor image:   {r}");
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Entry and the loader's steps, in order: console, exception level, payload, device tree,
+//! page tables, MMU, copies, jump.
+
+use core::arch::global_asm;
+use core::panic::PanicInfo;
+
+use boot_image::fdt::{self, Fdt};
+use boot_image::pagetable::{self, Builder, RangeSet, Table};
+use boot_image::payload::{self, Payload};
+
+use crate::console;
+use crate::cpu;
+use crate::log;
+
+// The first instruction of the image. Interrupts masked, the firmware's x0 kept, the stack
+// set up in .bss (after zeroing it), then Rust.
+global_asm!(
+    r#"
+    .section .text._start, "ax"
+    .global _start
+_start:
+    msr daifset, #0xf
+    mov x19, x0
+    ldr x1, =__bss_start
+    ldr x2, =__bss_end
+1:  cmp x1, x2
+    b.hs 2f
+    str xzr, [x1], #8
+    b 1b
+2:  ldr x1, =__stack_top
+    mov sp, x1
+    mov x0, x19
+    bl loader_main
+3:  wfe
+    b 3b
+"#
+);
+
+unsafe extern "C" {
+    static __loader_start: u8;
+    static __payload_start: u8;
+}
+
+/// Page-table arena: room for the identity map (root, one level-1 table, a few level-2/3
+/// tables at the edges of RAM, loader and UART) and the kernel window.
+const TABLES: usize = 24;
+
+#[repr(C, align(4096))]
+struct Arena([Table; TABLES]);
+
+/// Zeroed by `_start`; used once, by `loader_main`, before the jump.
+static mut ARENA: Arena = Arena([Table::EMPTY; TABLES]);
+
+fn fail(what: &dyn core::fmt::Display) -> ! {
+    log!("{what}");
+    log!("halted");
+    cpu::halt()
+}
+
+fn page_up(x: u64) -> u64 {
+    (x + pagetable::PAGE_BYTES - 1) & !(pagetable::PAGE_BYTES - 1)
+}
+
+/// Reads a device tree header at `addr` and returns the blob if it is one.
+///
+/// # Safety
+/// `addr..addr + fdt::HEADER_BYTES` must be readable memory.
+unsafe fn fdt_at(addr: u64) -> Option<&'static [u8]> {
+    if addr == 0 || addr % 8 != 0 {
+        return None;
+    }
+    // SAFETY: the caller guarantees the header bytes are readable.
+    let header = unsafe { core::slice::from_raw_parts(addr as *const u8, fdt::HEADER_BYTES) };
+    let total = fdt::total_size(header).ok()?;
+    // SAFETY: the header claims `total` bytes at `addr`; firmware placed them in RAM.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, total) })
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn loader_main(x0: u64) -> ! {
+    cpu::install_vectors();
+    let payload_start = &raw const __payload_start as u64;
+    let loader_start = &raw const __loader_start as u64;
+    // SAFETY: the image always has at least a header's worth of bytes after
+    // `__payload_start` once packed; an unpacked loader ends there, so read the magic
+    // word first and only then the rest of the header.
+    let header = unsafe { core::slice::from_raw_parts(payload_start as *const u8, payload::HEADER_BYTES) };
+    let total = payload::total_len(header);
+    if let Ok(total) = total
+        && total >= payload::HEADER_BYTES as u64
+    {
+        // The console the tool chose (word 15), before anything is printed.
+        let uart = u64::from_le_bytes(header[120..128].try_into().unwrap_or([0; 8]));
+        if uart != 0 {
+            console::set_base(uart);
+        }
+    }
+    log!("started at {loader_start:#x}, EL{}, x0={x0:#x}", cpu::current_el());
+    let el = cpu::current_el();
+    if el != 2 {
+        fail(&format_args!(
+            "entered at EL{el}: seL4 with hypervisor support must be started at EL2 (QEMU: -machine virt,virtualization=on)"
+        ));
+    }
+    let total = match total {
+        Ok(t) => t,
+        Err(e) => fail(&e),
+    };
+    // SAFETY: the header says the payload is `total` bytes long; Payload::parse checks
+    // the checksum over all of them before anything else is trusted.
+    let bytes = unsafe { core::slice::from_raw_parts(payload_start as *const u8, total as usize) };
+    let p = match Payload::parse(bytes) {
+        Ok(p) => p,
+        Err(e) => fail(&e),
+    };
+    let info = p.info;
+    let loader_end = payload_start + total;
+
+    // Device tree: packed, then x0, then where QEMU leaves it for ELF images.
+    let (dtb, source) = if let Some(d) = p.embedded_dtb() {
+        (d, "packed in the image")
+    // SAFETY (both arms): x0 and the probe address are only dereferenced when non-zero and
+    // 8-byte aligned; firmware passes RAM in x0, and the probe address is the base of RAM
+    // of the platform the tool packed for.
+    } else if let Some(d) = unsafe { fdt_at(x0) } {
+        (d, "from x0")
+    } else if let Some(d) = unsafe { fdt_at(info.dtb_probe) } {
+        (d, "at the base of RAM")
+    } else {
+        fail(&format_args!(
+            "no device tree: x0={x0:#x} holds none, none at {:#x}, none packed (capvisor image --dtb FILE)",
+            info.dtb_probe
+        ))
+    };
+    let fdt = match Fdt::from_bytes(dtb) {
+        Ok(f) => f,
+        Err(e) => fail(&e),
+    };
+    // QEMU's blob reports its whole 1 MiB buffer; the kernel needs only the used part.
+    let used = match fdt.used_size() {
+        Ok(n) => n,
+        Err(e) => fail(&e),
+    };
+    let dtb = &dtb[..used];
+    let dtb_size = used as u64;
+    let slot = info.dtb_slot_end - info.dtb_slot_start;
+    if page_up(dtb_size) > slot {
+        fail(&format_args!("device tree ({source}) is {dtb_size} bytes, the DTB slot holds {slot} (capvisor image --dtb-max)"));
+    }
+    if let Ok(Some(uart)) = fdt.compatible_reg("arm,pl011") {
+        console::set_base(uart.base);
+    }
+    let dtb_paddr = info.dtb_slot_end - page_up(dtb_size);
+    log!("device tree {source} at {:#x}, {dtb_size} of {} bytes used -> {dtb_paddr:#x}", dtb.as_ptr() as u64, fdt.as_bytes().len());
+    // SAFETY: the slot lies in RAM and is disjoint from the loader and every segment (the
+    // tool checked); `copy` allows the firmware's blob to overlap it. The MMU is off, so
+    // writes go to memory.
+    unsafe { core::ptr::copy(dtb.as_ptr(), dtb_paddr as *mut u8, dtb.len()) };
+    // SAFETY: the header was just copied to `dtb_paddr`, RAM the loader owns until the jump.
+    fdt::set_total_size(unsafe { core::slice::from_raw_parts_mut(dtb_paddr as *mut u8, fdt::HEADER_BYTES) }, used as u32);
+
+    // Page tables: identity for RAM and the loader (normal), everything else device; the
+    // kernel window for RAM.
+    let mut normal = RangeSet::<8>::new();
+    let mut window = RangeSet::<8>::new();
+    for &(s, e) in p.ram() {
+        if normal.insert(s, e).and_then(|_| window.insert(s, e)).is_err() {
+            fail(&"too many RAM ranges for the page-table builder");
+        }
+    }
+    if let Err(e) = normal.insert(loader_start, loader_end) {
+        fail(&e);
+    }
+    // SAFETY: ARENA is used only here, once; nothing else holds a reference to it.
+    let arena = unsafe { &mut (*(&raw mut ARENA)).0 };
+    let arena_pa = arena.as_ptr() as u64;
+    let mut b = Builder::new(arena, arena_pa);
+    if let Err(e) = pagetable::build_boot_map(&mut b, &normal, info.kernel_offset, &window) {
+        fail(&e);
+    }
+    let root = b.root_pa();
+    let used = b.tables_used();
+    cpu::dcache_invalidate_range(arena_pa, arena_pa + (TABLES as u64) * pagetable::PAGE_BYTES);
+    cpu::dcache_invalidate_range(dtb_paddr, dtb_paddr + dtb_size);
+    // SAFETY: the map identity-maps the loader image, its stack and tables (in .bss, part
+    // of [loader_start, loader_end)) as normal memory and the console as device memory.
+    unsafe { cpu::enable_mmu(pagetable::MAIR_EL2, info.tcr_el2, root) };
+    log!("MMU on: {used} page tables at {arena_pa:#x}, TCR_EL2={:#x}", info.tcr_el2);
+
+    for c in p.copies() {
+        let data = p.copy_data(&c);
+        // SAFETY: the destination range is in RAM, disjoint from the loader, the payload,
+        // the DTB slot and every other copy (Plan::new checked), and identity mapped.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), c.dest as *mut u8, data.len());
+            core::ptr::write_bytes((c.dest + c.filesz) as *mut u8, 0, (c.memsz - c.filesz) as usize);
+        }
+        cpu::dcache_clean_range(c.dest, c.dest + c.memsz);
+        log!("placed {:#x} bytes at [{:#x}..{:#x})", c.filesz, c.dest, c.dest + c.memsz);
+    }
+    log!(
+        "entering kernel at {:#x}: user image [{:#x}..{:#x}) pv_offset={:#x} entry={:#x}, DTB {dtb_paddr:#x}+{dtb_size:#x}",
+        info.kernel_entry,
+        info.ui_p_start,
+        info.ui_p_end,
+        info.pv_offset,
+        info.v_entry
+    );
+    let args = cpu::KernelArgs {
+        entry: info.kernel_entry,
+        ui_p_start: info.ui_p_start,
+        ui_p_end: info.ui_p_end,
+        pv_offset: info.pv_offset,
+        v_entry: info.v_entry,
+        dtb_paddr,
+        dtb_size,
+    };
+    // SAFETY: everything is copied, caches are maintained, and the map has the kernel's
+    // window; the kernel takes over the machine from here.
+    unsafe { cpu::enter_kernel(&args) }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    log!("panic: {info}");
+    log!("halted");
+    cpu::halt()
+}
