@@ -116,6 +116,12 @@ tools_check() {
         printf "int f(int x) { return x + 1; }\n" > /tmp/t.c
         aarch64-linux-gnu-gcc -c -o /tmp/t.o /tmp/t.c
         python3 -c "import sys; f = open(\"/tmp/t.o\", \"rb\").read(20); sys.exit(0 if f[:4] == b\"\\x7fELF\" and f[18] == 183 else 1)"
+        # QEMU starts the machine capvisor targets (halted with -S; timeout ends it: 124).
+        rc=0
+        timeout 3 qemu-system-aarch64 -machine virt,virtualization=on,gic-version=2 -cpu cortex-a57 \
+            -m 1024 -display none -monitor none -serial none -S || rc=$?
+        [ "$rc" = 124 ] || { echo "qemu-system-aarch64 did not start the virt machine (exit $rc)"; exit 1; }
+        echo "qemu: virt,virtualization=on,gic-version=2 starts"
     '
 }
 check tools tools_check
