@@ -1,0 +1,1106 @@
+//! The untyped pool: kernel objects at exact physical addresses, out of the untyped
+//! capabilities the root task was given, and back.
+//!
+//! # What it owns
+//! The untyped capabilities it was handed (the *roots*), every untyped it splits off them
+//! (the *nodes*), the objects it retypes into nodes (frames, page tables, other kernel
+//! objects) and the root CNode slots it was given to hold them. It must never touch a
+//! capability outside that slot region, and never retype from an untyped it was not given.
+//!
+//! # Design: a tree of untyped nodes; every allocation gets nodes of its own
+//! seL4's rule for where `Untyped_Retype` places objects is a watermark: objects go at the
+//! untyped's free index aligned up to the object size; the index only moves up while the
+//! untyped has children; it goes back to 0 only when the untyped has no children at all at
+//! the next retype. So memory retyped directly from an untyped can be reused only once
+//! *everything* else retyped from it is gone. Two consequences drive the design:
+//!
+//! 1. **Allocations never share an untyped.** The frames (or objects) of an allocation are
+//!    retyped only from untyped nodes that cover exactly a piece of the allocation and hold
+//!    nothing else (*wrappers*). Freeing is one `CNode_Revoke` per wrapper: it deletes every
+//!    frame (and every copy of it, e.g. a guest's mapping copy), and the wrapper, now with
+//!    no children, starts at 0 again, so the same range can be allocated again at once.
+//! 2. **Padding is reusable.** To reach an address inside an untyped, the watermark is
+//!    brought there with *child untypeds* that exactly tile the gap ([`crate::plan::pad_runs`]:
+//!    aligned objects, so the kernel's align-up skips nothing). Those children are free nodes:
+//!    a later allocation below an earlier one lands in them. So allocations can be made in any
+//!    order: A at a high address, then B lower in the same untyped (B goes into A's padding),
+//!    then C between them, and each can be freed and allocated again independently.
+//!
+//! Every node is *fresh* (no children, nothing retyped), *split* (its children exactly tile
+//! `[start, watermark)`, the rest is untouched) or *holds* one allocation's objects.
+//! Placing `[s, t)` in a node (`plan_node`): a fresh node equal to the piece is filled
+//! directly; otherwise the parts below the watermark go down into the children that cover
+//! them, and the part above is reached with padding children and wrapped in new child
+//! untypeds (the maximal aligned blocks of the part, [`crate::plan::blocks`]). When a split
+//! node has nothing live under it, planning also prices "revoke it and start again" and takes
+//! the cheaper plan. Padding and wrappers of equal size go into one retype call.
+//!
+//! # Invocation cost
+//! Alloc: one `Untyped_Retype` per run of equal-size child untypeds (padding and wrappers
+//! merged), plus one per wrapper per 256 frames (the fan-out limit). A range that is exactly
+//! a free node (a boot untyped, a padding child, a freed wrapper) costs only its frame calls.
+//! In a fresh untyped, an aligned allocation costs the lower bound of
+//! [`crate::plan::lower_bound_piece`] when its wrapper fits in the last padding call, and one
+//! call more otherwise (at the start of an untyped, where no padding is needed, or when the
+//! offset has set bits in the 8 bits above the wrapper size... see the benchmark). Free: one
+//! `CNode_Revoke` per wrapper. No other kernel call; slot bookkeeping is local.
+//!
+//! # Limits
+//! - Slots: each padding run takes one slot per child (at most 255 per call); padding stays
+//!   until its parent is revoked (when a later allocation covers the whole parent, or
+//!   never). An allocation fails with [`AllocError::OutOfSlots`] when the region runs dry.
+//! - A range whose start and end are not both 2^k-aligned for large k needs several wrappers
+//!   (one per maximal aligned block), each with its own frame retype.
+//! - All or nothing: every check (shape, overlap, coverage, kind, slots) is made before the
+//!   first kernel call. If a kernel call still fails (the kernel disagrees with this
+//!   bookkeeping, which is a bug), frames made so far are revoked, untypeds that were fresh
+//!   before the call are revoked back to fresh, and child untypeds added to nodes that were
+//!   already split are *kept as free nodes*: deleting them would not bring the parent's
+//!   watermark back (seL4 never lowers it while children remain), so keeping them is the
+//!   only way their memory stays usable. The allocation is not recorded.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+
+use sel4::cap_type::Untyped;
+use sel4::object::PAGE_BITS;
+use sel4::{CNodeSlot, Cap, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, UntypedDesc};
+
+use crate::plan::{self, Run};
+use crate::ranges::SlotAllocator;
+
+/// A node of the untyped tree: `(physical address, size_bits)`, unique because a child is
+/// always smaller than its parent and siblings never overlap.
+pub type NodeKey = (u64, u32);
+
+/// A piece of a range inside one root: `(root, start, end)`.
+type Piece = (NodeKey, u64, u64);
+
+fn node_end(key: NodeKey) -> u64 {
+    key.0 + (1u64 << key.1)
+}
+
+/// What backs a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryKind {
+    /// Normal memory (zeroed by the kernel when retyped).
+    Ram,
+    /// Device memory (frames only; never zeroed).
+    Device,
+}
+
+/// Which kind of memory a caller accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KindRequest {
+    /// RAM only.
+    Ram,
+    /// Device memory only.
+    Device,
+    /// Whatever backs the range, as long as all of it is of one kind.
+    Uniform,
+}
+
+/// What an allocation is for; only the same purpose may free it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// A region at a fixed address (`alloc_memory_region_at`), filled with frames.
+    Region,
+    /// Frames for page tables (`PagingHandler`), HAL-internal.
+    Paging,
+    /// Kernel objects of one blueprint (the HAL's own page tables, or objects for callers).
+    Objects(ObjectBlueprint),
+}
+
+/// Why an allocation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// Size 0.
+    Empty {
+        /// Requested base.
+        base: u64,
+    },
+    /// Base or size is not a multiple of 4 KiB.
+    Unaligned {
+        /// Requested base.
+        base: u64,
+        /// Requested size.
+        size: u64,
+    },
+    /// `base + size` overflows.
+    Overflow {
+        /// Requested base.
+        base: u64,
+        /// Requested size.
+        size: u64,
+    },
+    /// The range overlaps a live allocation.
+    InUse {
+        /// The live allocation's base.
+        other_base: u64,
+        /// Its size.
+        other_size: u64,
+    },
+    /// No untyped the pool owns covers this address.
+    NotBacked {
+        /// First uncovered address.
+        at: u64,
+    },
+    /// Part of the range is device memory and part RAM.
+    MixedKinds {
+        /// Where the kind changes.
+        at: u64,
+    },
+    /// The range is of the other kind than requested.
+    WrongKind {
+        /// What was asked for.
+        wanted: MemoryKind,
+        /// Where the other kind was found.
+        at: u64,
+    },
+    /// Not enough free slots (in contiguous runs) for the caps the plan creates.
+    OutOfSlots {
+        /// Slots the plan needs.
+        needed: u64,
+        /// Slots free.
+        free: u64,
+    },
+    /// No free memory of the requested size and alignment (allocations anywhere).
+    NoFreeMemory {
+        /// Requested size.
+        size: u64,
+    },
+    /// The object does not fit the request (e.g. kernel objects from device memory).
+    BadObject {
+        /// The blueprint.
+        blueprint: ObjectBlueprint,
+    },
+    /// A kernel invocation failed; everything made before it was undone.
+    Kernel {
+        /// What the pool was doing.
+        during: &'static str,
+        /// The kernel's error.
+        error: sel4::Error,
+    },
+    /// The pool's bookkeeping contradicts itself (a bug).
+    Internal(&'static str),
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::Empty { base } => write!(f, "empty region at {base:#x}"),
+            AllocError::Unaligned { base, size } => {
+                write!(f, "region {base:#x}+{size:#x} is not 4 KiB aligned")
+            }
+            AllocError::Overflow { base, size } => write!(f, "region {base:#x}+{size:#x} overflows"),
+            AllocError::InUse { other_base, other_size } => {
+                write!(f, "overlaps the allocation at {other_base:#x}+{other_size:#x}")
+            }
+            AllocError::NotBacked { at } => write!(f, "{at:#x} is not backed by any untyped the HAL owns"),
+            AllocError::MixedKinds { at } => write!(f, "RAM and device memory meet at {at:#x}"),
+            AllocError::WrongKind { wanted, at } => write!(f, "{at:#x} is not {wanted:?} memory"),
+            AllocError::OutOfSlots { needed, free } => {
+                write!(f, "needs {needed} capability slots, {free} free")
+            }
+            AllocError::NoFreeMemory { size } => write!(f, "no free RAM for {size:#x} bytes"),
+            AllocError::BadObject { blueprint } => write!(f, "cannot make {blueprint:?} here"),
+            AllocError::Kernel { during, error } => write!(f, "kernel refused {during}: {error}"),
+            AllocError::Internal(why) => write!(f, "untyped pool bookkeeping is inconsistent: {why}"),
+        }
+    }
+}
+
+impl core::error::Error for AllocError {}
+
+/// Why a free was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// No allocation starts at this base.
+    NotAllocated {
+        /// The base given.
+        base: u64,
+    },
+    /// An allocation starts there, but of another size.
+    SizeMismatch {
+        /// The base given.
+        base: u64,
+        /// The size given.
+        size: u64,
+        /// The allocation's size.
+        allocated: u64,
+    },
+    /// The allocation was made for another purpose (e.g. a page-table frame freed as a region).
+    WrongPurpose {
+        /// The base given.
+        base: u64,
+        /// Its purpose.
+        purpose: Purpose,
+    },
+    /// A revoke failed; wrappers revoked before it stay freed, the rest stay allocated.
+    Kernel {
+        /// The kernel's error.
+        error: sel4::Error,
+    },
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreeError::NotAllocated { base } => write!(f, "no allocation starts at {base:#x}"),
+            FreeError::SizeMismatch { base, size, allocated } => {
+                write!(f, "allocation at {base:#x} is {allocated:#x} bytes, not {size:#x}")
+            }
+            FreeError::WrongPurpose { base, purpose } => {
+                write!(f, "allocation at {base:#x} belongs to {purpose:?}")
+            }
+            FreeError::Kernel { error } => write!(f, "kernel refused a revoke: {error}"),
+        }
+    }
+}
+
+impl core::error::Error for FreeError {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NodeState {
+    /// No children, nothing retyped: the next retype starts at 0.
+    Fresh,
+    /// Children tile `[start, watermark)` in address order.
+    Split { children: Vec<NodeKey>, watermark: u64 },
+    /// Holds the objects of the allocation at `owner`.
+    Holds { owner: u64 },
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    slot: Slot,
+    device: bool,
+    parent: Option<NodeKey>,
+    state: NodeState,
+}
+
+/// Objects retyped into one wrapper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fill {
+    /// The wrapper untyped.
+    pub node: NodeKey,
+    /// What was made.
+    pub blueprint: ObjectBlueprint,
+    /// How many (from the wrapper's start, consecutive).
+    pub count: u64,
+    /// Index of the first one in the allocation's slot window.
+    pub first_index: u64,
+}
+
+/// One live allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// Physical base.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// What backs it.
+    pub kind: MemoryKind,
+    /// Who may free it.
+    pub purpose: Purpose,
+    /// First slot of the window holding its object caps, in address order.
+    pub first_slot: Slot,
+    /// Number of object caps.
+    pub objects: u64,
+    /// The wrappers and what each holds, in address order.
+    pub fills: Vec<Fill>,
+}
+
+/// One object of an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its capability's slot.
+    pub slot: Slot,
+    /// Its physical address.
+    pub paddr: PhysAddr,
+    /// Its type.
+    pub blueprint: ObjectBlueprint,
+}
+
+impl Allocation {
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.base + self.size
+    }
+
+    /// Every object, in address order.
+    pub fn objects(&self) -> impl Iterator<Item = ObjectInfo> + '_ {
+        self.fills.iter().flat_map(move |f| {
+            let bits = f.blueprint.physical_size_bits();
+            (0..f.count).map(move |i| ObjectInfo {
+                slot: Slot::new(self.first_slot.index() + f.first_index + i),
+                paddr: PhysAddr(f.node.0 + (i << bits)),
+                blueprint: f.blueprint,
+            })
+        })
+    }
+}
+
+/// A step of a plan. Costs: `Revoke` 1, `Split` 1, `Fill` one per fan-out objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Revoke a split node with nothing live below it, making it fresh.
+    Revoke(NodeKey),
+    /// Retype `run` as child untypeds of `parent`.
+    Split {
+        /// The parent node.
+        parent: NodeKey,
+        /// The children.
+        run: Run,
+    },
+    /// Retype objects into a wrapper.
+    Fill(Fill),
+}
+
+/// Kernel invocations a plan makes.
+pub fn plan_cost(steps: &[Step], fan_out: u64) -> u64 {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Revoke(_) | Step::Split { .. } => 1,
+            Step::Fill(f) => f.count.div_ceil(fan_out),
+        })
+        .sum()
+}
+
+/// What to put in wrappers as planning walks them in address order.
+#[derive(Clone, Copy, Debug)]
+struct FillCursor {
+    /// `None`: frames, the largest each wrapper allows. `Some`: objects of this blueprint.
+    blueprint: Option<ObjectBlueprint>,
+    /// Objects still to place (objects only).
+    remaining: u64,
+    /// Objects placed so far (index into the slot window).
+    placed: u64,
+}
+
+impl FillCursor {
+    fn take(&mut self, node: NodeKey) -> Result<Option<Fill>, AllocError> {
+        let (blueprint, count) = match self.blueprint {
+            None => {
+                let f = plan::largest_frame(node.1).ok_or(AllocError::Internal("wrapper smaller than a page"))?;
+                (f.blueprint(), 1u64 << (node.1 - f.size_bits()))
+            }
+            Some(b) => {
+                let bits = b.physical_size_bits();
+                if node.1 < bits {
+                    return Err(AllocError::Internal("wrapper smaller than its object"));
+                }
+                let n = self.remaining.min(1u64 << (node.1 - bits).min(63));
+                self.remaining -= n;
+                (b, n)
+            }
+        };
+        if count == 0 {
+            return Ok(None);
+        }
+        let fill = Fill { node, blueprint, count, first_index: self.placed };
+        self.placed += count;
+        Ok(Some(fill))
+    }
+}
+
+/// Counters the tests and the benchmark read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Live allocations.
+    pub allocations: usize,
+    /// Untyped nodes below the roots.
+    pub child_nodes: usize,
+    /// Free slots.
+    pub free_slots: u64,
+}
+
+/// The untyped pool. See the module docs.
+#[derive(Clone, Debug)]
+pub struct UntypedPool {
+    nodes: BTreeMap<NodeKey, Node>,
+    /// Root nodes by start address.
+    roots: BTreeMap<u64, NodeKey>,
+    allocations: BTreeMap<u64, Allocation>,
+    slots: SlotAllocator,
+    fan_out: u64,
+}
+
+/// What the caller of [`UntypedPool::new`] got wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolSetupError {
+    /// Two untypeds overlap.
+    Overlap {
+        /// The second one's address.
+        paddr: u64,
+    },
+    /// An untyped is not aligned to its size or its size is out of range.
+    BadUntyped {
+        /// Its address.
+        paddr: u64,
+    },
+    /// An untyped cap's slot lies inside the slot region the pool manages.
+    SlotInRegion {
+        /// The slot.
+        slot: Slot,
+    },
+}
+
+impl fmt::Display for PoolSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolSetupError::Overlap { paddr } => write!(f, "untyped at {paddr:#x} overlaps another"),
+            PoolSetupError::BadUntyped { paddr } => write!(f, "untyped at {paddr:#x} is malformed"),
+            PoolSetupError::SlotInRegion { slot } => {
+                write!(f, "untyped cap in {slot:?} lies in the slot region the pool allocates from")
+            }
+        }
+    }
+}
+
+impl UntypedPool {
+    /// A pool over `untyped` (capabilities and what they cover, e.g. from bootinfo), placing
+    /// new capabilities in `slots`. Untypeds smaller than a page are ignored (nothing page
+    /// aligned fits in them).
+    pub fn new(
+        untyped: impl IntoIterator<Item = (Cap<Untyped>, UntypedDesc)>,
+        slots: SlotRegion,
+        fan_out: u64,
+    ) -> Result<Self, PoolSetupError> {
+        let mut nodes = BTreeMap::new();
+        let mut roots = BTreeMap::new();
+        for (cap, d) in untyped {
+            let paddr = d.paddr.get();
+            if d.size_bits < PAGE_BITS {
+                continue;
+            }
+            if d.size_bits > sel4::object::MAX_UNTYPED_BITS || !d.paddr.is_aligned(d.size_bits) {
+                return Err(PoolSetupError::BadUntyped { paddr });
+            }
+            if slots.contains(cap.slot()) {
+                return Err(PoolSetupError::SlotInRegion { slot: cap.slot() });
+            }
+            let key = (paddr, d.size_bits);
+            let end = node_end(key);
+            if let Some((_, &prev)) = roots.range(..end).next_back()
+                && node_end(prev) > paddr
+            {
+                return Err(PoolSetupError::Overlap { paddr });
+            }
+            if let Some((&next, _)) = roots.range(paddr..).next()
+                && next < end
+            {
+                return Err(PoolSetupError::Overlap { paddr });
+            }
+            roots.insert(paddr, key);
+            nodes.insert(key, Node { slot: cap.slot(), device: d.is_device, parent: None, state: NodeState::Fresh });
+        }
+        Ok(UntypedPool { nodes, roots, allocations: BTreeMap::new(), slots: SlotAllocator::new(slots), fan_out })
+    }
+
+    /// Objects per retype call.
+    pub fn fan_out(&self) -> u64 {
+        self.fan_out
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            allocations: self.allocations.len(),
+            child_nodes: self.nodes.len() - self.roots.len(),
+            free_slots: self.slots.free_count(),
+        }
+    }
+
+    /// Free slots.
+    pub fn free_slots(&self) -> u64 {
+        self.slots.free_count()
+    }
+
+    /// The live allocation starting at `base`.
+    pub fn allocation(&self, base: u64) -> Option<&Allocation> {
+        self.allocations.get(&base)
+    }
+
+    /// The live allocation containing `addr`.
+    pub fn allocation_containing(&self, addr: u64) -> Option<&Allocation> {
+        self.allocations.range(..=addr).next_back().map(|(_, a)| a).filter(|a| addr < a.end())
+    }
+
+    /// All live allocations, by base.
+    pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
+        self.allocations.values()
+    }
+
+    /// Every untyped node: its capability, range, whether it is device memory, and the
+    /// watermark the kernel must agree with (`None` when the node has no children: the
+    /// kernel starts it at 0 on the next retype, whatever its stale free index says).
+    pub fn untyped_nodes(&self) -> impl Iterator<Item = UntypedNodeInfo> + '_ {
+        self.nodes.iter().map(|(&key, n)| UntypedNodeInfo {
+            cap: n.slot.cap(),
+            paddr: PhysAddr(key.0),
+            size_bits: key.1,
+            device: n.device,
+            is_root: n.parent.is_none(),
+            watermark: match &n.state {
+                NodeState::Fresh => None,
+                NodeState::Split { watermark, .. } => Some(watermark - key.0),
+                NodeState::Holds { .. } => Some(1u64 << key.1),
+            },
+            has_children: !matches!(n.state, NodeState::Fresh),
+        })
+    }
+
+    // ---- planning (pure) ----
+
+    fn overlapping(&self, s: u64, t: u64) -> Option<&Allocation> {
+        self.allocations.range(..t).next_back().map(|(_, a)| a).filter(|a| a.end() > s)
+    }
+
+    fn check_shape(base: u64, size: u64) -> Result<u64, AllocError> {
+        if size == 0 {
+            return Err(AllocError::Empty { base });
+        }
+        let end = base.checked_add(size).ok_or(AllocError::Overflow { base, size })?;
+        let page = 1u64 << PAGE_BITS;
+        if !base.is_multiple_of(page) || !size.is_multiple_of(page) {
+            return Err(AllocError::Unaligned { base, size });
+        }
+        Ok(end)
+    }
+
+    /// The roots covering `[s, t)` as pieces `(root, piece_start, piece_end)`, all of one
+    /// kind, and that kind.
+    fn coverage(&self, s: u64, t: u64, kind: KindRequest) -> Result<(Vec<Piece>, MemoryKind), AllocError> {
+        let mut pieces = Vec::new();
+        let mut cur = s;
+        let mut found: Option<MemoryKind> = None;
+        while cur < t {
+            let key = self
+                .roots
+                .range(..=cur)
+                .next_back()
+                .map(|(_, &k)| k)
+                .filter(|&k| node_end(k) > cur)
+                .ok_or(AllocError::NotBacked { at: cur })?;
+            let k = if self.nodes[&key].device { MemoryKind::Device } else { MemoryKind::Ram };
+            match kind {
+                KindRequest::Ram if k != MemoryKind::Ram => {
+                    return Err(AllocError::WrongKind { wanted: MemoryKind::Ram, at: cur });
+                }
+                KindRequest::Device if k != MemoryKind::Device => {
+                    return Err(AllocError::WrongKind { wanted: MemoryKind::Device, at: cur });
+                }
+                _ => {}
+            }
+            match found {
+                Some(prev) if prev != k => return Err(AllocError::MixedKinds { at: cur }),
+                _ => found = Some(k),
+            }
+            let end = node_end(key).min(t);
+            pieces.push((key, cur, end));
+            cur = end;
+        }
+        Ok((pieces, found.unwrap_or(MemoryKind::Ram)))
+    }
+
+    /// The plan for an allocation of `[base, base + size)`, checking everything that can be
+    /// checked without the kernel. Pure.
+    pub fn plan(
+        &self,
+        base: u64,
+        size: u64,
+        kind: KindRequest,
+        blueprint: Option<ObjectBlueprint>,
+        count: u64,
+    ) -> Result<(Vec<Step>, MemoryKind), AllocError> {
+        let end = Self::check_shape(base, size)?;
+        if let Some(a) = self.overlapping(base, end) {
+            return Err(AllocError::InUse { other_base: a.base, other_size: a.size });
+        }
+        let (pieces, mem) = self.coverage(base, end, kind)?;
+        if let Some(b) = blueprint
+            && mem == MemoryKind::Device
+            && !b.is_frame()
+        {
+            return Err(AllocError::BadObject { blueprint: b });
+        }
+        let mut cursor = FillCursor { blueprint, remaining: count, placed: 0 };
+        let mut steps = Vec::new();
+        for (root, s, t) in pieces {
+            self.plan_node(root, s, t, &mut cursor, &mut steps)?;
+        }
+        if blueprint.is_some() && cursor.remaining != 0 {
+            return Err(AllocError::Internal("objects do not fit their range"));
+        }
+        Ok((steps, mem))
+    }
+
+    fn plan_node(
+        &self,
+        key: NodeKey,
+        s: u64,
+        t: u64,
+        cur: &mut FillCursor,
+        out: &mut Vec<Step>,
+    ) -> Result<(), AllocError> {
+        let node = self.nodes.get(&key).ok_or(AllocError::Internal("plan reached a missing node"))?;
+        match &node.state {
+            NodeState::Holds { .. } => Err(AllocError::Internal("free range reached a node that holds objects")),
+            NodeState::Fresh => self.plan_extend(key, key.0, s, t, cur, out),
+            NodeState::Split { children, watermark } => {
+                let mut down = Vec::new();
+                let mut c_down = *cur;
+                for &c in children {
+                    let (cs, ce) = (c.0, node_end(c));
+                    if ce <= s || cs >= t {
+                        continue;
+                    }
+                    self.plan_node(c, s.max(cs), t.min(ce), &mut c_down, &mut down)?;
+                }
+                if t > *watermark {
+                    self.plan_extend(key, *watermark, s.max(*watermark), t, &mut c_down, &mut down)?;
+                }
+                if self.overlapping(key.0, node_end(key)).is_none() {
+                    // Nothing live below: starting this node again may be cheaper.
+                    let mut again = alloc::vec![Step::Revoke(key)];
+                    let mut c_again = *cur;
+                    self.plan_extend(key, key.0, s, t, &mut c_again, &mut again)?;
+                    if plan_cost(&again, self.fan_out) < plan_cost(&down, self.fan_out) {
+                        out.extend(again);
+                        *cur = c_again;
+                        return Ok(());
+                    }
+                }
+                out.extend(down);
+                *cur = c_down;
+                Ok(())
+            }
+        }
+    }
+
+    /// Plans `[s, t)` in `key`, whose watermark is `w <= s` and which has nothing at or
+    /// above `w`: padding children up to `s`, wrapper children for `[s, t)`, then the fills.
+    fn plan_extend(
+        &self,
+        key: NodeKey,
+        w: u64,
+        s: u64,
+        t: u64,
+        cur: &mut FillCursor,
+        out: &mut Vec<Step>,
+    ) -> Result<(), AllocError> {
+        if w == key.0 && s == key.0 && t == node_end(key) {
+            if let Some(f) = cur.take(key)? {
+                out.push(Step::Fill(f));
+            }
+            return Ok(());
+        }
+        let pads = plan::pad_runs(w, s, self.fan_out);
+        let blocks = plan::blocks(s, t);
+        let wrappers = plan::group_runs(blocks.iter().copied(), self.fan_out);
+        for run in plan::merge_runs(pads.into_iter().chain(wrappers), self.fan_out) {
+            out.push(Step::Split { parent: key, run });
+        }
+        for b in blocks {
+            if let Some(f) = cur.take(b)? {
+                out.push(Step::Fill(f));
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest free, RAM-backed, `align`-aligned range of `size` bytes inside
+    /// `[within.0, within.1)` (the whole pool when `None`). Pure.
+    pub fn find_free(&self, size: u64, align: u64, within: Option<(u64, u64)>) -> Option<u64> {
+        if size == 0 || !align.is_power_of_two() {
+            return None;
+        }
+        let (lo, hi) = within.unwrap_or((0, u64::MAX));
+        // Walk maximal runs of contiguous RAM roots from the top.
+        let mut roots: Vec<NodeKey> = self.roots.values().copied().filter(|k| !self.nodes[k].device).collect();
+        roots.reverse();
+        let mut i = 0;
+        while i < roots.len() {
+            let run_end = node_end(roots[i]);
+            let mut run_start = roots[i].0;
+            let mut j = i + 1;
+            while j < roots.len() && node_end(roots[j]) == run_start {
+                run_start = roots[j].0;
+                j += 1;
+            }
+            i = j;
+            let (a, b) = (run_start.max(lo), run_end.min(hi));
+            if b <= a || b - a < size {
+                continue;
+            }
+            let mut cand = (b - size) & !(align - 1);
+            while cand >= a {
+                match self.overlapping(cand, cand + size) {
+                    None => return Some(cand),
+                    Some(o) => {
+                        if o.base < size {
+                            break;
+                        }
+                        cand = (o.base - size) & !(align - 1);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    // ---- execution ----
+
+    /// Allocates `[base, base + size)`: frames (largest per wrapper) when `blueprint` is
+    /// `None`, else `count` objects of `blueprint` in address order. All or nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn alloc<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        base: u64,
+        size: u64,
+        kind: KindRequest,
+        purpose: Purpose,
+        blueprint: Option<ObjectBlueprint>,
+        count: u64,
+    ) -> Result<&Allocation, AllocError> {
+        let (steps, mem) = self.plan(base, size, kind, blueprint, count)?;
+        let objects: u64 = steps.iter().map(|s| if let Step::Fill(f) = s { f.count } else { 0 }).sum();
+        let split_counts: Vec<u64> =
+            steps.iter().filter_map(|s| if let Step::Split { run, .. } = s { Some(run.count) } else { None }).collect();
+
+        // Reserve every slot before the first kernel call, so running out is refused with
+        // nothing done.
+        let free_before = self.slots.free_count();
+        let mut split_windows: Vec<Slot> = Vec::with_capacity(split_counts.len());
+        let mut object_window = if objects > 0 { self.slots.alloc(objects) } else { Some(Slot::new(0)) };
+        if object_window.is_some() {
+            for &n in &split_counts {
+                match self.slots.alloc(n) {
+                    Some(s) => split_windows.push(s),
+                    None => break,
+                }
+            }
+        }
+        if object_window.is_none() || split_windows.len() != split_counts.len() {
+            for (&s, &n) in split_windows.iter().zip(&split_counts) {
+                let _ = self.slots.free(s, n);
+            }
+            if let Some(s) = object_window.take().filter(|_| objects > 0) {
+                let _ = self.slots.free(s, objects);
+            }
+            let needed = objects + split_counts.iter().sum::<u64>();
+            return Err(AllocError::OutOfSlots { needed, free: free_before });
+        }
+        let first_slot = object_window.unwrap_or(Slot::new(0));
+
+        let mut log = ExecLog::default();
+        let mut next_split = 0usize;
+        let mut result = Ok(());
+        for step in &steps {
+            let r = match *step {
+                Step::Revoke(key) => self.revoke_free_node(kernel, key),
+                Step::Split { parent, run } => {
+                    let r = self.exec_split(kernel, parent, run, split_windows[next_split], &mut log);
+                    if r.is_ok() {
+                        next_split += 1;
+                    }
+                    r
+                }
+                Step::Fill(f) => self.exec_fill(kernel, f, first_slot, base, &mut log),
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+        }
+        if let Err(e) = result {
+            log::warn!("untyped pool: allocation of {base:#x}+{size:#x} failed after kernel calls ({e}); undoing");
+            self.rollback(kernel, &log);
+            // Windows of splits that never ran; the object window (its caps are revoked).
+            for (&s, &n) in split_windows.iter().zip(&split_counts).skip(next_split) {
+                let _ = self.slots.free(s, n);
+            }
+            if objects > 0 {
+                let _ = self.slots.free(first_slot, objects);
+            }
+            return Err(e);
+        }
+        let fills = steps.iter().filter_map(|s| if let Step::Fill(f) = s { Some(*f) } else { None }).collect();
+        let a = Allocation { base, size, kind: mem, purpose, first_slot, objects, fills };
+        self.allocations.insert(base, a);
+        Ok(&self.allocations[&base])
+    }
+
+    fn exec_split<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        parent: NodeKey,
+        run: Run,
+        slot: Slot,
+        log: &mut ExecLog,
+    ) -> Result<(), AllocError> {
+        let node = self.nodes.get(&parent).ok_or(AllocError::Internal("split of a missing node"))?;
+        let (wm, fresh) = match &node.state {
+            NodeState::Fresh => (parent.0, true),
+            NodeState::Split { watermark, .. } => (*watermark, false),
+            NodeState::Holds { .. } => return Err(AllocError::Internal("split of a node that holds objects")),
+        };
+        if run.addr != wm || run.addr & ((1u64 << run.size_bits) - 1) != 0 || run.end() > node_end(parent) {
+            return Err(AllocError::Internal("split run does not start at the watermark"));
+        }
+        let cap = node.slot.cap::<Untyped>();
+        let device = node.device;
+        kernel
+            .untyped_retype(cap, ObjectBlueprint::Untyped { size_bits: run.size_bits }, slot, run.count)
+            .map_err(|error| AllocError::Kernel { during: "Untyped_Retype (child untyped)", error })?;
+        if fresh {
+            log.fresh_split.push(parent);
+        }
+        let mut new_children = Vec::with_capacity(run.count as usize);
+        for i in 0..run.count {
+            let key = (run.addr + (i << run.size_bits), run.size_bits);
+            self.nodes.insert(
+                key,
+                Node { slot: Slot::new(slot.index() + i), device, parent: Some(parent), state: NodeState::Fresh },
+            );
+            new_children.push(key);
+        }
+        let node = self.nodes.get_mut(&parent).ok_or(AllocError::Internal("parent vanished"))?;
+        match &mut node.state {
+            NodeState::Split { children, watermark } => {
+                children.extend(new_children);
+                *watermark = run.end();
+            }
+            state => *state = NodeState::Split { children: new_children, watermark: run.end() },
+        }
+        Ok(())
+    }
+
+    fn exec_fill<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        f: Fill,
+        first_slot: Slot,
+        owner: u64,
+        log: &mut ExecLog,
+    ) -> Result<(), AllocError> {
+        let node = self.nodes.get(&f.node).ok_or(AllocError::Internal("fill of a missing node"))?;
+        if node.state != NodeState::Fresh {
+            return Err(AllocError::Internal("fill of a node that is not fresh"));
+        }
+        let cap = node.slot.cap::<Untyped>();
+        let mut done = 0;
+        while done < f.count {
+            let n = (f.count - done).min(self.fan_out);
+            let slot = Slot::new(first_slot.index() + f.first_index + done);
+            let r = kernel.untyped_retype(cap, f.blueprint, slot, n);
+            if let Err(error) = r {
+                return Err(AllocError::Kernel { during: "Untyped_Retype (objects)", error });
+            }
+            if done == 0 {
+                log.filled.push(f.node);
+                if let Some(node) = self.nodes.get_mut(&f.node) {
+                    node.state = NodeState::Holds { owner };
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Revokes a node with nothing live below it and forgets its descendants.
+    fn revoke_free_node<K: Kernel>(&mut self, kernel: &mut K, key: NodeKey) -> Result<(), AllocError> {
+        if self.overlapping(key.0, node_end(key)).is_some() {
+            return Err(AllocError::Internal("revoke of a node with live objects below"));
+        }
+        let slot = self.nodes.get(&key).ok_or(AllocError::Internal("revoke of a missing node"))?.slot;
+        kernel
+            .cnode_revoke(CNodeSlot::root(slot))
+            .map_err(|error| AllocError::Kernel { during: "CNode_Revoke (free untyped)", error })?;
+        self.forget_below(key);
+        Ok(())
+    }
+
+    /// Drops the records of every descendant of `key` (the kernel has deleted their caps),
+    /// returns their slots, and makes `key` fresh.
+    fn forget_below(&mut self, key: NodeKey) {
+        let Some(node) = self.nodes.get_mut(&key) else { return };
+        let state = core::mem::replace(&mut node.state, NodeState::Fresh);
+        if let NodeState::Split { children, .. } = state {
+            for c in children {
+                self.forget_below(c);
+                if let Some(n) = self.nodes.remove(&c) {
+                    let _ = self.slots.free(n.slot, 1);
+                }
+            }
+        }
+    }
+
+    fn rollback<K: Kernel>(&mut self, kernel: &mut K, log: &ExecLog) {
+        for &key in log.filled.iter().rev() {
+            let Some(node) = self.nodes.get(&key) else { continue };
+            if let Err(e) = kernel.cnode_revoke(CNodeSlot::root(node.slot)) {
+                log::error!("untyped pool: undo: revoke of wrapper {:#x}/{} failed: {e}", key.0, key.1);
+                continue;
+            }
+            if let Some(node) = self.nodes.get_mut(&key) {
+                node.state = NodeState::Fresh;
+            }
+        }
+        for &key in log.fresh_split.iter().rev() {
+            let Some(node) = self.nodes.get(&key) else { continue };
+            if !matches!(node.state, NodeState::Split { .. }) {
+                continue;
+            }
+            if let Err(e) = kernel.cnode_revoke(CNodeSlot::root(node.slot)) {
+                log::error!("untyped pool: undo: revoke of {:#x}/{} failed: {e}", key.0, key.1);
+                continue;
+            }
+            self.forget_below(key);
+        }
+    }
+
+    /// Frees the allocation at `base`, which must be exactly `size` bytes and made for
+    /// `purpose`: one revoke per wrapper.
+    pub fn free<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        base: u64,
+        size: u64,
+        purpose: Purpose,
+    ) -> Result<Allocation, FreeError> {
+        let a = self.allocations.get(&base).ok_or(FreeError::NotAllocated { base })?;
+        if a.size != size {
+            return Err(FreeError::SizeMismatch { base, size, allocated: a.size });
+        }
+        if a.purpose != purpose {
+            return Err(FreeError::WrongPurpose { base, purpose: a.purpose });
+        }
+        let fills = a.fills.clone();
+        for (i, f) in fills.iter().enumerate() {
+            let slot = self.nodes[&f.node].slot;
+            if let Err(error) = kernel.cnode_revoke(CNodeSlot::root(slot)) {
+                log::error!("untyped pool: free of {base:#x}: revoke of wrapper {:#x} failed: {error}", f.node.0);
+                // Keep what is still allocated on record; what was revoked is free.
+                if let Some(a) = self.allocations.get_mut(&base) {
+                    a.fills.drain(..i);
+                }
+                return Err(FreeError::Kernel { error });
+            }
+            if let Some(n) = self.nodes.get_mut(&f.node) {
+                n.state = NodeState::Fresh;
+            }
+        }
+        let a = self.allocations.remove(&base).expect("checked above");
+        if a.objects > 0 {
+            let _ = self.slots.free(a.first_slot, a.objects);
+        }
+        Ok(a)
+    }
+
+    /// Checks the pool's own invariants: children tile their parent's used prefix, each
+    /// node that holds objects belongs to exactly the allocation that lists it, allocations
+    /// do not overlap, and every slot is accounted for once.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let mut used_slots = 0u64;
+        for (&key, node) in &self.nodes {
+            if node.parent.is_some() {
+                used_slots += 1;
+                let p = node.parent.and_then(|p| self.nodes.get(&p)).ok_or("node without its parent")?;
+                match &p.state {
+                    NodeState::Split { children, .. } if children.contains(&key) => {}
+                    _ => return Err("parent does not list its child"),
+                }
+                if p.device != node.device {
+                    return Err("child of another kind than its parent");
+                }
+            }
+            match &node.state {
+                NodeState::Fresh => {}
+                NodeState::Split { children, watermark } => {
+                    let mut cur = key.0;
+                    for c in children {
+                        if c.0 != cur {
+                            return Err("children do not tile the used prefix");
+                        }
+                        if !self.nodes.contains_key(c) {
+                            return Err("child missing");
+                        }
+                        cur = node_end(*c);
+                    }
+                    if cur != *watermark || *watermark > node_end(key) || children.is_empty() {
+                        return Err("watermark is not the end of the children");
+                    }
+                }
+                NodeState::Holds { owner } => {
+                    let a = self.allocations.get(owner).ok_or("node holds objects of no allocation")?;
+                    if !a.fills.iter().any(|f| f.node == key) {
+                        return Err("allocation does not list its wrapper");
+                    }
+                }
+            }
+        }
+        let mut prev_end = 0;
+        for a in self.allocations.values() {
+            if a.base < prev_end {
+                return Err("allocations overlap");
+            }
+            prev_end = a.end();
+            used_slots += a.objects;
+            let mut covered = 0;
+            for f in &a.fills {
+                match self.nodes.get(&f.node).map(|n| &n.state) {
+                    Some(NodeState::Holds { owner }) if *owner == a.base => {}
+                    _ => return Err("wrapper does not hold its allocation"),
+                }
+                if f.node.0 < a.base || node_end(f.node) > a.end() {
+                    return Err("wrapper outside its allocation");
+                }
+                covered += 1u64 << f.node.1;
+            }
+            if a.purpose == Purpose::Region && covered != a.size {
+                return Err("region wrappers do not cover the region");
+            }
+        }
+        if used_slots + self.slots.free_count() != self.slots.region().len() {
+            return Err("slots leaked or double counted");
+        }
+        Ok(())
+    }
+}
+
+/// Information about one untyped node, for checks against the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UntypedNodeInfo {
+    /// Its capability.
+    pub cap: Cap<Untyped>,
+    /// Base.
+    pub paddr: PhysAddr,
+    /// log2 size.
+    pub size_bits: u32,
+    /// Device memory.
+    pub device: bool,
+    /// One of the untypeds the pool was given.
+    pub is_root: bool,
+    /// Bytes used from the start (the kernel's free index), when it has children.
+    pub watermark: Option<u64>,
+    /// Whether anything was retyped from it and still exists.
+    pub has_children: bool,
+}
+
+/// What an allocation did, so it can be undone.
+#[derive(Default)]
+struct ExecLog {
+    /// Nodes that were fresh when this allocation first split them.
+    fresh_split: Vec<NodeKey>,
+    /// Wrappers that received objects.
+    filled: Vec<NodeKey>,
+}
+
+/// The frame size of an object blueprint, for callers that fill the capability table.
+pub fn frame_size(b: ObjectBlueprint) -> Option<FrameSize> {
+    FrameSize::of_blueprint(b)
+}
