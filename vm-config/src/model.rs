@@ -1,0 +1,314 @@
+//! The compact form of a configuration: what the root task needs to build and run VMs, and
+//! nothing about TOML. Built by the host parser, checked by [`crate::check`], carried to the
+//! target by [`crate::codec`].
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use sel4::PhysAddr;
+
+use crate::addr::{GuestPhysAddr, GuestRange};
+
+/// Every VM of one capvisor system, in the order they are declared.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct SystemConfig {
+    /// The VMs.
+    pub vms: Vec<VmConfig>,
+}
+
+/// One VM.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VmConfig {
+    /// `base.id`: the VM's number, unique in the system.
+    pub id: u32,
+    /// `base.name`: 1 to [`VmConfig::MAX_NAME_LEN`] bytes of `[A-Za-z0-9_.-]`; prefixes the
+    /// VM's console lines.
+    pub name: String,
+    /// `base.vm_type` as axvisor numbers it (0 host, 1 RTOS, 2 Linux); carried, not used.
+    pub vm_type: u8,
+    /// `base.cpu_num`: number of vCPUs, 1 to [`VmConfig::MAX_CPUS`].
+    pub cpu_num: u8,
+    /// `base.phys_cpu_ids`: the MPIDR affinity each vCPU reports, or empty for `0..cpu_num`.
+    pub phys_cpu_ids: Vec<u64>,
+    /// `kernel.entry_point`: where vCPU 0 starts.
+    pub entry_point: GuestPhysAddr,
+    /// `kernel.kernel_path` and `kernel.kernel_load_addr`.
+    pub kernel: Image,
+    /// `kernel.dtb_path` and `kernel.dtb_load_addr`, if the VM gets a device tree.
+    pub dtb: Option<Image>,
+    /// `kernel.ramdisk_path` and `kernel.ramdisk_load_addr`.
+    pub ramdisk: Option<Image>,
+    /// `kernel.cmdline`.
+    pub cmdline: Option<String>,
+    /// `kernel.memory_regions`: guest RAM.
+    pub memory: Vec<MemRegion>,
+    /// `devices.interrupt_mode`.
+    pub interrupt_mode: InterruptMode,
+    /// `devices.emu_devices`: devices capvisor emulates.
+    pub emulated: Vec<EmulatedDevice>,
+    /// `devices.passthrough_devices`.
+    pub passthrough: Vec<PassthroughDevice>,
+    /// `devices.passthrough_addresses`: identity-mapped device ranges.
+    pub passthrough_addresses: Vec<GuestRange>,
+    /// `devices.excluded_devices`: device-tree paths kept from the guest.
+    pub excluded_devices: Vec<String>,
+    /// The `[capvisor]` table.
+    pub capvisor: CapvisorOptions,
+}
+
+impl VmConfig {
+    /// Longest VM name in bytes.
+    pub const MAX_NAME_LEN: usize = 32;
+    /// Most vCPUs per VM: a GICv2 distributor addresses 8 CPU interfaces.
+    pub const MAX_CPUS: u8 = 8;
+
+    /// A minimal VM (one vCPU, no devices) for tests and examples; it passes [`crate::check`]
+    /// when `memory` contains `entry` and `kernel_load`.
+    pub fn minimal(id: u32, name: &str, memory: GuestRange, entry: u64) -> Self {
+        VmConfig {
+            id,
+            name: String::from(name),
+            vm_type: 1,
+            cpu_num: 1,
+            phys_cpu_ids: Vec::new(),
+            entry_point: GuestPhysAddr(entry),
+            kernel: Image { path: String::from("kernel.bin"), load_addr: GuestPhysAddr(entry) },
+            dtb: None,
+            ramdisk: None,
+            cmdline: None,
+            memory: alloc::vec![MemRegion {
+                range: memory,
+                flags: MemFlags::READ | MemFlags::WRITE | MemFlags::EXECUTE,
+                map: MapType::Alloc,
+            }],
+            interrupt_mode: InterruptMode::Emulated,
+            emulated: Vec::new(),
+            passthrough: Vec::new(),
+            passthrough_addresses: Vec::new(),
+            excluded_devices: Vec::new(),
+            capvisor: CapvisorOptions::default(),
+        }
+    }
+
+    /// The MPIDR affinity of vCPU `index` (PSCI `CPU_ON` targets use it).
+    pub fn mpidr(&self, index: usize) -> u64 {
+        self.phys_cpu_ids.get(index).copied().unwrap_or(index as u64)
+    }
+}
+
+/// A guest image: a file on the host, placed at a guest-physical address.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Image {
+    /// Path as written in the configuration (the image builder resolves it).
+    pub path: String,
+    /// Guest-physical load address.
+    pub load_addr: GuestPhysAddr,
+}
+
+/// A guest RAM region.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MemRegion {
+    /// Guest-physical range.
+    pub range: GuestRange,
+    /// Access rights (axvisor's `MappingFlags` bits).
+    pub flags: MemFlags,
+    /// How it is backed.
+    pub map: MapType,
+}
+
+/// Access flags of a memory region, with axvisor's bit numbering (`MappingFlags`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct MemFlags(pub u8);
+
+impl MemFlags {
+    /// Readable.
+    pub const READ: MemFlags = MemFlags(1 << 0);
+    /// Writable.
+    pub const WRITE: MemFlags = MemFlags(1 << 1);
+    /// Executable.
+    pub const EXECUTE: MemFlags = MemFlags(1 << 2);
+    /// User accessible (meaningless at stage 2; accepted and ignored).
+    pub const USER: MemFlags = MemFlags(1 << 3);
+    /// Device memory.
+    pub const DEVICE: MemFlags = MemFlags(1 << 4);
+    /// Uncached.
+    pub const UNCACHED: MemFlags = MemFlags(1 << 5);
+    /// Every defined bit.
+    pub const ALL: MemFlags = MemFlags(0x3f);
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: MemFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl core::ops::BitOr for MemFlags {
+    type Output = MemFlags;
+    fn bitor(self, rhs: MemFlags) -> MemFlags {
+        MemFlags(self.0 | rhs.0)
+    }
+}
+
+/// How a memory region is backed (axvisor's `map_type` numbers).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum MapType {
+    /// 0, `MAP_ALLOC`: any free RAM.
+    Alloc = 0,
+    /// 1, `MAP_IDENTICAL`: the host RAM at the same physical address.
+    Identical = 1,
+    /// 2, `MAP_RESERVED`: host memory kept from the host's own use, at the same address.
+    Reserved = 2,
+}
+
+impl MapType {
+    /// The type with axvisor's number `n`.
+    pub const fn from_number(n: u64) -> Option<Self> {
+        match n {
+            0 => Some(MapType::Alloc),
+            1 => Some(MapType::Identical),
+            2 => Some(MapType::Reserved),
+            _ => None,
+        }
+    }
+}
+
+/// `devices.interrupt_mode`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum InterruptMode {
+    /// `"no_irq"`: the guest gets no interrupts.
+    NoIrq = 0,
+    /// `"emu"`: interrupts go through the emulated distributor.
+    Emulated = 1,
+    /// `"passthrough"`: in axvisor, the guest owns the GIC. Under seL4 the kernel owns the GIC,
+    /// so capvisor treats it as `Emulated` with the passthrough devices' interrupts forwarded.
+    Passthrough = 2,
+}
+
+/// An emulated device (`devices.emu_devices` entry).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct EmulatedDevice {
+    /// Name, for messages.
+    pub name: String,
+    /// Guest-physical MMIO range.
+    pub range: GuestRange,
+    /// Interrupt ID it raises (0 for none).
+    pub irq: u32,
+    /// What it is.
+    pub kind: EmulatedKind,
+    /// Device-specific words (`cfg_list`), carried for the device model.
+    pub cfg: Vec<u64>,
+}
+
+/// The emulated device types capvisor implements (axvisor's `EmulatedDeviceType` numbers).
+/// axvisor's other types (virtio, IVC, GICv3 partial passthrough) are rejected by the checks
+/// rather than silently dropped.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum EmulatedKind {
+    /// 0x0, `Dummy`: reads as zero, writes ignored.
+    Dummy = 0x0,
+    /// 0x1, `InterruptController`: a GICv2 distributor.
+    InterruptController = 0x1,
+    /// 0x2, `Console`: a PL011 UART.
+    Console = 0x2,
+}
+
+impl EmulatedKind {
+    /// The kind with axvisor's number `n`, if capvisor implements it.
+    pub const fn from_number(n: u64) -> Option<Self> {
+        match n {
+            0x0 => Some(EmulatedKind::Dummy),
+            0x1 => Some(EmulatedKind::InterruptController),
+            0x2 => Some(EmulatedKind::Console),
+            _ => None,
+        }
+    }
+
+    /// axvisor's name for a device type number, for messages about types capvisor lacks.
+    pub const fn axvisor_name(n: u64) -> &'static str {
+        match n {
+            0x0 => "meta device",
+            0x1 => "interrupt controller",
+            0x2 => "console",
+            0xA => "ivc channel",
+            0x20 => "gic partial passthrough redistributor",
+            0x21 => "gic partial passthrough distributor",
+            0x22 => "gic partial passthrough its",
+            0x30 => "plic partial passthrough global",
+            0xE1 => "virtio block",
+            0xE2 => "virtio net",
+            0xE3 => "virtio console",
+            _ => "unknown",
+        }
+    }
+
+    /// The smallest MMIO window the device model needs.
+    pub const fn min_size_bytes(self) -> u64 {
+        match self {
+            EmulatedKind::Dummy => 1,
+            EmulatedKind::InterruptController | EmulatedKind::Console => 0x1000,
+        }
+    }
+}
+
+/// A passthrough device (`devices.passthrough_devices` entry): either an explicit region
+/// (`[name, base_gpa, base_hpa, length, irq_id]`) or only a device-tree selector (`["/path"]`),
+/// which is resolved against the host device tree by the image builder or the root task.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PassthroughDevice {
+    /// Name or device-tree path.
+    pub name: String,
+    /// The MMIO window, when given.
+    pub region: Option<PassthroughRegion>,
+    /// The interrupt ID forwarded to the guest (0 for none).
+    pub irq: u32,
+}
+
+/// The MMIO window of a passthrough device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PassthroughRegion {
+    /// Where the guest sees it.
+    pub guest: GuestRange,
+    /// Where it is in host physical memory.
+    pub host: PhysAddr,
+}
+
+/// The `[capvisor]` table: what capvisor needs beyond axvisor's format.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CapvisorOptions {
+    /// `unhandled_mmio`: what a guest access to an address with no RAM and no device gets.
+    pub unhandled_mmio: UnhandledMmio,
+    /// `gic_irq_lines`: interrupt IDs the emulated distributor implements (a multiple of 32,
+    /// 32 to 1024; GICD_TYPER reports it).
+    pub gic_irq_lines: u16,
+    /// `vcpu_priority`: seL4 priority of the VM's vCPU threads (below the VMM's).
+    pub vcpu_priority: u8,
+    /// `gic_cpu_interface = [guest_base, host_base, size]`: where the guest sees its GIC CPU
+    /// interface (GICC), backed by the host's GIC *virtual* CPU interface frames (GICV), which
+    /// the hardware banks per running vCPU. Kept apart from `passthrough_devices` because
+    /// every VM maps the same GICV frames, which for any other device would be a conflict.
+    pub gic_cpu_interface: Option<PassthroughRegion>,
+}
+
+impl Default for CapvisorOptions {
+    fn default() -> Self {
+        CapvisorOptions {
+            unhandled_mmio: UnhandledMmio::Stop,
+            gic_irq_lines: 128,
+            vcpu_priority: 100,
+            gic_cpu_interface: None,
+        }
+    }
+}
+
+/// What an access to unbacked guest-physical memory does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum UnhandledMmio {
+    /// `"stop"`: stop the VM and report it.
+    Stop = 0,
+    /// `"abort"`: inject a synchronous external abort into the guest, as hardware would.
+    InjectAbort = 1,
+}
