@@ -78,7 +78,6 @@ unsafe fn fdt_at(addr: u64) -> Option<&'static [u8]> {
 
 #[unsafe(no_mangle)]
 extern "C" fn loader_main(x0: u64) -> ! {
-    cpu::install_vectors();
     let payload_start = &raw const __payload_start as u64;
     let loader_start = &raw const __loader_start as u64;
     // SAFETY: the image always has at least a header's worth of bytes after
@@ -102,6 +101,8 @@ extern "C" fn loader_main(x0: u64) -> ! {
             "entered at EL{el}: seL4 with hypervisor support must be started at EL2 (QEMU: -machine virt,virtualization=on)"
         ));
     }
+    // Only now: VBAR_EL2 does not exist below EL2.
+    cpu::install_vectors();
     let total = match total {
         Ok(t) => t,
         Err(e) => fail(&e),

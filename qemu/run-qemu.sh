@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Boots a capvisor image (the ELF from `capvisor image`) under QEMU: the one QEMU command
+# line of the project, used by `ninja simulate` and by the boot test.
+#
+#   qemu/run-qemu.sh [--timeout SECS] [--memory MiB] IMAGE [-- EXTRA QEMU ARGS...]
+#
+# The machine is QEMU virt with EL2 (virtualization=on), GICv2, one Cortex-A57, at least
+# 2048 MiB (the kernel's platform memory runs to 0xc0000000), console on stdio, and
+# semihosting open to EL0 so the root task can end QEMU with its status.
+#
+# Exit status: the root task's (0 all self-tests passed), 124 on timeout, 2 on bad usage.
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 [--timeout SECS] [--memory MiB] IMAGE [-- EXTRA QEMU ARGS...]" >&2
+    exit 2
+}
+
+timeout_s=0
+memory=2048
+image=""
+extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --timeout) [ $# -ge 2 ] || usage; timeout_s="$2"; shift 2 ;;
+        --memory) [ $# -ge 2 ] || usage; memory="$2"; shift 2 ;;
+        --) shift; extra=("$@"); break ;;
+        -h|--help) usage ;;
+        -*) echo "run-qemu: unknown option $1" >&2; usage ;;
+        *) [ -z "$image" ] || usage; image="$1"; shift ;;
+    esac
+done
+[ -n "$image" ] || usage
+[ -f "$image" ] || { echo "run-qemu: $image: no such file (build it: ninja -C build, or capvisor image)" >&2; exit 2; }
+case "$timeout_s" in ''|*[!0-9]*) echo "run-qemu: --timeout wants whole seconds, got $timeout_s" >&2; exit 2 ;; esac
+case "$memory" in ''|*[!0-9]*) echo "run-qemu: --memory wants MiB, got $memory" >&2; exit 2 ;; esac
+if [ "$memory" -lt 2048 ]; then
+    echo "run-qemu: --memory $memory: the kernel's platform memory ends at 0xc0000000, QEMU needs at least 2048 MiB" >&2
+    exit 2
+fi
+qemu="${QEMU:-qemu-system-aarch64}"
+command -v "$qemu" >/dev/null || { echo "run-qemu: $qemu not found (Debian: apt-get install qemu-system-arm)" >&2; exit 2; }
+
+cmd=("$qemu"
+    -machine virt,virtualization=on,gic-version=2,secure=off
+    -cpu cortex-a57 -smp 1 -m "$memory"
+    -nographic -monitor none -serial stdio
+    -semihosting-config enable=on,userspace=on
+    -kernel "$image"
+    "${extra[@]}")
+
+if [ "$timeout_s" -gt 0 ]; then
+    set +e
+    timeout --kill-after=5 "$timeout_s" "${cmd[@]}"
+    status=$?
+    set -e
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo "run-qemu: no exit after ${timeout_s}s: stopped QEMU" >&2
+        exit 124
+    fi
+    exit "$status"
+fi
+exec "${cmd[@]}"
