@@ -177,7 +177,9 @@ impl<'a> Elf<'a> {
         for i in 0..phnum {
             if let Some(s) = elf.phdr(i) {
                 any = true;
-                if s.filesz > s.memsz || s.vaddr.checked_add(s.memsz).is_none() || s.paddr.checked_add(s.memsz).is_none()
+                if s.filesz > s.memsz
+                    || s.vaddr.checked_add(s.memsz).is_none()
+                    || s.paddr.checked_add(s.memsz).is_none()
                 {
                     return Err(ElfError::BadSegment { index: i });
                 }

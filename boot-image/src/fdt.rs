@@ -217,7 +217,9 @@ impl<'a> Fdt<'a> {
 
     /// The first `reg` of the first node whose `compatible` list contains `compat`.
     pub fn compatible_reg(&self, compat: &str) -> Result<Option<Reg>, FdtError> {
-        self.first_reg(|_, prop, value| prop == b"compatible" && value.split(|&c| c == 0).any(|s| s == compat.as_bytes()))
+        self.first_reg(|_, prop, value| {
+            prop == b"compatible" && value.split(|&c| c == 0).any(|s| s == compat.as_bytes())
+        })
     }
 
     /// The first `reg` of the first memory node (`device_type = "memory"`).
@@ -298,7 +300,10 @@ mod tests {
     #[test]
     fn bad_blobs_are_refused() {
         let blob = qemu_like();
-        assert_eq!(Fdt::from_bytes(&blob[..blob.len() - 1]).err(), Some(FdtError::Truncated { need: blob.len(), have: blob.len() - 1 }));
+        assert_eq!(
+            Fdt::from_bytes(&blob[..blob.len() - 1]).err(),
+            Some(FdtError::Truncated { need: blob.len(), have: blob.len() - 1 })
+        );
         let mut bad = blob.clone();
         bad[0] = 0;
         assert!(matches!(Fdt::from_bytes(&bad), Err(FdtError::BadMagic { .. })));

@@ -202,10 +202,9 @@ impl fmt::Display for Error {
             Error::EntryOutside { image, entry } => {
                 write!(f, "{image}: e_entry {entry:#x} is outside its loadable segments")
             }
-            Error::KernelOffsetMismatch { index } => write!(
-                f,
-                "kernel ELF: program header {index} has a different p_vaddr - p_paddr than segment 0"
-            ),
+            Error::KernelOffsetMismatch { index } => {
+                write!(f, "kernel ELF: program header {index} has a different p_vaddr - p_paddr than segment 0")
+            }
             Error::NoRam => write!(f, "platform: no memory regions"),
             Error::TooManyRamRanges { count, max } => {
                 write!(f, "platform: {count} memory regions, the boot image holds {max}")

@@ -29,7 +29,8 @@ impl Table {
 
 /// `MAIR_EL2` as seL4's `enum mair_types` expects it: 0 device nGnRnE, 1 device nGnRE,
 /// 2 device GRE, 3 normal non-cacheable, 4 normal write-back, 5 normal write-through.
-pub const MAIR_EL2: u64 = 0x00 | (0x04 << 8) | (0x0c << 16) | (0x44 << 24) | (0xff << 32) | (0xaa << 40);
+pub const MAIR_EL2: u64 = /* index 0: 0x00 */
+    (0x04 << 8) | (0x0c << 16) | (0x44 << 24) | (0xff << 32) | (0xaa << 40);
 /// MAIR index of device nGnRnE memory.
 pub const ATTR_DEVICE: u64 = 0;
 /// MAIR index of normal write-back memory.
@@ -159,7 +160,7 @@ impl<'t> Builder<'t> {
 
     /// Maps `len` bytes at `va` to `pa`, with the largest blocks alignment allows.
     pub fn map(&mut self, va: u64, pa: u64, len: u64, kind: MemKind) -> Result<(), PageTableError> {
-        if (va | pa | len) % PAGE_BYTES != 0 {
+        if !(va | pa | len).is_multiple_of(PAGE_BYTES) {
             return Err(PageTableError::Unaligned { va, pa, len });
         }
         if self.tables.is_empty() {
@@ -372,8 +373,14 @@ mod tests {
         assert_eq!(b.translate(0x901_0000), None);
         // Root + L1 (identity) + L1, L2, L3 (window) + L2, L3 (UART) = 7.
         assert_eq!(b.tables_used(), 7);
-        assert_eq!(b.map(0x4000_1000, 0, 0x1000, MemKind::Normal), Err(PageTableError::AlreadyMapped { va: 0x4000_1000 }));
-        assert_eq!(b.map(0x123, 0, 0x1000, MemKind::Normal), Err(PageTableError::Unaligned { va: 0x123, pa: 0, len: 0x1000 }));
+        assert_eq!(
+            b.map(0x4000_1000, 0, 0x1000, MemKind::Normal),
+            Err(PageTableError::AlreadyMapped { va: 0x4000_1000 })
+        );
+        assert_eq!(
+            b.map(0x123, 0, 0x1000, MemKind::Normal),
+            Err(PageTableError::Unaligned { va: 0x123, pa: 0, len: 0x1000 })
+        );
         assert!(matches!(b.map(VA_LIMIT - 0x1000, 0, 0x2000, MemKind::Normal), Err(PageTableError::OutOfRange { .. })));
         let mut small = vec![Table::EMPTY; 2];
         let mut b = Builder::new(&mut small, ARENA);
@@ -383,10 +390,11 @@ mod tests {
     #[test]
     fn descriptors_carry_the_attributes_sel4_expects() {
         let mut arena = vec![Table::EMPTY; 4];
-        let mut b = Builder::new(&mut arena, ARENA);
-        b.map(0, 0, 1 << 30, MemKind::Device).unwrap();
-        b.map(1 << 30, 1 << 30, 1 << 30, MemKind::Normal).unwrap();
-        drop(b);
+        {
+            let mut b = Builder::new(&mut arena, ARENA);
+            b.map(0, 0, 1 << 30, MemKind::Device).unwrap();
+            b.map(1 << 30, 1 << 30, 1 << 30, MemKind::Normal).unwrap();
+        }
         assert_eq!(arena[0].0[0], (ARENA + 0x1000) | 0b11);
         let device = arena[1].0[0];
         let normal = arena[1].0[1];

@@ -122,7 +122,9 @@ impl fmt::Display for PayloadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PayloadError::NoMagic => write!(f, "payload: no CAPVBOOT magic (pack the loader with `capvisor image`)"),
-            PayloadError::Version { found } => write!(f, "payload: format version {found}, this loader reads {VERSION}"),
+            PayloadError::Version { found } => {
+                write!(f, "payload: format version {found}, this loader reads {VERSION}")
+            }
             PayloadError::Truncated { need, have } => write!(f, "payload: {have} bytes, header says {need}"),
             PayloadError::Checksum { stored, computed } => {
                 write!(f, "payload: checksum {computed:#018x}, header says {stored:#018x} (image corrupted)")

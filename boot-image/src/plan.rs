@@ -125,7 +125,10 @@ impl<'a> Plan<'a> {
         let mut root_segments = Vec::new();
         for s in root.load_segments() {
             let dest = s.vaddr.wrapping_add(pv_offset);
-            root_segments.push(Region { part: Part::RootTaskSegment(s.index), range: PhysRange { start: dest, end: dest + s.memsz } });
+            root_segments.push(Region {
+                part: Part::RootTaskSegment(s.index),
+                range: PhysRange { start: dest, end: dest + s.memsz },
+            });
             copies.push((dest, root.segment_data(&s), s.memsz));
         }
         // Segments inside the image must not overwrite each other either.
@@ -209,17 +212,15 @@ mod tests {
 
     fn kernel(paddr: u64, memsz: u64) -> Vec<u8> {
         let code = [0u8; 64];
-        executable(
-            EM_AARCH64,
-            paddr + KOFF,
-            &[OutSegment { vaddr: paddr + KOFF, paddr, data: &code, memsz, flags: 7 }],
-        )
+        executable(EM_AARCH64, paddr + KOFF, &[OutSegment { vaddr: paddr + KOFF, paddr, data: &code, memsz, flags: 7 }])
     }
 
     fn root_task(segs: &[(u64, u64)]) -> Vec<u8> {
         let code = [0u8; 32];
-        let segs: Vec<_> =
-            segs.iter().map(|&(vaddr, memsz)| OutSegment { vaddr, paddr: vaddr, data: &code, memsz, flags: 5 }).collect();
+        let segs: Vec<_> = segs
+            .iter()
+            .map(|&(vaddr, memsz)| OutSegment { vaddr, paddr: vaddr, data: &code, memsz, flags: 5 })
+            .collect();
         executable(EM_AARCH64, segs[0].vaddr, &segs)
     }
 
@@ -268,7 +269,10 @@ mod tests {
             e => panic!("{e:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.contains("root-task ELF segment 0 [") && msg.contains("overlaps root-task ELF segment 1 ["), "{msg}");
+        assert!(
+            msg.contains("root-task ELF segment 0 [") && msg.contains("overlaps root-task ELF segment 1 ["),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -285,7 +289,13 @@ mod tests {
         let r = root_task(&[(0x40_0000, 0x1000)]);
         let err = Plan::new(&input(&k, &r)).unwrap_err();
         assert!(
-            matches!(err, Error::Overlap { a: Region { part: Part::KernelSegment(0), .. }, b: Region { part: Part::KernelSegment(1), .. } }),
+            matches!(
+                err,
+                Error::Overlap {
+                    a: Region { part: Part::KernelSegment(0), .. },
+                    b: Region { part: Part::KernelSegment(1), .. }
+                }
+            ),
             "{err:?}"
         );
     }
@@ -352,7 +362,8 @@ mod tests {
     #[test]
     fn non_aarch64_elf_is_refused() {
         let code = [0u8; 16];
-        let x86 = executable(62, 0x1000, &[OutSegment { vaddr: 0x1000, paddr: 0x1000, data: &code, memsz: 16, flags: 5 }]);
+        let x86 =
+            executable(62, 0x1000, &[OutSegment { vaddr: 0x1000, paddr: 0x1000, data: &code, memsz: 16, flags: 5 }]);
         let k = kernel(0x6000_0000, 0x1000);
         let err = Plan::new(&input(&k, &x86)).unwrap_err();
         assert_eq!(err, Error::Elf { image: Image::RootTask, err: ElfError::WrongMachine { machine: 62 } });
@@ -364,8 +375,15 @@ mod tests {
     #[test]
     fn entry_outside_image_is_refused() {
         let code = [0u8; 16];
-        let r = executable(EM_AARCH64, 0x9000, &[OutSegment { vaddr: 0x1000, paddr: 0x1000, data: &code, memsz: 16, flags: 5 }]);
+        let r = executable(
+            EM_AARCH64,
+            0x9000,
+            &[OutSegment { vaddr: 0x1000, paddr: 0x1000, data: &code, memsz: 16, flags: 5 }],
+        );
         let k = kernel(0x6000_0000, 0x1000);
-        assert_eq!(Plan::new(&input(&k, &r)).unwrap_err(), Error::EntryOutside { image: Image::RootTask, entry: 0x9000 });
+        assert_eq!(
+            Plan::new(&input(&k, &r)).unwrap_err(),
+            Error::EntryOutside { image: Image::RootTask, entry: 0x9000 }
+        );
     }
 }

@@ -50,7 +50,9 @@ pub struct Args {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// No kernel prefix.
-    #[error("no kernel prefix: set SEL4_PREFIX or pass --sel4-prefix (an installed seL4 with bin/kernel.elf, libsel4/include and support/platform_gen.json)")]
+    #[error(
+        "no kernel prefix: set SEL4_PREFIX or pass --sel4-prefix (an installed seL4 with bin/kernel.elf, libsel4/include and support/platform_gen.json)"
+    )]
     NoPrefix,
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -116,7 +118,8 @@ fn find_loader(explicit: Option<&Path>) -> Result<PathBuf, ImageError> {
         return Ok(PathBuf::from(p));
     }
     let mut looked = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().and_then(|d| d.parent()).map(Path::to_path_buf))
+    if let Some(dir) =
+        std::env::current_exe().ok().and_then(|e| e.parent().and_then(|d| d.parent()).map(Path::to_path_buf))
     {
         for profile in ["release", "debug"] {
             let p = dir.join("aarch64-unknown-none").join(profile).join("loader");
@@ -137,9 +140,8 @@ pub fn platform_memory(path: &Path) -> Result<Vec<PhysRange>, ImageError> {
     let list = json.get("memory").and_then(|m| m.as_array()).ok_or_else(|| bad("no \"memory\" list".into()))?;
     let mut ram = Vec::new();
     for (i, m) in list.iter().enumerate() {
-        let field = |f: &str| {
-            m.get(f).and_then(|v| v.as_u64()).ok_or_else(|| bad(format!("memory[{i}].{f} is not a number")))
-        };
+        let field =
+            |f: &str| m.get(f).and_then(|v| v.as_u64()).ok_or_else(|| bad(format!("memory[{i}].{f} is not a number")));
         let (start, end) = (field("start")?, field("end")?);
         if end <= start {
             return Err(bad(format!("memory[{i}]: end {end:#x} <= start {start:#x}")));
@@ -154,8 +156,10 @@ pub fn platform_memory(path: &Path) -> Result<Vec<PhysRange>, ImageError> {
 pub fn check_kernel_config(root_task: &Path, root_bytes: &[u8], prefix: &Path) -> Result<Kconfig, ImageError> {
     let installed = Kconfig::from_prefix(prefix)
         .map_err(|e| ImageError::Input { path: e.file.clone(), message: e.message.clone() })?;
-    let elf = Elf::parse(root_bytes)
-        .map_err(|err| ImageError::Elf { path: root_task.to_path_buf(), err: boot_image::Error::Elf { image: Image::RootTask, err } })?;
+    let elf = Elf::parse(root_bytes).map_err(|err| ImageError::Elf {
+        path: root_task.to_path_buf(),
+        err: boot_image::Error::Elf { image: Image::RootTask, err },
+    })?;
     let section = elf.section(kconfig::SECTION).ok_or_else(|| ImageError::Input {
         path: root_task.to_path_buf(),
         message: format!(
@@ -178,7 +182,11 @@ pub fn check_kernel_config(root_task: &Path, root_bytes: &[u8], prefix: &Path) -
             let _ = writeln!(text, "  ... and {} more", diff.len() - 10);
         }
         text.push_str("  rebuild the root task with SEL4_PREFIX pointing at this kernel");
-        return Err(ImageError::ConfigMismatch { root_task: root_task.to_path_buf(), prefix: prefix.to_path_buf(), diff: text });
+        return Err(ImageError::ConfigMismatch {
+            root_task: root_task.to_path_buf(),
+            prefix: prefix.to_path_buf(),
+            diff: text,
+        });
     }
     Ok(installed)
 }
@@ -186,8 +194,10 @@ pub fn check_kernel_config(root_task: &Path, root_bytes: &[u8], prefix: &Path) -
 /// The loader's segments laid out flat from its lowest physical address, zero-filled up
 /// to `__payload_start` (the end of the last segment rounded up to 4 KiB).
 pub fn flatten_loader(path: &Path, bytes: &[u8]) -> Result<(u64, Vec<u8>, u64), ImageError> {
-    let elf = Elf::parse(bytes)
-        .map_err(|err| ImageError::Elf { path: path.to_path_buf(), err: boot_image::Error::Elf { image: Image::Loader, err } })?;
+    let elf = Elf::parse(bytes).map_err(|err| ImageError::Elf {
+        path: path.to_path_buf(),
+        err: boot_image::Error::Elf { image: Image::Loader, err },
+    })?;
     let (lo, hi) = elf.paddr_bounds();
     if elf.entry() != lo {
         return Err(ImageError::Input {
@@ -229,7 +239,8 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
     let platform_dtb_path = prefix.join("support/kernel.dtb");
     let (probe, uart) = match std::fs::read(&platform_dtb_path) {
         Ok(bytes) => {
-            let bad = |e: boot_image::FdtError| ImageError::Input { path: platform_dtb_path.clone(), message: e.to_string() };
+            let bad =
+                |e: boot_image::FdtError| ImageError::Input { path: platform_dtb_path.clone(), message: e.to_string() };
             let fdt = Fdt::from_bytes(&bytes).map_err(bad)?;
             let mem = fdt.first_memory().map_err(bad)?.ok_or_else(|| ImageError::Input {
                 path: platform_dtb_path.clone(),

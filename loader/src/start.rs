@@ -66,7 +66,7 @@ fn page_up(x: u64) -> u64 {
 /// # Safety
 /// `addr..addr + fdt::HEADER_BYTES` must be readable memory.
 unsafe fn fdt_at(addr: u64) -> Option<&'static [u8]> {
-    if addr == 0 || addr % 8 != 0 {
+    if addr == 0 || !addr.is_multiple_of(8) {
         return None;
     }
     // SAFETY: the caller guarantees the header bytes are readable.
@@ -118,14 +118,17 @@ extern "C" fn loader_main(x0: u64) -> ! {
     let loader_end = payload_start + total;
 
     // Device tree: packed, then x0, then where QEMU leaves it for ELF images.
+    // SAFETY: x0 is only dereferenced when non-zero and 8-byte aligned; firmware that
+    // sets it passes the DTB's address in RAM.
+    let from_x0 = || unsafe { fdt_at(x0) };
+    // SAFETY: the probe address is the base of RAM of the platform the tool packed for
+    // (QEMU leaves its DTB there); 0 means none and is not dereferenced.
+    let from_probe = || unsafe { fdt_at(info.dtb_probe) };
     let (dtb, source) = if let Some(d) = p.embedded_dtb() {
         (d, "packed in the image")
-    // SAFETY (both arms): x0 and the probe address are only dereferenced when non-zero and
-    // 8-byte aligned; firmware passes RAM in x0, and the probe address is the base of RAM
-    // of the platform the tool packed for.
-    } else if let Some(d) = unsafe { fdt_at(x0) } {
+    } else if let Some(d) = from_x0() {
         (d, "from x0")
-    } else if let Some(d) = unsafe { fdt_at(info.dtb_probe) } {
+    } else if let Some(d) = from_probe() {
         (d, "at the base of RAM")
     } else {
         fail(&format_args!(
@@ -146,19 +149,28 @@ extern "C" fn loader_main(x0: u64) -> ! {
     let dtb_size = used as u64;
     let slot = info.dtb_slot_end - info.dtb_slot_start;
     if page_up(dtb_size) > slot {
-        fail(&format_args!("device tree ({source}) is {dtb_size} bytes, the DTB slot holds {slot} (capvisor image --dtb-max)"));
+        fail(&format_args!(
+            "device tree ({source}) is {dtb_size} bytes, the DTB slot holds {slot} (capvisor image --dtb-max)"
+        ));
     }
     if let Ok(Some(uart)) = fdt.compatible_reg("arm,pl011") {
         console::set_base(uart.base);
     }
     let dtb_paddr = info.dtb_slot_end - page_up(dtb_size);
-    log!("device tree {source} at {:#x}, {dtb_size} of {} bytes used -> {dtb_paddr:#x}", dtb.as_ptr() as u64, fdt.as_bytes().len());
+    log!(
+        "device tree {source} at {:#x}, {dtb_size} of {} bytes used -> {dtb_paddr:#x}",
+        dtb.as_ptr() as u64,
+        fdt.as_bytes().len()
+    );
     // SAFETY: the slot lies in RAM and is disjoint from the loader and every segment (the
     // tool checked); `copy` allows the firmware's blob to overlap it. The MMU is off, so
     // writes go to memory.
     unsafe { core::ptr::copy(dtb.as_ptr(), dtb_paddr as *mut u8, dtb.len()) };
     // SAFETY: the header was just copied to `dtb_paddr`, RAM the loader owns until the jump.
-    fdt::set_total_size(unsafe { core::slice::from_raw_parts_mut(dtb_paddr as *mut u8, fdt::HEADER_BYTES) }, used as u32);
+    fdt::set_total_size(
+        unsafe { core::slice::from_raw_parts_mut(dtb_paddr as *mut u8, fdt::HEADER_BYTES) },
+        used as u32,
+    );
 
     // Page tables: identity for RAM and the loader (normal), everything else device; the
     // kernel window for RAM.
@@ -173,7 +185,7 @@ extern "C" fn loader_main(x0: u64) -> ! {
         fail(&e);
     }
     // SAFETY: ARENA is used only here, once; nothing else holds a reference to it.
-    let arena = unsafe { &mut (*(&raw mut ARENA)).0 };
+    let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut ARENA).cast::<Table>(), TABLES) };
     let arena_pa = arena.as_ptr() as u64;
     let mut b = Builder::new(arena, arena_pa);
     if let Err(e) = pagetable::build_boot_map(&mut b, &normal, info.kernel_offset, &window) {

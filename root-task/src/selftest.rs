@@ -87,7 +87,7 @@ mod bootinfo {
         if bi.empty().is_empty() || bi.empty().end.index() != end {
             return fail("empty slots do not run to the end of the root CNode", bi.empty().end.index(), end);
         }
-        if bi.ipc_buffer_addr() % 4096 != 0 {
+        if !bi.ipc_buffer_addr().is_multiple_of(4096) {
             return fail("IPC buffer not page aligned", bi.ipc_buffer_addr(), 0);
         }
         let Some(dtb) = bi.device_tree() else {

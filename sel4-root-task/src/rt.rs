@@ -74,14 +74,7 @@ extern "C" fn __sel4_root_task_start(bootinfo: *const u8) -> ! {
     // SAFETY: HEAP_AREA is only ever reached here, once, before any allocation.
     unsafe { HEAP.lock().init((&raw mut HEAP_AREA).cast::<u8>(), HEAP_BYTES) };
     // A `'static` bootinfo: the frame stays mapped for the root task's whole life.
-    let bi: &'static BootInfo<'static> = {
-        static mut SLOT: Option<BootInfo<'static>> = None;
-        // SAFETY: written once here before `main` runs; only shared references follow.
-        unsafe {
-            *(&raw mut SLOT) = Some(bi);
-            (*(&raw const SLOT)).as_ref().unwrap_unchecked()
-        }
-    };
+    let bi: &'static BootInfo<'static> = alloc::boxed::Box::leak(alloc::boxed::Box::new(bi));
     // SAFETY: `__sel4_root_task_main` is defined by the root task's `main!` invocation with
     // exactly this signature.
     unsafe { __sel4_root_task_main(bi) }

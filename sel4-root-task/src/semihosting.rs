@@ -23,6 +23,8 @@ pub fn exit(status: u32) -> ! {
             options(nostack, readonly),
         )
     };
-    crate::debug_println!("capvisor: semihosting exit({status}) returned: QEMU lacks -semihosting-config enable=on,userspace=on");
+    crate::debug_println!(
+        "capvisor: semihosting exit({status}) returned: QEMU lacks -semihosting-config enable=on,userspace=on"
+    );
     crate::rt::suspend_self()
 }
