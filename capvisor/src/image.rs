@@ -32,6 +32,10 @@ pub struct Args {
     /// A device tree to pack into the image instead of the one the firmware passes.
     #[arg(long)]
     pub dtb: Option<PathBuf>,
+    /// Where the loader looks for the firmware's DTB when x0 holds none: an address, or
+    /// `none` [default: the base of RAM in $SEL4_PREFIX/support/kernel.dtb, where QEMU puts it].
+    #[arg(long, value_parser = parse_probe)]
+    pub dtb_probe: Option<Probe>,
     /// Bytes reserved for the device tree below the root task.
     #[arg(long, default_value_t = 1 << 20)]
     pub dtb_max: u64,
@@ -44,6 +48,26 @@ pub struct Args {
     /// Output ELF; the flat binary goes to OUT.bin.
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
+}
+
+/// `--dtb-probe`: an address, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Do not probe.
+    None,
+    /// Probe this physical address.
+    At(u64),
+}
+
+fn parse_probe(s: &str) -> Result<Probe, String> {
+    if s == "none" {
+        return Ok(Probe::None);
+    }
+    let n = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    n.map(Probe::At).map_err(|_| format!("{s}: want an address (0x40000000) or none"))
 }
 
 /// What went wrong, naming the file and field.
@@ -267,7 +291,11 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
         loader: PhysRange { start: base, end: base + flat.len() as u64 },
         dtb_max_bytes: args.dtb_max,
         embedded_dtb: dtb.as_deref(),
-        dtb_probe: if dtb.is_some() { None } else { probe },
+        dtb_probe: match (args.dtb_probe, &dtb) {
+            (_, Some(_)) | (Some(Probe::None), None) => None,
+            (Some(Probe::At(a)), None) => Some(PhysRange { start: a, end: a + QEMU_DTB_AREA }),
+            (None, None) => probe,
+        },
         uart,
         tcr_el2: tcr,
     };

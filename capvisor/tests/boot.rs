@@ -68,6 +68,10 @@ fn build_target_crates(prefix: &Path) -> &'static Built {
 }
 
 fn capvisor_image(prefix: &Path, built: &Built, out: &Path) -> std::process::Output {
+    capvisor_image_with(prefix, built, out, &[])
+}
+
+fn capvisor_image_with(prefix: &Path, built: &Built, out: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_capvisor"))
         .args(["image", "--root-task"])
         .arg(&built.root_task)
@@ -77,25 +81,37 @@ fn capvisor_image(prefix: &Path, built: &Built, out: &Path) -> std::process::Out
         .arg(prefix)
         .arg("-o")
         .arg(out)
+        .args(extra)
         .output()
         .expect("run capvisor image")
 }
 
-#[test]
-fn boots_to_all_ok_under_qemu() {
-    let Some(prefix) = boot_prerequisites() else { return };
-    let built = build_target_crates(&prefix);
-    let dir = work_dir();
-    let image = dir.join("image.elf");
-    let out = capvisor_image(&prefix, built, &image);
-    assert!(out.status.success(), "capvisor image failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(dir.join("image.elf.bin").is_file(), "no flat binary next to the ELF");
+/// A finished QEMU run: console lines stamped with the time since start, exit status.
+struct Boot {
+    lines: Vec<(Duration, String)>,
+    status: std::process::ExitStatus,
+    total: Duration,
+    log_path: PathBuf,
+}
 
+impl Boot {
+    fn first(&self, marker: &str) -> Option<Duration> {
+        self.lines.iter().find(|(_, l)| l.contains(marker)).map(|(t, _)| *t)
+    }
+    fn missing<'m>(&self, markers: &[&'m str]) -> Vec<&'m str> {
+        markers.iter().copied().filter(|m| self.first(m).is_none()).collect()
+    }
+}
+
+/// Boots `image` with `qemu/run-qemu.sh`, writing the stamped console to `<name>.log`.
+fn run_qemu(image: &Path, timeout_s: u64, extra_qemu: &[&str], name: &str) -> Boot {
     let start = Instant::now();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
         .arg("--timeout")
-        .arg(BOOT_TIMEOUT_S.to_string())
-        .arg(&image)
+        .arg(timeout_s.to_string())
+        .arg(image)
+        .arg("--")
+        .args(extra_qemu)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -112,50 +128,109 @@ fn boots_to_all_ok_under_qemu() {
     let status = child.wait().expect("wait for QEMU");
     let total = start.elapsed();
     let stderr = err_thread.join().unwrap_or_default();
-
-    let log_path = dir.join("console.log");
+    let log_path = work_dir().join(format!("{name}.log"));
     let mut log = String::new();
     for (t, l) in &lines {
         log.push_str(&format!("[{:8.3}] {l}\n", t.as_secs_f64()));
     }
     log.push_str(&format!("--- stderr ---\n{stderr}--- exit: {status} after {:.3} s\n", total.as_secs_f64()));
     std::fs::write(&log_path, &log).expect("write console log");
+    Boot { lines, status, total, log_path }
+}
 
-    let first = |marker: &str| lines.iter().find(|(_, l)| l.contains(marker)).map(|(t, _)| *t);
-    let markers = [
-        "capvisor loader: started at",
-        "capvisor loader: entering kernel at",
-        "Booting all finished, dropped to user space",
-        "capvisor root task: started",
-        "bootinfo: untyped=",
-        "bootinfo: ram_bytes=",
-        "bootinfo: largest_ram_untyped paddr=",
-        "bootinfo: free_slots=",
-        "bootinfo: dtb=present",
-        "UT 0 paddr=",
-        "selftest bootinfo: ok",
-        "capvisor: ALL OK",
-    ];
-    let missing: Vec<&str> = markers.iter().copied().filter(|m| first(m).is_none()).collect();
-    let ok = status.code() == Some(0) && missing.is_empty();
-    if !ok {
+/// Console markers of a good boot, loader to root task result.
+const GOOD_BOOT: [&str; 12] = [
+    "capvisor loader: started at",
+    "capvisor loader: entering kernel at",
+    "Booting all finished, dropped to user space",
+    "capvisor root task: started",
+    "bootinfo: untyped=",
+    "bootinfo: ram_bytes=",
+    "bootinfo: largest_ram_untyped paddr=",
+    "bootinfo: free_slots=",
+    "bootinfo: dtb=present",
+    "UT 0 paddr=",
+    "selftest bootinfo: ok",
+    "capvisor: ALL OK",
+];
+
+fn assert_good_boot(boot: &Boot) {
+    let missing = boot.missing(&GOOD_BOOT);
+    if !missing.is_empty() || boot.status.code() != Some(0) {
         eprintln!(
-            "boot failed: exit {status}, missing markers {missing:?}; console log kept at {}",
-            log_path.display()
+            "boot failed: exit {}, missing markers {missing:?}; console log kept at {}",
+            boot.status,
+            boot.log_path.display()
         );
     }
-    assert!(missing.is_empty(), "console lacks {missing:?}; log: {}", log_path.display());
-    assert_eq!(status.code(), Some(0), "QEMU exit status; log: {}", log_path.display());
+    assert!(missing.is_empty(), "console lacks {missing:?}; log: {}", boot.log_path.display());
+    assert_eq!(boot.status.code(), Some(0), "QEMU exit status; log: {}", boot.log_path.display());
+}
 
-    let loader = first("capvisor loader: started at").unwrap_or_default();
-    let root = first("capvisor root task: started").unwrap_or_default();
+#[test]
+fn boots_to_all_ok_under_qemu() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = build_target_crates(&prefix);
+    let dir = work_dir();
+    let image = dir.join("image.elf");
+    let out = capvisor_image(&prefix, built, &image);
+    assert!(out.status.success(), "capvisor image failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("image.elf.bin").is_file(), "no flat binary next to the ELF");
+
+    let boot = run_qemu(&image, BOOT_TIMEOUT_S, &[], "console");
+    assert_good_boot(&boot);
+    assert!(boot.first("device tree at the base of RAM").is_some(), "QEMU's DTB was not used");
+    let loader = boot.first("capvisor loader: started at").unwrap_or_default();
+    let root = boot.first("capvisor root task: started").unwrap_or_default();
     eprintln!(
         "boot time: QEMU start -> loader first line {:.3} s, -> root task first line {:.3} s, -> exit {:.3} s (log: {})",
         loader.as_secs_f64(),
         root.as_secs_f64(),
-        total.as_secs_f64(),
-        log_path.display()
+        boot.total.as_secs_f64(),
+        boot.log_path.display()
     );
+}
+
+#[test]
+fn boots_with_a_device_tree_packed_into_the_image() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = build_target_crates(&prefix);
+    let image = work_dir().join("packed-dtb.elf");
+    let dtb = prefix.join("support/kernel.dtb");
+    let out = capvisor_image_with(&prefix, built, &image, &["--dtb".as_ref(), dtb.as_os_str()]);
+    assert!(out.status.success(), "capvisor image --dtb failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let boot = run_qemu(&image, BOOT_TIMEOUT_S, &[], "packed-dtb");
+    assert_good_boot(&boot);
+    assert!(boot.first("device tree packed in the image").is_some(), "log: {}", boot.log_path.display());
+}
+
+/// A loader that must stop: it prints why and halts, so QEMU runs until the time limit.
+fn assert_loader_halts(boot: &Boot, why: &str) {
+    assert!(boot.first(why).is_some(), "no {why:?} in the console; log: {}", boot.log_path.display());
+    assert!(boot.first("capvisor loader: halted").is_some(), "log: {}", boot.log_path.display());
+    assert!(boot.first("Bootstrapping kernel").is_none(), "kernel entered; log: {}", boot.log_path.display());
+    assert_eq!(boot.status.code(), Some(124), "expected the time limit; log: {}", boot.log_path.display());
+}
+
+#[test]
+fn loader_halts_with_a_message_when_entered_at_el1() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = build_target_crates(&prefix);
+    let image = work_dir().join("el1.elf");
+    assert!(capvisor_image(&prefix, built, &image).status.success());
+    let boot = run_qemu(&image, 3, &["-machine", "virtualization=off"], "el1");
+    assert_loader_halts(&boot, "entered at EL1: seL4 with hypervisor support must be started at EL2");
+}
+
+#[test]
+fn loader_halts_with_a_message_without_a_device_tree() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = build_target_crates(&prefix);
+    let image = work_dir().join("no-dtb.elf");
+    let out = capvisor_image_with(&prefix, built, &image, &["--dtb-probe".as_ref(), "none".as_ref()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let boot = run_qemu(&image, 3, &[], "no-dtb");
+    assert_loader_halts(&boot, "capvisor loader: no device tree: x0=0x0 holds none");
 }
 
 #[test]
