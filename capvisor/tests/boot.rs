@@ -47,24 +47,27 @@ struct Built {
     loader: PathBuf,
 }
 
+/// Builds the root task (with extra cargo `features`) and the loader into `target_dir`.
+fn cargo_build(prefix: &Path, target_dir: &Path, features: &str) -> Built {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .env("SEL4_PREFIX", prefix)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
+        .args(["--features", features])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build of root-task ({features}) and loader failed: {status}");
+    let out = target_dir.join("aarch64-unknown-none/release");
+    Built { root_task: out.join("root-task"), loader: out.join("loader") }
+}
+
 /// Builds the target crates once per test process, in a target directory of their own (a
 /// nested cargo must not wait on the lock of the cargo running the tests).
 fn build_target_crates(prefix: &Path) -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let target_dir = work_dir().join("cargo");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace())
-            .env("SEL4_PREFIX", prefix)
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build of root-task and loader failed: {status}");
-        let out = target_dir.join("aarch64-unknown-none/release");
-        Built { root_task: out.join("root-task"), loader: out.join("loader") }
-    })
+    BUILT.get_or_init(|| cargo_build(prefix, &work_dir().join("cargo"), "root-task/selftest-bootinfo"))
 }
 
 fn capvisor_image(prefix: &Path, built: &Built, out: &Path) -> std::process::Output {
@@ -202,6 +205,29 @@ fn boots_with_a_device_tree_packed_into_the_image() {
     let boot = run_qemu(&image, BOOT_TIMEOUT_S, &[], "packed-dtb");
     assert_good_boot(&boot);
     assert!(boot.first("device tree packed in the image").is_some(), "log: {}", boot.log_path.display());
+}
+
+#[test]
+fn a_root_task_panic_prints_message_and_location_and_stops_the_thread() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = cargo_build(&prefix, &work_dir().join("cargo-panic"), "root-task/selftest-panic");
+    let image = work_dir().join("panic.elf");
+    let out = capvisor_image(&prefix, &built, &image);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let boot = run_qemu(&image, 3, &[], "panic");
+    let log = boot.log_path.display();
+    let line = boot
+        .lines
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .find(|l| l.starts_with("root task panicked at "))
+        .unwrap_or_else(|| panic!("no panic report; log: {log}"));
+    assert!(line.contains("root-task/src/selftest.rs:"), "location: {line}");
+    assert!(line.contains("selftest-panic: deliberate panic with"), "message: {line}");
+    // The thread stopped: no result line, no return from TCB_Suspend, QEMU left running.
+    assert!(boot.first("capvisor: ALL OK").is_none() && boot.first("capvisor: FAILED").is_none(), "log: {log}");
+    assert!(boot.first("TCB_Suspend on itself returned").is_none(), "log: {log}");
+    assert_eq!(boot.status.code(), Some(124), "log: {log}");
 }
 
 /// A loader that must stop: it prints why and halts, so QEMU runs until the time limit.

@@ -45,7 +45,23 @@ pub struct SelfTest {
 pub const TESTS: &[SelfTest] = &[
     #[cfg(feature = "selftest-bootinfo")]
     SelfTest { name: "bootinfo", run: bootinfo::run },
+    #[cfg(feature = "selftest-panic")]
+    SelfTest { name: "panic", run: panic::run },
 ];
+
+#[cfg(feature = "selftest-panic")]
+mod panic {
+    //! Panics on purpose, to show the runtime's panic path: message and location printed,
+    //! the thread suspended, nothing after it runs.
+
+    use sel4::BootInfo;
+
+    use super::Failure;
+
+    pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
+        panic!("selftest-panic: deliberate panic with {} untyped", bi.untyped_list().len())
+    }
+}
 
 #[cfg(feature = "selftest-bootinfo")]
 mod bootinfo {
