@@ -338,7 +338,7 @@ impl Platform {
         }
 
         p.line = 0;
-        let (empty, _) = empty.ok_or_else(|| p.err("missing EMPTY line"))?;
+        let (empty, em_line) = empty.ok_or_else(|| p.err("missing EMPTY line"))?;
         let (untyped_slots, us_line) = untyped_slots.ok_or_else(|| p.err("missing UNTYPED_SLOTS line"))?;
         if untyped_slots.len() != untyped.len() as u64 {
             p.line = us_line;
@@ -373,7 +373,7 @@ impl Platform {
         let (frames, fr_line) = region(frames);
         // Slot regions must not collide with each other or with the initial caps.
         let named = [
-            ("EMPTY", empty, 0),
+            ("EMPTY", empty, em_line),
             ("UNTYPED_SLOTS", untyped_slots, us_line),
             ("USER_IMAGE_PAGING", paging, pg_line),
             ("EXTRA_BI_PAGES", extra, ex_line),
