@@ -88,6 +88,10 @@ impl Model {
             ModelCap::Endpoint { send: false, .. } | ModelCap::Notification { send: false, .. } => {
                 error_reply(Error::InvalidCapability)
             }
+            ModelCap::Endpoint { paddr, grant: false, grant_reply: false, .. } => panic!(
+                "sel4-model: call on endpoint {paddr} through a cap without grant or grant-reply rights; seL4 \
+                 cannot give the callee a reply cap and leaves the root task inactive"
+            ),
             ModelCap::Endpoint { paddr, badge, .. } => match self.servers.get_mut(&paddr.0) {
                 Some(server) => server(badge, msg),
                 None => panic!(

@@ -13,7 +13,9 @@
 //!   `Untyped_Retype` of 1..=[`sel4::config::RETYPE_FAN_OUT_LIMIT`] objects with the kernel's
 //!   errors, device untyped (frames and untyped only), and the reset of an untyped that has
 //!   no children left (the next retype starts from its base again; the memory the kernel
-//!   clears is counted in [`Counters::bytes_zeroed`]).
+//!   clears is counted in [`Counters::bytes_zeroed`]). Alignment is computed where the kernel
+//!   computes it, in its physical-memory window (`paddr + 2^39` at EL2): the same as physical
+//!   alignment for objects up to 512 GiB, different for the 1 TiB device untyped at `2^39`.
 //! - **CSpace**: the root CNode (`ROOT_CNODE_SIZE_BITS`, guard making up 64 bits) and CNodes
 //!   from retype, addressed with `(cnode, index, depth)` and the kernel's guard/radix walk;
 //!   copy, mint, move, delete, revoke; the mapping database exactly as the kernel keeps it
@@ -249,7 +251,8 @@ impl Model {
     }
 
     /// Number of capabilities derived from the one in `slot` (its descendants in the mapping
-    /// database): what `CNode_Revoke` on it would delete.
+    /// database): the caps `CNode_Revoke` on it deletes directly (finalising them may delete
+    /// more, e.g. the contents of a CNode).
     pub fn descendants(&self, slot: Slot) -> usize {
         let Some(s) = self.root_slot(slot).filter(|s| self.ctes.contains_key(s)) else { return 0 };
         let mut n = 0;

@@ -189,6 +189,16 @@ fn a_bound_notification_wakes_the_receiver_first() {
 }
 
 #[test]
+#[should_panic(expected = "without grant or grant-reply")]
+fn a_call_through_a_cap_that_cannot_take_a_reply_is_a_harness_bug() {
+    let mut w = world();
+    let send_only = free(&w.m, 20);
+    w.m.cnode_copy(root(send_only), w.ep, CapRights::WRITE_ONLY).unwrap();
+    w.m.serve(w.ep.cap(), Box::new(|_, _| Message::new(0, &[])));
+    let _ = w.m.call(send_only.cap(), &Message::new(1, &[]));
+}
+
+#[test]
 #[should_panic(expected = "would block forever")]
 fn receiving_on_an_empty_endpoint_is_a_harness_bug() {
     let mut w = world();
