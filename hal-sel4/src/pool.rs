@@ -70,6 +70,13 @@ use sel4::{CNodeSlot, Cap, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, S
 use crate::plan::{self, Run};
 use crate::ranges::SlotAllocator;
 
+/// The kernel aligns objects in its own window (`pptr = paddr + PPTR_BASE_OFFSET`, and the
+/// offset is 2^39 on AArch64: `PPTR_BASE` is 2^39 with hypervisor support, 2^64 - 2^39
+/// without). Up to 2^39 bytes, physical and kernel-window alignment agree, so the pool plans
+/// in physical addresses; boot untypeds larger than that (huge device regions above 512 GiB,
+/// which can look misaligned physically) are left alone.
+pub const KERNEL_WINDOW_ALIGN_BITS: u32 = 39;
+
 /// A node of the untyped tree: `(physical address, size_bits)`, unique because a child is
 /// always smaller than its parent and siblings never overlap.
 pub type NodeKey = (u64, u32);
@@ -461,8 +468,8 @@ impl fmt::Display for PoolSetupError {
 
 impl UntypedPool {
     /// A pool over `untyped` (capabilities and what they cover, e.g. from bootinfo), placing
-    /// new capabilities in `slots`. Untypeds smaller than a page are ignored (nothing page
-    /// aligned fits in them).
+    /// new capabilities in `slots`. Untypeds smaller than a page (nothing page aligned fits)
+    /// and larger than 2^[`KERNEL_WINDOW_ALIGN_BITS`] are ignored.
     pub fn new(
         untyped: impl IntoIterator<Item = (Cap<Untyped>, UntypedDesc)>,
         slots: SlotRegion,
@@ -473,6 +480,13 @@ impl UntypedPool {
         for (cap, d) in untyped {
             let paddr = d.paddr.get();
             if d.size_bits < PAGE_BITS {
+                continue;
+            }
+            if d.size_bits > KERNEL_WINDOW_ALIGN_BITS {
+                log::info!(
+                    "untyped pool: ignoring the untyped at {paddr:#x} (2^{} bytes): larger than the kernel window's alignment",
+                    d.size_bits
+                );
                 continue;
             }
             if d.size_bits > sel4::object::MAX_UNTYPED_BITS || !d.paddr.is_aligned(d.size_bits) {
@@ -546,7 +560,10 @@ impl UntypedPool {
             watermark: match &n.state {
                 NodeState::Fresh => None,
                 NodeState::Split { watermark, .. } => Some(watermark - key.0),
-                NodeState::Holds { .. } => Some(1u64 << key.1),
+                NodeState::Holds { owner } => self.allocations.get(owner).and_then(|a| {
+                    let f = a.fills.iter().find(|f| f.node == key)?;
+                    Some(f.count << f.blueprint.physical_size_bits())
+                }),
             },
             has_children: !matches!(n.state, NodeState::Fresh),
         })
@@ -1103,4 +1120,155 @@ struct ExecLog {
 /// The frame size of an object blueprint, for callers that fill the capability table.
 pub fn frame_size(b: ObjectBlueprint) -> Option<FrameSize> {
     FrameSize::of_blueprint(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sel4::Slot;
+
+    const FAN: u64 = 256;
+
+    /// A few untypeds of the recorded QEMU virt boot (see `shared/sel4/16.0.0/boot`): RAM at
+    /// 0x6400_0000 (64 MiB), 0x6800_0000 (128 MiB), 0x7000_0000 (256 MiB), device at 0x0900_0000
+    /// (16 MiB, the UART's untyped) and RAM again right after a device untyped.
+    fn pool() -> UntypedPool {
+        let uts = [
+            (0x0900_0000u64, 24u32, true),
+            (0x0a00_0000, 25, true),
+            (0x6400_0000, 26, false),
+            (0x6800_0000, 27, false),
+            (0x7000_0000, 28, false),
+        ];
+        let list = uts.iter().enumerate().map(|(i, &(p, b, d))| {
+            (Slot::new(76 + i as u64).cap(), UntypedDesc { paddr: PhysAddr(p), size_bits: b, is_device: d })
+        });
+        UntypedPool::new(list, SlotRegion { start: Slot::new(150), end: Slot::new(65536) }, FAN).unwrap()
+    }
+
+    fn cost(p: &UntypedPool, base: u64, size: u64) -> u64 {
+        plan_cost(&p.plan(base, size, KindRequest::Uniform, None, 0).unwrap().0, FAN)
+    }
+
+    #[test]
+    fn small_region_inside_a_fresh_untyped_merges_padding_and_wrapper() {
+        let p = pool();
+        let (steps, kind) = p.plan(0x6800_3000, 0x1000, KindRequest::Ram, None, 0).unwrap();
+        assert_eq!(kind, MemoryKind::Ram);
+        assert_eq!(
+            steps,
+            [
+                Step::Split { parent: (0x6800_0000, 27), run: Run { addr: 0x6800_0000, size_bits: 12, count: 4 } },
+                Step::Fill(Fill {
+                    node: (0x6800_3000, 12),
+                    blueprint: ObjectBlueprint::SmallPage,
+                    count: 1,
+                    first_index: 0
+                }),
+            ]
+        );
+        assert_eq!(plan::lower_bound_piece(0x6800_0000, 0x6800_3000, 0x6800_4000, FAN), 2);
+    }
+
+    #[test]
+    fn whole_untyped_is_filled_directly() {
+        let p = pool();
+        let (steps, _) = p.plan(0x6400_0000, 64 << 20, KindRequest::Ram, None, 0).unwrap();
+        assert_eq!(
+            steps,
+            [Step::Fill(Fill {
+                node: (0x6400_0000, 26),
+                blueprint: ObjectBlueprint::LargePage,
+                count: 32,
+                first_index: 0
+            })]
+        );
+    }
+
+    #[test]
+    fn region_at_the_start_of_a_larger_untyped_needs_a_wrapper() {
+        let p = pool();
+        // The one call above the bound: the wrapper that makes the region freeable alone.
+        assert_eq!(cost(&p, 0x6800_0000, 64 << 20), 2);
+        assert_eq!(plan::lower_bound_piece(0x6800_0000, 0x6800_0000, 0x6c00_0000, FAN), 1);
+    }
+
+    #[test]
+    fn region_spanning_two_untypeds_is_planned_per_untyped() {
+        let p = pool();
+        // Last 2 MiB of 0x6800_0000/27 and first 2 MiB of 0x7000_0000/28.
+        let (steps, _) = p.plan(0x6fe0_0000, 4 << 20, KindRequest::Ram, None, 0).unwrap();
+        let fills: Vec<_> = steps.iter().filter_map(|s| if let Step::Fill(f) = s { Some(*f) } else { None }).collect();
+        assert_eq!(fills.len(), 2);
+        assert_eq!(fills[0].node, (0x6fe0_0000, 21));
+        assert_eq!(fills[1].node, (0x7000_0000, 21));
+        assert_eq!(fills[1].first_index, 1, "frames numbered across untypeds");
+    }
+
+    #[test]
+    fn refusals_name_the_reason() {
+        let p = pool();
+        let plan = |b, s, k| p.plan(b, s, k, None, 0).map(|_| ());
+        assert_eq!(plan(0x6800_0000, 0, KindRequest::Ram), Err(AllocError::Empty { base: 0x6800_0000 }));
+        assert_eq!(
+            plan(0x6800_0800, 0x1000, KindRequest::Ram),
+            Err(AllocError::Unaligned { base: 0x6800_0800, size: 0x1000 })
+        );
+        assert_eq!(
+            plan(u64::MAX - 0xfff, 0x2000, KindRequest::Ram),
+            Err(AllocError::Overflow { base: u64::MAX - 0xfff, size: 0x2000 })
+        );
+        assert_eq!(plan(0x6000_0000, 0x1000, KindRequest::Ram), Err(AllocError::NotBacked { at: 0x6000_0000 }));
+        // Runs off the end of RAM at 0x8000_0000 (nothing given to the pool there).
+        assert_eq!(plan(0x7fff_f000, 0x2000, KindRequest::Ram), Err(AllocError::NotBacked { at: 0x8000_0000 }));
+        assert_eq!(
+            plan(0x0900_0000, 0x1000, KindRequest::Ram),
+            Err(AllocError::WrongKind { wanted: MemoryKind::Ram, at: 0x0900_0000 })
+        );
+        assert_eq!(
+            plan(0x6400_0000, 0x1000, KindRequest::Device),
+            Err(AllocError::WrongKind { wanted: MemoryKind::Device, at: 0x6400_0000 })
+        );
+        assert!(plan(0x0900_0000, 0x1000, KindRequest::Device).is_ok());
+        assert!(plan(0x09ff_f000, 0x2000, KindRequest::Device).is_ok(), "two device untypeds");
+        assert_eq!(
+            p.plan(0x0900_0000, 0x1000, KindRequest::Device, Some(ObjectBlueprint::PageTable), 1).map(|_| ()),
+            Err(AllocError::BadObject { blueprint: ObjectBlueprint::PageTable })
+        );
+    }
+
+    #[test]
+    fn mixed_kinds_are_refused() {
+        let list = [
+            (Slot::new(76).cap(), UntypedDesc { paddr: PhysAddr(0x1000_0000), size_bits: 20, is_device: true }),
+            (Slot::new(77).cap(), UntypedDesc { paddr: PhysAddr(0x1010_0000), size_bits: 20, is_device: false }),
+        ];
+        let p = UntypedPool::new(list, SlotRegion { start: Slot::new(150), end: Slot::new(200) }, FAN).unwrap();
+        assert_eq!(
+            p.plan(0x100f_f000, 0x2000, KindRequest::Uniform, None, 0).map(|_| ()),
+            Err(AllocError::MixedKinds { at: 0x1010_0000 })
+        );
+    }
+
+    #[test]
+    fn setup_refuses_overlapping_or_misaligned_untyped() {
+        let r = SlotRegion { start: Slot::new(150), end: Slot::new(200) };
+        let d = |p, b| UntypedDesc { paddr: PhysAddr(p), size_bits: b, is_device: false };
+        let two = [(Slot::new(76).cap(), d(0x1000_0000, 24)), (Slot::new(77).cap(), d(0x1080_0000, 20))];
+        assert_eq!(UntypedPool::new(two, r, FAN).err(), Some(PoolSetupError::Overlap { paddr: 0x1080_0000 }));
+        let bad = [(Slot::new(76).cap(), d(0x1000_1000, 16))];
+        assert_eq!(UntypedPool::new(bad, r, FAN).err(), Some(PoolSetupError::BadUntyped { paddr: 0x1000_1000 }));
+        let inside = [(Slot::new(160).cap(), d(0x1000_0000, 16))];
+        assert_eq!(UntypedPool::new(inside, r, FAN).err(), Some(PoolSetupError::SlotInRegion { slot: Slot::new(160) }));
+    }
+
+    #[test]
+    fn find_free_takes_the_highest_ram_first() {
+        let p = pool();
+        assert_eq!(p.find_free(0x1000, 0x1000, None), Some(0x7fff_f000));
+        assert_eq!(p.find_free(0x1000, 0x1000, Some((0x6400_0000, 0x6800_0000))), Some(0x67ff_f000));
+        // Larger than any contiguous RAM run (64 + 128 + 256 MiB are contiguous: 448 MiB).
+        assert_eq!(p.find_free(512 << 20, 0x1000, None), None);
+        assert_eq!(p.find_free(448 << 20, 0x1000, None), Some(0x6400_0000));
+    }
 }
