@@ -1,0 +1,609 @@
+//! One VM's state and the pure exit handler: `handle_exit` decides, the run loop performs.
+//!
+//! [`VmState`] owns everything the VMM knows about a VM between exits: vCPU power states, the
+//! distributor and list-register model, the virtual timer flags, the UARTs, the MMIO window
+//! table, the unhandled-access policy and its "logged once" sets, and the counters. It never
+//! touches the kernel: every exit or event becomes an [`Action`] or [`Effects`] for the run
+//! loop, which knows how to perform them with the fewest kernel entries
+//! ([`Action::ops`]).
+//!
+//! Guest-reachable paths never panic: vCPU indices, list register indices and interrupt IDs
+//! from the guest or the kernel are looked up with `get`, arithmetic on guest values wraps,
+//! and anything not understood stops the VM (never the VMM) or is answered as the hardware
+//! would.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use sel4::UserContext;
+use vm_config::{EmulatedKind, GuestRange, InterruptMode, UnhandledMmio, VmConfig};
+
+use crate::action::{AbortKind, Action, Effects, Next, Notice, StopReason, VcpuStart};
+use crate::counters::{Counters, ExitKind};
+use crate::devices::pl011::Pl011;
+use crate::devices::psci::{self, Outcome, Power};
+use crate::devices::vgic::Vgic;
+use crate::devices::vtimer::{VTIMER_PPI, VTimer};
+use crate::esr::DataAbort;
+use crate::exit::{Exit, HvcRegs};
+use crate::logonce::{LogOnce, Seen};
+use crate::mmio::{MmioError, MmioMap};
+
+/// Facts about the machine the VM model needs and the configuration does not give.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Platform {
+    /// List registers per virtual CPU interface (GICH_VTR.ListRegs + 1; 4 on QEMU virt).
+    pub list_registers: u8,
+}
+
+impl Platform {
+    /// QEMU `virt` with `gic-version=2`.
+    pub const QEMU_VIRT: Platform = Platform { list_registers: 4 };
+}
+
+/// Addresses remembered by "logged once", per set.
+pub const LOG_ONCE_CAPACITY: usize = 64;
+
+/// Why a configuration cannot become a VM (each also caught by `vm-config`'s checks; this is
+/// the last line).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum BuildError {
+    /// Two emulated devices overlap, or one is empty.
+    Mmio {
+        /// The device.
+        device: String,
+        /// Why.
+        error: MmioError,
+    },
+    /// `cpu_num` is 0 or more than 8.
+    Cpus(u8),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Mmio { device, error } => write!(f, "device {device}: {error}"),
+            BuildError::Cpus(n) => write!(f, "{n} vCPUs (1 to 8)"),
+        }
+    }
+}
+
+/// One vCPU as the VMM tracks it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VcpuState {
+    /// On or off (PSCI).
+    pub power: Power,
+    /// Blocked in `WFI` without a reply, waiting for an interrupt or its timer.
+    pub parked: bool,
+    /// Has been started at least once (so a restart must reset its system registers).
+    pub has_run: bool,
+    /// The MPIDR affinity it reports.
+    pub mpidr: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Device {
+    Gicd,
+    Uart(usize),
+    Dummy,
+}
+
+/// How a data abort is handled, decided from the address and syndrome alone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Access {
+    Device(Device, u64),
+    NoSyndrome,
+    Unhandled,
+}
+
+/// What a PSCI call came to: a value to return to the caller (with side effects), or an
+/// action that replaces returning (`CPU_OFF`, `SYSTEM_OFF`, `SYSTEM_RESET`).
+enum PsciResult {
+    Value(u64, Effects),
+    Done(Action),
+}
+
+/// The state of one VM.
+#[derive(Clone, Debug)]
+pub struct VmState {
+    name: String,
+    vcpus: Vec<VcpuState>,
+    vgic: Vgic,
+    vtimer: VTimer,
+    uarts: Vec<(Pl011, u16)>,
+    mmio: MmioMap<Device>,
+    ram: Vec<GuestRange>,
+    entry: u64,
+    dtb: u64,
+    unhandled: UnhandledMmio,
+    logged_addrs: LogOnce,
+    logged_sysregs: LogOnce,
+    forwarded_irqs: Vec<u16>,
+    counters: Counters,
+    stopped: Option<StopReason>,
+}
+
+impl VmState {
+    /// The VM a (checked) configuration describes, before it runs: vCPU 0 on (the run loop
+    /// starts it with [`VmState::boot`]), the others off until `CPU_ON`.
+    pub fn new(config: &VmConfig, platform: Platform) -> Result<Self, BuildError> {
+        if config.cpu_num == 0 || config.cpu_num > VmConfig::MAX_CPUS {
+            return Err(BuildError::Cpus(config.cpu_num));
+        }
+        let vcpus = (0..usize::from(config.cpu_num))
+            .map(|i| VcpuState {
+                power: if i == 0 { Power::On } else { Power::Off },
+                parked: false,
+                has_run: i == 0,
+                mpidr: config.mpidr(i),
+            })
+            .collect();
+        let mut mmio = MmioMap::new();
+        let mut uarts = Vec::new();
+        for d in &config.emulated {
+            let dev = match d.kind {
+                EmulatedKind::InterruptController => Device::Gicd,
+                EmulatedKind::Console => {
+                    uarts.push((Pl011::new(&config.name), u16::try_from(d.irq).unwrap_or(0)));
+                    Device::Uart(uarts.len() - 1)
+                }
+                EmulatedKind::Dummy => Device::Dummy,
+            };
+            mmio.register(d.range, dev).map_err(|error| BuildError::Mmio { device: d.name.clone(), error })?;
+        }
+        let forwarded_irqs = if config.interrupt_mode == InterruptMode::NoIrq {
+            Vec::new()
+        } else {
+            config.passthrough.iter().filter_map(|p| u16::try_from(p.irq).ok()).filter(|i| *i != 0).collect()
+        };
+        Ok(VmState {
+            name: config.name.clone(),
+            vcpus,
+            vgic: Vgic::new(config.capvisor.gic_irq_lines, config.cpu_num, platform.list_registers),
+            vtimer: VTimer::new(usize::from(config.cpu_num)),
+            uarts,
+            mmio,
+            ram: config.memory.iter().map(|m| m.range).collect(),
+            entry: config.entry_point.0,
+            dtb: config.dtb.as_ref().map_or(0, |d| d.load_addr.0),
+            unhandled: config.capvisor.unhandled_mmio,
+            logged_addrs: LogOnce::new(LOG_ONCE_CAPACITY),
+            logged_sysregs: LogOnce::new(LOG_ONCE_CAPACITY),
+            forwarded_irqs,
+            counters: Counters::default(),
+            stopped: None,
+        })
+    }
+
+    /// How the run loop starts vCPU 0: at the entry point, `x0` = the device tree's address
+    /// (the Linux arm64 boot protocol; 0 without one).
+    pub fn boot(&self) -> VcpuStart {
+        VcpuStart { vcpu: 0, entry: self.entry, context: self.dtb, reset_sctlr: false }
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Why the VM stopped, if it did.
+    pub fn stopped(&self) -> Option<StopReason> {
+        self.stopped
+    }
+
+    /// A vCPU's state.
+    pub fn vcpu(&self, index: usize) -> Option<&VcpuState> {
+        self.vcpus.get(index)
+    }
+
+    /// The distributor model (for inspection).
+    pub fn vgic(&self) -> &Vgic {
+        &self.vgic
+    }
+
+    /// Whether the run loop must read `vcpu`'s registers (`TCB_ReadRegisters`) before
+    /// calling [`VmState::handle_exit`] for `exit`: an emulated access moving a register, a
+    /// PSCI call over `SMC` (its arguments), a trapped system register (its PC).
+    pub fn registers_needed(&self, exit: &Exit) -> bool {
+        if self.stopped.is_some() {
+            return false;
+        }
+        match exit {
+            Exit::DataAbort { addr, abort, .. } => {
+                matches!(self.classify(addr.0, abort), Access::Device(..)) && abort.srt != 31
+            }
+            Exit::Smc { .. } | Exit::HvcTrap { .. } | Exit::CapFault { .. } | Exit::SysReg { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Decides what to do about `exit` of `vcpu`, given the registers the run loop read if
+    /// [`VmState::registers_needed`] said so. Records the exit and its cost.
+    pub fn handle_exit(&mut self, vcpu: usize, exit: &Exit, regs: Option<&UserContext>) -> Action {
+        if vcpu >= self.vcpus.len() {
+            // A badge naming a vCPU this VM does not have: a routing error in the VMM. Nothing
+            // of this VM can be trusted to resume it.
+            return Action::just(Next::Stop(StopReason::BadFault { label: u64::MAX }));
+        }
+        let (kind, action) = match self.stopped {
+            Some(r) => (ExitKind::Other, Action::just(Next::Stop(r))),
+            None => self.decide(vcpu, exit, regs),
+        };
+        let ops = action.ops(regs.is_some());
+        self.counters.record(kind, &ops);
+        action
+    }
+
+    fn decide(&mut self, vcpu: usize, exit: &Exit, regs: Option<&UserContext>) -> (ExitKind, Action) {
+        match *exit {
+            Exit::DataAbort { ip, addr, abort, .. } => self.data_abort(vcpu, ip, addr.0, &abort, regs),
+            Exit::InstructionAbort { ip, addr, .. } => {
+                let kind = AbortKind { instruction: true, write: false };
+                (ExitKind::UnhandledAccess, self.unhandled(vcpu, ip, addr.0, kind, false))
+            }
+            Exit::Hvc(r) => (ExitKind::Hvc, self.hvc(vcpu, &r)),
+            Exit::CapFault { ip, .. } => (ExitKind::Hvc, self.psci_from_regs(vcpu, Some(ip), regs)),
+            Exit::Smc { .. } | Exit::HvcTrap { .. } => (ExitKind::Smc, self.psci_from_regs(vcpu, None, regs)),
+            Exit::Wfx { wfe: false, .. } => (ExitKind::Wfi, self.wfi(vcpu)),
+            // Returning to the guest is an exception return, which sets the event register,
+            // so the re-executed WFE completes instead of trapping again.
+            Exit::Wfx { wfe: true, .. } => (ExitKind::Wfe, Action::just(Next::Resume)),
+            Exit::SysReg { access, .. } => {
+                let Some(r) = regs else { return (ExitKind::SysReg, self.stop(vcpu, StopReason::MissingRegisters)) };
+                let pc = r.pc.wrapping_add(4);
+                let mut a = Action::just(if access.read && access.rt != 31 {
+                    Next::SetRegister { reg: access.rt, value: 0, pc }
+                } else {
+                    Next::Advance { pc }
+                });
+                match self.logged_sysregs.see(access.encoding().into()) {
+                    Seen::First => a.effects.notices.push(Notice::SysRegIgnored { vcpu, ip: r.pc, access }),
+                    Seen::NowSuppressing => a.effects.notices.push(Notice::Suppressed),
+                    Seen::Repeat | Seen::Suppressed => {}
+                }
+                (ExitKind::SysReg, a)
+            }
+            Exit::VgicMaintenance { lr } => (ExitKind::VgicMaintenance, self.maintenance(vcpu, lr)),
+            Exit::Vppi { irq } => (ExitKind::Vppi, self.vppi(vcpu, irq)),
+            Exit::UserException { ip, number, .. } => {
+                (ExitKind::Other, self.stop(vcpu, StopReason::UnhandledTrap { ip, esr: number }))
+            }
+            Exit::VcpuOther { esr } => {
+                let ip = regs.map_or(0, |r| r.pc);
+                (ExitKind::Other, self.stop(vcpu, StopReason::UnhandledTrap { ip, esr: esr.0 }))
+            }
+            Exit::Unknown { label } | Exit::Malformed { label, .. } => {
+                (ExitKind::Other, self.stop(vcpu, StopReason::BadFault { label }))
+            }
+        }
+    }
+
+    fn classify(&self, addr: u64, abort: &DataAbort) -> Access {
+        match self.mmio.lookup(addr) {
+            Some(_) if !abort.isv || abort.s1ptw => Access::NoSyndrome,
+            Some((dev, off)) => Access::Device(dev, off),
+            None => Access::Unhandled,
+        }
+    }
+
+    fn data_abort(
+        &mut self,
+        vcpu: usize,
+        ip: u64,
+        addr: u64,
+        abort: &DataAbort,
+        regs: Option<&UserContext>,
+    ) -> (ExitKind, Action) {
+        let (dev, off) = match self.classify(addr, abort) {
+            Access::Device(d, o) => (d, o),
+            Access::NoSyndrome => {
+                let kind = AbortKind { instruction: false, write: abort.write };
+                return (ExitKind::UnhandledAccess, self.unhandled(vcpu, ip, addr, kind, true));
+            }
+            Access::Unhandled => {
+                let kind = AbortKind { instruction: false, write: abort.write };
+                return (ExitKind::UnhandledAccess, self.unhandled(vcpu, ip, addr, kind, false));
+            }
+        };
+        let size = abort.size.bytes();
+        let pc = ip.wrapping_add(4);
+        if abort.write {
+            let value = if abort.srt == 31 {
+                0
+            } else {
+                match regs.and_then(|r| r.x.get(usize::from(abort.srt))) {
+                    Some(v) => *v & abort.size.mask(),
+                    None => return (ExitKind::MmioWrite, self.stop(vcpu, StopReason::MissingRegisters)),
+                }
+            };
+            let effects = self.device_write(vcpu, dev, off, size, value);
+            (ExitKind::MmioWrite, Action { next: Next::Advance { pc }, effects })
+        } else {
+            let (raw, effects) = self.device_read(vcpu, dev, off, size);
+            let next = if abort.srt == 31 {
+                Next::Advance { pc }
+            } else {
+                Next::SetRegister { reg: abort.srt, value: abort.load_result(raw), pc }
+            };
+            (ExitKind::MmioRead, Action { next, effects })
+        }
+    }
+
+    fn device_read(&mut self, vcpu: usize, dev: Device, off: u64, size: u8) -> (u64, Effects) {
+        match dev {
+            Device::Gicd => (self.vgic.read(vcpu, off, size), Effects::default()),
+            Device::Uart(i) => {
+                let Some((u, _)) = self.uarts.get_mut(i) else { return (0, Effects::default()) };
+                // A read of DR takes a byte from the queue and may lower the interrupt.
+                let v = u.read(off, size);
+                (v, self.uart_irq_update(i))
+            }
+            Device::Dummy => (0, Effects::default()),
+        }
+    }
+
+    fn device_write(&mut self, vcpu: usize, dev: Device, off: u64, size: u8, value: u64) -> Effects {
+        match dev {
+            Device::Gicd => {
+                self.vgic.write(vcpu, off, size, value);
+                // An enable, priority, target or SGI may have made something deliverable.
+                self.fill_all()
+            }
+            Device::Uart(i) => {
+                if let Some((u, _)) = self.uarts.get_mut(i) {
+                    u.write(off, size, value);
+                }
+                self.uart_irq_update(i)
+            }
+            Device::Dummy => Effects::default(),
+        }
+    }
+
+    fn uart_irq_update(&mut self, i: usize) -> Effects {
+        let Some((u, irq)) = self.uarts.get(i) else { return Effects::default() };
+        let (level, irq) = (u.irq_level(), *irq);
+        if irq == 0 {
+            return Effects::default();
+        }
+        match self.vgic.set_spi_level(irq, level) {
+            Some(target) if level => self.fill(target),
+            _ => Effects::default(),
+        }
+    }
+
+    /// Injections for `vcpu`'s free list registers, and a wake-up if it is parked.
+    fn fill(&mut self, vcpu: usize) -> Effects {
+        let mut e = Effects::default();
+        match self.vcpus.get(vcpu) {
+            Some(c) if c.power == Power::On => {}
+            _ => return e,
+        }
+        e.injections = self.vgic.fill(vcpu);
+        if !e.injections.is_empty()
+            && let Some(c) = self.vcpus.get_mut(vcpu)
+            && c.parked
+        {
+            c.parked = false;
+            e.wakes.push(vcpu);
+        }
+        e
+    }
+
+    fn fill_all(&mut self) -> Effects {
+        let mut e = Effects::default();
+        for v in 0..self.vcpus.len() {
+            e.extend(self.fill(v));
+        }
+        e
+    }
+
+    /// An access nothing answers: inject an abort or stop the VM, per the configuration;
+    /// logged once per address.
+    fn unhandled(&mut self, vcpu: usize, ip: u64, addr: u64, kind: AbortKind, no_syndrome: bool) -> Action {
+        let notice = match self.logged_addrs.see(addr) {
+            Seen::First if no_syndrome => Some(Notice::NoSyndrome { vcpu, ip, addr }),
+            Seen::First => {
+                Some(Notice::UnhandledAccess { vcpu, ip, addr, write: kind.write, instruction: kind.instruction })
+            }
+            Seen::NowSuppressing => Some(Notice::Suppressed),
+            Seen::Repeat | Seen::Suppressed => None,
+        };
+        let mut a = match self.unhandled {
+            UnhandledMmio::InjectAbort => Action::just(Next::InjectAbort(kind)),
+            UnhandledMmio::Stop => {
+                self.stop(vcpu, StopReason::Abort { ip, addr, instruction: kind.instruction, write: kind.write })
+            }
+        };
+        if let Some(n) = notice {
+            a.effects.notices.insert(0, n);
+        }
+        a
+    }
+
+    /// Stops the VM: the exiting vCPU is not resumed, the others that could run are
+    /// suspended, the UARTs' unfinished lines are flushed.
+    fn stop(&mut self, vcpu: usize, reason: StopReason) -> Action {
+        self.stopped = Some(reason);
+        let mut e = Effects::default();
+        for (i, c) in self.vcpus.iter_mut().enumerate() {
+            if i != vcpu && c.power == Power::On && !c.parked {
+                e.suspends.push(i);
+            }
+            c.parked = false;
+        }
+        for (u, _) in &mut self.uarts {
+            u.flush();
+        }
+        e.notices.push(Notice::Stopped(reason));
+        Action { next: Next::Stop(reason), effects: e }
+    }
+
+    /// A PSCI call: its result value, or what happens instead of returning.
+    fn psci(&mut self, vcpu: usize, x: [u64; 4]) -> PsciResult {
+        let power: Vec<Power> = self.vcpus.iter().map(|c| c.power).collect();
+        let mpidrs: Vec<u64> = self.vcpus.iter().map(|c| c.mpidr).collect();
+        let ram = &self.ram;
+        match psci::call(x, &mpidrs, &power, |e| ram.iter().any(|r| r.contains(e))) {
+            Outcome::Return(v) => PsciResult::Value(v, Effects::default()),
+            Outcome::CpuOn { target, entry, context } => {
+                let Some(c) = self.vcpus.get_mut(target) else {
+                    return PsciResult::Value(psci::ret::INVALID_PARAMETERS, Effects::default());
+                };
+                let reset_sctlr = c.has_run;
+                c.power = Power::On;
+                c.parked = false;
+                c.has_run = true;
+                let mut e = Effects::default();
+                e.starts.push(VcpuStart { vcpu: target, entry, context, reset_sctlr });
+                e.extend(self.fill(target));
+                PsciResult::Value(psci::ret::SUCCESS, e)
+            }
+            Outcome::CpuOff => {
+                if let Some(c) = self.vcpus.get_mut(vcpu) {
+                    c.power = Power::Off;
+                    c.parked = false;
+                }
+                if self.vcpus.iter().all(|c| c.power == Power::Off) {
+                    PsciResult::Done(self.stop(vcpu, StopReason::AllCpusOff))
+                } else {
+                    PsciResult::Done(Action::just(Next::Off))
+                }
+            }
+            Outcome::SystemOff => PsciResult::Done(self.stop(vcpu, StopReason::PoweredOff)),
+            Outcome::SystemReset => PsciResult::Done(self.stop(vcpu, StopReason::Reset)),
+        }
+    }
+
+    /// PSCI over `HVC`: the result and the next PC go back in the reply itself.
+    fn hvc(&mut self, vcpu: usize, r: &HvcRegs) -> Action {
+        match self.psci(vcpu, [r.x[0], r.x[1], r.x[2], r.x[3]]) {
+            PsciResult::Value(value, effects) => {
+                let mut x = r.x;
+                x[0] = value;
+                Action { next: Next::HvcReply { x, pc: r.ip.wrapping_add(4) }, effects }
+            }
+            PsciResult::Done(a) => a,
+        }
+    }
+
+    /// PSCI over `SMC`, or an `HVC` that arrived as a capability fault: arguments from the
+    /// register file, result through `TCB_WriteRegisters`. `ip` is the fault PC when the
+    /// message has it (else the register file's PC: a trapped `SMC` stops at itself).
+    fn psci_from_regs(&mut self, vcpu: usize, ip: Option<u64>, regs: Option<&UserContext>) -> Action {
+        let Some(r) = regs else { return self.stop(vcpu, StopReason::MissingRegisters) };
+        let pc = ip.unwrap_or(r.pc).wrapping_add(4);
+        match self.psci(vcpu, [r.x[0], r.x[1], r.x[2], r.x[3]]) {
+            PsciResult::Value(value, effects) => Action { next: Next::SetRegister { reg: 0, value, pc }, effects },
+            PsciResult::Done(a) => a,
+        }
+    }
+
+    /// `WFI`: park the vCPU unless an interrupt can be delivered to it now, in which case it
+    /// is injected and the re-executed `WFI` completes.
+    fn wfi(&mut self, vcpu: usize) -> Action {
+        let effects = self.fill(vcpu);
+        if !effects.injections.is_empty() {
+            return Action { next: Next::Resume, effects };
+        }
+        if let Some(c) = self.vcpus.get_mut(vcpu) {
+            c.parked = true;
+        }
+        Action { next: Next::Park, effects }
+    }
+
+    fn maintenance(&mut self, vcpu: usize, lr: Option<u8>) -> Action {
+        let mut e = Effects::default();
+        if let Some(virq) = lr.and_then(|lr| self.vgic.maintenance(vcpu, lr)) {
+            if self.vtimer.on_eoi(vcpu, virq) {
+                e.vppi_acks.push((vcpu, VTIMER_PPI));
+            }
+            if self.forwarded_irqs.contains(&virq) {
+                e.host_irq_acks.push(virq);
+            }
+        }
+        e.extend(self.fill(vcpu));
+        Action { next: Next::Resume, effects: e }
+    }
+
+    fn vppi(&mut self, vcpu: usize, irq: u64) -> Action {
+        if !self.vtimer.on_event(vcpu, irq) {
+            // Not the virtual timer: nothing here owns it; it stays masked.
+            let mut a = Action::just(Next::Resume);
+            a.effects.notices.push(Notice::UnknownPpi { vcpu, irq });
+            return a;
+        }
+        // Pending in the distributor; delivered now if enabled and a list register is free,
+        // else when the guest enables it or a list register frees. Acknowledged on EOI.
+        self.vgic.raise_ppi(vcpu, VTIMER_PPI);
+        Action { next: Next::Resume, effects: self.fill(vcpu) }
+    }
+
+    // ---- events that are not faults ----
+
+    /// A forwarded host interrupt arrived (its handler's notification).
+    pub fn host_irq(&mut self, irq: u16) -> Effects {
+        let e = if self.stopped.is_none() && self.forwarded_irqs.contains(&irq) {
+            match self.vgic.raise_spi(irq) {
+                Some(target) => self.fill(target),
+                None => Effects::default(),
+            }
+        } else {
+            Effects::default()
+        };
+        self.record_event(ExitKind::HostIrq, &e);
+        e
+    }
+
+    /// Console input for this VM (it has focus): queued in its first UART.
+    pub fn console_input(&mut self, bytes: &[u8]) -> Effects {
+        let e = match self.uarts.first_mut() {
+            Some((u, _)) if self.stopped.is_none() => {
+                u.push_input(bytes);
+                self.uart_irq_update(0)
+            }
+            _ => Effects::default(),
+        };
+        self.record_event(ExitKind::ConsoleInput, &e);
+        e
+    }
+
+    /// A parked vCPU's virtual timer deadline passed: restart it (its timer then fires as
+    /// a `VPPIEvent` once it runs).
+    pub fn timer_wake(&mut self, vcpu: usize) -> Effects {
+        let mut e = Effects::default();
+        if self.stopped.is_none()
+            && let Some(c) = self.vcpus.get_mut(vcpu)
+            && c.parked
+        {
+            c.parked = false;
+            e.wakes.push(vcpu);
+        }
+        self.record_event(ExitKind::TimerWake, &e);
+        e
+    }
+
+    fn record_event(&mut self, kind: ExitKind, e: &Effects) {
+        let mut ops = Vec::new();
+        e.ops(&mut ops);
+        self.counters.record(kind, &ops);
+    }
+
+    /// Finished console lines of every UART, prefixed with the VM's name; clears them.
+    pub fn take_console_output(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (u, _) in &mut self.uarts {
+            out.extend(u.take_output());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "vm_tests.rs"]
+mod tests;
