@@ -236,6 +236,8 @@ impl fmt::Display for ProblemKind {
     }
 }
 
+impl core::error::Error for Problem {}
+
 /// One thing wrong with a configuration: where, and what.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Problem {

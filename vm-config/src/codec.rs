@@ -69,6 +69,8 @@ impl fmt::Display for DecodeError {
     }
 }
 
+impl core::error::Error for DecodeError {}
+
 /// Why embedded configuration bytes are not usable.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum LoadError {
@@ -92,6 +94,8 @@ impl fmt::Display for LoadError {
         }
     }
 }
+
+impl core::error::Error for LoadError {}
 
 /// Decodes and checks embedded configuration bytes: what the root task calls.
 pub fn load_system(bytes: &[u8]) -> Result<SystemConfig, LoadError> {

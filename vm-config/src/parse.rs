@@ -1411,6 +1411,81 @@ gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]
         assert!(e.windows(2).all(|w| w[0].line < w[1].line));
     }
 
+    #[test]
+    fn the_remaining_error_paths_name_file_line_and_field() {
+        // (edits to GOOD, text on the error's line, field)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
+            (&[("cmdline", "ramdisk_path = \"initrd\"\ncmdline")], "[kernel]", "kernel.ramdisk_load_addr"),
+            (&[("vm_type = 1", "guest_type = \"hosted\"")], "guest_type", "base.guest_type"),
+            (
+                &[("phys_cpu_ids = [0, 1]", "phys_cpu_ids = [0, 1]\nphys_cpu_sets = [\"all\"]")],
+                "phys_cpu_sets",
+                "base.phys_cpu_sets[0]",
+            ),
+            (
+                &[("excluded_devices = [[\"/pcie@10000000\"]]", "excluded_devices = [\"/pcie\"]")],
+                "excluded_devices",
+                "devices.excluded_devices[0]",
+            ),
+            (&[("cmdline", "enable_bios = true\ncmdline")], "enable_bios", "kernel.enable_bios"),
+            (&[("cmdline", "boot_protocol = \"uefi\"\ncmdline")], "boot_protocol", "kernel.boot_protocol"),
+            (&[("0x1000, 33, 0x2, []", "0x1000, 33, 0x2, [\"x\"]")], "uart0", "devices.emu_devices[1].cfg_list[0]"),
+            (&[("0x1000, 34],", "0x1000, 34, 5],")], "\"rtc\"", "devices.passthrough_devices[0]"),
+            (
+                &[(
+                    r#"["uart0", 0x0900_0000, 0x1000, 33, 0x2, []],"#,
+                    r#"{ name = "uart0", base_gpa = 0x0900_0000, length = 0x1000, irq_id = 33 },"#,
+                )],
+                "uart0",
+                "devices.emu_devices[1].emu_type",
+            ),
+            (
+                &[("excluded_devices", "disabled = [{}]\nexcluded_devices")],
+                "disabled = [{}]",
+                "devices.disabled[0].path",
+            ),
+            (
+                &[("excluded_devices", "passthrough = [\"/x\"]\nexcluded_devices")],
+                "passthrough = ",
+                "devices.passthrough[0]",
+            ),
+            (
+                &[(
+                    "gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]",
+                    "gic_cpu_interface = [0x0801_0000, 0x0804_0000]",
+                )],
+                "gic_cpu_interface",
+                "capvisor.gic_cpu_interface",
+            ),
+            (&[("[0x0a00_0000, 0x1000],", "[0x0a00_0000],")], "[0x0a00_0000]", "devices.passthrough_addresses[0]"),
+        ];
+        for (edits, at, field) in cases {
+            let e = only(&with(edits), at);
+            assert_eq!(e.field, *field, "{e}");
+        }
+        // The 0.8 spellings that are right parse.
+        let vm = parse_vm_str(
+            "vm.toml",
+            &with(&[(
+                "excluded_devices",
+                "passthrough = [{ path = \"/timer\" }]\ndisabled = [{ path = \"/pl061\" }]\nexcluded_devices",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(vm.passthrough.last().unwrap().name, "/timer");
+        assert_eq!(vm.excluded_devices.last().unwrap(), "/pl061");
+    }
+
+    #[test]
+    fn unreadable_files_are_named() {
+        let e = parse_vm_file(Path::new("/nonexistent/capvisor/vm.toml")).unwrap_err().0;
+        assert_eq!((e.len(), e[0].file.as_str()), (1, "/nonexistent/capvisor/vm.toml"));
+        assert!(matches!(e[0].kind, ErrorKind::Io(_)));
+        let e = parse_system_file(Path::new("/nonexistent/capvisor/system.toml")).unwrap_err().0;
+        assert!(matches!(e[0].kind, ErrorKind::Io(_)));
+    }
+
     fn system(files: &[(&str, &str)], main: &str) -> Result<SystemConfig, ConfigErrors> {
         let mut load = |name: &str| -> Result<(String, String), String> {
             files

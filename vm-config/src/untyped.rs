@@ -54,6 +54,8 @@ impl fmt::Display for UntypedProblem {
     }
 }
 
+impl core::error::Error for UntypedProblem {}
+
 /// Sorted, merged `[start, end)` intervals of the untyped memory of one kind.
 fn merged(untypeds: &[UntypedDesc], device: bool) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, u64)> =

@@ -37,7 +37,7 @@
 //! | PSCI over `HVC` | 1 | `ReplyRecv` carrying x0-x7 and pc |
 //! | PSCI over `SMC` | 3 | `TCB_ReadRegisters` (args, pc), `TCB_WriteRegisters` (pc, x0), `ReplyRecv` |
 //! | `WFE` | 1 | `ReplyRecv`: the return to the guest is an exception return, which sets the event register, so the re-executed `WFE` completes |
-//! | `WFI` | 4 | no reply: `VCPU_ReadRegs` of `CNTV_CTL` and `CNTV_CVAL`, a `Call` to the timer server, `Recv`; a later `TCB_Resume` restarts the `WFI`, which completes once an interrupt is pending |
+//! | `WFI` | 4 (1) | no reply: `VCPU_ReadRegs` of `CNTV_CTL` and `CNTV_CVAL`, a `Call` to the timer server, `Recv` (only the `Recv` while the timer PPI awaits acknowledgement); a later `TCB_Resume` restarts the `WFI`, which completes once an interrupt is pending |
 //! | ignored `MSR`/`MRS` | 3 | `TCB_ReadRegisters` (a VCPU fault carries no PC), `TCB_WriteRegisters`, `ReplyRecv` |
 //! | virtual timer (`VPPIEvent`) | 2 | `VCPU_InjectIRQ`, `ReplyRecv` |
 //! | maintenance, timer EOI | 2-3 | `VCPU_AckVPPI`, (`VCPU_InjectIRQ` if something waits), `ReplyRecv` |
@@ -174,7 +174,14 @@ pub enum Next {
     },
     /// No reply: the vCPU waits (`WFI`) until an interrupt is injected for it or its virtual
     /// timer's deadline passes; it then restarts at the `WFI`, which completes.
-    Park,
+    Park {
+        /// Arm a wake-up at the vCPU's virtual timer deadline (`CNTV_CTL`, `CNTV_CVAL`): seL4
+        /// masks the virtual timer of a vCPU that is not running, so nothing else would wake
+        /// it. False while the kernel holds the timer PPI masked awaiting acknowledgement:
+        /// the expiry is already known, and a deadline in the past would wake the vCPU into
+        /// the same `WFI` again and again.
+        arm_timer: bool,
+    },
     /// No reply: the vCPU is off (`CPU_OFF`) until a `CPU_ON` starts it.
     Off,
     /// Deliver a synchronous external abort: enter the guest's vector, as the hardware
@@ -197,7 +204,7 @@ impl Next {
                 w[unknown_syscall::FAULT_IP] = *pc;
                 Some(Message::new(0, &w))
             }
-            Next::Park | Next::Off | Next::Stop(_) => None,
+            Next::Park { .. } | Next::Off | Next::Stop(_) => None,
         }
     }
 
@@ -395,10 +402,9 @@ impl Action {
                 }
                 v.extend([Op::TcbWriteRegisters, Op::ReplyRecv]);
             }
-            // The virtual timer deadline (CNTV_CTL, CNTV_CVAL) goes to the timer server so
-            // that a parked vCPU wakes for its own timer: seL4 masks the virtual timer of a
-            // vCPU that is not running.
-            Next::Park => v.extend([Op::VCpuReadReg, Op::VCpuReadReg, Op::Call, Op::Recv]),
+            // The virtual timer deadline (CNTV_CTL, CNTV_CVAL) goes to the timer server.
+            Next::Park { arm_timer: true } => v.extend([Op::VCpuReadReg, Op::VCpuReadReg, Op::Call, Op::Recv]),
+            Next::Park { arm_timer: false } => v.push(Op::Recv),
             Next::Off | Next::Stop(_) => v.push(Op::Recv),
             Next::InjectAbort(_) => {
                 if !registers_fetched {
@@ -457,7 +463,8 @@ mod tests {
         assert_eq!(m.info.label(), 0, "label 0 resumes the thread");
         assert_eq!(m.words(), &[9, 1, 2, 3, 4, 5, 6, 7, 0x4000_0004]);
         assert_eq!(Next::Resume.reply().unwrap().words(), &[] as &[u64]);
-        assert_eq!(Next::Park.reply(), None);
+        assert_eq!(Next::Park { arm_timer: true }.reply(), None);
+        assert_eq!(Action::just(Next::Park { arm_timer: false }).ops(false), [Op::Recv]);
         assert_eq!(Next::Stop(StopReason::PoweredOff).reply(), None);
     }
 

@@ -41,17 +41,17 @@ pub mod ec {
 }
 
 impl Esr {
-    /// Exception class, bits [31:26].
+    /// Exception class, bits `[31:26]`.
     pub const fn ec(self) -> u8 {
         ((self.0 >> 26) & 0x3f) as u8
     }
 
-    /// Instruction length bit [25]: 1 for a 32-bit instruction.
+    /// Instruction length bit `[25]`: 1 for a 32-bit instruction.
     pub const fn il(self) -> bool {
         self.0 & (1 << 25) != 0
     }
 
-    /// Instruction-specific syndrome, bits [24:0].
+    /// Instruction-specific syndrome, bits `[24:0]`.
     pub const fn iss(self) -> u32 {
         (self.0 & 0x1ff_ffff) as u32
     }
@@ -142,30 +142,30 @@ impl FaultStatus {
 /// The ISS of a data abort (EC 0x24/0x25), field by field.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct DataAbort {
-    /// `ISV` [24]: the fields `SAS` to `AR` are valid. Without it the access cannot be
+    /// `ISV` `[24]`: the fields `SAS` to `AR` are valid. Without it the access cannot be
     /// emulated from the syndrome (load/store pair, writeback, SIMD...).
     pub isv: bool,
-    /// `SAS` [23:22]: access size.
+    /// `SAS` `[23:22]`: access size.
     pub size: AccessSize,
-    /// `SSE` [21]: a load that sign-extends.
+    /// `SSE` `[21]`: a load that sign-extends.
     pub sign_extend: bool,
-    /// `SRT` [20:16]: the transfer register (31 is `xzr`/`wzr`).
+    /// `SRT` `[20:16]`: the transfer register (31 is `xzr`/`wzr`).
     pub srt: u8,
-    /// `SF` [15]: the register is 64-bit (`x`), else 32-bit (`w`).
+    /// `SF` `[15]`: the register is 64-bit (`x`), else 32-bit (`w`).
     pub sixty_four: bool,
-    /// `AR` [14]: acquire/release semantics.
+    /// `AR` `[14]`: acquire/release semantics.
     pub acquire_release: bool,
-    /// `FnV` [10]: `FAR` is not valid.
+    /// `FnV` `[10]`: `FAR` is not valid.
     pub far_not_valid: bool,
-    /// `EA` [9]: external abort type.
+    /// `EA` `[9]`: external abort type.
     pub external: bool,
-    /// `CM` [8]: a cache maintenance instruction.
+    /// `CM` `[8]`: a cache maintenance instruction.
     pub cache_maintenance: bool,
-    /// `S1PTW` [7]: the fault was on a stage-1 translation table walk.
+    /// `S1PTW` `[7]`: the fault was on a stage-1 translation table walk.
     pub s1ptw: bool,
-    /// `WnR` [6]: a write.
+    /// `WnR` `[6]`: a write.
     pub write: bool,
-    /// `DFSC` [5:0].
+    /// `DFSC` `[5:0]`.
     pub status: FaultStatus,
 }
 
@@ -208,19 +208,19 @@ impl DataAbort {
 /// A trapped `MSR`/`MRS`/system instruction (EC 0x18).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct SysRegAccess {
-    /// `Op0` [21:20].
+    /// `Op0` `[21:20]`.
     pub op0: u8,
-    /// `Op2` [19:17].
+    /// `Op2` `[19:17]`.
     pub op2: u8,
-    /// `Op1` [16:14].
+    /// `Op1` `[16:14]`.
     pub op1: u8,
-    /// `CRn` [13:10].
+    /// `CRn` `[13:10]`.
     pub crn: u8,
-    /// `Rt` [9:5].
+    /// `Rt` `[9:5]`.
     pub rt: u8,
-    /// `CRm` [4:1].
+    /// `CRm` `[4:1]`.
     pub crm: u8,
-    /// `Direction` [0]: 1 for a read (`MRS`), 0 for a write (`MSR`).
+    /// `Direction` `[0]`: 1 for a read (`MRS`), 0 for a write (`MSR`).
     pub read: bool,
 }
 

@@ -34,6 +34,8 @@ impl fmt::Display for MmioError {
     }
 }
 
+impl core::error::Error for MmioError {}
+
 /// Sorted, non-overlapping windows, each with the device `T` that answers it.
 #[derive(Clone, Debug)]
 pub struct MmioMap<T> {

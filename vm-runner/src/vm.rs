@@ -69,6 +69,8 @@ impl fmt::Display for BuildError {
     }
 }
 
+impl core::error::Error for BuildError {}
+
 /// One vCPU as the VMM tracks it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct VcpuState {
@@ -514,7 +516,7 @@ impl VmState {
         if let Some(c) = self.vcpus.get_mut(vcpu) {
             c.parked = true;
         }
-        Action { next: Next::Park, effects }
+        Action { next: Next::Park { arm_timer: !self.vtimer.is_masked(vcpu) }, effects }
     }
 
     fn maintenance(&mut self, vcpu: usize, lr: Option<u8>) -> Action {

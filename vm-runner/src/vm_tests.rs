@@ -319,6 +319,17 @@ fn psci_over_smc_reads_its_arguments_and_writes_x0() {
 }
 
 #[test]
+fn an_hvc_reported_as_a_vcpu_fault_is_psci_like_an_smc() {
+    let mut vm = vm();
+    let exit = vcpu_fault(ec::HVC64, 0);
+    assert!(vm.registers_needed(&exit));
+    let (a, ops) = run(&mut vm, 0, &exit, &regs_with(&[(0, fid::MIGRATE_INFO_TYPE.into())]));
+    assert_eq!(a.next, Next::SetRegister { reg: 0, value: ret::MIGRATE_NOT_REQUIRED, pc: PC + 4 });
+    assert_eq!(ops.len(), 3);
+    assert_eq!(vm.counters().exits(ExitKind::Smc), 1);
+}
+
+#[test]
 fn an_hvc_that_collided_with_a_sel4_syscall_number_is_still_psci() {
     let mut vm = vm();
     let exit = Exit::decode(&Message::new(label::CAP_FAULT, &[PC, fid::VERSION.into(), 0, 1]));
@@ -336,7 +347,7 @@ fn wfi_parks_until_an_interrupt_is_injected() {
     enable_irq(&mut vm, 0, UART_IRQ);
     run(&mut vm, 0, &dabt(UART + pl011::reg::IMSC, 2, 1, true), &regs_with(&[(1, u64::from(pl011::int::RX))]));
     let (a, ops) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
-    assert_eq!(a.next, Next::Park);
+    assert_eq!(a.next, Next::Park { arm_timer: true });
     assert_eq!(ops, [Op::VCpuReadReg, Op::VCpuReadReg, Op::Call, Op::Recv]);
     assert!(vm.vcpu(0).unwrap().parked);
     // Console input raises the UART's interrupt: injected, and the parked vCPU woken.
@@ -424,6 +435,17 @@ fn a_disabled_timer_ppi_waits_masked_until_the_guest_enables_it() {
 }
 
 #[test]
+fn a_vcpu_whose_timer_ppi_awaits_acknowledgement_parks_without_a_deadline() {
+    let mut vm = vm();
+    // The guest keeps PPI 27 disabled, so the expiry stays pending in the model, unacknowledged.
+    gicd_write(&mut vm, 0, gicd::CTLR, 1);
+    run(&mut vm, 0, &Exit::decode(&Message::new(label::VPPI_EVENT, &[27])), &regs_with(&[]));
+    let (a, ops) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
+    assert_eq!((a.next, ops), (Next::Park { arm_timer: false }, vec![Op::Recv]));
+    assert!(vm.vcpu(0).unwrap().parked);
+}
+
+#[test]
 fn an_unknown_ppi_is_noted_and_left_masked() {
     let mut vm = vm();
     let (a, _) = run(&mut vm, 0, &Exit::decode(&Message::new(label::VPPI_EVENT, &[26])), &regs_with(&[]));
@@ -465,7 +487,7 @@ fn an_sgi_to_a_parked_vcpu_injects_and_wakes_it() {
     run(&mut vm, 0, &hvc([fid::CPU_ON_64.into(), 1, RAM, 0]), &regs_with(&[]));
     enable_irq(&mut vm, 1, 3);
     let (a, _) = run(&mut vm, 1, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
-    assert_eq!(a.next, Next::Park);
+    assert_eq!(a.next, Next::Park { arm_timer: true });
     let a = gicd_write(&mut vm, 0, gicd::SGIR, (0b10 << 16) | 3);
     assert_eq!(a.effects.injections, [Injection { vcpu: 1, lr: 0, virq: 3, priority: 0, group: 0 }]);
     assert_eq!(a.effects.wakes, [1]);
