@@ -286,6 +286,20 @@ impl Kernel for Model {
         })
     }
 
+    fn tcb_write_registers_prefix(
+        &mut self,
+        tcb: Cap<cap_type::Tcb>,
+        resume: bool,
+        regs: &UserContext,
+        count: usize,
+    ) -> Result<()> {
+        let slot = self.enter(Op::TcbWriteRegisters, tcb.cptr());
+        invoke!(self, Op::TcbWriteRegisters, slot, (), |_s, cap| match cap {
+            ModelCap::Tcb { paddr } => self.decode_write_registers_prefix(paddr.0, resume, regs, count),
+            _ => Err(Error::IllegalOperation),
+        })
+    }
+
     fn tcb_read_registers(&mut self, tcb: Cap<cap_type::Tcb>, suspend: bool) -> Result<UserContext> {
         let slot = self.enter(Op::TcbReadRegisters, tcb.cptr());
         invoke!(self, Op::TcbReadRegisters, slot, UserContext::default(), |_s, cap| match cap {

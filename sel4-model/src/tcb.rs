@@ -170,11 +170,26 @@ impl Model {
 
     /// `TCBWriteRegisters` of the whole register file.
     pub(crate) fn decode_write_registers(&mut self, tcb: u64, resume: bool, regs: &UserContext) -> Result<(), Error> {
+        self.decode_write_registers_prefix(tcb, resume, regs, UserContext::WORDS)
+    }
+
+    /// `TCBWriteRegisters` of the first `count` words (`invokeTCB_WriteRegisters` clamps the
+    /// count to the register file and leaves the other registers as they were).
+    pub(crate) fn decode_write_registers_prefix(
+        &mut self,
+        tcb: u64,
+        resume: bool,
+        regs: &UserContext,
+        count: usize,
+    ) -> Result<(), Error> {
         if tcb == self.root_tcb {
             return Err(Error::IllegalOperation);
         }
         let t = self.tcbs.get_mut(&tcb).expect("live TCB");
-        let mut r = *regs;
+        let n = count.min(UserContext::WORDS);
+        let mut words = t.regs.to_words();
+        words[..n].copy_from_slice(&regs.to_words()[..n]);
+        let mut r = UserContext::from_words(&words);
         r.spsr = sanitise_spsr(r.spsr, t.vcpu.is_some());
         t.regs = r;
         if resume {

@@ -130,6 +130,35 @@ fn registers_round_trip_with_spsr_sanitised() {
 }
 
 #[test]
+fn a_register_prefix_write_leaves_the_rest() {
+    let mut f = Fixture::new();
+    let (tcb, _, _) = f.thread();
+    let vcpu = f.obj(ObjectBlueprint::VCpu);
+    f.m.vcpu_set_tcb(vcpu.cap(), tcb.cap()).unwrap();
+    let mut regs = UserContext { pc: 0x4000_0000, sp: 0x1000, spsr: 0x3c5, ..Default::default() };
+    for (n, x) in regs.x.iter_mut().enumerate() {
+        *x = 100 + n as u64;
+    }
+    f.m.tcb_write_registers(tcb.cap(), false, &regs).unwrap();
+    // One word: only the PC moves.
+    let moved = UserContext { pc: 0x4000_0004, ..Default::default() };
+    f.m.tcb_write_registers_prefix(tcb.cap(), false, &moved, 1).unwrap();
+    assert_eq!(f.m.thread_registers(tcb.cap()), UserContext { pc: 0x4000_0004, ..regs });
+    // Nine words: pc, sp, spsr, x0-x5; x6 and up untouched.
+    let mut other = UserContext { pc: 8, sp: 0x2000, spsr: 0x3c5, ..Default::default() };
+    other.x = [7; 31];
+    f.m.tcb_write_registers_prefix(tcb.cap(), false, &other, 9).unwrap();
+    let back = f.m.thread_registers(tcb.cap());
+    assert_eq!((back.pc, back.sp, back.x[5], back.x[6], back.x[30]), (8, 0x2000, 7, 106, 130));
+    // A count past the file writes it all; resume restarts the thread; the root task is refused.
+    f.m.tcb_write_registers_prefix(tcb.cap(), true, &other, 1000).unwrap();
+    assert_eq!(f.m.thread_registers(tcb.cap()), other);
+    assert_eq!(f.m.thread_state(tcb.cap()), ThreadState::Runnable);
+    assert_eq!(f.m.tcb_write_registers_prefix(init_cap::TCB.cap(), false, &other, 1), Err(Error::IllegalOperation));
+    assert_eq!(f.m.counters().get(sel4::Op::TcbWriteRegisters), 5);
+}
+
+#[test]
 fn resume_and_suspend() {
     let mut f = Fixture::new();
     let (tcb, _, _) = f.thread();

@@ -47,6 +47,15 @@ impl Invocation {
         inv
     }
 
+    /// The same request with its message cut to the first `words` words (never lengthened):
+    /// for invocations whose trailing words the kernel reads only when a count says so
+    /// (`TCB_WriteRegisters`), so they need not be copied into the IPC buffer.
+    pub fn truncated(mut self, words: usize) -> Self {
+        let n = (self.info.length() as usize).min(words);
+        self.info = MessageInfo::new(self.info.label(), 0, self.info.extra_caps(), n as u64);
+        self
+    }
+
     /// The message tag: label, number of extra caps, length.
     pub const fn info(&self) -> MessageInfo {
         self.info
@@ -227,6 +236,19 @@ pub mod request {
         req(tcb, encode::tcb_write_registers(resume, 0, UserContext::WORDS as u64, &regs.to_words()))
     }
 
+    /// `TCB_WriteRegisters` of the first `count` registers (clamped to
+    /// [`UserContext::WORDS`]), no arch flags; the message carries only those words.
+    pub fn tcb_write_registers_prefix(
+        tcb: Cap<cap_type::Tcb>,
+        resume: bool,
+        regs: &UserContext,
+        count: usize,
+    ) -> Request {
+        let count = count.min(UserContext::WORDS);
+        let inv = encode::tcb_write_registers(resume, 0, count as u64, &regs.to_words());
+        req(tcb, inv.truncated(2 + count))
+    }
+
     /// `TCB_ReadRegisters` of all [`UserContext::WORDS`] registers, no arch flags.
     pub fn tcb_read_registers(tcb: Cap<cap_type::Tcb>, suspend: bool) -> Request {
         req(tcb, encode::tcb_read_registers(suspend, 0, UserContext::WORDS as u64))
@@ -309,6 +331,7 @@ mod tests {
     use super::*;
     use crate::cap::CapRights;
     use crate::cap::VmAttributes;
+    use crate::cap::{Cap, cap_type};
     use crate::generated::object_type;
     use crate::kernel::UserContext;
 
@@ -342,6 +365,25 @@ mod tests {
         assert_eq!(&inv.words()[..2], &[1, 36]);
         assert_eq!(&inv.words()[2..], &regs[..]);
         assert_eq!(inv.words()[2], 0x4000_0000, "pc is the first register word");
+    }
+
+    #[test]
+    fn tcb_write_registers_prefix_sends_only_the_counted_words() {
+        let ctx = UserContext { pc: 0x4000_0004, sp: 0x8000, spsr: 0x3c5, ..Default::default() };
+        let tcb = Cap::<cap_type::Tcb>::from_cptr(cptr(9));
+        let r = request::tcb_write_registers_prefix(tcb, false, &ctx, 1);
+        assert_eq!(r.service, cptr(9));
+        assert_eq!(r.inv.label(), Some(InvocationLabel::TCBWriteRegisters));
+        assert_eq!(r.inv.words(), &[0, 1, 0x4000_0004], "flags, count 1, pc");
+        let r = request::tcb_write_registers_prefix(tcb, true, &ctx, 3);
+        assert_eq!(r.inv.words(), &[1, 3, 0x4000_0004, 0x8000, 0x3c5]);
+        let all = request::tcb_write_registers_prefix(tcb, true, &ctx, 99);
+        assert_eq!(all, request::tcb_write_registers(tcb, true, &ctx), "clamped to the whole file");
+        // Truncation never lengthens and keeps label and caps.
+        let inv = encode::cnode_mint(1, 64, cptr(2), 3, 64, CapRights::ALL, 5);
+        assert_eq!(inv.truncated(99), inv);
+        assert_eq!(inv.truncated(2).words(), &inv.words()[..2]);
+        assert_eq!(inv.truncated(2).caps(), inv.caps());
     }
 
     #[test]

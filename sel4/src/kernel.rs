@@ -333,6 +333,17 @@ pub trait Kernel {
     -> Result<()>;
     /// `seL4_TCB_WriteRegisters` of the whole register file; `resume` starts the thread.
     fn tcb_write_registers(&mut self, tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> Result<()>;
+    /// `seL4_TCB_WriteRegisters` of only the first `count` words of the register file, in the
+    /// kernel's order ([`UserContext::to_words`]: pc, sp, spsr, x0-x8, ...); the thread's other
+    /// registers keep their values. `count` 1 moves only the PC, which is what an emulated
+    /// access needs; a `count` above [`UserContext::WORDS`] writes them all.
+    fn tcb_write_registers_prefix(
+        &mut self,
+        tcb: Cap<cap_type::Tcb>,
+        resume: bool,
+        regs: &UserContext,
+        count: usize,
+    ) -> Result<()>;
     /// `seL4_TCB_ReadRegisters` of the whole register file.
     fn tcb_read_registers(&mut self, tcb: Cap<cap_type::Tcb>, suspend: bool) -> Result<UserContext>;
     /// `seL4_TCB_Resume`.

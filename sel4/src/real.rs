@@ -192,6 +192,16 @@ impl Kernel for RealKernel {
         self.invoke(request::tcb_write_registers(tcb, resume, regs)).map(drop)
     }
 
+    fn tcb_write_registers_prefix(
+        &mut self,
+        tcb: Cap<cap_type::Tcb>,
+        resume: bool,
+        regs: &UserContext,
+        count: usize,
+    ) -> Result<()> {
+        self.invoke(request::tcb_write_registers_prefix(tcb, resume, regs, count)).map(drop)
+    }
+
     fn tcb_read_registers(&mut self, tcb: Cap<cap_type::Tcb>, suspend: bool) -> Result<UserContext> {
         let reply = self.invoke(request::tcb_read_registers(tcb, suspend))?;
         Ok(UserContext::from_words(&decode::tcb_read_registers(self.reply_words(reply))))

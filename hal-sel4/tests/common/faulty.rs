@@ -124,6 +124,16 @@ impl<K: Kernel> Kernel for Faulty<K> {
         self.gate()?;
         self.inner.tcb_write_registers(tcb, resume, regs)
     }
+    fn tcb_write_registers_prefix(
+        &mut self,
+        tcb: Cap<ct::Tcb>,
+        resume: bool,
+        regs: &UserContext,
+        count: usize,
+    ) -> sel4::Result<()> {
+        self.gate()?;
+        self.inner.tcb_write_registers_prefix(tcb, resume, regs, count)
+    }
     fn tcb_read_registers(&mut self, tcb: Cap<ct::Tcb>, suspend: bool) -> sel4::Result<UserContext> {
         self.gate()?;
         self.inner.tcb_read_registers(tcb, suspend)
