@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_linux;
+mod dtb;
 mod image;
 
 /// capvisor: a hypervisor on seL4.
@@ -19,12 +21,18 @@ struct Cli {
 enum Command {
     /// Pack the seL4 kernel and a root task into the loader: a bootable image.
     Image(image::Args),
+    /// Write the device tree capvisor generates for a VM (checked against its kernel).
+    Dtb(dtb::Args),
+    /// Time Linux's boot under capvisor against the same kernel booted directly by QEMU.
+    BenchLinux(bench_linux::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Image(args) => image::run(&args),
+        Command::Image(args) => image::run(&args).map_err(|e| e.to_string()),
+        Command::Dtb(args) => dtb::run(&args).map_err(|e| e.to_string()),
+        Command::BenchLinux(args) => bench_linux::run(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

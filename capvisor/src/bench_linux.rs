@@ -1,0 +1,394 @@
+//! `capvisor bench-linux`: Linux boot time under capvisor against the same kernel and
+//! initramfs booted directly by the same QEMU, measured in the same run.
+//!
+//! Each run starts QEMU and times, on the wall clock from the moment the process is spawned,
+//! the console line `capvisor-init: ready` that the initramfs's `/init` prints once the
+//! kernel has booted and run it; then it types `exit 0` into the console (the shell test
+//! powers off) and waits for QEMU to end. The reference is the direct boot:
+//!
+//! ```text
+//! qemu-system-aarch64 -machine virt,virtualization=on,gic-version=2 -cpu cortex-a57
+//!     -smp <cpu_num> -m <the VM's RAM> -nographic -kernel Image -initrd initramfs
+//!     -append <the VM's cmdline>
+//! ```
+//!
+//! that is, the machine the VM file gives the guest (vCPUs, RAM, command line), with QEMU's
+//! own firmware-less boot and device tree. The capvisor run boots a capvisor image (the ELF
+//! from `capvisor image`, its root task holding this VM) with `qemu/run-qemu.sh`. Runs
+//! alternate between the two so that load from other processes spreads over both. The
+//! report gives min, median and max per side, the ratio of the medians, and the VM's exits
+//! by kind when the root task prints them (vm-runner's `Counters` lines, `Kind: N exits,
+//! M syscalls, ...`). `--json` prints one row per number: name, value, unit, reference,
+//! ratio.
+//!
+//! Owns: starting QEMU, timing, and the report. Never touches: the image build.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use vm_config::VmConfig;
+
+/// The line `/init` prints when the guest is up.
+pub const MARKER: &str = "capvisor-init: ready";
+
+/// Arguments of `capvisor bench-linux`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The VM file (its kernel, initramfs, vCPUs, RAM and command line are used for both sides).
+    #[arg(long, default_value = "configs/linux.toml")]
+    pub config: PathBuf,
+    /// A capvisor image whose root task runs this VM; without it only the reference is measured.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Runs per side.
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+    /// Seconds one boot may take.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Print JSON rows instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The VM file.
+    #[error("{0}")]
+    Config(#[from] vm_config::ConfigErrors),
+    /// Not a Linux VM with an initramfs.
+    #[error("{}: {what}", path.display())]
+    NotLinux {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A file is missing.
+    #[error("{}: not found ({hint})", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// How to get it.
+        hint: &'static str,
+    },
+    /// QEMU could not be started.
+    #[error("{what}: {source}")]
+    Spawn {
+        /// What.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A boot did not reach the marker.
+    #[error("{side} run {run}: no `{MARKER}` within {timeout} s; last console lines:\n{tail}")]
+    NoMarker {
+        /// Which side.
+        side: &'static str,
+        /// Which run.
+        run: u32,
+        /// The limit.
+        timeout: u64,
+        /// The end of the console.
+        tail: String,
+    },
+}
+
+/// One boot.
+#[derive(Clone, Debug, Default)]
+pub struct Boot {
+    /// Spawn to marker, if it came.
+    pub to_marker: Option<Duration>,
+    /// The console, line by line.
+    pub lines: Vec<String>,
+    /// Exits by kind, if the root task printed its counters.
+    pub exits: Vec<(String, u64)>,
+}
+
+/// The guest files and machine of a Linux VM file.
+#[derive(Clone, Debug)]
+pub struct Guest {
+    /// The VM.
+    pub vm: VmConfig,
+    /// Its kernel `Image`.
+    pub kernel: PathBuf,
+    /// Its initramfs.
+    pub initrd: PathBuf,
+}
+
+impl Guest {
+    /// Reads the VM file and checks its images exist.
+    pub fn load(config: &Path) -> Result<Self, BenchError> {
+        let sys = vm_config::parse_system_file(config)?;
+        let vm = sys.vms.into_iter().next().ok_or(BenchError::NotLinux { path: config.into(), what: "no VM" })?;
+        let dir = config.parent().unwrap_or(Path::new("."));
+        let rd = vm.ramdisk.as_ref().ok_or(BenchError::NotLinux { path: config.into(), what: "no ramdisk_path" })?;
+        let (kernel, initrd) = (dir.join(&vm.kernel.path), dir.join(&rd.path));
+        for p in [&kernel, &initrd] {
+            if !p.is_file() {
+                return Err(BenchError::Missing { path: p.clone(), hint: "run guests/linux/fetch-artifacts" });
+            }
+        }
+        Ok(Guest { vm, kernel, initrd })
+    }
+
+    /// The VM's RAM in MiB.
+    pub fn ram_mib(&self) -> u64 {
+        self.vm.memory.iter().map(|m| m.range.size_bytes).sum::<u64>() >> 20
+    }
+
+    /// The direct QEMU command line for this guest.
+    pub fn direct_command(&self) -> Command {
+        let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
+        let mut c = Command::new(qemu);
+        c.args(["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a57"])
+            .args(["-smp", &self.vm.cpu_num.to_string(), "-m", &self.ram_mib().to_string()])
+            .args(["-nographic", "-monitor", "none", "-serial", "stdio"])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", self.vm.cmdline.as_deref().unwrap_or("console=ttyAMA0")]);
+        c
+    }
+}
+
+/// The capvisor QEMU command line for `image` (the project's `qemu/run-qemu.sh`).
+pub fn capvisor_command(workspace: &Path, image: &Path, timeout: u64) -> Command {
+    let mut c = Command::new(workspace.join("qemu/run-qemu.sh"));
+    c.arg("--timeout").arg(timeout.to_string()).arg(image);
+    c
+}
+
+/// Parses vm-runner's `Counters` lines (`MmioWrite: 120 exits, 240 syscalls, 2.00 per
+/// exit`, possibly after a prefix) into (kind, exits), last report wins.
+pub fn parse_exits(lines: &[String]) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for l in lines {
+        let Some(at) = l.find(" exits, ") else { continue };
+        let head = &l[..at];
+        let Some((kind, n)) = head.rsplit_once(": ") else { continue };
+        let kind = kind.rsplit(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or(kind);
+        let Ok(n) = n.trim().parse::<u64>() else { continue };
+        if kind.is_empty() || !kind.starts_with(|c: char| c.is_ascii_uppercase()) {
+            continue;
+        }
+        match out.iter_mut().find(|(k, _)| k == kind) {
+            Some(e) => e.1 = n,
+            None => out.push((kind.to_string(), n)),
+        }
+    }
+    out
+}
+
+/// Starts `cmd`, times the marker, types `exit 0`, waits for the end (or kills QEMU at the
+/// time limit).
+pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error> {
+    let start = Instant::now();
+    let mut child: Child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(line) = line else { break };
+            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            if tx.send((Instant::now(), text)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut b = Boot::default();
+    let mut marker = None;
+    let deadline = start + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((t, line)) => {
+                if marker.is_none() && line.contains(MARKER) {
+                    marker = Some(t - start);
+                    if let Some(stdin) = child.stdin.as_mut() {
+                        // The shell may not be reading yet; the console queues the bytes.
+                        let _ = stdin.write_all(b"exit 0\n");
+                        let _ = stdin.flush();
+                    }
+                }
+                b.lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    let _ = reader.join();
+    b.to_marker = marker;
+    b.exits = parse_exits(&b.lines);
+    Ok(b)
+}
+
+/// Min, median, max.
+pub fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = v.to_vec();
+    s.sort();
+    let n = s.len();
+    if n == 0 {
+        return Default::default();
+    }
+    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2 };
+    (s[0], median, s[n - 1])
+}
+
+fn spawn(what: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {
+    move |source| BenchError::Spawn { what: what.to_string(), source }
+}
+
+fn tail(lines: &[String]) -> String {
+    lines.iter().rev().take(15).rev().cloned().collect::<Vec<_>>().join("\n")
+}
+
+/// The workspace holding `qemu/run-qemu.sh`: `$CAPVISOR_WORKSPACE`, else the one this tool
+/// was built in.
+fn workspace() -> PathBuf {
+    std::env::var_os("CAPVISOR_WORKSPACE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+/// Runs `capvisor bench-linux`.
+pub fn run(args: &Args) -> Result<(), BenchError> {
+    let guest = Guest::load(&args.config)?;
+    if let Some(img) = &args.image
+        && !img.is_file()
+    {
+        return Err(BenchError::Missing { path: img.clone(), hint: "build one with capvisor image" });
+    }
+    let timeout = Duration::from_secs(args.timeout);
+    let (mut direct, mut capv) = (Vec::new(), Vec::new());
+    let mut exits = Vec::new();
+    for run in 1..=args.runs {
+        let b = boot(guest.direct_command(), timeout).map_err(spawn("qemu-system-aarch64"))?;
+        let t = b.to_marker.ok_or_else(|| BenchError::NoMarker {
+            side: "direct",
+            run,
+            timeout: args.timeout,
+            tail: tail(&b.lines),
+        })?;
+        direct.push(t);
+        if let Some(img) = &args.image {
+            let cmd = capvisor_command(&workspace(), img, args.timeout);
+            let b = boot(cmd, timeout + Duration::from_secs(10)).map_err(spawn("qemu/run-qemu.sh"))?;
+            let t = b.to_marker.ok_or_else(|| BenchError::NoMarker {
+                side: "capvisor",
+                run,
+                timeout: args.timeout,
+                tail: tail(&b.lines),
+            })?;
+            capv.push(t);
+            exits = b.exits;
+        }
+        if !args.json {
+            eprintln!(
+                "run {run}/{}: direct {:.3} s{}",
+                args.runs,
+                direct[direct.len() - 1].as_secs_f64(),
+                match capv.last() {
+                    Some(c) => format!(", capvisor {:.3} s", c.as_secs_f64()),
+                    None => String::new(),
+                }
+            );
+        }
+    }
+    let (dmin, dmed, dmax) = stats(&direct);
+    let name = &guest.vm.name;
+    let mut rows = vec![serde_json::json!({
+        "name": format!("{name}_boot_to_init_direct_qemu"),
+        "value": dmed.as_secs_f64(), "unit": "s", "reference": null, "ratio": null,
+        "min": dmin.as_secs_f64(), "max": dmax.as_secs_f64(), "runs": direct.len(),
+    })];
+    if !capv.is_empty() {
+        let (cmin, cmed, cmax) = stats(&capv);
+        rows.push(serde_json::json!({
+            "name": format!("{name}_boot_to_init_capvisor"),
+            "value": cmed.as_secs_f64(), "unit": "s",
+            "reference": dmed.as_secs_f64(), "ratio": cmed.as_secs_f64() / dmed.as_secs_f64(),
+            "min": cmin.as_secs_f64(), "max": cmax.as_secs_f64(), "runs": capv.len(),
+        }));
+        for (kind, n) in &exits {
+            rows.push(serde_json::json!({
+                "name": format!("{name}_boot_exits_{kind}"), "value": n, "unit": "exits",
+                "reference": null, "ratio": null,
+            }));
+        }
+    }
+    if args.json {
+        for r in &rows {
+            println!("{r}");
+        }
+        return Ok(());
+    }
+    println!("{:<44} {:>10} {:>10} {:>10} {:>7}", "boot to `capvisor-init: ready`", "min", "median", "max", "ratio");
+    println!(
+        "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7}",
+        format!("{name}: QEMU direct (reference)"),
+        dmin.as_secs_f64(),
+        dmed.as_secs_f64(),
+        dmax.as_secs_f64(),
+        "1.00"
+    );
+    if !capv.is_empty() {
+        let (cmin, cmed, cmax) = stats(&capv);
+        println!(
+            "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7.2}",
+            format!("{name}: capvisor"),
+            cmin.as_secs_f64(),
+            cmed.as_secs_f64(),
+            cmax.as_secs_f64(),
+            cmed.as_secs_f64() / dmed.as_secs_f64()
+        );
+        if exits.is_empty() {
+            println!("(the root task printed no exit counters)");
+        } else {
+            println!("exits during the last capvisor run (boot, shell exit, power-off):");
+            for (kind, n) in &exits {
+                println!("  {kind:<20} {n:>10}");
+            }
+        }
+    } else {
+        println!("(no --image: capvisor side not measured)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_counter_lines_parse_with_or_without_a_prefix_and_the_last_report_wins() {
+        let lines: Vec<String> = [
+            "linux: MmioWrite: 120 exits, 240 syscalls, 2.00 per exit",
+            "Hvc: 3 exits, 3 syscalls, 1.00 per exit",
+            "capvisor-init: ready test=shell",
+            "linux: MmioWrite: 130 exits, 260 syscalls, 2.00 per exit",
+            "not: a line: 5 exits, nothing",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(parse_exits(&lines), [("MmioWrite".to_string(), 130), ("Hvc".to_string(), 3)]);
+    }
+
+    #[test]
+    fn stats_take_the_median_of_odd_and_even_counts() {
+        let s = |v: &[u64]| stats(&v.iter().map(|ms| Duration::from_millis(*ms)).collect::<Vec<_>>());
+        assert_eq!(s(&[3, 1, 2]), (Duration::from_millis(1), Duration::from_millis(2), Duration::from_millis(3)));
+        assert_eq!(s(&[4, 1, 2, 3]).1, Duration::from_micros(2500));
+        assert_eq!(s(&[]), Default::default());
+    }
+}
