@@ -1,0 +1,342 @@
+//! Linux guest tests: Debian's arm64 kernel with capvisor's initramfs
+//! (`guests/linux/fetch-artifacts`), driven through its console.
+//!
+//! Two kinds:
+//! - **Direct**: the kernel boots under QEMU itself with the device tree capvisor generates
+//!   for `configs/linux*.toml` (`-dtb`), so the generated tree is checked by the real
+//!   kernel: CPUs brought up through PSCI, the GIC, the timer, the PL011 and the
+//!   virtio-mmio disk all found and working. Needs QEMU and the artifacts.
+//! - **Under capvisor**: the same VM files booted by the root task; needs in addition a
+//!   kernel at `$SEL4_PREFIX/bin/kernel.elf` and a root task that runs VMs.
+//!
+//! Every check types commands on the console and reads their answers: `uname -a`,
+//! `/proc/cpuinfo`, `/proc/interrupts` (the timer counts up), the disk mounted and a file
+//! read back, and `exit 0`, after which `/init` prints `capvisor-init: status 0` and powers
+//! off. Artifacts missing from the cache are fetched (Debian's registry, as root) unless
+//! `CAPVISOR_FETCH=0`; without them or QEMU a test prints `skipped: <why>` and passes.
+//! Console logs go to `<target>/tmp/linux-test/<name>.log`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use vm_config::{GuestRange, MapType, VmConfig};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+const MARKER: &str = "capvisor-init: ready";
+/// The kernel the artifacts hold (fetch-artifacts pins it).
+const KERNEL_RELEASE: &str = "6.1.0-50-arm64";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("capvisor/ is in the workspace").to_path_buf()
+}
+
+fn work_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linux-test");
+    std::fs::create_dir_all(&d).expect("create linux-test dir");
+    d
+}
+
+fn qemu() -> String {
+    std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into())
+}
+
+/// The artifacts directory (`guests/linux/artifacts`), fetching it once if needed, or why
+/// not.
+fn artifacts() -> Result<PathBuf, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if Command::new(qemu()).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            return Err(format!("{} is not installed", qemu()));
+        }
+        let dir = workspace().join("guests/linux/artifacts");
+        let have = |d: &Path| ["Image", "initramfs.cpio.gz", "disk.ext4"].iter().all(|f| d.join(f).is_file());
+        if have(&dir) {
+            return Ok(dir);
+        }
+        if std::env::var("CAPVISOR_FETCH").is_ok_and(|v| v == "0") {
+            return Err("no guest artifacts and CAPVISOR_FETCH=0 (run guests/linux/fetch-artifacts)".into());
+        }
+        let out = Command::new(workspace().join("guests/linux/fetch-artifacts"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run guests/linux/fetch-artifacts: {e}"))?;
+        if !out.status.success() || !have(&dir) {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+            return Err(format!("guests/linux/fetch-artifacts failed ({}): {last}", out.status));
+        }
+        Ok(dir)
+    })
+    .clone()
+}
+
+macro_rules! need {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// A running guest: its console as lines, and its input.
+struct Console {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<String>,
+    lines: Vec<String>,
+    log: PathBuf,
+    start: Instant,
+}
+
+impl Console {
+    fn start(mut cmd: Command, name: &str) -> Console {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let (tx, rx) = channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
+                let Ok(line) = line else { break };
+                let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+                if tx.send(text).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Console {
+            child,
+            stdin,
+            rx,
+            lines: Vec::new(),
+            log: work_dir().join(format!("{name}.log")),
+            start: Instant::now(),
+        }
+    }
+
+    fn save(&self) {
+        let mut text = self.lines.join("\n");
+        text.push('\n');
+        let _ = std::fs::write(&self.log, text);
+    }
+
+    /// Reads lines until one satisfies `done`; returns the lines read by this call.
+    fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    self.lines.push(line.clone());
+                    let finished = done(&line);
+                    got.push(line);
+                    if finished {
+                        self.save();
+                        return got;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    self.save();
+                    let _ = self.child.kill();
+                    panic!(
+                        "waiting for {what}: {} after {:.1} s; console log: {}",
+                        if got.is_empty() { "nothing" } else { "not seen" },
+                        self.start.elapsed().as_secs_f64(),
+                        self.log.display()
+                    );
+                }
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("console input open");
+        stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n")).and_then(|()| stdin.flush()).unwrap();
+    }
+
+    /// Runs a shell command and returns its output lines and exit status. The end is
+    /// found by a line that starts with a per-call tag, which the echo of the typed
+    /// command (after the prompt) never does.
+    fn run(&mut self, cmd: &str) -> (Vec<String>, i32) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!("@@end{}@@", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        self.type_line(&format!("{cmd}; echo {tag} $?"));
+        let got = self.until(&format!("the end of `{cmd}`"), COMMAND_TIMEOUT, |l| l.starts_with(&tag));
+        let status = got.last().and_then(|l| l.strip_prefix(&tag)).and_then(|s| s.trim().parse().ok()).unwrap_or(-1);
+        // Output lines: those after the echoed command line.
+        let echo = got.iter().position(|l| l.contains(&format!("echo {tag}"))).map_or(0, |i| i + 1);
+        (got[echo..got.len() - 1].to_vec(), status)
+    }
+
+    /// Types `exit STATUS`, waits for init's status line and for QEMU to end.
+    fn exit(mut self, status: i32) -> (i32, std::process::ExitStatus, Vec<String>) {
+        self.type_line(&format!("exit {status}"));
+        let got = self.until("init's status line", COMMAND_TIMEOUT, |l| l.contains("capvisor-init: status"));
+        let reported = got
+            .last()
+            .and_then(|l| l.rsplit("capvisor-init: status ").next())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(-1);
+        drop(self.stdin.take());
+        let end = Instant::now() + COMMAND_TIMEOUT;
+        let qemu_status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("QEMU did not end after the guest powered off; log: {}", self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(l) = self.rx.recv_timeout(Duration::from_millis(200)) {
+            self.lines.push(l);
+        }
+        self.save();
+        (reported, qemu_status, self.lines)
+    }
+}
+
+/// The VM in a config file.
+fn vm(name: &str) -> VmConfig {
+    let path = workspace().join("configs").join(name);
+    vm_config::parse_system_file(&path).unwrap_or_else(|e| panic!("{e}")).vms.remove(0)
+}
+
+/// The checks every Linux guest passes through its console, with `cpus` CPUs.
+fn check_guest(c: &mut Console, cpus: usize) {
+    let (out, st) = c.run("uname -a");
+    assert_eq!(st, 0);
+    let uname = out.iter().find(|l| l.starts_with("Linux ")).unwrap_or_else(|| panic!("uname: {out:?}"));
+    assert!(uname.contains(KERNEL_RELEASE) && uname.contains("aarch64"), "{uname}");
+
+    let (out, st) = c.run("cat /proc/cpuinfo");
+    assert_eq!(st, 0);
+    let processors = out.iter().filter(|l| l.starts_with("processor")).count();
+    assert_eq!(processors, cpus, "/proc/cpuinfo: {out:?}");
+    let (out, _) = c.run("cat /sys/devices/system/cpu/online");
+    let want = if cpus == 1 { "0".to_string() } else { format!("0-{}", cpus - 1) };
+    assert!(out.iter().any(|l| l.trim() == want), "online CPUs {out:?}, want {want}");
+
+    // The timer interrupt counts up (summed over CPUs) between two reads a second apart.
+    let timer = |c: &mut Console| -> u64 {
+        let (out, st) = c.run("cat /proc/interrupts");
+        assert_eq!(st, 0);
+        let line = out.iter().find(|l| l.contains("arch_timer")).unwrap_or_else(|| panic!("no arch_timer: {out:?}"));
+        line.split_whitespace().skip(1).take(cpus).map(|n| n.parse::<u64>().unwrap_or(0)).sum()
+    };
+    let a = timer(c);
+    c.run("sleep 1");
+    let b = timer(c);
+    assert!(b > a, "timer interrupts did not count: {a} then {b}");
+}
+
+fn check_disk(c: &mut Console) {
+    let (out, st) = c.run("/tests/disk");
+    assert_eq!(st, 0, "disk test: {out:?}");
+    assert!(out.iter().any(|l| l == "test-disk: read capvisor disk: hello from ext4"), "{out:?}");
+    assert!(out.iter().any(|l| l == "test-disk: wrote written by the guest"), "{out:?}");
+    assert!(out.iter().any(|l| l == "test-disk: unmounted"), "{out:?}");
+}
+
+fn finish(c: Console) {
+    let log = c.log.clone();
+    let (reported, qemu_status, _) = c.exit(0);
+    assert_eq!(reported, 0, "log: {}", log.display());
+    assert!(qemu_status.success(), "QEMU: {qemu_status}; log: {}", log.display());
+}
+
+// ---- direct: the generated device tree under QEMU's own boot ----
+
+/// A copy of `disk` (the guest writes to it).
+fn scratch_disk(art: &Path, name: &str) -> PathBuf {
+    let p = work_dir().join(format!("{name}.ext4"));
+    std::fs::copy(art.join("disk.ext4"), &p).expect("copy disk image");
+    p
+}
+
+/// QEMU booting the artifacts with `vm`'s generated device tree (RAM must start at QEMU
+/// virt's 0x4000_0000, where QEMU loads the kernel).
+fn direct(art: &Path, vm: &VmConfig, name: &str, disk: Option<&Path>) -> Console {
+    let ram: u64 = vm.memory.iter().map(|m| m.range.size_bytes).sum();
+    assert_eq!(vm.memory[0].range.base.0, 0x4000_0000, "QEMU's own boot puts the kernel at 0x4000_0000");
+    // QEMU rewrites /chosen's initrd range with where it put the initrd.
+    let blob = vm_runner::fdt::generate(vm, None).expect("generate the device tree");
+    let dtb = work_dir().join(format!("{name}.dtb"));
+    std::fs::write(&dtb, blob).unwrap();
+    let mut cmd = Command::new(qemu());
+    cmd.args(["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a57"])
+        .args(["-smp", &vm.cpu_num.to_string(), "-m", &format!("{}M", ram >> 20)])
+        .args(["-nographic", "-monitor", "none", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(art.join("Image"))
+        .arg("-initrd")
+        .arg(art.join("initramfs.cpio.gz"))
+        .arg("-dtb")
+        .arg(&dtb);
+    if let Some(d) = disk {
+        cmd.arg("-drive").arg(format!("file={},if=none,format=raw,id=d0", d.display()));
+        cmd.args(["-device", "virtio-blk-device,drive=d0"]);
+    }
+    let mut c = Console::start(cmd, name);
+    let marker = c.until("the init marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
+    assert!(marker.last().unwrap().contains("test=shell"), "the device tree's bootargs reached the kernel");
+    c
+}
+
+#[test]
+fn direct_linux_toml_device_tree_boots_the_kernel() {
+    let art = need!(artifacts());
+    let vm = vm("linux.toml");
+    let mut c = direct(&art, &vm, "direct-linux", None);
+    check_guest(&mut c, 1);
+    finish(c);
+}
+
+#[test]
+fn direct_linux_smp_toml_device_tree_brings_up_both_cpus_through_psci() {
+    let art = need!(artifacts());
+    let vm = vm("linux-smp.toml");
+    let mut c = direct(&art, &vm, "direct-linux-smp", None);
+    check_guest(&mut c, 2);
+    finish(c);
+}
+
+#[test]
+fn direct_linux_disk_toml_device_tree_finds_the_virtio_disk() {
+    let art = need!(artifacts());
+    // linux-disk.toml's RAM is identity-mapped at 0x7000_0000 for capvisor; QEMU's own
+    // boot needs it at 0x4000_0000. The devices (and so the virtio-mmio node) are its own.
+    let mut vm = vm("linux-disk.toml");
+    vm.memory[0].range = GuestRange::new(0x4000_0000, vm.memory[0].range.size_bytes);
+    vm.memory[0].map = MapType::Alloc;
+    let disk = scratch_disk(&art, "direct-linux-disk");
+    let mut c = direct(&art, &vm, "direct-linux-disk", Some(&disk));
+    check_guest(&mut c, 1);
+    check_disk(&mut c);
+    finish(c);
+}
+
+#[test]
+fn direct_init_reports_a_failing_status() {
+    let art = need!(artifacts());
+    let mut c = direct(&art, &vm("linux.toml"), "direct-status", None);
+    let (_, st) = c.run("false");
+    assert_eq!(st, 1, "the shell's status reaches the console");
+    let (reported, qemu, _) = c.exit(3);
+    assert_eq!(reported, 3);
+    assert!(qemu.success(), "power-off ends QEMU normally: {qemu}");
+}
