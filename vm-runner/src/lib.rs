@@ -10,9 +10,16 @@
 //! [`devices`]: a PL011 UART, a GICv2 distributor with a list-register model, PSCI 1.0 and
 //! the virtual timer; [`mmio`] maps guest-physical windows to them.
 //!
-//! Nothing here issues a system call or holds a capability: every module runs under
-//! `cargo test` on the host. The run loop that performs actions through the `sel4::Kernel`
-//! trait is the only part that touches the kernel.
+//! Nothing in those modules issues a system call or holds a capability. The parts that do
+//! are generic over the `sel4::Kernel` trait and the HAL, so they run under `cargo test` on
+//! the seL4 model as on the board:
+//! - [`setup`] builds VMs: guest memory through the HAL, the stage-2 VSpace mirrored from
+//!   the stage-2 book ([`book`]), vCPU threads, the fault endpoint;
+//! - [`run`] is the run loop: fault in, [`VmState::handle_exit`], action performed with the
+//!   fewest kernel entries, counters measured per exit kind;
+//! - [`bundle`] is the byte format that carries a system's configuration and guest images
+//!   into the root task;
+//! - `host` (feature `host`) backs the book's tables with host memory for the model.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -21,6 +28,8 @@ extern crate alloc;
 
 pub mod action;
 pub mod badge;
+pub mod book;
+pub mod bundle;
 pub mod console;
 pub mod counters;
 pub mod devices;
@@ -28,10 +37,15 @@ pub mod esr;
 pub mod exit;
 pub mod fault;
 pub mod fdt;
+#[cfg(any(test, feature = "host"))]
+pub mod host;
 pub mod inject;
 pub mod linux;
 pub mod logonce;
+pub mod meter;
 pub mod mmio;
+pub mod run;
+pub mod setup;
 pub mod vm;
 
 pub use action::{Action, Effects, Next, Notice, StopReason};

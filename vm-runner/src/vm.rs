@@ -546,6 +546,12 @@ impl VmState {
         Action { next: Next::Resume, effects: self.fill(vcpu) }
     }
 
+    /// Stops the VM for a reason the run loop found (a kernel invocation it needed failed):
+    /// the same clean stop as one `handle_exit` decides, with its effects.
+    pub fn fail(&mut self, vcpu: usize, reason: StopReason) -> Action {
+        self.stop(vcpu, reason)
+    }
+
     // ---- events that are not faults ----
 
     /// A forwarded host interrupt arrived (its handler's notification).

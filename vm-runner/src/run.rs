@@ -1,0 +1,533 @@
+//! The run loop: receive a fault, decode it, let [`crate::VmState::handle_exit`] decide, perform
+//! the [`Action`] with the fewest kernel entries, and wait for the next one.
+//!
+//! # One endpoint, one notification
+//! Every vCPU of every VM faults to one endpoint, badged per vCPU ([`VcpuBadge`]). The VMM's
+//! thread has a notification bound to it, so the same `Recv` also returns signals: badges
+//! without the fault bit, one bit per source ([`SIGNAL_CONSOLE`]: the console UART's
+//! interrupt; [`SIGNAL_TIMER`]: the timer server's timeouts).
+//!
+//! # Performing an action
+//! - The registers are read (`TCB_ReadRegisters`) only when the handler says it needs them
+//!   ([`crate::VmState::registers_needed`]).
+//! - Side effects in order: list-register injections (`VCPU_InjectIRQ`), virtual-PPI
+//!   acknowledgements (`VCPU_AckVPPI`), vCPU starts (`TCB_WriteRegisters` with resume, after
+//!   a `SCTLR_EL1` reset for a vCPU that ran before), wakes (`TCB_Resume`), suspends.
+//! - The exiting vCPU: a reply resumes it (`ReplyRecv`, which also waits); a new PC moves
+//!   with a one-word `TCB_WriteRegisters` (a load result with the shortest register prefix
+//!   that reaches its destination register); a guest `HVC` gets its results in the reply
+//!   itself; an abort is delivered by writing the guest's EL1 exception registers; a parked
+//!   or stopped vCPU gets no reply (the loop waits with a plain `Recv`, which drops the
+//!   pending reply capability).
+//!
+//! # Waking a parked vCPU
+//! seL4 masks a vCPU's virtual timer while the vCPU is not running, so a vCPU waiting in
+//! `WFI` for its timer must be woken by someone else: the [`Host`] arms a timeout at the
+//! deadline (`CNTV_CVAL`) and the loop gets [`SIGNAL_TIMER`]. A host without a timer says
+//! so ([`Host::arm_wake`] returns false) and the vCPU is restarted at once: its `WFI`
+//! traps again until the deadline passes while it runs, which is correct and busy.
+//!
+//! # Counters
+//! Each VM's [`crate::VmState`] counts the entries its actions *should* take ([`Action::ops`]);
+//! the loop counts the entries it *made* ([`Meter`]), the closing `ReplyRecv` or `Recv`
+//! included, per exit kind, in [`Runner::measured`].
+//!
+//! Owns the run-time state of the loop (console focus, measured counters, exit statuses).
+//! Never creates or frees kernel objects (that is [`crate::setup`]).
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use page_table_multiarch::PagingHandler;
+use sel4::{Kernel, Message, Op, Received, UserContext, VCpuReg};
+
+use crate::action::{Action, Effects, Next, Notice, StopReason, VcpuStart};
+use crate::badge::{FAULT_BADGE_BIT, VcpuBadge};
+use crate::console::{Console, Routed};
+use crate::counters::{Counters, ExitKind};
+use crate::exit::Exit;
+use crate::inject::abort_entry;
+use crate::meter::Meter;
+use crate::setup::{SCTLR_EL1_RESET, Vm, Vmm};
+
+/// Notification badge bit: the console UART has input.
+pub const SIGNAL_CONSOLE: u64 = 1 << 0;
+/// Notification badge bit: the timer server fired a timeout.
+pub const SIGNAL_TIMER: u64 = 1 << 1;
+
+/// `CNTV_CTL_EL0` bits: enabled, interrupt masked.
+const CNTV_ENABLE: u64 = 1 << 0;
+const CNTV_IMASK: u64 = 1 << 1;
+
+/// Which vCPU a wake-up is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WakeKey {
+    /// VM index.
+    pub vm: usize,
+    /// vCPU index.
+    pub vcpu: usize,
+}
+
+/// What the run loop needs from the machine around it: the console, and a timer.
+pub trait Host {
+    /// Writes finished console lines (already prefixed with the VM's name).
+    fn console_out(&mut self, bytes: &[u8]);
+    /// Writes one line of the VMM's own log (no newline in `line`).
+    fn log(&mut self, line: fmt::Arguments<'_>);
+    /// Reads console input that arrived ([`SIGNAL_CONSOLE`]) into `buf` and re-arms the
+    /// input interrupt; returns the bytes read.
+    fn console_in<K: Kernel>(&mut self, _kernel: &mut K, _buf: &mut [u8]) -> usize {
+        0
+    }
+    /// Arms a wake-up for `key` when the virtual counter reaches `cntv_cval`; returns false
+    /// when there is no timer (the loop then restarts the vCPU at once).
+    fn arm_wake<K: Kernel>(&mut self, _kernel: &mut K, _key: WakeKey, _cntv_cval: u64) -> bool {
+        false
+    }
+    /// The wake-ups that fired ([`SIGNAL_TIMER`]).
+    fn fired<K: Kernel>(&mut self, _kernel: &mut K) -> Vec<WakeKey> {
+        Vec::new()
+    }
+}
+
+/// How the loop waits next.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(clippy::large_enum_variant)] // one lives in the Runner; boxing would allocate per exit
+pub enum Wait {
+    /// Reply to the vCPU that exited, then wait (`ReplyRecv`).
+    ReplyRecv(Message),
+    /// Wait without replying (`Recv`).
+    Recv,
+}
+
+/// How a VM ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Ended {
+    /// Why.
+    pub reason: StopReason,
+    /// Exit status: for `SYSTEM_OFF`, the low byte of the guest's `x1` (capvisor's
+    /// convention for a guest to report a result); else [`StopReason::status`].
+    pub status: u8,
+}
+
+/// The run-time state of the loop. See the module docs.
+pub struct Runner {
+    console: Console,
+    wait: Wait,
+    /// The exit whose closing wait is still to be counted: (VM, kind, entries so far).
+    open: Option<(usize, ExitKind, Vec<Op>)>,
+    /// Entries made per VM and exit kind, measured.
+    pub measured: Vec<Counters>,
+    /// How each VM ended, when it has.
+    pub ended: Vec<Option<Ended>>,
+    /// Faults with a badge that names no vCPU (ignored: no reply).
+    pub stray: u64,
+}
+
+impl Runner {
+    /// A loop for `vms` VMs, console focus on the first.
+    pub fn new(vms: usize) -> Self {
+        Runner {
+            console: Console::new(vms),
+            wait: Wait::Recv,
+            open: None,
+            measured: (0..vms).map(|_| Counters::default()).collect(),
+            ended: (0..vms).map(|_| None).collect(),
+            stray: 0,
+        }
+    }
+
+    /// Whether every VM has stopped.
+    pub fn all_stopped(&self) -> bool {
+        self.ended.iter().all(Option::is_some)
+    }
+
+    /// How the loop will wait next.
+    pub fn next_wait(&self) -> Wait {
+        self.wait
+    }
+
+    /// Starts vCPU 0 of every VM (`TCB_WriteRegisters` with resume): PC at the entry
+    /// point, `x0` the device tree, EL1h with interrupts masked. A VM whose start fails is
+    /// stopped.
+    pub fn start<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
+        for vm in &mut vmm.vms {
+            let boot = vm.state.boot();
+            if let Err(e) = start_vcpu(kernel, vm, &boot) {
+                host.log(format_args!("{}: starting vCPU 0 failed: {e:?}", vm.state.name()));
+                let reason = StopReason::MissingRegisters;
+                let _ = vm.state.fail(0, reason);
+                if let Some(slot) = self.ended.get_mut(vm.index) {
+                    *slot = Some(Ended { reason, status: reason.status() });
+                }
+            }
+        }
+    }
+
+    /// Runs until every VM has stopped: [`Runner::start`], then [`Runner::step`] forever.
+    pub fn run<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
+        self.start(kernel, vmm, host);
+        while !self.all_stopped() {
+            self.step(kernel, vmm, host);
+        }
+        // The last exit's closing wait was never made.
+        self.close(None);
+    }
+
+    /// Waits once (replying first if the last exit resumes its vCPU) and handles what
+    /// arrives.
+    pub fn step<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
+        let (received, op) = match self.wait {
+            Wait::ReplyRecv(m) => (kernel.reply_recv(vmm.fault_ep, &m), Op::ReplyRecv),
+            Wait::Recv => (kernel.recv(vmm.fault_ep), Op::Recv),
+        };
+        self.deliver(kernel, vmm, host, &received, op);
+    }
+
+    /// Handles `received`, which arrived by the wait `closing` (counted to the exit before).
+    pub fn deliver<K: Kernel, P: PagingHandler, H: Host>(
+        &mut self,
+        kernel: &mut K,
+        vmm: &mut Vmm<P>,
+        host: &mut H,
+        received: &Received,
+        closing: Op,
+    ) {
+        self.close(Some(closing));
+        self.wait = self.handle(kernel, vmm, host, received);
+    }
+
+    /// Records the last exit's entries, with the wait that closed it.
+    fn close(&mut self, wait: Option<Op>) {
+        if let Some((vm, kind, mut ops)) = self.open.take() {
+            ops.extend(wait);
+            if let Some(c) = self.measured.get_mut(vm) {
+                c.record(kind, &ops);
+            }
+        }
+    }
+
+    /// Handles one received message (fault or signal); returns how to wait next.
+    fn handle<K: Kernel, P: PagingHandler, H: Host>(
+        &mut self,
+        kernel: &mut K,
+        vmm: &mut Vmm<P>,
+        host: &mut H,
+        received: &Received,
+    ) -> Wait {
+        if received.badge & FAULT_BADGE_BIT == 0 {
+            self.signals(kernel, vmm, host, received.badge);
+            return Wait::Recv;
+        }
+        let Some(b) = VcpuBadge::from_badge(received.badge) else {
+            self.stray += 1;
+            return Wait::Recv;
+        };
+        let (vmi, vcpu) = (usize::from(b.vm), usize::from(b.vcpu));
+        let Some(vm) = vmm.vms.get_mut(vmi) else {
+            self.stray += 1;
+            return Wait::Recv;
+        };
+        if vcpu >= vm.vcpus.len() {
+            self.stray += 1;
+            return Wait::Recv;
+        }
+        let mut k = Meter::new(kernel);
+        let exit = Exit::decode(&received.msg);
+        let tcb = vm.vcpus[vcpu].tcb;
+        let mut regs = None;
+        if vm.state.registers_needed(&exit) {
+            regs = k.tcb_read_registers(tcb, false).ok();
+        }
+        let before = vm.state.counters().clone();
+        let action = vm.state.handle_exit(vcpu, &exit, regs.as_ref());
+        let kind = ExitKind::ALL
+            .into_iter()
+            .find(|k| vm.state.counters().exits(*k) > before.exits(*k))
+            .unwrap_or(ExitKind::Other);
+        let wait = perform(&mut k, vm, vcpu, &exit, regs, action, host, &mut self.ended);
+        self.open = Some((vmi, kind, k.take()));
+        wait
+    }
+
+    fn signals<K: Kernel, P: PagingHandler, H: Host>(
+        &mut self,
+        kernel: &mut K,
+        vmm: &mut Vmm<P>,
+        host: &mut H,
+        bits: u64,
+    ) {
+        if bits & SIGNAL_CONSOLE != 0 {
+            let mut buf = [0u8; 64];
+            let n = host.console_in(kernel, &mut buf);
+            for &b in buf.get(..n).unwrap_or(&[]) {
+                match self.console.route(b) {
+                    Routed::Input(v, byte) => {
+                        if let Some(vm) = vmm.vms.get_mut(v) {
+                            let e = vm.state.console_input(&[byte]);
+                            let mut k = Meter::new(kernel);
+                            effects(&mut k, vm, e, host);
+                            self.measured[v].record(ExitKind::ConsoleInput, &k.take());
+                        }
+                    }
+                    Routed::Focus(v) => {
+                        if let Some(vm) = vmm.vms.get(v) {
+                            host.log(format_args!("console: input goes to {}", vm.state.name()));
+                        }
+                    }
+                    Routed::Nothing => {}
+                }
+            }
+        }
+        if bits & SIGNAL_TIMER != 0 {
+            for key in host.fired(kernel) {
+                if let Some(vm) = vmm.vms.get_mut(key.vm) {
+                    let e = vm.state.timer_wake(key.vcpu);
+                    let mut k = Meter::new(kernel);
+                    effects(&mut k, vm, e, host);
+                    self.measured[key.vm].record(ExitKind::TimerWake, &k.take());
+                }
+            }
+        }
+    }
+}
+
+/// Starts a vCPU as [`VcpuStart`] says.
+fn start_vcpu<K: Kernel, P: PagingHandler>(k: &mut K, vm: &Vm<P>, s: &VcpuStart) -> Result<(), sel4::Error> {
+    let c = vm.vcpus.get(s.vcpu).ok_or(sel4::Error::RangeError)?;
+    if s.reset_sctlr {
+        k.vcpu_write_reg(c.vcpu, VCpuReg::Sctlr, SCTLR_EL1_RESET)?;
+    }
+    k.tcb_write_registers(c.tcb, true, &s.registers())
+}
+
+/// Performs side effects. A failed invocation is logged; the VM goes on (an injection the
+/// kernel refused is retried when the list register frees).
+fn effects<K: Kernel, P: PagingHandler, H: Host>(k: &mut K, vm: &mut Vm<P>, e: Effects, host: &mut H) {
+    let name = vm.state.name();
+    for inj in &e.injections {
+        if let Some(c) = vm.vcpus.get(inj.vcpu)
+            && let Err(err) = k.vcpu_inject_irq(c.vcpu, inj.virq, inj.priority, inj.group, inj.lr)
+        {
+            host.log(format_args!("{name}: VCPU_InjectIRQ of {} into LR {} failed: {err:?}", inj.virq, inj.lr));
+        }
+    }
+    for &(v, ppi) in &e.vppi_acks {
+        if let Some(c) = vm.vcpus.get(v)
+            && let Err(err) = k.vcpu_ack_vppi(c.vcpu, u64::from(ppi))
+        {
+            host.log(format_args!("{name}: VCPU_AckVPPI {ppi} failed: {err:?}"));
+        }
+    }
+    for irq in &e.host_irq_acks {
+        // Passthrough interrupts are not forwarded yet, so nothing holds a handler for them.
+        host.log(format_args!("{name}: no handler to acknowledge host interrupt {irq}"));
+    }
+    for s in &e.starts {
+        if let Err(err) = start_vcpu(k, vm, s) {
+            host.log(format_args!("{name}: starting vCPU {} failed: {err:?}", s.vcpu));
+        }
+    }
+    for &v in &e.wakes {
+        if let Some(c) = vm.vcpus.get(v)
+            && let Err(err) = k.tcb_resume(c.tcb)
+        {
+            host.log(format_args!("{name}: TCB_Resume of vCPU {v} failed: {err:?}"));
+        }
+    }
+    for &v in &e.suspends {
+        if let Some(c) = vm.vcpus.get(v)
+            && let Err(err) = k.tcb_suspend(c.tcb)
+        {
+            host.log(format_args!("{name}: TCB_Suspend of vCPU {v} failed: {err:?}"));
+        }
+    }
+    for n in &e.notices {
+        notice(host, name, n);
+    }
+}
+
+fn notice<H: Host>(host: &mut H, name: &str, n: &Notice) {
+    match *n {
+        Notice::UnhandledAccess { vcpu, ip, addr, write, instruction } => {
+            let what = if instruction {
+                "instruction fetch"
+            } else if write {
+                "write"
+            } else {
+                "read"
+            };
+            host.log(format_args!("{name}: vCPU {vcpu}: {what} at {addr:#x} (pc {ip:#x}): no RAM or device"))
+        }
+        Notice::NoSyndrome { vcpu, ip, addr } => host.log(format_args!(
+            "{name}: vCPU {vcpu}: access at {addr:#x} (pc {ip:#x}) the syndrome does not describe: not emulated"
+        )),
+        Notice::SysRegIgnored { vcpu, ip, access } => host.log(format_args!(
+            "{name}: vCPU {vcpu}: system register S{}_{}_C{}_C{}_{} {} at pc {ip:#x} ignored",
+            access.op0,
+            access.op1,
+            access.crn,
+            access.crm,
+            access.op2,
+            if access.read { "read (as 0)" } else { "write" }
+        )),
+        Notice::UnknownPpi { vcpu, irq } => host.log(format_args!("{name}: vCPU {vcpu}: PPI {irq} not handled")),
+        Notice::Suppressed => host.log(format_args!("{name}: further such messages suppressed")),
+        Notice::Stopped(r) => host.log(format_args!("{name}: stopped: {r}")),
+    }
+}
+
+/// `x1` of the call that powered the VM off.
+fn off_status(exit: &Exit, regs: Option<&UserContext>) -> u8 {
+    match exit {
+        Exit::Hvc(r) => r.x[1] as u8,
+        _ => regs.map_or(0, |r| r.x[1] as u8),
+    }
+}
+
+/// Performs an action for `vcpu` of `vm`; returns how to wait next.
+#[allow(clippy::too_many_arguments)]
+fn perform<K: Kernel, P: PagingHandler, H: Host>(
+    k: &mut K,
+    vm: &mut Vm<P>,
+    vcpu: usize,
+    exit: &Exit,
+    mut regs: Option<UserContext>,
+    action: Action,
+    host: &mut H,
+    ended: &mut [Option<Ended>],
+) -> Wait {
+    let Action { next, effects: e } = action;
+    effects(k, vm, e, host);
+    let c = vm.vcpus[vcpu];
+    let out = vm.state.take_console_output();
+    if !out.is_empty() {
+        host.console_out(&out);
+    }
+    let wait = match next {
+        Next::Resume => Wait::ReplyRecv(Message::new(0, &[])),
+        Next::HvcReply { .. } => next.reply().map_or(Wait::Recv, Wait::ReplyRecv),
+        Next::Advance { .. } | Next::SetRegister { .. } => match next.registers_to_write(regs.as_ref()) {
+            Some((ctx, n)) => match k.tcb_write_registers_prefix(c.tcb, false, &ctx, n) {
+                Ok(()) => Wait::ReplyRecv(Message::new(0, &[])),
+                Err(_) => fail(k, vm, vcpu, StopReason::MissingRegisters, host),
+            },
+            None => fail(k, vm, vcpu, StopReason::MissingRegisters, host),
+        },
+        Next::InjectAbort(kind) => {
+            if regs.is_none() {
+                regs = k.tcb_read_registers(c.tcb, false).ok();
+            }
+            let entry = match (regs, k.vcpu_read_reg(c.vcpu, VCpuReg::Vbar)) {
+                (Some(r), Ok(vbar)) => Some((r, abort_entry(kind, r.pc, r.spsr, vbar))),
+                _ => None,
+            };
+            let done = entry.is_some_and(|(r, e)| {
+                let ctx = UserContext { pc: e.pc, spsr: e.pstate, ..r };
+                k.vcpu_write_reg(c.vcpu, VCpuReg::ElrEl1, e.elr_el1).is_ok()
+                    && k.vcpu_write_reg(c.vcpu, VCpuReg::SpsrEl1, e.spsr_el1).is_ok()
+                    && k.vcpu_write_reg(c.vcpu, VCpuReg::Esr, e.esr_el1).is_ok()
+                    && k.tcb_write_registers_prefix(c.tcb, false, &ctx, 3).is_ok()
+            });
+            if done {
+                Wait::ReplyRecv(Message::new(0, &[]))
+            } else {
+                fail(k, vm, vcpu, StopReason::MissingRegisters, host)
+            }
+        }
+        Next::Park { arm_timer } => {
+            if arm_timer {
+                let ctl = k.vcpu_read_reg(c.vcpu, VCpuReg::CntvCtl).unwrap_or(0);
+                let armed = if ctl & (CNTV_ENABLE | CNTV_IMASK) == CNTV_ENABLE {
+                    let cval = k.vcpu_read_reg(c.vcpu, VCpuReg::CntvCval).unwrap_or(0);
+                    host.arm_wake(k, WakeKey { vm: vm.index, vcpu }, cval)
+                } else {
+                    // No deadline: only an interrupt wakes it.
+                    true
+                };
+                if !armed {
+                    let e = vm.state.timer_wake(vcpu);
+                    effects(k, vm, e, host);
+                }
+            }
+            Wait::Recv
+        }
+        Next::Off => Wait::Recv,
+        Next::Stop(reason) => {
+            let status =
+                if reason == StopReason::PoweredOff { off_status(exit, regs.as_ref()) } else { reason.status() };
+            if let Some(slot) = ended.get_mut(vm.index) {
+                *slot = Some(Ended { reason, status });
+            }
+            host.log(format_args!("{}: exit status {status}", vm.state.name()));
+            Wait::Recv
+        }
+    };
+    // A VM stopped by `fail` above: record it too.
+    if let Some(reason) = vm.state.stopped()
+        && let Some(slot) = ended.get_mut(vm.index)
+        && slot.is_none()
+    {
+        *slot = Some(Ended { reason, status: reason.status() });
+    }
+    wait
+}
+
+/// Stops the VM for a failure of the loop's own (not the guest's).
+fn fail<K: Kernel, P: PagingHandler, H: Host>(
+    k: &mut K,
+    vm: &mut Vm<P>,
+    vcpu: usize,
+    reason: StopReason,
+    host: &mut H,
+) -> Wait {
+    let a = vm.state.fail(vcpu, reason);
+    effects(k, vm, a.effects, host);
+    Wait::Recv
+}
+
+/// The counters of a VM as a table: per exit kind, exits, the entries made (measured) and
+/// per exit, and the entries the actions predict per exit.
+pub struct CountersTable<'a> {
+    /// Predicted ([`crate::VmState::counters`]).
+    pub predicted: &'a Counters,
+    /// Measured ([`Runner::measured`]).
+    pub measured: &'a Counters,
+}
+
+impl fmt::Display for CountersTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<16} {:>7} {:>9} {:>9} {:>9}", "exit kind", "exits", "syscalls", "per exit", "predicted")?;
+        for kind in ExitKind::ALL {
+            let (e, s) = (self.measured.exits(kind), self.measured.syscalls(kind));
+            if e == 0 {
+                continue;
+            }
+            let (pe, ps) = (self.predicted.exits(kind), self.predicted.syscalls(kind));
+            writeln!(
+                f,
+                "{:<16} {e:>7} {s:>9} {:>9} {:>9}",
+                alloc::format!("{kind:?}"),
+                Ratio(s, e),
+                if pe == 0 { alloc::string::String::from("-") } else { alloc::format!("{}", Ratio(ps, pe)) }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `a / b` with two decimals, in integers.
+struct Ratio(u64, u64);
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (a, b) = (self.0, self.1.max(1));
+        let whole = a / b;
+        let hundredths = (a % b) * 100 / b;
+        f.pad(&alloc::format!("{whole}.{hundredths:02}"))
+    }
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

@@ -1,0 +1,784 @@
+//! Building VMs on seL4: guest memory, the stage-2 address space, vCPUs, and the VMM's
+//! fault endpoint, from a checked configuration and its images.
+//!
+//! # What a VM is made of
+//! - **Guest RAM**: each configured region is host memory from the HAL's untyped pool:
+//!   `MAP_IDENTICAL` (and `MAP_RESERVED`) at the host address equal to the guest address,
+//!   `MAP_ALLOC` wherever the pool has room, at a host address with the same alignment
+//!   (up to 1 GiB) as the guest address so that the largest frames map it. The frames the
+//!   pool makes are the largest the alignment allows.
+//! - **The GIC CPU interface**: the host's GICV frames (device memory, allocated once and
+//!   shared by every VM) mapped at the guest's GICC address; the hardware banks them per
+//!   running vCPU.
+//! - **Stage 2**: a VSpace with an ASID from the given pool, the page tables the mappings
+//!   need (counted first, made in one retype per VM, mapped top down), and a copy of every
+//!   frame capability mapped at its guest address. The same mappings are written into the
+//!   stage-2 book ([`crate::book`]) on the HAL's paging handler; [`Vm::book`] and seL4's
+//!   tables must agree (tests check every page on the model).
+//! - **Images**: the kernel, device tree and RAM disk are copied in through the root task's
+//!   own mapping of the RAM (`Sel4Hal::map_region`, unmapped again afterwards). seL4 zeroes
+//!   RAM it retypes, so the rest of guest memory starts as zero.
+//! - **vCPUs**: a TCB and a VCPU per vCPU, bound with `VCPU_SetTCB`; `SCTLR_EL1` set to the
+//!   kernel's reset value and `VMPIDR_EL2` to the vCPU's affinity; priority from the
+//!   configuration (below the VMM's); the guest's stage 2 as VSpace; and a CSpace of its
+//!   own holding nothing but the badged fault endpoints of the VM's vCPUs (see below).
+//!
+//! # The guest's CSpace
+//! seL4 without MCS looks a thread's fault handler up in the thread's own CSpace when the
+//! fault happens, so a vCPU's CSpace cannot be empty: it holds the fault endpoint, minted
+//! with the vCPU's badge ([`crate::VcpuBadge`]) and only the rights a fault needs (send and
+//! grant-reply; no receive, no grant). It is one CNode per VM with a slot per vCPU, reached
+//! through a 61-bit guard ([`GUEST_CSPACE_GUARD`]): a guest `HVC` that happens to carry a
+//! system call number in `x7` looks its `x0` up there and meets a guard mismatch (a cap
+//! fault, which the VMM answers as PSCI) unless `x0` is exactly that guard and a slot
+//! index. A guest that does name it can send messages with its own vCPU's badge, that is,
+//! forge exits of its own VM; the VMM trusts nothing in an exit beyond that VM, so the
+//! damage stays inside the VM that did it.
+//!
+//! Owns every object and slot it creates (recorded in [`Vmm`] and [`Vm`], freed by
+//! [`Vmm::teardown`]). Never touches capabilities or memory it was not given.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::fmt;
+
+use hal_sel4::ranges::SlotAllocator;
+use hal_sel4::{HalError, HalInstance, KindRequest, Objects};
+use page_table_multiarch::{MappingFlags, PagingHandler};
+use sel4::cap_type::{AsidPool, CNode, Endpoint, Frame, Notification, PageTable, Tcb, VCpu, VSpace};
+use sel4::object::{PAGE_BITS, PAGE_TABLE_INDEX_BITS};
+use sel4::{
+    CNodeSlot, CPtr, Cap, CapRights, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, VCpuReg, VirtAddr,
+    VmAttributes,
+};
+use vm_config::{MapType, MemFlags, VmConfig};
+
+use crate::badge::VcpuBadge;
+use crate::book::{Book, BookError};
+use crate::bundle::{Bundle, VmImages};
+use crate::vm::{BuildError, Platform, VmState};
+
+/// `SCTLR_EL1` of a vCPU before the guest runs: the kernel's `SCTLR_EL1_VM` (MMU, caches
+/// and alignment checks off, `WFI`/`WFE` not trapped by EL1, EL0 cache maintenance allowed).
+pub const SCTLR_EL1_RESET: u64 = 0x34d5_8820;
+/// `VMPIDR_EL2` bit 31 is RES1.
+pub const MPIDR_RES1: u64 = 1 << 31;
+/// Slots of a guest CNode: one per vCPU, up to [`VmConfig::MAX_CPUS`].
+pub const GUEST_CNODE_SLOT_BITS: u32 = 3;
+/// The guard in front of a guest CNode (58 bits at most: `seL4_CNode_CapData`).
+pub const GUEST_CSPACE_GUARD: u64 = 0x0063_6170_7669_736f;
+/// Guard bits: the rest of the 64-bit CPtr after the CNode's index bits.
+pub const GUEST_CSPACE_GUARD_BITS: u32 = 64 - GUEST_CNODE_SLOT_BITS;
+/// Rights of a vCPU's fault endpoint: send, and grant-reply so seL4 can make the reply cap.
+pub const FAULT_EP_RIGHTS: CapRights = CapRights { write: true, read: false, grant: false, grant_reply: true };
+/// Translation levels of a guest's stage 2 (`UPT_LEVELS`).
+pub const STAGE2_LEVELS: u32 = if sel4::config::AARCH64_VSPACE_S2_START_L1 { 3 } else { 4 };
+/// Guest-physical address bits the book and the stage 2 cover (`seL4_UserTop`).
+const GPA_LIMIT: u64 = if sel4::config::ARM_PA_SIZE_BITS_44 { 1 << 44 } else { 1 << 40 };
+
+/// The CPtr by which vCPU `index`'s TCB names its fault endpoint in the guest CSpace.
+pub const fn fault_cptr(index: usize) -> u64 {
+    (GUEST_CSPACE_GUARD << GUEST_CNODE_SLOT_BITS) | index as u64
+}
+
+/// `cspace_root_data` for the guest CNode: `seL4_CNode_CapData` (guard size in bits 0-5,
+/// guard from bit 6).
+pub const fn guest_cspace_data() -> u64 {
+    (GUEST_CSPACE_GUARD << 6) | GUEST_CSPACE_GUARD_BITS as u64
+}
+
+/// What a guest mapping is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MappingKind {
+    /// Guest RAM.
+    Ram,
+    /// The GIC virtual CPU interface at the guest's GICC.
+    GicCpuInterface,
+    /// A passthrough device window.
+    Device,
+}
+
+/// One guest-physical range and the host memory behind it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct GuestMapping {
+    /// What it is.
+    pub kind: MappingKind,
+    /// Guest-physical base.
+    pub gpa: u64,
+    /// Host-physical base.
+    pub hpa: u64,
+    /// Bytes.
+    pub size_bytes: u64,
+    /// Rights of the mapping.
+    pub rights: CapRights,
+    /// Attributes of the mapping.
+    pub attrs: VmAttributes,
+    /// Base of the HAL allocation holding the frames (differs from `hpa` for a window into
+    /// a larger allocation).
+    pub allocation: u64,
+}
+
+impl GuestMapping {
+    /// The flags the book records for it.
+    pub fn book_flags(&self) -> MappingFlags {
+        let mut f = MappingFlags::READ;
+        if self.rights.write {
+            f |= MappingFlags::WRITE;
+        }
+        if self.attrs.bits() & VmAttributes::EXECUTE_NEVER.bits() == 0 {
+            f |= MappingFlags::EXECUTE;
+        }
+        if self.attrs.bits() & VmAttributes::PAGE_CACHEABLE.bits() == 0 {
+            f |= MappingFlags::DEVICE;
+        }
+        f
+    }
+}
+
+/// A frame mapped into a guest.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MappedFrame {
+    /// The copy of the frame capability that is mapped (a VMM slot).
+    pub cap: Cap<Frame>,
+    /// Guest-physical address.
+    pub gpa: u64,
+    /// Host-physical address.
+    pub hpa: u64,
+    /// Size.
+    pub size: FrameSize,
+}
+
+/// A page table of a guest's stage 2.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct GuestTable {
+    /// Its capability.
+    pub cap: Cap<PageTable>,
+    /// Depth below the root (1 = the root's children).
+    pub depth: u32,
+    /// First guest-physical address it translates.
+    pub gpa: u64,
+}
+
+/// An image placed in guest memory.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PlacedImage {
+    /// `kernel`, `dtb` or `ramdisk`.
+    pub what: &'static str,
+    /// Guest-physical load address.
+    pub gpa: u64,
+    /// Host-physical address it went to.
+    pub hpa: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// The kernel objects of one vCPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VcpuCaps {
+    /// Its thread.
+    pub tcb: Cap<Tcb>,
+    /// Its VCPU.
+    pub vcpu: Cap<VCpu>,
+    /// The badge of its fault endpoint.
+    pub badge: VcpuBadge,
+    /// `VMPIDR_EL2` as written.
+    pub vmpidr: u64,
+}
+
+/// A range the HAL allocated for a VM (freed at teardown).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Region {
+    /// Host-physical base.
+    pub base: u64,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// One VM, built.
+pub struct Vm<P: PagingHandler> {
+    /// Its index in the system.
+    pub index: usize,
+    /// The configuration it was built from.
+    pub config: VmConfig,
+    /// The VMM's model of it.
+    pub state: VmState,
+    /// Its stage-2 root.
+    pub vspace: Cap<VSpace>,
+    /// Its CSpace (the fault endpoints).
+    pub cnode: Cap<CNode>,
+    /// Its vCPUs, in order.
+    pub vcpus: Vec<VcpuCaps>,
+    /// Its guest-physical layout.
+    pub mappings: Vec<GuestMapping>,
+    /// Frames mapped into its stage 2.
+    pub frames: Vec<MappedFrame>,
+    /// Page tables of its stage 2, in the order they were mapped.
+    pub tables: Vec<GuestTable>,
+    /// Images copied in.
+    pub images: Vec<PlacedImage>,
+    /// The stage-2 book (dropped before teardown frees the HAL's frames).
+    pub book: Option<Book<P>>,
+    regions: Vec<Region>,
+    objects: Vec<(Objects, ObjectBlueprint)>,
+}
+
+/// Every VM of a system and what the VMM shares between them.
+pub struct Vmm<P: PagingHandler> {
+    /// The VMs, in configuration order.
+    pub vms: Vec<Vm<P>>,
+    /// The endpoint every vCPU faults to.
+    pub fault_ep: Cap<Endpoint>,
+    /// The notification bound to the VMM's thread (interrupts, timer wake-ups).
+    pub ntfn: Cap<Notification>,
+    /// Regions shared by the VMs (the GICV frames).
+    pub shared: Vec<Region>,
+    /// Slots the VMM may still use for its own capabilities.
+    pub slots: SlotAllocator,
+    objects: Vec<(Objects, ObjectBlueprint)>,
+}
+
+/// Where the VMM's capabilities come from and where it stands.
+#[derive(Clone, Copy, Debug)]
+pub struct SetupOptions {
+    /// Facts about the machine (list registers).
+    pub platform: Platform,
+    /// Root CNode slots for the VMM's own capabilities (frame copies, handlers), apart from
+    /// the HAL's.
+    pub slots: SlotRegion,
+    /// The ASID pool the guests' VSpaces take ASIDs from.
+    pub asid_pool: Cap<AsidPool>,
+    /// The VMM's own thread: priority authority, and the thread the notification is bound to.
+    pub vmm_tcb: Cap<Tcb>,
+}
+
+/// Writes bytes into memory the HAL mapped into the root task.
+pub trait CopyIn {
+    /// Copies `bytes` to the root-task virtual address `dst` (the whole range was mapped
+    /// writable by `Sel4Hal::map_region` just before).
+    fn copy(&mut self, dst: VirtAddr, bytes: &[u8]);
+}
+
+/// Why a system could not be built (everything made before the failure was freed).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum SetupError {
+    /// The HAL refused.
+    Hal {
+        /// The VM, if the step was one VM's.
+        vm: Option<usize>,
+        /// The step.
+        during: &'static str,
+        /// Why.
+        error: HalError,
+    },
+    /// A kernel invocation failed.
+    Kernel {
+        /// The VM, if the step was one VM's.
+        vm: Option<usize>,
+        /// The invocation.
+        during: &'static str,
+        /// The kernel's error.
+        error: sel4::Error,
+    },
+    /// The stage-2 book refused a mapping.
+    Book {
+        /// The VM.
+        vm: usize,
+        /// Why.
+        error: BookError,
+    },
+    /// The VMM's slot region is too small.
+    Slots {
+        /// Slots needed at that point.
+        needed: u64,
+        /// Slots free.
+        free: u64,
+    },
+    /// No free RAM for a `MAP_ALLOC` region.
+    NoMemory {
+        /// The VM.
+        vm: usize,
+        /// Bytes wanted.
+        size: u64,
+    },
+    /// An image does not fit in the VM's RAM.
+    Image {
+        /// The VM.
+        vm: usize,
+        /// `kernel`, `dtb` or `ramdisk`.
+        what: &'static str,
+        /// Load address.
+        load: u64,
+        /// Length.
+        len: u64,
+    },
+    /// A guest address beyond what a stage 2 translates.
+    OutOfRange {
+        /// The VM.
+        vm: usize,
+        /// The address.
+        gpa: u64,
+    },
+    /// The bundle's image list does not match its VMs.
+    Images,
+    /// The VM model refused the configuration.
+    State {
+        /// The VM.
+        vm: usize,
+        /// Why.
+        error: BuildError,
+    },
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let vm = |f: &mut fmt::Formatter<'_>, v: &Option<usize>| match v {
+            Some(v) => write!(f, "VM {v}: "),
+            None => Ok(()),
+        };
+        match self {
+            SetupError::Hal { vm: v, during, error } => {
+                vm(f, v)?;
+                write!(f, "{during}: {error}")
+            }
+            SetupError::Kernel { vm: v, during, error } => {
+                vm(f, v)?;
+                write!(f, "{during}: {error:?}")
+            }
+            SetupError::Book { vm, error } => write!(f, "VM {vm}: {error}"),
+            SetupError::Slots { needed, free } => write!(f, "VMM slots: need {needed}, {free} free"),
+            SetupError::NoMemory { vm, size } => write!(f, "VM {vm}: no free RAM for {size:#x} bytes"),
+            SetupError::Image { vm, what, load, len } => {
+                write!(f, "VM {vm}: {what} of {len:#x} bytes at {load:#x} is not inside the VM's RAM")
+            }
+            SetupError::OutOfRange { vm, gpa } => write!(f, "VM {vm}: guest address {gpa:#x} is beyond stage 2"),
+            SetupError::Images => f.write_str("the bundle's images do not match its VMs"),
+            SetupError::State { vm, error } => write!(f, "VM {vm}: {error}"),
+        }
+    }
+}
+
+impl core::error::Error for SetupError {}
+
+/// VMM slots to keep apart from the HAL's by default: copies of guest frame capabilities,
+/// IRQ handlers.
+pub const DEFAULT_VMM_SLOTS: u64 = 4096;
+
+/// Splits bootinfo's empty slots: the HAL takes all but the last `vmm` (at most half), the
+/// VMM the rest. Returns `(hal, vmm)`.
+pub fn split_slots(empty: SlotRegion, vmm: u64) -> (SlotRegion, SlotRegion) {
+    let vmm = vmm.min(empty.len() / 2);
+    let cut = Slot::new(empty.end.index() - vmm);
+    (SlotRegion { start: empty.start, end: cut }, SlotRegion { start: cut, end: empty.end })
+}
+
+/// Bytes a table at `depth` below the root translates, as a power of two.
+pub const fn table_span_bits(depth: u32) -> u32 {
+    PAGE_BITS + PAGE_TABLE_INDEX_BITS * (STAGE2_LEVELS - depth)
+}
+
+/// The page tables a set of frame mappings needs, as `(depth, first address)`, parents
+/// before children: a frame of `2^s` bytes needs a table at every depth whose span is
+/// larger than the frame.
+pub fn tables_needed(frames: impl IntoIterator<Item = (u64, FrameSize)>) -> Vec<(u32, u64)> {
+    let mut set = BTreeSet::new();
+    for (gpa, size) in frames {
+        for depth in 1..STAGE2_LEVELS {
+            let span = table_span_bits(depth);
+            if span > size.size_bits() {
+                set.insert((depth, gpa & !((1u64 << span) - 1)));
+            }
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// The host alignment a `MAP_ALLOC` region at `gpa` of `size` bytes should have so the
+/// largest frames map it: the largest frame size that divides `gpa` and fits in `size`.
+pub fn alloc_alignment(gpa: u64, size: u64) -> u64 {
+    for f in FrameSize::LARGEST_FIRST {
+        let b = f.size_bytes();
+        if gpa.is_multiple_of(b) && size >= b {
+            return b;
+        }
+    }
+    1 << PAGE_BITS
+}
+
+fn ram_rights(flags: MemFlags) -> (CapRights, VmAttributes) {
+    let rights = if flags.contains(MemFlags::WRITE) { CapRights::READ_WRITE } else { CapRights::READ_ONLY };
+    let mut attrs = if flags.contains(MemFlags::DEVICE) || flags.contains(MemFlags::UNCACHED) {
+        VmAttributes::NONE
+    } else {
+        VmAttributes::DEFAULT
+    };
+    if !flags.contains(MemFlags::EXECUTE) {
+        attrs = attrs.union(VmAttributes::EXECUTE_NEVER);
+    }
+    (rights, attrs)
+}
+
+/// Device windows: uncached, never executable.
+const DEVICE_ATTRS: VmAttributes = VmAttributes::EXECUTE_NEVER;
+
+fn kernel_err(vm: Option<usize>, during: &'static str) -> impl Fn(sel4::Error) -> SetupError {
+    move |error| SetupError::Kernel { vm, during, error }
+}
+
+fn hal_err(vm: Option<usize>, during: &'static str) -> impl Fn(HalError) -> SetupError {
+    move |error| SetupError::Hal { vm, during, error }
+}
+
+impl<P: PagingHandler> Vmm<P> {
+    /// Builds every VM of `bundle` through HAL instance `I`, with the stage-2 book on paging
+    /// handler `P` (`GlobalPaging<I>` on the target, `HostPaging<I>` on the host). The vCPUs
+    /// are configured but not started ([`crate::run`] starts them). All or nothing: on an
+    /// error, whatever was made is freed.
+    pub fn build<I: HalInstance>(
+        bundle: &Bundle<'_>,
+        options: &SetupOptions,
+        copy: &mut dyn CopyIn,
+    ) -> Result<Self, SetupError> {
+        if bundle.images.len() != bundle.system.vms.len() {
+            return Err(SetupError::Images);
+        }
+        let cell = I::cell();
+        let mut vmm = Vmm {
+            vms: Vec::new(),
+            fault_ep: Cap::from_cptr(CPtr::NULL),
+            ntfn: Cap::from_cptr(CPtr::NULL),
+            shared: Vec::new(),
+            slots: SlotAllocator::new(options.slots),
+            objects: Vec::new(),
+        };
+        let result = vmm.build_all::<I>(bundle, options, copy);
+        match result {
+            Ok(()) => Ok(vmm),
+            Err(e) => {
+                // Best effort: the first error is the one to report.
+                let _ = vmm.teardown::<I>();
+                let _ = cell;
+                Err(e)
+            }
+        }
+    }
+
+    fn build_all<I: HalInstance>(
+        &mut self,
+        bundle: &Bundle<'_>,
+        options: &SetupOptions,
+        copy: &mut dyn CopyIn,
+    ) -> Result<(), SetupError> {
+        let cell = I::cell();
+        let ep =
+            cell.with(|h| h.alloc_objects(ObjectBlueprint::Endpoint, 1)).map_err(hal_err(None, "fault endpoint"))?;
+        self.objects.push((ep, ObjectBlueprint::Endpoint));
+        self.fault_ep = ep.first.cap();
+        let ntfn =
+            cell.with(|h| h.alloc_objects(ObjectBlueprint::Notification, 1)).map_err(hal_err(None, "notification"))?;
+        self.objects.push((ntfn, ObjectBlueprint::Notification));
+        self.ntfn = ntfn.first.cap();
+        cell.with(|h| h.kernel_mut().tcb_bind_notification(options.vmm_tcb, self.ntfn))
+            .map_err(kernel_err(None, "TCB_BindNotification (VMM)"))?;
+
+        // The GICV frames: one allocation, every VM maps copies of its frames.
+        for vm in &bundle.system.vms {
+            if let Some(g) = vm.capvisor.gic_cpu_interface {
+                let (base, size) = (g.host.get(), g.guest.size_bytes);
+                if self.shared.iter().any(|r| r.base == base) {
+                    continue;
+                }
+                cell.with(|h| h.alloc_region(PhysAddr(base), size, KindRequest::Device).map(|_| ()))
+                    .map_err(hal_err(None, "GIC virtual CPU interface"))?;
+                self.shared.push(Region { base, size });
+            }
+        }
+
+        for (i, (config, images)) in bundle.system.vms.iter().zip(&bundle.images).enumerate() {
+            let state = VmState::new(config, options.platform).map_err(|error| SetupError::State { vm: i, error })?;
+            self.vms.push(Vm {
+                index: i,
+                config: config.clone(),
+                state,
+                vspace: Cap::from_cptr(CPtr::NULL),
+                cnode: Cap::from_cptr(CPtr::NULL),
+                vcpus: Vec::new(),
+                mappings: Vec::new(),
+                frames: Vec::new(),
+                tables: Vec::new(),
+                images: Vec::new(),
+                book: None,
+                regions: Vec::new(),
+                objects: Vec::new(),
+            });
+            self.build_vm::<I>(i, images, options, copy)?;
+        }
+        Ok(())
+    }
+
+    fn build_vm<I: HalInstance>(
+        &mut self,
+        i: usize,
+        images: &VmImages<'_>,
+        options: &SetupOptions,
+        copy: &mut dyn CopyIn,
+    ) -> Result<(), SetupError> {
+        let cell = I::cell();
+        let vm = Some(i);
+        let config = self.vms[i].config.clone();
+
+        // ---- guest memory ----
+        for m in &config.memory {
+            let (gpa, size) = (m.range.base.get(), m.range.size_bytes);
+            if gpa.checked_add(size).is_none_or(|e| e > GPA_LIMIT) {
+                return Err(SetupError::OutOfRange { vm: i, gpa });
+            }
+            let hpa = match m.map {
+                MapType::Identical | MapType::Reserved => gpa,
+                MapType::Alloc => {
+                    let align = alloc_alignment(gpa, size);
+                    cell.with(|h| h.pool().find_free(size, align, None)).ok_or(SetupError::NoMemory { vm: i, size })?
+                }
+            };
+            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
+                .map_err(hal_err(vm, "guest RAM"))?;
+            let v = &mut self.vms[i];
+            v.regions.push(Region { base: hpa, size });
+            let (rights, attrs) = ram_rights(m.flags);
+            v.mappings.push(GuestMapping {
+                kind: MappingKind::Ram,
+                gpa,
+                hpa,
+                size_bytes: size,
+                rights,
+                attrs,
+                allocation: hpa,
+            });
+        }
+        if let Some(g) = config.capvisor.gic_cpu_interface {
+            self.vms[i].mappings.push(GuestMapping {
+                kind: MappingKind::GicCpuInterface,
+                gpa: g.guest.base.get(),
+                hpa: g.host.get(),
+                size_bytes: g.guest.size_bytes,
+                rights: CapRights::READ_WRITE,
+                attrs: DEVICE_ATTRS,
+                allocation: g.host.get(),
+            });
+        }
+        for p in config.passthrough.iter().filter_map(|p| p.region) {
+            let (gpa, hpa, size) = (p.guest.base.get(), p.host.get(), p.guest.size_bytes);
+            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Device).map(|_| ()))
+                .map_err(hal_err(vm, "passthrough device"))?;
+            let v = &mut self.vms[i];
+            v.regions.push(Region { base: hpa, size });
+            v.mappings.push(GuestMapping {
+                kind: MappingKind::Device,
+                gpa,
+                hpa,
+                size_bytes: size,
+                rights: CapRights::READ_WRITE,
+                attrs: DEVICE_ATTRS,
+                allocation: hpa,
+            });
+        }
+        for r in &config.passthrough_addresses {
+            let (base, size) = (r.base.get(), r.size_bytes);
+            cell.with(|h| h.alloc_region(PhysAddr(base), size, KindRequest::Device).map(|_| ()))
+                .map_err(hal_err(vm, "passthrough address range"))?;
+            let v = &mut self.vms[i];
+            v.regions.push(Region { base, size });
+            v.mappings.push(GuestMapping {
+                kind: MappingKind::Device,
+                gpa: base,
+                hpa: base,
+                size_bytes: size,
+                rights: CapRights::READ_WRITE,
+                attrs: DEVICE_ATTRS,
+                allocation: base,
+            });
+        }
+
+        // ---- the book ----
+        let mut book = Book::<P>::new().map_err(|error| SetupError::Book { vm: i, error })?;
+        let mut booked = Ok(());
+        for m in &self.vms[i].mappings {
+            if let Err(error) = book.map_linear(m.gpa, m.hpa, m.size_bytes, m.book_flags()) {
+                booked = Err(SetupError::Book { vm: i, error });
+                break;
+            }
+        }
+        self.vms[i].book = Some(book);
+        booked?;
+
+        // ---- stage 2: VSpace, tables, frames ----
+        let vs = cell.with(|h| h.alloc_objects(ObjectBlueprint::VSpace, 1)).map_err(hal_err(vm, "VSpace"))?;
+        self.vms[i].objects.push((vs, ObjectBlueprint::VSpace));
+        let vspace: Cap<VSpace> = vs.first.cap();
+        self.vms[i].vspace = vspace;
+        cell.with(|h| h.kernel_mut().asid_pool_assign(options.asid_pool, vspace))
+            .map_err(kernel_err(vm, "ASIDPool_Assign"))?;
+
+        // The frames of every mapping, from the HAL's capability table.
+        let mut planned: Vec<(Slot, u64, u64, FrameSize, CapRights, VmAttributes)> = Vec::new();
+        for m in &self.vms[i].mappings {
+            let end = m.hpa + m.size_bytes;
+            cell.with(|h| {
+                for (f, _) in h.frames(PhysAddr(m.allocation)) {
+                    let p = f.paddr.get();
+                    if p >= m.hpa && p < end {
+                        planned.push((f.slot, m.gpa + (p - m.hpa), p, f.size, m.rights, m.attrs));
+                    }
+                }
+            });
+        }
+        let needed = tables_needed(planned.iter().map(|f| (f.1, f.3)));
+        let fan_out = sel4::config::RETYPE_FAN_OUT_LIMIT;
+        for chunk in needed.chunks(fan_out as usize) {
+            let objs = cell
+                .with(|h| h.alloc_objects(ObjectBlueprint::PageTable, chunk.len() as u64))
+                .map_err(hal_err(vm, "stage-2 page tables"))?;
+            self.vms[i].objects.push((objs, ObjectBlueprint::PageTable));
+            for (k, &(depth, gpa)) in chunk.iter().enumerate() {
+                let cap: Cap<PageTable> = Slot::new(objs.first.index() + k as u64).cap();
+                cell.with(|h| h.kernel_mut().page_table_map(cap, vspace, VirtAddr(gpa), VmAttributes::DEFAULT))
+                    .map_err(kernel_err(vm, "PageTable_Map"))?;
+                self.vms[i].tables.push(GuestTable { cap, depth, gpa });
+            }
+        }
+        let n = planned.len() as u64;
+        let first = self.slots.alloc(n).ok_or(SetupError::Slots { needed: n, free: self.slots.free_count() })?;
+        for (k, &(src, gpa, hpa, size, rights, attrs)) in planned.iter().enumerate() {
+            let slot = Slot::new(first.index() + k as u64);
+            let cap: Cap<Frame> = slot.cap();
+            cell.with(|h| h.kernel_mut().cnode_copy(CNodeSlot::root(slot), src, rights))
+                .map_err(kernel_err(vm, "CNode_Copy (frame)"))?;
+            self.vms[i].frames.push(MappedFrame { cap, gpa, hpa, size });
+            cell.with(|h| h.kernel_mut().page_map(cap, vspace, VirtAddr(gpa), rights, attrs))
+                .map_err(kernel_err(vm, "Page_Map (guest)"))?;
+        }
+
+        // ---- images ----
+        let mut wanted: Vec<(&'static str, u64, &[u8])> = Vec::new();
+        wanted.push(("kernel", config.kernel.load_addr.get(), images.kernel));
+        if let (Some(d), Some(bytes)) = (&config.dtb, images.dtb) {
+            wanted.push(("dtb", d.load_addr.get(), bytes));
+        }
+        if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
+            wanted.push(("ramdisk", r.load_addr.get(), bytes));
+        }
+        for (what, load, bytes) in wanted {
+            let len = bytes.len() as u64;
+            let m = self.vms[i]
+                .mappings
+                .iter()
+                .find(|m| {
+                    m.kind == MappingKind::Ram
+                        && load >= m.gpa
+                        && load.checked_add(len).is_some_and(|e| e <= m.gpa + m.size_bytes)
+                })
+                .copied()
+                .ok_or(SetupError::Image { vm: i, what, load, len })?;
+            let hpa = m.hpa + (load - m.gpa);
+            if len > 0 {
+                let va = cell
+                    .with(|h| h.map_region(PhysAddr(m.allocation)))
+                    .map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
+                copy.copy(VirtAddr(va.get() + (hpa - m.allocation)), bytes);
+                cell.with(|h| h.unmap_region(PhysAddr(m.allocation)))
+                    .map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
+            }
+            self.vms[i].images.push(PlacedImage { what, gpa: load, hpa, len });
+        }
+
+        // ---- the guest CSpace and the vCPUs ----
+        let cn = cell
+            .with(|h| h.alloc_objects(ObjectBlueprint::CNode { slot_bits: GUEST_CNODE_SLOT_BITS }, 1))
+            .map_err(hal_err(vm, "guest CNode"))?;
+        self.vms[i].objects.push((cn, ObjectBlueprint::CNode { slot_bits: GUEST_CNODE_SLOT_BITS }));
+        let cnode: Cap<CNode> = cn.first.cap();
+        self.vms[i].cnode = cnode;
+        let cpus = u64::from(config.cpu_num);
+        let tcbs = cell.with(|h| h.alloc_objects(ObjectBlueprint::Tcb, cpus)).map_err(hal_err(vm, "vCPU TCBs"))?;
+        self.vms[i].objects.push((tcbs, ObjectBlueprint::Tcb));
+        let vcpus = cell.with(|h| h.alloc_objects(ObjectBlueprint::VCpu, cpus)).map_err(hal_err(vm, "VCPUs"))?;
+        self.vms[i].objects.push((vcpus, ObjectBlueprint::VCpu));
+        let ep_slot = self.fault_ep.slot();
+        let prio = u64::from(config.capvisor.vcpu_priority);
+        for j in 0..usize::from(config.cpu_num) {
+            let tcb: Cap<Tcb> = Slot::new(tcbs.first.index() + j as u64).cap();
+            let vcpu: Cap<VCpu> = Slot::new(vcpus.first.index() + j as u64).cap();
+            let badge = VcpuBadge { vm: i as u8, vcpu: j as u8 };
+            let vmpidr = MPIDR_RES1 | (config.mpidr(j) & 0xff_00ff_ffff);
+            cell.with(|h| -> Result<(), SetupError> {
+                let k = h.kernel_mut();
+                let dest = CNodeSlot { cnode, index: j as u64, depth: GUEST_CNODE_SLOT_BITS as u8 };
+                k.cnode_mint(dest, ep_slot, FAULT_EP_RIGHTS, badge.to_badge())
+                    .map_err(kernel_err(vm, "CNode_Mint (fault endpoint)"))?;
+                k.tcb_configure(
+                    tcb,
+                    CPtr::from_bits(fault_cptr(j)),
+                    cnode,
+                    guest_cspace_data(),
+                    vspace,
+                    VirtAddr(0),
+                    Cap::from_cptr(CPtr::NULL),
+                )
+                .map_err(kernel_err(vm, "TCB_Configure"))?;
+                k.tcb_set_priority(tcb, options.vmm_tcb, prio).map_err(kernel_err(vm, "TCB_SetPriority"))?;
+                k.vcpu_set_tcb(vcpu, tcb).map_err(kernel_err(vm, "VCPU_SetTCB"))?;
+                k.vcpu_write_reg(vcpu, VCpuReg::Sctlr, SCTLR_EL1_RESET).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
+                k.vcpu_write_reg(vcpu, VCpuReg::VmpidrEl2, vmpidr).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
+                Ok(())
+            })?;
+            self.vms[i].vcpus.push(VcpuCaps { tcb, vcpu, badge, vmpidr });
+        }
+        Ok(())
+    }
+
+    /// Frees everything [`Vmm::build`] made: the books (through the paging handler), then
+    /// every VM's objects and memory, then the shared objects. The vCPU threads die with
+    /// their TCBs.
+    pub fn teardown<I: HalInstance>(&mut self) -> Result<(), SetupError> {
+        for vm in &mut self.vms {
+            // Outside the HAL's lock: the book's frames go back through the paging handler,
+            // which takes it.
+            drop(vm.book.take());
+        }
+        let cell = I::cell();
+        let mut first_err = None;
+        let mut note = |r: Result<(), HalError>, vm: Option<usize>, during: &'static str| {
+            if let Err(error) = r
+                && first_err.is_none()
+            {
+                first_err = Some(SetupError::Hal { vm, during, error });
+            }
+        };
+        for vm in self.vms.iter_mut().rev() {
+            for (objs, bp) in vm.objects.drain(..).rev() {
+                note(cell.with(|h| h.free_objects(objs, bp)), Some(vm.index), "freeing VM objects");
+            }
+            for r in vm.regions.drain(..).rev() {
+                note(cell.with(|h| h.dealloc_region(PhysAddr(r.base), r.size)), Some(vm.index), "freeing VM memory");
+            }
+            vm.frames.clear();
+            vm.tables.clear();
+            vm.vcpus.clear();
+        }
+        self.vms.clear();
+        for r in self.shared.drain(..).rev() {
+            note(cell.with(|h| h.dealloc_region(PhysAddr(r.base), r.size)), None, "freeing shared memory");
+        }
+        for (objs, bp) in self.objects.drain(..).rev() {
+            note(cell.with(|h| h.free_objects(objs, bp)), None, "freeing VMM objects");
+        }
+        self.slots = SlotAllocator::new(self.slots.region());
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "setup_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,307 @@
+//! VM construction on the seL4 model: the objects it leaves, the stage-2 tables against the
+//! book, the images where the configuration puts them, and teardown giving everything back.
+
+extern crate std;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use std::path::Path;
+
+use hal_sel4::{HalCell, HalInstance};
+use sel4::{Kernel, Message, ObjectBlueprint, Op, init_cap};
+use sel4_model::{Model, ThreadState};
+use vm_config::SystemConfig;
+
+use super::*;
+use crate::bundle::{Bundle, VmImages};
+use crate::host::{HostPaging, install_model_hal, pages_held};
+
+/// A HAL cell of its own per test (tests run in parallel).
+macro_rules! instance {
+    ($name:ident) => {
+        struct $name;
+        impl HalInstance for $name {
+            type Kernel = Model;
+            fn cell() -> &'static HalCell<Model> {
+                static CELL: HalCell<Model> = HalCell::new();
+                &CELL
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use instance;
+
+/// The example system file, parsed.
+pub(crate) fn example(file: &str) -> SystemConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(file);
+    match vm_config::parse_system_file(&path) {
+        Ok(s) => s,
+        Err(_) => {
+            let vm = vm_config::parse_vm_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            SystemConfig { vms: vec![vm] }
+        }
+    }
+}
+
+/// A kernel image the copy can be recognised by.
+pub(crate) fn image(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// Records every copy with the physical address the window maps it to.
+pub(crate) struct Recorder<I: HalInstance<Kernel = Model>> {
+    pub copies: Vec<(u64, Vec<u8>)>,
+    _i: core::marker::PhantomData<I>,
+}
+
+impl<I: HalInstance<Kernel = Model>> Recorder<I> {
+    pub(crate) fn new() -> Self {
+        Recorder { copies: Vec::new(), _i: core::marker::PhantomData }
+    }
+}
+
+impl<I: HalInstance<Kernel = Model>> CopyIn for Recorder<I> {
+    fn copy(&mut self, dst: VirtAddr, bytes: &[u8]) {
+        let pa = I::cell().with(|h| {
+            let t = h.kernel().translate(init_cap::VSPACE.cap(), dst).expect("copy into an unmapped address");
+            assert_eq!(t.rights, sel4_model::VmRights::ReadWrite, "copy into a read-only mapping");
+            // The whole range must be mapped, contiguously.
+            let last = VirtAddr(dst.get() + (bytes.len() as u64).saturating_sub(1));
+            let t2 = h.kernel().translate(init_cap::VSPACE.cap(), last).expect("copy runs past the mapping");
+            assert_eq!(t2.paddr.get() - t.paddr.get(), last.get() - dst.get());
+            t.paddr.get()
+        });
+        self.copies.push((pa, bytes.to_vec()));
+    }
+}
+
+pub(crate) fn build<I: HalInstance<Kernel = Model>>(
+    sys: &SystemConfig,
+    kernels: &[Vec<u8>],
+) -> (Result<Vmm<HostPaging<I>>, SetupError>, Recorder<I>, SetupOptions) {
+    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    let images: Vec<VmImages<'_>> = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
+    let bundle = Bundle { system: sys.clone(), images };
+    let mut rec = Recorder::<I>::new();
+    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec);
+    (vmm, rec, options)
+}
+
+#[test]
+fn setup_leaves_the_expected_objects() {
+    instance!(I);
+    let sys = example("test-guest.toml");
+    let kernel = image(1, 0x1_2345);
+    let (vmm, rec, options) = build::<I>(&sys, core::slice::from_ref(&kernel));
+    let vmm = vmm.unwrap();
+    assert_eq!(vmm.vms.len(), 1);
+    let vm = &vmm.vms[0];
+    assert_eq!(vm.vcpus.len(), 2);
+
+    // Guest RAM: 16 MiB at 0x4000_0000, MAP_ALLOC, placed 2 MiB aligned: eight 2 MiB frames.
+    let ram = vm.mappings.iter().find(|m| m.kind == MappingKind::Ram).unwrap();
+    assert_eq!((ram.gpa, ram.size_bytes), (0x4000_0000, 0x100_0000));
+    assert_eq!(ram.hpa % (2 << 20), 0);
+    let large = vm.frames.iter().filter(|f| f.size == FrameSize::Large).count();
+    let small = vm.frames.iter().filter(|f| f.size == FrameSize::Small).count();
+    assert_eq!((large, small), (8, 2), "RAM in 2 MiB frames, the 8 KiB GICV in two 4 KiB frames");
+    let gicc = vm.mappings.iter().find(|m| m.kind == MappingKind::GicCpuInterface).unwrap();
+    assert_eq!((gicc.gpa, gicc.hpa, gicc.size_bytes), (0x0801_0000, 0x0804_0000, 0x2000));
+
+    // Stage 2: the tables the frames need and no more: depth 1 at 0; depth 2 for the first
+    // GiB (GICV) and the second (RAM); depth 3 only for the 2 MiB around the GICV.
+    let mut tables: Vec<(u32, u64)> = vm.tables.iter().map(|t| (t.depth, t.gpa)).collect();
+    tables.sort();
+    assert_eq!(tables, vec![(1, 0), (2, 0), (2, 0x4000_0000), (3, 0x0800_0000)]);
+
+    I::cell().with(|h| {
+        let m = h.kernel_mut();
+        for c in &vm.vcpus {
+            // Configured, not started, priority from the file, bound to its VCPU.
+            assert_eq!(m.thread_state(c.tcb), ThreadState::Inactive);
+            assert_eq!(m.thread_priority(c.tcb), 100);
+            assert!(m.vcpu_bound_tcb(c.vcpu).is_some());
+            assert_eq!(m.vcpu_read_reg(c.vcpu, VCpuReg::Sctlr), Ok(SCTLR_EL1_RESET));
+        }
+        assert_eq!(m.vcpu_read_reg(vm.vcpus[1].vcpu, VCpuReg::VmpidrEl2), Ok(0x8000_0001));
+        // A fault of each vCPU reaches the VMM's endpoint with that vCPU's badge.
+        for c in &vm.vcpus {
+            m.tcb_resume(c.tcb).unwrap();
+            m.enqueue_fault(c.tcb, Message::new(crate::fault::label::VCPU_FAULT, &[0])).unwrap();
+            let r = m.recv(vmm.fault_ep);
+            assert_eq!(crate::VcpuBadge::from_badge(r.badge), Some(c.badge));
+        }
+        m.check_invariants().unwrap_or_else(|e| panic!("{e:?}"));
+    });
+
+    // The kernel image landed at the host address behind its guest address.
+    assert_eq!(rec.copies.len(), 1);
+    assert_eq!(rec.copies[0], (ram.hpa, kernel.clone()));
+    assert_eq!(vm.images, vec![PlacedImage { what: "kernel", gpa: 0x4000_0000, hpa: ram.hpa, len: 0x1_2345 }]);
+    let _ = options;
+}
+
+#[test]
+fn the_book_and_the_sel4_tables_agree_on_every_page() {
+    instance!(I);
+    let sys = example("two-vms.toml");
+    let (vmm, _, _) = build::<I>(&sys, &[image(1, 0x8000), image(2, 0x8000)]);
+    let vmm = vmm.unwrap();
+    let mut checked = 0u64;
+    for vm in &vmm.vms {
+        let book = vm.book.as_ref().unwrap();
+        I::cell().with(|h| {
+            let m = h.kernel();
+            for map in &vm.mappings {
+                let mut gpa = map.gpa;
+                while gpa < map.gpa + map.size_bytes {
+                    let b = book.translate(gpa).unwrap_or_else(|| panic!("book lacks {gpa:#x}"));
+                    let k = m.translate(vm.vspace, VirtAddr(gpa)).unwrap_or_else(|| panic!("seL4 lacks {gpa:#x}"));
+                    assert_eq!(b.hpa, k.paddr.get(), "{} at {gpa:#x}", vm.config.name);
+                    assert_eq!(b.hpa, map.hpa + (gpa - map.gpa));
+                    assert_eq!(k.rights == sel4_model::VmRights::ReadWrite, map.rights.write);
+                    checked += 1;
+                    gpa += 4096;
+                }
+                // Just past the end: neither maps it.
+                let past = map.gpa + map.size_bytes;
+                if !vm.mappings.iter().any(|o| o.gpa <= past && past < o.gpa + o.size_bytes) {
+                    assert_eq!(book.translate(past), None);
+                    assert_eq!(m.translate(vm.vspace, VirtAddr(past)), None);
+                }
+            }
+            // Devices the VMM emulates are mapped by neither (accesses must fault).
+            for dev in [0x0800_0000u64, 0x0900_0000] {
+                assert_eq!(book.translate(dev), None);
+                assert_eq!(m.translate(vm.vspace, VirtAddr(dev)), None);
+            }
+        });
+    }
+    assert_eq!(checked, (0x100_0000 + 0x80_0000) / 4096 + 2 * 2);
+    // The two VMs share the GICV frames and nothing else.
+    let a: Vec<u64> = vmm.vms[0].frames.iter().map(|f| f.hpa).collect();
+    let shared: Vec<u64> = vmm.vms[1].frames.iter().map(|f| f.hpa).filter(|p| a.contains(p)).collect();
+    assert_eq!(shared, vec![0x0804_0000, 0x0804_1000]);
+}
+
+#[test]
+fn teardown_gives_back_every_slot_byte_and_page() {
+    instance!(I);
+    let sys = example("two-vms.toml");
+    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    let kernels = [image(1, 0x1000), image(2, 0x1000)];
+    let images: Vec<VmImages<'_>> = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
+    let bundle = Bundle { system: sys, images };
+    let state = || I::cell().with(|h| (h.kernel().free_slots(), h.pool().stats(), h.kernel().live_objects()));
+    let mut last = None;
+    for round in 0..3 {
+        let mut rec = Recorder::<I>::new();
+        let mut vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap();
+        assert!(pages_held::<I>() > 0);
+        vmm.teardown::<I>().unwrap();
+        assert_eq!(pages_held::<I>(), 0, "round {round}: book pages");
+        // What stays is the HAL's mapping window's own tables, kept for reuse.
+        let (tables, allocations) = I::cell().with(|h| (h.window().tables(), h.pool().stats().allocations));
+        assert_eq!(allocations, tables, "round {round}: only window tables remain");
+        let now = state();
+        if let Some(prev) = last {
+            assert_eq!(now, prev, "round {round} left more behind than the round before");
+        }
+        last = Some(now);
+        I::cell().with(|h| h.check_against_kernel()).unwrap();
+    }
+}
+
+#[test]
+fn a_failed_build_leaves_nothing_behind() {
+    instance!(I);
+    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    let state = || I::cell().with(|h| (h.kernel().free_slots(), h.pool().stats()));
+    // Warm the HAL's mapping window (its tables are kept for reuse) with one good build.
+    let good = image(1, 0x1000);
+    let bundle = Bundle {
+        system: example("test-guest.toml"),
+        images: vec![VmImages { kernel: &good, dtb: None, ramdisk: None }],
+    };
+    Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap().teardown::<I>().unwrap();
+    let before = state();
+
+    // The second VM wants more RAM than QEMU virt has: the first is built, then undone.
+    let mut sys = example("two-vms.toml");
+    sys.vms[1].memory[0].range.size_bytes = 8 << 30;
+    let kernels = [image(1, 0x1000), image(2, 0x1000)];
+    let images: Vec<VmImages<'_>> = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
+    let bundle = Bundle { system: sys, images };
+    let err = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
+    assert_eq!(err, SetupError::NoMemory { vm: 1, size: 8 << 30 });
+    assert_eq!(state(), before);
+    assert_eq!(pages_held::<I>(), 0);
+
+    // An image past the end of RAM is refused by name, after the memory was made.
+    let big = image(3, 0x100_0001);
+    let bundle = Bundle {
+        system: example("test-guest.toml"),
+        images: vec![VmImages { kernel: &big, dtb: None, ramdisk: None }],
+    };
+    let err = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
+    assert_eq!(err, SetupError::Image { vm: 0, what: "kernel", load: 0x4000_0000, len: 0x100_0001 });
+    assert_eq!(state(), before);
+    assert_eq!(pages_held::<I>(), 0);
+}
+
+#[test]
+fn setup_costs_are_what_the_plan_says() {
+    instance!(I);
+    let sys = example("test-guest.toml");
+    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    I::cell().with(|h| h.kernel_mut().reset_counters());
+    let kernel = image(1, 0x1000);
+    let bundle = Bundle { system: sys, images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None }] };
+    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let vm = &vmm.vms[0];
+    let c = I::cell().with(|h| h.kernel().counters().clone());
+    // Per frame one CNode_Copy and one Page_Map into the guest; per table one map; per vCPU
+    // a mint, a configure, a priority, a bind and two register writes.
+    let frames = vm.frames.len() as u64;
+    assert_eq!(c.get(Op::CNodeMint), 2);
+    assert_eq!(c.get(Op::TcbConfigure), 2);
+    assert_eq!(c.get(Op::TcbSetPriority), 2);
+    assert_eq!(c.get(Op::VCpuSetTcb), 2);
+    assert_eq!(c.get(Op::VCpuWriteReg), 4);
+    assert_eq!(c.get(Op::AsidPoolAssign), 1);
+    assert_eq!(c.get(Op::TcbBindNotification), 1);
+    assert_eq!(c.get(Op::CNodeCopy), frames);
+    // Every frame copy is mapped in the guest's VSpace at its guest address.
+    I::cell().with(|h| {
+        for f in &vm.frames {
+            match h.kernel().cap(f.cap.slot()) {
+                sel4_model::ModelCap::Frame { mapped: Some(at), .. } => assert_eq!(at.vaddr.get(), f.gpa),
+                other => panic!("frame copy {:?}: {other:?}", f.cap),
+            }
+        }
+    });
+    // Guest tables: one PageTable_Map each (the window's own tables add to the count).
+    assert!(c.get(Op::PageTableMap) >= vm.tables.len() as u64);
+}
+
+#[test]
+fn tables_needed_by_frame_size() {
+    use FrameSize::*;
+    // A 1 GiB frame needs only the depth-1 table; a 2 MiB frame depths 1-2; 4 KiB all three.
+    assert_eq!(tables_needed([(0x4000_0000, Huge)]), vec![(1, 0)]);
+    assert_eq!(tables_needed([(0x4020_0000, Large)]), vec![(1, 0), (2, 0x4000_0000)]);
+    assert_eq!(tables_needed([(0x4020_1000, Small)]), vec![(1, 0), (2, 0x4000_0000), (3, 0x4020_0000)]);
+    // Shared parents are counted once; parents come first.
+    let t = tables_needed([(0x4020_1000, Small), (0x4020_2000, Small), (0x80_0000_0000, Small)]);
+    assert_eq!(
+        t,
+        vec![(1, 0), (1, 0x80_0000_0000), (2, 0x4000_0000), (2, 0x80_0000_0000), (3, 0x4020_0000), (3, 0x80_0000_0000)]
+    );
+    assert_eq!(alloc_alignment(0x4000_0000, 0x100_0000), 2 << 20);
+    assert_eq!(alloc_alignment(0x4000_0000, 1 << 30), 1 << 30);
+    assert_eq!(alloc_alignment(0x4000_1000, 1 << 30), 4096);
+    assert_eq!(fault_cptr(1) >> GUEST_CNODE_SLOT_BITS, GUEST_CSPACE_GUARD);
+    assert_eq!(guest_cspace_data() & 0x3f, 61);
+    let _ = ObjectBlueprint::Tcb;
+}
