@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use vm_config::{GuestRange, VmConfig};
 use vm_runner::fdt::{self, DtbSource};
-use vm_runner::linux::{HEADER_SIZE, ImageHeader, LinuxBoot};
+use vm_runner::linux::{ImageHeader, LinuxBoot, LinuxError};
 
 /// Arguments of `capvisor dtb`.
 #[derive(clap::Args, Debug)]
@@ -74,6 +74,51 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DtbError + '_ {
     move |source| DtbError::Io { path: path.to_path_buf(), source }
 }
 
+/// The device tree `vm` gets, with image paths relative to `dir`: its `dtb_path` file, the
+/// generated tree (with the initrd's range in `/chosen`), or none. For `capvisor dtb` and for
+/// whatever packs a VM's images.
+pub fn device_tree(vm: &VmConfig, dir: &Path, config_path: &Path) -> Result<Option<Vec<u8>>, DtbError> {
+    match DtbSource::of(vm) {
+        DtbSource::File(p) => {
+            let p = dir.join(p);
+            std::fs::read(&p).map(Some).map_err(io(&p))
+        }
+        DtbSource::None => Ok(None),
+        DtbSource::Generate => {
+            let initrd = match &vm.ramdisk {
+                Some(rd) => {
+                    let p = dir.join(&rd.path);
+                    let len = std::fs::metadata(&p).map_err(io(&p))?.len();
+                    Some(GuestRange::new(rd.load_addr.0, len))
+                }
+                None => None,
+            };
+            fdt::generate(vm, initrd).map(Some).map_err(|err| DtbError::Fdt { path: config_path.to_path_buf(), err })
+        }
+    }
+}
+
+/// Checks a Linux kernel's placement (`kernel` starts with an arm64 `Image` header) against
+/// `vm`; `Ok(None)` for a kernel without the header's magic (a bare-metal guest, which the
+/// boot protocol does not bind).
+pub fn check_linux(
+    vm: &VmConfig,
+    kernel: &[u8],
+    kernel_path: &Path,
+    initrd_len: Option<u64>,
+    dtb_len: u64,
+    config_path: &Path,
+) -> Result<Option<LinuxBoot>, DtbError> {
+    let header = match ImageHeader::parse(kernel, kernel.len() as u64) {
+        Ok(h) => h,
+        Err(LinuxError::BadMagic(_) | LinuxError::TooShort(_)) => return Ok(None),
+        Err(err) => return Err(DtbError::Linux { path: kernel_path.to_path_buf(), err }),
+    };
+    LinuxBoot::check(vm, &header, initrd_len, dtb_len)
+        .map(Some)
+        .map_err(|err| DtbError::Linux { path: config_path.to_path_buf(), err })
+}
+
 /// The device tree of the one VM in `config_path`, checked against its kernel when the
 /// kernel file exists; returns the VM and the blob.
 pub fn generate_for(config_path: &Path) -> Result<(VmConfig, Vec<u8>), DtbError> {
@@ -92,24 +137,15 @@ pub fn generate_for(config_path: &Path) -> Result<(VmConfig, Vec<u8>), DtbError>
         }
     }
     let dir = config_path.parent().unwrap_or(Path::new("."));
-    let initrd = match &vm.ramdisk {
-        Some(rd) => {
-            let p = dir.join(&rd.path);
-            let len = std::fs::metadata(&p).map_err(io(&p))?.len();
-            Some(GuestRange::new(rd.load_addr.0, len))
-        }
-        None => None,
-    };
-    let blob = fdt::generate(&vm, initrd).map_err(|err| DtbError::Fdt { path: config_path.to_path_buf(), err })?;
+    let blob = device_tree(&vm, dir, config_path)?.unwrap_or_default();
     let kernel = dir.join(&vm.kernel.path);
     if kernel.is_file() {
-        let len = std::fs::metadata(&kernel).map_err(io(&kernel))?.len();
-        let mut head = vec![0u8; HEADER_SIZE];
-        std::io::Read::read_exact(&mut std::fs::File::open(&kernel).map_err(io(&kernel))?, &mut head)
-            .map_err(io(&kernel))?;
-        let header = ImageHeader::parse(&head, len).map_err(|err| DtbError::Linux { path: kernel.clone(), err })?;
-        LinuxBoot::check(&vm, &header, initrd.map(|r| r.size_bytes), blob.len() as u64)
-            .map_err(|err| DtbError::Linux { path: config_path.to_path_buf(), err })?;
+        let bytes = std::fs::read(&kernel).map_err(io(&kernel))?;
+        let initrd_len = match &vm.ramdisk {
+            Some(rd) => Some(std::fs::metadata(dir.join(&rd.path)).map_err(io(&dir.join(&rd.path)))?.len()),
+            None => None,
+        };
+        check_linux(&vm, &bytes, &kernel, initrd_len, blob.len() as u64, config_path)?;
     }
     Ok((vm, blob))
 }

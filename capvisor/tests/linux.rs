@@ -340,3 +340,58 @@ fn direct_init_reports_a_failing_status() {
     assert_eq!(reported, 3);
     assert!(qemu.success(), "power-off ends QEMU normally: {qemu}");
 }
+
+// ---- `capvisor dtb`: no QEMU needed ----
+
+/// A synthetic arm64 `Image`: header only, declaring `image_size` bytes.
+fn synthetic_image(image_size: u64) -> Vec<u8> {
+    let mut h = vec![0u8; 4096];
+    h[16..24].copy_from_slice(&image_size.to_le_bytes());
+    h[24..32].copy_from_slice(&0b1010u64.to_le_bytes());
+    h[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    h
+}
+
+/// `configs/linux.toml` in a scratch directory with a synthetic kernel and initrd, the
+/// initrd moved to `initrd_at`.
+fn scratch_vm(name: &str, initrd_at: &str) -> PathBuf {
+    let dir = work_dir().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Image"), synthetic_image(0x201_0000)).unwrap();
+    std::fs::write(dir.join("initrd"), vec![0u8; 0x1000]).unwrap();
+    let text = std::fs::read_to_string(workspace().join("configs/linux.toml"))
+        .unwrap()
+        .replace("../guests/linux/artifacts/Image", "Image")
+        .replace("../guests/linux/artifacts/initramfs.cpio.gz", "initrd")
+        .replace("ramdisk_load_addr = 0x4420_0000", &format!("ramdisk_load_addr = {initrd_at}"));
+    let cfg = dir.join("vm.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn capvisor_dtb(cfg: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_capvisor")).arg("dtb").arg(cfg).arg("-o").arg(out).output().unwrap()
+}
+
+#[test]
+fn capvisor_dtb_writes_the_tree_with_the_initrd_range() {
+    let cfg = scratch_vm("dtb-ok", "0x4420_0000");
+    let out_path = cfg.with_file_name("vm.dtb");
+    let out = capvisor_dtb(&cfg, &out_path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let blob = std::fs::read(&out_path).unwrap();
+    // The initrd range is in /chosen: start and exclusive end, big-endian u64s.
+    let end = (0x4420_0000u64 + 0x1000).to_be_bytes();
+    assert!(blob.windows(8).any(|w| w == end), "linux,initrd-end not in the blob");
+    assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
+}
+
+#[test]
+fn capvisor_dtb_refuses_an_initrd_inside_the_kernels_bss() {
+    // 0x4200_0000 is past the file's end but inside image_size (0x4201_0000).
+    let cfg = scratch_vm("dtb-bss", "0x4200_0000");
+    let out = capvisor_dtb(&cfg, &cfg.with_file_name("vm.dtb"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("vm.toml") && err.contains("overlaps the initrd"), "{err}");
+}
