@@ -7,6 +7,8 @@
 
 #[cfg(target_os = "none")]
 mod selftest;
+#[cfg(all(target_os = "none", any(feature = "selftest-timer", feature = "bench-timer")))]
+mod timer;
 
 #[cfg(target_os = "none")]
 mod target {

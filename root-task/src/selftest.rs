@@ -47,6 +47,10 @@ pub const TESTS: &[SelfTest] = &[
     SelfTest { name: "bootinfo", run: bootinfo::run },
     #[cfg(feature = "selftest-panic")]
     SelfTest { name: "panic", run: panic::run },
+    #[cfg(feature = "selftest-timer")]
+    SelfTest { name: "timer", run: crate::timer::selftest::run },
+    #[cfg(feature = "bench-timer")]
+    SelfTest { name: "timer-bench", run: crate::timer::selftest::bench },
 ];
 
 #[cfg(feature = "selftest-panic")]

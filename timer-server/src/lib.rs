@@ -60,4 +60,9 @@ const _: () = assert!(
     "timer-server needs KernelArmExportVTMRUser OFF (EXPORT_VTMR_USER): with it on, native threads could program the \
      virtual timer that the kernel switches between VCPUs, the ticker's included"
 );
+const _: () = assert!(
+    !sel4::config::VTIMER_UPDATE_VOFFSET,
+    "timer-server needs KernelArmVtimerUpdateVOffset OFF (VTIMER_UPDATE_VOFFSET): with it on, the kernel moves the \
+     ticker's CNTVOFF by the time it was not running, and compare values in counter ticks would fire late"
+);
 const _: () = assert!(!sel4::config::KERNEL_MCS, "timer-server speaks the non-MCS ABI (KernelIsMCS OFF)");

@@ -29,7 +29,9 @@
 //! arms (or re-arms) one for an absolute time on the `now` clock; when it is due the server
 //! marks it fired and signals the client's notification (one signal per client per expiry,
 //! however many of its timeouts fired); `fired` returns and clears the fired ids. A deadline
-//! already past fires at once. `sleep_until` is `set_timeout` of [`SLEEP_ID`] followed by a
+//! already past fires at once. Timeouts fire in deadline order: one expiry (at a ticker event,
+//! or when a deadline is set in the past) fires every pending timeout whose deadline has
+//! passed, and nothing else fires them (`fired` only reports). `sleep_until` is `set_timeout` of [`SLEEP_ID`] followed by a
 //! wait on the notification (see [`crate::client`]).
 //!
 //! `now` keeps the label and reply of the first version of hal-sel4's time client
