@@ -1,0 +1,147 @@
+//! Helpers for tests and benchmarks that boot the root task under QEMU: build the target
+//! crates with chosen features, pack an image with `capvisor image`, boot it with
+//! `qemu/run-qemu.sh` under a time limit and keep the stamped console log.
+//!
+//! Shared by `tests/timer.rs` and `benches/timer.rs` (`#[path]`-included there); the same
+//! steps as `tests/boot.rs`, which keeps its own copy.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("capvisor/ is inside the workspace").to_path_buf()
+}
+
+/// `<target>/tmp/<name>`, created.
+pub fn work_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&d).expect("create work dir");
+    d
+}
+
+/// `Some(prefix)` when a boot can run, else `None` after printing why not.
+pub fn boot_prerequisites() -> Option<PathBuf> {
+    let Some(prefix) = std::env::var_os("SEL4_PREFIX").filter(|p| !p.is_empty()).map(PathBuf::from) else {
+        eprintln!("skipped: SEL4_PREFIX is not set");
+        return None;
+    };
+    if !prefix.join("bin/kernel.elf").is_file() {
+        eprintln!("skipped: {} has no bin/kernel.elf (a data-only prefix cannot boot)", prefix.display());
+        return None;
+    }
+    let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
+    if Command::new(&qemu).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        eprintln!("skipped: {qemu} is not installed");
+        return None;
+    }
+    Some(prefix)
+}
+
+/// The built root task and loader.
+pub struct Built {
+    /// The root task ELF.
+    pub root_task: PathBuf,
+    /// The loader ELF.
+    pub loader: PathBuf,
+}
+
+/// Builds the root task (with cargo `features`) and the loader, release, into `target_dir` (a
+/// directory of its own: a nested cargo must not wait on the lock of the cargo running us).
+pub fn cargo_build(prefix: &Path, target_dir: &Path, features: &str) -> Built {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .env("SEL4_PREFIX", prefix)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
+        .args(["--features", features])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build of root-task ({features}) and loader failed: {status}");
+    let out = target_dir.join("aarch64-unknown-none/release");
+    Built { root_task: out.join("root-task"), loader: out.join("loader") }
+}
+
+/// `capvisor image` of the built crates with the kernel at `prefix`, into `out`; panics with
+/// the tool's message if it fails.
+pub fn capvisor_image(prefix: &Path, built: &Built, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_capvisor"))
+        .args(["image", "--root-task"])
+        .arg(&built.root_task)
+        .arg("--loader")
+        .arg(&built.loader)
+        .arg("--sel4-prefix")
+        .arg(prefix)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("run capvisor image");
+    assert!(o.status.success(), "capvisor image failed:\n{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A finished QEMU run: console lines stamped with the time since start, exit status.
+pub struct Boot {
+    /// Console lines with their time since QEMU started.
+    pub lines: Vec<(Duration, String)>,
+    /// QEMU's exit status (the root task's, or 124 on the time limit).
+    pub status: std::process::ExitStatus,
+    /// Where the stamped log was kept.
+    pub log_path: PathBuf,
+}
+
+impl Boot {
+    /// The first line containing `marker`.
+    pub fn line(&self, marker: &str) -> Option<&str> {
+        self.lines.iter().map(|(_, l)| l.as_str()).find(|l| l.contains(marker))
+    }
+
+    /// The markers with no line.
+    pub fn missing<'m>(&self, markers: &[&'m str]) -> Vec<&'m str> {
+        markers.iter().copied().filter(|m| self.line(m).is_none()).collect()
+    }
+}
+
+/// Boots `image` with `qemu/run-qemu.sh`, writing the stamped console to `<dir>/<name>.log`.
+pub fn run_qemu(image: &Path, timeout_s: u64, dir: &Path, name: &str) -> Boot {
+    let start = Instant::now();
+    let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
+        .arg("--timeout")
+        .arg(timeout_s.to_string())
+        .arg(image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu/run-qemu.sh");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let err_thread = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut lines: Vec<(Duration, String)> = Vec::new();
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).split(b'\n') {
+        let Ok(line) = line else { break };
+        let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+        lines.push((start.elapsed(), text));
+    }
+    let status = child.wait().expect("wait for QEMU");
+    let stderr = err_thread.join().unwrap_or_default();
+    let log_path = dir.join(format!("{name}.log"));
+    let mut log = String::new();
+    for (t, l) in &lines {
+        log.push_str(&format!("[{:8.3}] {l}\n", t.as_secs_f64()));
+    }
+    log.push_str(&format!("--- stderr ---\n{stderr}--- exit: {status} after {:.3} s\n", start.elapsed().as_secs_f64()));
+    std::fs::write(&log_path, &log).expect("write console log");
+    Boot { lines, status, log_path }
+}
+
+/// Builds with `features`, packs and boots: the whole path, in `<target>/tmp/<name>/`.
+pub fn build_and_boot(prefix: &Path, features: &str, name: &str, timeout_s: u64) -> Boot {
+    let dir = work_dir(name);
+    let built = cargo_build(prefix, &dir.join("cargo"), features);
+    let image = dir.join("image.elf");
+    capvisor_image(prefix, &built, &image);
+    run_qemu(&image, timeout_s, &dir, name)
+}
