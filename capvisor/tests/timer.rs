@@ -57,3 +57,45 @@ fn timer_server_passes_its_self_tests_on_the_real_kernel() {
     let stats = b.line("timer: server stats:").unwrap_or_default();
     assert!(stats.contains(" errors=7 ") && stats.ends_with("kernel_errors=0"), "{stats}; log: {log}");
 }
+
+/// hal-sel4's time client (what `current_time_nanos` calls) against the timer server's
+/// decision code on the model: the same wire protocol, one `seL4_Call` per reading and no
+/// other kernel entry, times monotonic and exact for the counter readings.
+#[test]
+fn hal_current_time_nanos_is_one_call_to_the_timer_server() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use sel4::{CNodeSlot, Kernel, ObjectBlueprint, Op, Slot, SlotRegion};
+    use timer_server::clock::{Clock, Frequency, ticks_to_ns};
+    use timer_server::protocol::badge;
+    use timer_server::server::Core;
+
+    let mut m = sel4_model::Model::qemu_arm_virt();
+    let (ut, _) = m.untyped_slots().into_iter().find(|(_, d)| !d.is_device && d.size_bits >= 16).expect("RAM untyped");
+    let empty = m.bootinfo().empty();
+    let ep = empty.start;
+    m.untyped_retype(ut.cap(), ObjectBlueprint::Endpoint, ep, 1).expect("endpoint");
+    let client = Slot::new(ep.index() + 1);
+    m.cnode_mint(CNodeSlot::root(client), ep, timer_server::setup::CALL_RIGHTS, badge::client(3)).expect("mint");
+    let freq = Frequency::new(19_200_000).expect("frequency");
+    let counter = Arc::new(AtomicU64::new(0));
+    let core = Arc::new(Mutex::new(Core::new(Clock::new(freq, 64, 0).expect("clock"))));
+    core.lock().expect("core").add_client(3, false);
+    let (c, k) = (core.clone(), counter.clone());
+    m.serve(
+        ep.cap(),
+        Box::new(move |b, msg| c.lock().expect("core").handle(b, msg, k.load(Ordering::Relaxed)).reply.expect("reply")),
+    );
+    let mut config = hal_sel4::HalConfig::new(SlotRegion { start: Slot::new(client.index() + 1), end: empty.end });
+    config.timer = Some(client.cap());
+    let Ok(mut hal) = hal_sel4::Sel4Hal::new(m, std::iter::empty(), config) else { panic!("Sel4Hal on the model") };
+    for step in 1..=500u64 {
+        let raw = step * 1_000_003;
+        counter.store(raw, Ordering::Relaxed);
+        hal.kernel_mut().reset_counters();
+        assert_eq!(hal.current_time_nanos(), ticks_to_ns(raw, freq));
+        let c = hal.kernel().counters();
+        assert_eq!((c.get(Op::Call), c.total()), (1, 1), "one Call, nothing else");
+    }
+}
