@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod bench_linux;
 mod dtb;
 mod image;
+mod plan;
+mod vms;
 
 /// capvisor: a hypervisor on seL4.
 #[derive(Parser, Debug)]
@@ -23,6 +25,10 @@ enum Command {
     Image(image::Args),
     /// Write the device tree capvisor generates for a VM (checked against its kernel).
     Dtb(dtb::Args),
+    /// Build the configured VMs on the seL4 model and print the capability plan.
+    Plan(plan::Args),
+    /// Pack a system's configuration and guest images into the bundle the root task embeds.
+    Vms(vms::Args),
     /// Time Linux's boot under capvisor against the same kernel booted directly by QEMU.
     BenchLinux(bench_linux::Args),
 }
@@ -32,6 +38,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Image(args) => image::run(&args).map_err(|e| e.to_string()),
         Command::Dtb(args) => dtb::run(&args).map_err(|e| e.to_string()),
+        Command::Plan(args) => plan::run(&args).map_err(|e| e.to_string()),
+        Command::Vms(args) => vms::run(&args).map_err(|e| e.to_string()),
         Command::BenchLinux(args) => bench_linux::run(&args).map_err(|e| e.to_string()),
     };
     match result {

@@ -9,6 +9,11 @@
 mod selftest;
 #[cfg(all(target_os = "none", any(feature = "selftest-timer", feature = "bench-timer")))]
 mod timer;
+#[cfg(target_os = "none")]
+mod vmm;
+
+#[cfg(target_os = "none")]
+extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod target {
@@ -37,6 +42,10 @@ mod target {
                     debug_println!("selftest {}: FAILED: {e}", t.name);
                 }
             }
+        }
+        if failed == 0 && crate::vmm::configured() {
+            debug_println!("capvisor: self-tests OK ({}); running the VMs", TESTS.len());
+            semihosting::exit(crate::vmm::run(bi))
         }
         if failed == 0 {
             debug_println!("capvisor: ALL OK ({} self-tests)", TESTS.len());

@@ -102,12 +102,13 @@ pub fn install_model_hal<I: HalInstance<Kernel = sel4_model::Model>>(
 ) -> Result<crate::setup::SetupOptions, alloc::string::String> {
     use alloc::string::ToString;
     let empty = model.bootinfo().empty();
+    let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
     let (hal_slots, vmm_slots) = crate::setup::split_slots(empty, crate::setup::DEFAULT_VMM_SLOTS);
     let untyped: alloc::vec::Vec<_> = model.untyped_slots().into_iter().map(|(s, d)| (s.cap(), d)).collect();
     let hal = hal_sel4::Sel4Hal::new(model, untyped, hal_sel4::HalConfig::new(hal_slots)).map_err(|e| e.to_string())?;
     I::cell().install(hal).map_err(|_| "a HAL is already installed in this cell".to_string())?;
     Ok(crate::setup::SetupOptions {
-        platform: crate::vm::Platform::QEMU_VIRT,
+        platform: crate::vm::Platform { list_registers },
         slots: vmm_slots,
         asid_pool: sel4::init_cap::ASID_POOL.cap(),
         vmm_tcb: sel4::init_cap::TCB.cap(),

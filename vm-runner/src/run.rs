@@ -122,6 +122,8 @@ pub struct Runner {
     pub ended: Vec<Option<Ended>>,
     /// Faults with a badge that names no vCPU (ignored: no reply).
     pub stray: u64,
+    /// Log every exit and the action taken (debugging; slow).
+    pub trace: bool,
 }
 
 impl Runner {
@@ -134,6 +136,7 @@ impl Runner {
             measured: (0..vms).map(|_| Counters::default()).collect(),
             ended: (0..vms).map(|_| None).collect(),
             stray: 0,
+            trace: false,
         }
     }
 
@@ -245,6 +248,9 @@ impl Runner {
             .into_iter()
             .find(|k| vm.state.counters().exits(*k) > before.exits(*k))
             .unwrap_or(ExitKind::Other);
+        if self.trace {
+            host.log(format_args!("{} vCPU {vcpu}: {exit:?} -> {:?}", vm.state.name(), action.next));
+        }
         let wait = perform(&mut k, vm, vcpu, &exit, regs, action, host, &mut self.ended);
         self.open = Some((vmi, kind, k.take()));
         wait

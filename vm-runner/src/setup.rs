@@ -428,7 +428,24 @@ fn hal_err(vm: Option<usize>, during: &'static str) -> impl Fn(HalError) -> Setu
     move |error| SetupError::Hal { vm, during, error }
 }
 
+impl<P: PagingHandler> Vm<P> {
+    /// The kernel objects made for this VM: each allocation and its blueprint.
+    pub fn objects(&self) -> &[(Objects, ObjectBlueprint)] {
+        &self.objects
+    }
+
+    /// The memory allocated for this VM (RAM, passthrough windows).
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+}
+
 impl<P: PagingHandler> Vmm<P> {
+    /// The kernel objects the VMM shares between VMs (fault endpoint, notification).
+    pub fn objects(&self) -> &[(Objects, ObjectBlueprint)] {
+        &self.objects
+    }
+
     /// Builds every VM of `bundle` through HAL instance `I`, with the stage-2 book on paging
     /// handler `P` (`GlobalPaging<I>` on the target, `HostPaging<I>` on the host). The vCPUs
     /// are configured but not started ([`crate::run`] starts them). All or nothing: on an
@@ -539,8 +556,10 @@ impl<P: PagingHandler> Vmm<P> {
                     cell.with(|h| h.pool().find_free(size, align, None)).ok_or(SetupError::NoMemory { vm: i, size })?
                 }
             };
-            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
-                .map_err(hal_err(vm, "guest RAM"))?;
+            // Reserved memory may be handed out as device untyped (see vm-config's untyped
+            // check); everything else must be RAM, which seL4 zeroes.
+            let kind = if m.map == MapType::Reserved { KindRequest::Uniform } else { KindRequest::Ram };
+            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, kind).map(|_| ())).map_err(hal_err(vm, "guest RAM"))?;
             let v = &mut self.vms[i];
             v.regions.push(Region { base: hpa, size });
             let (rights, attrs) = ram_rights(m.flags);

@@ -1,0 +1,388 @@
+//! `capvisor plan CONFIG`: builds the configured VMs on the seL4 model, exactly as the root
+//! task builds them on the kernel, and prints the capability plan: the untyped memory used,
+//! the objects and slots made, the kernel invocations by kind, a map of host-physical and
+//! guest-physical memory, and the stage-2 check (the book and seL4's tables agree on every
+//! page). Then it tears everything down and checks that every slot and byte came back.
+//!
+//! Needs no kernel and no guest build: an image file that is not found is planned as empty
+//! (and said so), because placement depends on the configuration, not on the image's bytes.
+//!
+//! Owns: the text of the plan. Never touches: how VMs are built (`vm_runner::setup`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use hal_sel4::pool::{MemoryKind, Purpose};
+use hal_sel4::{HalCell, HalInstance};
+use sel4::{ObjectBlueprint, VirtAddr};
+use sel4_model::Model;
+use vm_config::{EmulatedKind, SystemConfig};
+use vm_runner::bundle::{Bundle, VmImages};
+use vm_runner::host::{HostPaging, install_model_hal, pages_held};
+use vm_runner::setup::{CopyIn, MappingKind, Vmm};
+
+/// Arguments of `capvisor plan`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A system file (`[system] vms = [...]`) or one VM file.
+    pub config: PathBuf,
+    /// A platform description for the model [default: QEMU virt,
+    /// platforms/qemu-arm-virt/bootinfo.txt].
+    #[arg(long)]
+    pub platform: Option<PathBuf>,
+    /// Directories to look for guest images in (as `capvisor vms`).
+    #[arg(long)]
+    pub search: Vec<PathBuf>,
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The configuration does not parse or check.
+    #[error("{0}")]
+    Config(#[from] vm_config::ConfigErrors),
+    /// An image or the platform file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The platform description is malformed.
+    #[error("{0}")]
+    Platform(String),
+    /// A kernel image cannot be flattened, or a device tree generated.
+    #[error("{0}")]
+    Images(#[from] crate::vms::VmsError),
+    /// Building the VMs failed (the message names the VM and the step).
+    #[error("{}: {message}", config.display())]
+    Setup {
+        /// The configuration.
+        config: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Teardown did not give everything back.
+    #[error("teardown: {0}")]
+    Teardown(String),
+}
+
+/// The model's HAL for the plan (one plan per process).
+struct PlanHal;
+
+impl HalInstance for PlanHal {
+    type Kernel = Model;
+    fn cell() -> &'static HalCell<Model> {
+        static CELL: HalCell<Model> = HalCell::new();
+        &CELL
+    }
+}
+
+/// Image copies are not needed to plan; their destinations are checked.
+struct CheckCopies {
+    copies: usize,
+    bytes: u64,
+}
+
+impl CopyIn for CheckCopies {
+    fn copy(&mut self, dst: VirtAddr, bytes: &[u8]) {
+        let mapped = PlanHal::cell().with(|h| h.kernel().translate(sel4::init_cap::VSPACE.cap(), dst).is_some());
+        assert!(mapped, "plan: image copy to {dst} which the VMM has not mapped");
+        self.copies += 1;
+        self.bytes += bytes.len() as u64;
+    }
+}
+
+fn images(
+    config: &Path,
+    sys: &SystemConfig,
+    search: &[PathBuf],
+    notes: &mut Vec<String>,
+) -> Result<Vec<crate::vms::Images>, PlanError> {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let mut all = Vec::new();
+    for vm in &sys.vms {
+        let mut img = crate::vms::Images::default();
+        match crate::vms::find(config, vm, "kernel.kernel_path", &vm.kernel.path, search) {
+            Ok(p) => {
+                let bytes = std::fs::read(&p).map_err(|source| PlanError::Io { path: p.clone(), source })?;
+                img.kernel = crate::vms::flatten(bytes, vm.kernel.load_addr.get(), &p)?;
+                img.kernel_path = p;
+            }
+            Err(_) => notes.push(format!("{}: kernel {:?} not found: planned as empty", vm.name, vm.kernel.path)),
+        }
+        if let Some(r) = &vm.ramdisk {
+            img.ramdisk = Some(match crate::vms::find(config, vm, "kernel.ramdisk_path", &r.path, search) {
+                Ok(p) => std::fs::read(&p).map_err(|source| PlanError::Io { path: p.clone(), source })?,
+                Err(_) => {
+                    notes.push(format!("{}: RAM disk {:?} not found: planned as empty", vm.name, r.path));
+                    Vec::new()
+                }
+            });
+        }
+        img.dtb = match crate::dtb::device_tree(vm, dir, config) {
+            Ok(d) => d,
+            Err(e) => {
+                notes.push(format!("{}: device tree: {e}: planned as empty", vm.name));
+                vm.dtb.as_ref().map(|_| Vec::new())
+            }
+        };
+        all.push(img);
+    }
+    Ok(all)
+}
+
+fn size(n: u64) -> String {
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+fn blueprint_name(b: ObjectBlueprint) -> String {
+    match b {
+        ObjectBlueprint::CNode { slot_bits } => format!("CNode ({} slots)", 1u64 << slot_bits),
+        ObjectBlueprint::Untyped { size_bits } => format!("Untyped (2^{size_bits})"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Builds the plan's text for the system in `args.config`.
+pub fn plan(args: &Args) -> Result<String, PlanError> {
+    let sys = vm_config::parse_system_file(&args.config)?;
+    let mut notes = Vec::new();
+    let imgs = images(&args.config, &sys, &args.search, &mut notes)?;
+    let model = match &args.platform {
+        None => Model::qemu_arm_virt(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| PlanError::Io { path: p.clone(), source })?;
+            Model::from_platform_named(&p.display().to_string(), &text)
+                .map_err(|e| PlanError::Platform(e.to_string()))?
+        }
+    };
+    let platform_name =
+        args.platform.as_ref().map_or("QEMU virt (platforms/qemu-arm-virt)".to_string(), |p| p.display().to_string());
+    // One plan per process: the model is installed in a static cell for the paging handler.
+    let _ = PlanHal::cell().take();
+    let options = install_model_hal::<PlanHal>(model).map_err(PlanError::Platform)?;
+    let cell = PlanHal::cell();
+    let before = cell.with(|h| {
+        h.kernel_mut().reset_counters();
+        (h.kernel().free_slots(), h.pool().stats(), h.kernel().live_objects())
+    });
+    let views: Vec<VmImages<'_>> = imgs
+        .iter()
+        .map(|i| VmImages { kernel: &i.kernel, dtb: i.dtb.as_deref(), ramdisk: i.ramdisk.as_deref() })
+        .collect();
+    let bundle = Bundle { system: sys.clone(), images: views };
+    let mut copies = CheckCopies { copies: 0, bytes: 0 };
+    let mut vmm = Vmm::<HostPaging<PlanHal>>::build::<PlanHal>(&bundle, &options, &mut copies)
+        .map_err(|e| PlanError::Setup { config: args.config.clone(), message: e.to_string() })?;
+
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "capvisor plan: {} ({} VM{}) on the seL4 model of {platform_name}",
+        args.config.display(),
+        sys.vms.len(),
+        if sys.vms.len() == 1 { "" } else { "s" }
+    );
+    for n in &notes {
+        let _ = writeln!(w, "note: {n}");
+    }
+
+    // ---- untyped used ----
+    let (after_slots, allocations, counters) = cell.with(|h| {
+        let allocs: Vec<_> = h.pool().allocations().cloned().collect();
+        (h.kernel().free_slots(), allocs, h.kernel().counters().clone())
+    });
+    let ram: u64 = allocations.iter().filter(|a| a.kind == MemoryKind::Ram).map(|a| a.size).sum();
+    let dev: u64 = allocations.iter().filter(|a| a.kind == MemoryKind::Device).map(|a| a.size).sum();
+    let _ = writeln!(
+        w,
+        "\nuntyped used: {} of RAM, {} of device memory, in {} allocations ({} bytes cleared by the kernel)",
+        size(ram),
+        size(dev),
+        allocations.len(),
+        counters.bytes_zeroed
+    );
+
+    // ---- objects and slots ----
+    let mut objects: BTreeMap<String, u64> = BTreeMap::new();
+    for vm in &vmm.vms {
+        for (o, b) in vm.objects() {
+            *objects.entry(blueprint_name(*b)).or_default() += o.count;
+        }
+    }
+    for (o, b) in vmm.objects() {
+        *objects.entry(blueprint_name(*b)).or_default() += o.count;
+    }
+    let frames_in_guests: u64 = vmm.vms.iter().map(|v| v.frames.len() as u64).sum();
+    let mut frames: BTreeMap<String, u64> = BTreeMap::new();
+    for a in &allocations {
+        for o in a.objects() {
+            if o.blueprint.is_frame() {
+                *frames.entry(format!("{:?} frame", o.blueprint)).or_default() += 1;
+            }
+        }
+    }
+    let _ = writeln!(w, "\nobjects:");
+    for (k, n) in &objects {
+        let _ = writeln!(w, "  {k:<24} {n:>6}");
+    }
+    for (k, n) in &frames {
+        let _ = writeln!(w, "  {k:<24} {n:>6}");
+    }
+    let hal_tables = cell.with(|h| h.window().tables());
+    let _ = writeln!(w, "  {:<24} {hal_tables:>6}  (the VMM's own mapping window)", "PageTable (window)");
+    let _ =
+        writeln!(w, "slots: {} used ({} frame copies mapped into guests)", before.0 - after_slots, frames_in_guests);
+
+    // ---- invocations ----
+    let _ = writeln!(w, "\ninvocations ({} in all):", counters.total());
+    for (op, n) in counters.iter() {
+        let _ = writeln!(w, "  {:<24} {n:>6}", format!("{op:?}"));
+    }
+
+    // ---- host-physical memory ----
+    let mut labels: BTreeMap<u64, String> = BTreeMap::new();
+    for vm in &vmm.vms {
+        for r in vm.regions() {
+            let kind = vm.mappings.iter().find(|m| m.hpa == r.base).map_or("memory", |m| match m.kind {
+                MappingKind::Ram => "guest RAM",
+                MappingKind::GicCpuInterface => "GICV",
+                MappingKind::Device => "passthrough",
+            });
+            labels.insert(r.base, format!("{}: {kind}", vm.config.name));
+        }
+        for (o, b) in vm.objects() {
+            labels.insert(o.base.get(), format!("{}: {} x{}", vm.config.name, blueprint_name(*b), o.count));
+        }
+    }
+    for r in &vmm.shared {
+        labels.insert(r.base, "GICV (every VM)".to_string());
+    }
+    for (o, b) in vmm.objects() {
+        labels.insert(o.base.get(), format!("VMM: {} x{}", blueprint_name(*b), o.count));
+    }
+    let _ = writeln!(w, "\nhost-physical memory:");
+    let mut sorted = allocations.clone();
+    sorted.sort_by_key(|a| a.base);
+    for a in &sorted {
+        let label = labels.get(&a.base).cloned().unwrap_or_else(|| match a.purpose {
+            Purpose::Paging => "HAL: stage-2 book table frame".to_string(),
+            Purpose::Objects(b) => format!("HAL: mapping window {}", blueprint_name(b)),
+            Purpose::Region => "HAL: region".to_string(),
+        });
+        let kind = if a.kind == MemoryKind::Device { "device" } else { "RAM" };
+        let _ = writeln!(w, "  {:#014x}-{:#014x} {:>9} {kind:<6} {label}", a.base, a.end(), size(a.size));
+    }
+
+    // ---- guest-physical memory ----
+    for vm in &vmm.vms {
+        let _ = writeln!(
+            w,
+            "\nguest-physical memory of {} (id {}, {} vCPU{}):",
+            vm.config.name,
+            vm.config.id,
+            vm.vcpus.len(),
+            if vm.vcpus.len() == 1 { "" } else { "s" }
+        );
+        let mut rows: Vec<(u64, u64, String)> = Vec::new();
+        for m in &vm.mappings {
+            let what = match m.kind {
+                MappingKind::Ram => "RAM",
+                MappingKind::GicCpuInterface => "GICC (host GICV)",
+                MappingKind::Device => "passthrough",
+            };
+            rows.push((
+                m.gpa,
+                m.size_bytes,
+                format!("{what} -> host {:#x} ({})", m.hpa, if m.rights.write { "rw" } else { "ro" }),
+            ));
+        }
+        for d in &vm.config.emulated {
+            let kind = match d.kind {
+                EmulatedKind::InterruptController => "GICv2 distributor",
+                EmulatedKind::Console => "PL011 UART",
+                EmulatedKind::Dummy => "dummy device",
+            };
+            rows.push((d.range.base.get(), d.range.size_bytes, format!("{kind} \"{}\", emulated (traps)", d.name)));
+        }
+        rows.sort();
+        for (gpa, len, what) in rows {
+            let _ = writeln!(w, "  {gpa:#014x}-{:#014x} {:>9} {what}", gpa + len, size(len));
+        }
+        for i in &vm.images {
+            let _ = writeln!(w, "  image {:<8} at {:#x} ({} bytes, host {:#x})", i.what, i.gpa, i.len, i.hpa);
+        }
+        let _ = writeln!(
+            w,
+            "  stage 2: {} page tables, {} frames; vCPU 0 starts at {:#x}",
+            vm.tables.len(),
+            vm.frames.len(),
+            vm.config.entry_point.get()
+        );
+        // The book and seL4's tables must agree on every page.
+        let book = vm.book.as_ref().expect("built VMs have a book");
+        let (mut pages, mut bad) = (0u64, 0u64);
+        cell.with(|h| {
+            for m in &vm.mappings {
+                let mut gpa = m.gpa;
+                while gpa < m.gpa + m.size_bytes {
+                    let b = book.translate(gpa).map(|e| e.hpa);
+                    let k = h.kernel().translate(vm.vspace, VirtAddr(gpa)).map(|t| t.paddr.get());
+                    if b.is_none() || b != k {
+                        bad += 1;
+                    }
+                    pages += 1;
+                    gpa += 4096;
+                }
+            }
+        });
+        let _ = writeln!(
+            w,
+            "  stage-2 check: {pages} pages, book and seL4 tables {}",
+            if bad == 0 { "agree".to_string() } else { format!("DISAGREE on {bad}") }
+        );
+        if bad != 0 {
+            return Err(PlanError::Setup {
+                config: args.config.clone(),
+                message: format!("{}: stage-2 tables disagree with the book", vm.config.name),
+            });
+        }
+    }
+    let _ = writeln!(w, "\nimages: {} copies, {} bytes through the VMM's window", copies.copies, copies.bytes);
+
+    // ---- teardown ----
+    vmm.teardown::<PlanHal>().map_err(|e| PlanError::Teardown(e.to_string()))?;
+    let (slots_back, stats, held) = cell.with(|h| (h.kernel().free_slots(), h.pool().stats(), pages_held::<PlanHal>()));
+    let kept = cell.with(|h| h.window().tables());
+    if stats.allocations != kept || held != 0 {
+        return Err(PlanError::Teardown(format!(
+            "{} allocations and {held} book pages left (the window keeps {kept} tables)",
+            stats.allocations
+        )));
+    }
+    let _ = writeln!(
+        w,
+        "teardown: every VM object and byte returned; the VMM's window keeps its {kept} tables for reuse ({} slots)",
+        before.0 - slots_back
+    );
+    let _ = cell.take();
+    Ok(out)
+}
+
+/// `capvisor plan`.
+pub fn run(args: &Args) -> Result<(), PlanError> {
+    print!("{}", plan(args)?);
+    Ok(())
+}

@@ -1,0 +1,524 @@
+//! capvisor's bare-metal test guest: an AArch64 EL1 program with no operating system, run
+//! with the MMU off (all data accesses Device memory, aligned: the target is strict-align).
+//!
+//! Normal mode (entry `_start`, the load address):
+//! 1. prints a line through the PL011 at 0x0900_0000 (the VMM's emulated UART);
+//! 2. enables the GIC distributor (emulated) and CPU interface (the real GICV frames at the
+//!    GICC address), the virtual timer's PPI 27, and takes 10 virtual-timer interrupts,
+//!    10 ms apart, waiting in `WFI`;
+//! 3. starts vCPU 1 with PSCI `CPU_ON`; vCPU 1 prints its MPIDR and context, then `CPU_OFF`;
+//! 4. ends with PSCI `SYSTEM_OFF`, its status in `x1` (capvisor's convention): 0 when every
+//!    step worked.
+//!
+//! Wild mode (entry `_start_wild`, load address + 0x100): does what a broken or hostile
+//! guest does (accesses to no device and to unmapped memory, an undefined instruction,
+//! unknown `HVC` and `SMC` numbers, `HVC` with seL4 system call numbers in `x7`, a jump to
+//! unmapped memory, a pair load from an emulated device), counts the exceptions the VMM
+//! delivers back, and powers off with status 0 if each one came back as expected.
+//!
+//! Every `HVC` clears `x7` (or sets it on purpose in wild mode): seL4 reads `x7` of an `HVC`
+//! as a system call number before anything else.
+
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+use core::cell::UnsafeCell;
+use core::fmt::{self, Write};
+
+global_asm!(
+    r#"
+.section .text.boot, "ax"
+.global _start
+_start:
+    mov x19, #0
+    b 1f
+.balign 0x100
+.global _start_wild
+_start_wild:
+    mov x19, #1
+1:
+    mov x1, #(3 << 20)          // CPACR_EL1.FPEN: the compiler uses SIMD registers
+    msr cpacr_el1, x1
+    isb
+    ldr x1, =__stack0_top
+    mov sp, x1
+    ldr x1, =vectors
+    msr vbar_el1, x1
+    isb
+    mov x0, x19
+    bl guest_main
+2:  wfe
+    b 2b
+
+.global secondary_entry
+secondary_entry:
+    mov x19, x0
+    mov x1, #(3 << 20)
+    msr cpacr_el1, x1
+    isb
+    ldr x1, =__stack1_top
+    mov sp, x1
+    ldr x1, =vectors
+    msr vbar_el1, x1
+    isb
+    mov x0, x19
+    bl guest_secondary
+3:  wfe
+    b 3b
+.ltorg
+
+// An exception frame: x0-x30, ELR, SPSR, ESR, FAR (280 bytes, 288 with padding).
+.macro SAVE
+    sub sp, sp, #288
+    stp x0, x1, [sp, #0]
+    stp x2, x3, [sp, #16]
+    stp x4, x5, [sp, #32]
+    stp x6, x7, [sp, #48]
+    stp x8, x9, [sp, #64]
+    stp x10, x11, [sp, #80]
+    stp x12, x13, [sp, #96]
+    stp x14, x15, [sp, #112]
+    stp x16, x17, [sp, #128]
+    stp x18, x19, [sp, #144]
+    stp x20, x21, [sp, #160]
+    stp x22, x23, [sp, #176]
+    stp x24, x25, [sp, #192]
+    stp x26, x27, [sp, #208]
+    stp x28, x29, [sp, #224]
+    mrs x0, elr_el1
+    stp x30, x0, [sp, #240]
+    mrs x0, spsr_el1
+    mrs x1, esr_el1
+    stp x0, x1, [sp, #256]
+    mrs x0, far_el1
+    str x0, [sp, #272]
+    mov x0, sp
+.endm
+
+.macro RESTORE
+    ldp x30, x0, [sp, #240]
+    msr elr_el1, x0
+    ldr x0, [sp, #256]
+    msr spsr_el1, x0
+    ldp x0, x1, [sp, #0]
+    ldp x2, x3, [sp, #16]
+    ldp x4, x5, [sp, #32]
+    ldp x6, x7, [sp, #48]
+    ldp x8, x9, [sp, #64]
+    ldp x10, x11, [sp, #80]
+    ldp x12, x13, [sp, #96]
+    ldp x14, x15, [sp, #112]
+    ldp x16, x17, [sp, #128]
+    ldp x18, x19, [sp, #144]
+    ldp x20, x21, [sp, #160]
+    ldp x22, x23, [sp, #176]
+    ldp x24, x25, [sp, #192]
+    ldp x26, x27, [sp, #208]
+    ldp x28, x29, [sp, #224]
+    add sp, sp, #288
+    eret
+.endm
+
+.section .text.vectors, "ax"
+.balign 2048
+.global vectors
+vectors:
+    .balign 0x80            // current EL, SP_EL0: not used
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80            // current EL, SP_ELx: synchronous
+    b sync_entry
+    .balign 0x80            // IRQ
+    b irq_entry
+    .balign 0x80            // FIQ
+    b unexpected
+    .balign 0x80            // SError
+    b unexpected
+    .balign 0x80            // lower EL: none
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+    .balign 0x80
+    b unexpected
+
+sync_entry:
+    SAVE
+    bl guest_sync
+    RESTORE
+
+irq_entry:
+    SAVE
+    bl guest_irq
+    RESTORE
+
+unexpected:
+    SAVE
+    bl guest_unexpected
+    RESTORE
+"#
+);
+
+/// The exception frame the vector code saves.
+#[repr(C)]
+pub struct Frame {
+    x: [u64; 31],
+    elr: u64,
+    spsr: u64,
+    esr: u64,
+    far: u64,
+}
+
+// ---- devices ----
+
+const UART: u64 = 0x0900_0000;
+const GICD: u64 = 0x0800_0000;
+const GICC: u64 = 0x0801_0000;
+const VTIMER_PPI: u32 = 27;
+
+/// A 32-bit store that traps with a full syndrome (one register, no writeback).
+fn mmio_write(addr: u64, value: u32) {
+    // SAFETY: `addr` is a device register or an address the test wants to fault on; the
+    // store has no effect on memory this program uses.
+    unsafe { asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack)) };
+}
+
+/// A 32-bit load that traps with a full syndrome.
+fn mmio_read(addr: u64) -> u32 {
+    let v: u32;
+    // SAFETY: as for `mmio_write`; a load has no side effect on this program's memory.
+    unsafe { asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
+    v
+}
+
+struct Uart;
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            mmio_write(UART, u32::from(b));
+        }
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(Uart, $($t)*);
+    }};
+}
+
+/// A word shared between the vCPUs and the interrupt handler: volatile, single writer.
+struct Shared(UnsafeCell<u64>);
+
+// SAFETY: every access is one aligned volatile load or store of a u64, and each variable
+// has one writer (a vCPU or the handler running on it).
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    const fn new() -> Self {
+        Shared(UnsafeCell::new(0))
+    }
+    fn get(&self) -> u64 {
+        // SAFETY: see the `Sync` impl.
+        unsafe { core::ptr::read_volatile(self.0.get()) }
+    }
+    fn set(&self, v: u64) {
+        // SAFETY: see the `Sync` impl.
+        unsafe { core::ptr::write_volatile(self.0.get(), v) }
+    }
+    fn bump(&self) {
+        self.set(self.get() + 1);
+    }
+}
+
+static TICKS: Shared = Shared::new();
+static INTERVAL: Shared = Shared::new();
+static SECONDARY_UP: Shared = Shared::new();
+static DATA_ABORTS: Shared = Shared::new();
+static INSN_ABORTS: Shared = Shared::new();
+static UNDEFINED: Shared = Shared::new();
+static BAD: Shared = Shared::new();
+
+// ---- system registers ----
+
+macro_rules! sysreg_read {
+    ($name:literal) => {{
+        let v: u64;
+        // SAFETY: reading an EL1-accessible system register has no side effect.
+        unsafe { asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+}
+
+macro_rules! sysreg_write {
+    ($name:literal, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: the registers written (timer, DAIF) affect only this program's interrupts.
+        unsafe { asm!(concat!("msr ", $name, ", {}"), "isb", in(reg) v, options(nostack)) };
+    }};
+}
+
+// ---- PSCI ----
+
+mod psci {
+    pub const VERSION: u64 = 0x8400_0000;
+    pub const CPU_OFF: u64 = 0x8400_0002;
+    pub const CPU_ON: u64 = 0xc400_0003;
+    pub const SYSTEM_OFF: u64 = 0x8400_0008;
+    pub const NOT_SUPPORTED: u64 = -1i64 as u64;
+}
+
+/// `HVC #0` with `x0`-`x3` and `x7` as given; returns `x0`.
+fn hvc(x0: u64, x1: u64, x2: u64, x3: u64, x7: u64) -> u64 {
+    let r: u64;
+    // SAFETY: a call to the hypervisor (or, with a system call number in x7, to seL4); it
+    // may change x0-x7 and nothing else of this program.
+    unsafe {
+        asm!("hvc #0",
+            inout("x0") x0 => r, inout("x1") x1 => _, inout("x2") x2 => _, inout("x3") x3 => _,
+            inout("x4") 0u64 => _, inout("x5") 0u64 => _, inout("x6") 0u64 => _, inout("x7") x7 => _,
+            options(nostack))
+    };
+    r
+}
+
+/// `SMC #0` with `x0`; returns `x0`.
+fn smc(x0: u64) -> u64 {
+    let r: u64;
+    // SAFETY: as `hvc`; seL4 traps every SMC to the VMM.
+    unsafe {
+        asm!("smc #0",
+            inout("x0") x0 => r, inout("x1") 0u64 => _, inout("x2") 0u64 => _, inout("x3") 0u64 => _,
+            inout("x7") 0u64 => _, options(nostack))
+    };
+    r
+}
+
+fn system_off(status: u64) -> ! {
+    say!("SYSTEM_OFF status {status}");
+    hvc(psci::SYSTEM_OFF, status, 0, 0, 0);
+    // SYSTEM_OFF does not return; if it did, stop here.
+    loop {
+        // SAFETY: waiting for an event has no effect on memory.
+        unsafe { asm!("wfe", options(nomem, nostack)) };
+    }
+}
+
+// ---- exceptions ----
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_sync(f: &mut Frame) {
+    let ec = (f.esr >> 26) & 0x3f;
+    let external = f.esr & 0x3f == 0x10;
+    match ec {
+        // Data abort at EL1 (a synchronous external abort from the VMM): skip the access.
+        0x25 if external => {
+            DATA_ABORTS.bump();
+            f.elr += 4;
+        }
+        // Instruction abort at EL1: return to the caller of the jump.
+        0x21 if external => {
+            INSN_ABORTS.bump();
+            f.elr = f.x[30];
+        }
+        // Undefined instruction: skip it.
+        0x00 => {
+            UNDEFINED.bump();
+            f.elr += 4;
+        }
+        _ => {
+            BAD.bump();
+            say!("unexpected synchronous exception: esr {:#x} elr {:#x} far {:#x}", f.esr, f.elr, f.far);
+            system_off(9);
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_irq(_f: &mut Frame) {
+    let iar = mmio_read(GICC + 0x0c);
+    let id = iar & 0x3ff;
+    if id == 1023 {
+        return; // spurious: nothing to acknowledge
+    }
+    if id == VTIMER_PPI {
+        let n = TICKS.get() + 1;
+        TICKS.set(n);
+        say!("tick {n}");
+        if n < 10 {
+            sysreg_write!("cntv_tval_el0", INTERVAL.get());
+        } else {
+            sysreg_write!("cntv_ctl_el0", 0);
+        }
+    } else {
+        BAD.bump();
+        say!("unexpected interrupt {id}");
+    }
+    mmio_write(GICC + 0x10, iar);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_unexpected(f: &mut Frame) {
+    say!("unexpected exception: esr {:#x} elr {:#x}", f.esr, f.elr);
+    system_off(8);
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    say!("panic: {info}");
+    system_off(7)
+}
+
+// ---- normal mode ----
+
+fn counter() -> u64 {
+    sysreg_read!("cntvct_el0")
+}
+
+fn timer_ticks() -> bool {
+    let freq = sysreg_read!("cntfrq_el0");
+    INTERVAL.set(freq / 100);
+    // Distributor: group 0 on, PPI 27 enabled. CPU interface: group 0 on, all priorities.
+    mmio_write(GICD, 1);
+    mmio_write(GICD + 0x100, 1 << VTIMER_PPI);
+    mmio_write(GICC + 0x04, 0xff);
+    mmio_write(GICC, 1);
+    sysreg_write!("cntv_tval_el0", INTERVAL.get());
+    sysreg_write!("cntv_ctl_el0", 1);
+    let deadline = counter() + freq * 5;
+    // Check, then wait, with IRQs masked: an interrupt between the check and the WFI stays
+    // pending and ends the WFI (a pending interrupt wakes WFI even when masked), instead of
+    // being taken before the WFI and leaving it to sleep for good. It is taken when IRQs are
+    // unmasked after the WFI.
+    while TICKS.get() < 10 && counter() < deadline {
+        // SAFETY: waiting for an interrupt, then letting it in; the handler is installed.
+        unsafe { asm!("wfi", "msr daifclr, #2", "isb", "msr daifset, #2", options(nomem, nostack)) };
+    }
+    TICKS.get() == 10
+}
+
+unsafe extern "C" {
+    fn secondary_entry();
+}
+
+fn second_vcpu() -> Result<(), u64> {
+    let entry = secondary_entry as *const () as u64;
+    let r = hvc(psci::CPU_ON, 1, entry, 0x5ec0, 0);
+    if r != 0 {
+        return Err(r);
+    }
+    let freq = sysreg_read!("cntfrq_el0");
+    let deadline = counter() + freq * 5;
+    while SECONDARY_UP.get() == 0 && counter() < deadline {
+        core::hint::spin_loop();
+    }
+    if SECONDARY_UP.get() == 0 { Err(0) } else { Ok(()) }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_secondary(context: u64) -> ! {
+    let mpidr = sysreg_read!("mpidr_el1");
+    say!("vCPU 1 up: context {context:#x}, mpidr {mpidr:#x}");
+    SECONDARY_UP.set(1);
+    hvc(psci::CPU_OFF, 0, 0, 0, 0);
+    loop {
+        // SAFETY: CPU_OFF does not return; if it did, wait.
+        unsafe { asm!("wfe", options(nomem, nostack)) };
+    }
+}
+
+fn normal() -> ! {
+    let mpidr = sysreg_read!("mpidr_el1");
+    say!("UART ok: vCPU 0, mpidr {mpidr:#x}, PSCI version {:#x}", hvc(psci::VERSION, 0, 0, 0, 0));
+    let mut status = 0;
+    if timer_ticks() {
+        say!("10 timer ticks");
+    } else {
+        say!("timer: only {} ticks", TICKS.get());
+        status = 1;
+    }
+    match second_vcpu() {
+        Ok(()) => say!("second vCPU up"),
+        // A VM with one vCPU: PSCI says the target does not exist.
+        Err(r) if r == -2i64 as u64 => say!("no second vCPU (CPU_ON: invalid parameters)"),
+        Err(r) => {
+            say!("second vCPU failed: {r:#x}");
+            status = 2;
+        }
+    }
+    if BAD.get() != 0 {
+        status = 3;
+    }
+    system_off(status)
+}
+
+// ---- wild mode ----
+
+fn wild() -> ! {
+    say!("wild: start");
+    // Accesses to no device, and to guest-physical memory with nothing behind it.
+    let _ = mmio_read(0x0a00_0000);
+    mmio_write(0x0a00_0000, 1);
+    for a in [0x5000_0000u64, 0x6000_0000, 0x5000_0000, 0x1_0000_0000] {
+        mmio_write(a, 0xdead);
+    }
+    // A pair load from the emulated distributor: the syndrome cannot describe it.
+    // SAFETY: a load whose abort the handler skips.
+    unsafe { asm!("ldp {a:w}, {b:w}, [{p}]", p = in(reg) GICD, a = out(reg) _, b = out(reg) _, options(nostack)) };
+    let data_expected = 7;
+    // An undefined instruction (taken by this program itself, never by the VMM).
+    // SAFETY: the handler skips it.
+    unsafe { asm!("udf #0", options(nomem, nostack)) };
+    // A jump to unmapped memory: the handler returns to the instruction after it.
+    // SAFETY: the instruction abort comes back to the return address in x30.
+    unsafe { asm!("blr {t}", t = in(reg) 0x5000_0000u64, lateout("x30") _, clobber_abi("C")) };
+    say!("wild: {} data aborts, {} instruction aborts, {} undefined", DATA_ABORTS.get(), INSN_ABORTS.get(), UNDEFINED.get());
+
+    // Unknown HVC and SMC function numbers.
+    let mut answered = 0;
+    for f in [0x8400_00ffu64, 0x1234, 0xc400_00ff, u64::MAX] {
+        answered += u32::from(hvc(f, 1, 2, 3, 0) == psci::NOT_SUPPORTED);
+        answered += u32::from(smc(f) == psci::NOT_SUPPORTED);
+    }
+    answered += u32::from(smc(psci::VERSION) == 0x1_0000);
+    // HVC with seL4 system call numbers in x7: Call, ReplyRecv, Send, NBSend, Recv, Reply,
+    // Yield, NBRecv, DebugCapIdentify. The ones the kernel performs find nothing in this
+    // guest's CSpace; the ones that fail come to the VMM as cap faults and are answered as
+    // PSCI. Not DebugPutChar, DebugDumpScheduler, DebugHalt, DebugSnapshot or
+    // DebugNameThread: a debug kernel runs those for any thread (see README.md).
+    for n in [-1i64, -2, -3, -4, -5, -6, -7, -8, -12] {
+        let _ = hvc(psci::VERSION, 0, 0, 0, n as u64);
+    }
+    say!("wild: {answered} of 9 unknown calls answered NOT_SUPPORTED or by version; seL4 call numbers survived");
+    // WFE traps and comes back.
+    // SAFETY: waiting for an event has no effect on memory.
+    unsafe { asm!("wfe", options(nomem, nostack)) };
+    let ok = DATA_ABORTS.get() == data_expected
+        && INSN_ABORTS.get() == 1
+        && UNDEFINED.get() == 1
+        && answered == 9
+        && BAD.get() == 0;
+    say!("wild: contained: {}", if ok { "yes" } else { "NO" });
+    system_off(if ok { 0 } else { 1 })
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_main(mode: u64) -> ! {
+    if mode == 1 { wild() } else { normal() }
+}

@@ -1,0 +1,245 @@
+//! The VMM in the root task: the target-only pieces around `vm_runner` (the embedded VM
+//! bundle, the HAL instance, copying images through the HAL's window, the console) and the
+//! run from bundle to exit status.
+//!
+//! # Where the guests come from
+//! `capvisor vms CONFIG --search DIR -o BUNDLE` packs a system's configuration and images;
+//! building the root task with `CAPVISOR_VMS=BUNDLE` embeds it (`build.rs`). A root task
+//! built without it has an empty bundle and runs no VM.
+//!
+//! # Console
+//! Output: each VM's finished UART lines, prefixed with its name, through
+//! `seL4_DebugPutChar`, the kernel's own serial console. Input: seL4 has no debug *input*
+//! call, so the root task takes QEMU virt's PL011 itself: it maps the UART's registers
+//! (device frame at 0x0900_0000, shared with the kernel's output, which only writes the data
+//! register) and takes its receive interrupt (SPI 1, IRQ 33, level) through an IRQ handler
+//! that signals the VMM's notification ([`vm_runner::run::SIGNAL_CONSOLE`]); the run loop
+//! drains the receive FIFO and routes each byte to the VM with focus (`Ctrl-A n`). An
+//! interrupt rather than polling, because the VMM sleeps in `Recv` while guests run.
+//!
+//! # Status
+//! The run ends when every VM has stopped; the exit status (semihosting) is the first
+//! non-zero VM status in configuration order: for `SYSTEM_OFF` the low byte of the guest's
+//! `x1`, otherwise the stop reason's status.
+//!
+//! Owns: the HAL instance ([`HAL`]) while the VMs run, and the UART registers' mapping.
+//! Never touches: capabilities the HAL and the VMM setup did not make.
+
+use core::fmt;
+
+use hal_sel4::{GlobalPaging, HalCell, HalConfig, HalInstance, KindRequest, Sel4Hal};
+use sel4::cap_type::{IrqHandler, Notification};
+use sel4::{BootInfo, CNodeSlot, Cap, CapRights, Kernel, PhysAddr, RealKernel, VirtAddr, init_cap};
+use sel4_root_task::debug_println;
+use vm_runner::bundle::Bundle;
+use vm_runner::run::{CountersTable, Host, Runner, SIGNAL_CONSOLE};
+use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, SetupOptions, Vmm, split_slots};
+use vm_runner::vm::Platform;
+
+/// The bundle `capvisor vms` wrote, or nothing.
+static BUNDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vms.bundle"));
+
+/// Whether this build carries VMs to run.
+pub fn configured() -> bool {
+    !BUNDLE.is_empty()
+}
+
+/// The HAL while the VMs run.
+static HAL: HalCell<RealKernel> = HalCell::new();
+
+/// Names [`HAL`] for `GlobalHal` and `GlobalPaging`.
+pub struct RootHal;
+
+impl HalInstance for RootHal {
+    type Kernel = RealKernel;
+    fn cell() -> &'static HalCell<RealKernel> {
+        &HAL
+    }
+}
+
+/// Copies images through the HAL's window.
+struct WindowCopy;
+
+impl CopyIn for WindowCopy {
+    fn copy(&mut self, dst: VirtAddr, bytes: &[u8]) {
+        // SAFETY: `CopyIn`'s contract: the HAL mapped `[dst, dst + len)` writable into this
+        // address space just before the call, for this copy only; nothing else refers to it.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.get() as *mut u8, bytes.len()) };
+    }
+}
+
+/// QEMU virt's PL011: where, and its receive interrupt.
+const UART_BASE: u64 = 0x0900_0000;
+const UART_IRQ: u64 = 33;
+/// PL011 registers and bits (offsets from the base).
+const DR: usize = 0x000;
+const FR: usize = 0x018;
+const IMSC: usize = 0x038;
+const ICR: usize = 0x044;
+const FR_RXFE: u32 = 1 << 4;
+const RX_INTERRUPTS: u32 = (1 << 4) | (1 << 6);
+
+struct Uart {
+    regs: usize,
+    irq: Cap<IrqHandler>,
+}
+
+impl Uart {
+    fn read(&self, off: usize) -> u32 {
+        // SAFETY: `regs` maps the PL011's 4 KiB register frame (device memory, mapped by the
+        // HAL for the whole run); `off` is a register offset inside it, 4-byte aligned.
+        unsafe { core::ptr::read_volatile((self.regs + off) as *const u32) }
+    }
+    fn write(&self, off: usize, v: u32) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile((self.regs + off) as *mut u32, v) }
+    }
+}
+
+struct RootHost {
+    uart: Option<Uart>,
+}
+
+impl Host for RootHost {
+    fn console_out(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            sel4::sys::debug_put_char(b);
+        }
+    }
+
+    fn log(&mut self, line: fmt::Arguments<'_>) {
+        debug_println!("capvisor: {line}");
+    }
+
+    fn console_in<K: Kernel>(&mut self, kernel: &mut K, buf: &mut [u8]) -> usize {
+        let Some(u) = &self.uart else { return 0 };
+        let mut n = 0;
+        while n < buf.len() && u.read(FR) & FR_RXFE == 0 {
+            buf[n] = u.read(DR) as u8;
+            n += 1;
+        }
+        u.write(ICR, RX_INTERRUPTS);
+        // The line is low again (FIFO drained) or will signal again (more than `buf`).
+        let _ = kernel.irq_handler_ack(u.irq);
+        n
+    }
+}
+
+/// Maps the UART and routes its receive interrupt to the VMM's notification.
+fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<Uart, &'static str> {
+    let slots = vmm.slots.alloc(2).ok_or("no VMM slots for the console interrupt")?;
+    let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
+    let regs = HAL.with(|h| -> Result<VirtAddr, &'static str> {
+        h.alloc_region(PhysAddr(UART_BASE), 0x1000, KindRequest::Device).map_err(|_| "UART frame")?;
+        h.map_region(PhysAddr(UART_BASE)).map_err(|_| "mapping the UART")
+    })?;
+    let ntfn: Cap<Notification> = vmm.ntfn;
+    HAL.with(|h| -> Result<(), &'static str> {
+        let k = h.kernel_mut();
+        k.irq_control_get(init_cap::IRQ_CONTROL.cap(), UART_IRQ, false, CNodeSlot::root(irq_slot))
+            .map_err(|_| "IRQControl_GetTrigger (UART)")?;
+        k.cnode_mint(CNodeSlot::root(ntfn_slot), ntfn.slot(), CapRights::WRITE_ONLY, SIGNAL_CONSOLE)
+            .map_err(|_| "CNode_Mint (console signal)")?;
+        k.irq_handler_set_notification(irq_slot.cap(), ntfn_slot.cap())
+            .map_err(|_| "IRQHandler_SetNotification (UART)")?;
+        Ok(())
+    })?;
+    let u = Uart { regs: regs.get() as usize, irq: irq_slot.cap() };
+    u.write(ICR, RX_INTERRUPTS);
+    u.write(IMSC, u.read(IMSC) | RX_INTERRUPTS);
+    HAL.with(|h| h.kernel_mut().irq_handler_ack(u.irq)).map_err(|_| "IRQHandler_Ack (UART)")?;
+    Ok(u)
+}
+
+/// Builds and runs the bundle's VMs; returns the exit status.
+pub fn run(bi: &BootInfo<'static>) -> u32 {
+    let bundle = match Bundle::decode(BUNDLE) {
+        Ok(b) => b,
+        Err(e) => {
+            debug_println!("capvisor: VM bundle: {e}");
+            return 1;
+        }
+    };
+    let untyped: alloc::vec::Vec<_> = bi.untyped_list().collect();
+    let problems = vm_config::check_against_untyped(&bundle.system, &untyped);
+    if !problems.is_empty() {
+        for p in &problems {
+            debug_println!("capvisor: {p}");
+        }
+        return 1;
+    }
+    let Some(kernel) = RealKernel::from_registered_ipc_buffer() else {
+        debug_println!("capvisor: the IPC buffer is taken: no kernel handle for the VMM");
+        return 1;
+    };
+    let (hal_slots, vmm_slots) = split_slots(bi.empty(), DEFAULT_VMM_SLOTS);
+    let hal = match Sel4Hal::from_bootinfo(kernel, bi, HalConfig::new(hal_slots)) {
+        Ok(h) => h,
+        Err(e) => {
+            debug_println!("capvisor: HAL: {e}");
+            return 1;
+        }
+    };
+    if HAL.install(hal).is_err() {
+        debug_println!("capvisor: a HAL is installed already");
+        return 1;
+    }
+    let options = SetupOptions {
+        platform: Platform::QEMU_VIRT,
+        slots: vmm_slots,
+        asid_pool: init_cap::ASID_POOL.cap(),
+        vmm_tcb: init_cap::TCB.cap(),
+    };
+    let mut vmm = match Vmm::<GlobalPaging<RootHal>>::build::<RootHal>(&bundle, &options, &mut WindowCopy) {
+        Ok(v) => v,
+        Err(e) => {
+            debug_println!("capvisor: building VMs: {e}");
+            return 1;
+        }
+    };
+    for vm in &vmm.vms {
+        let ram = vm.mappings.first().map_or((0, 0, 0), |m| (m.gpa, m.hpa, m.size_bytes));
+        debug_println!(
+            "capvisor: VM {} \"{}\": {} vCPU(s), RAM {:#x}+{:#x} at host {:#x}, {} stage-2 tables, {} frames",
+            vm.index,
+            vm.config.name,
+            vm.vcpus.len(),
+            ram.0,
+            ram.2,
+            ram.1,
+            vm.tables.len(),
+            vm.frames.len()
+        );
+    }
+    let mut host = RootHost { uart: None };
+    match console_input(&mut vmm) {
+        Ok(u) => host.uart = Some(u),
+        Err(e) => debug_println!("capvisor: console input off: {e}"),
+    }
+    let mut runner = Runner::new(vmm.vms.len());
+    runner.trace = cfg!(feature = "vmm-trace");
+    debug_println!("capvisor: starting {} VM(s)", vmm.vms.len());
+    HAL.with(|h| runner.run(h.kernel_mut(), &mut vmm, &mut host));
+    let mut status = 0u32;
+    for vm in &vmm.vms {
+        let ended = runner.ended.get(vm.index).copied().flatten();
+        let (reason, st) = ended.map_or(("not stopped".into(), 0), |e| (alloc::format!("{}", e.reason), e.status));
+        debug_println!("capvisor: VM \"{}\" ended: {reason}, status {st}", vm.config.name);
+        let table = CountersTable { predicted: vm.state.counters(), measured: &runner.measured[vm.index] };
+        debug_println!(
+            "capvisor: counters of \"{}\" (VMM system calls per exit, measured; predicted):",
+            vm.config.name
+        );
+        for line in alloc::format!("{table}").lines() {
+            debug_println!("capvisor:   {line}");
+        }
+        if status == 0 {
+            status = u32::from(st);
+        }
+    }
+    if runner.stray != 0 {
+        debug_println!("capvisor: {} faults with badges naming no vCPU were ignored", runner.stray);
+    }
+    debug_println!("capvisor: all VMs stopped, exit status {status}");
+    status
+}
