@@ -488,7 +488,12 @@ fn wild() -> ! {
     // A jump to unmapped memory: the handler returns to the instruction after it.
     // SAFETY: the instruction abort comes back to the return address in x30.
     unsafe { asm!("blr {t}", t = in(reg) 0x5000_0000u64, lateout("x30") _, clobber_abi("C")) };
-    say!("wild: {} data aborts, {} instruction aborts, {} undefined", DATA_ABORTS.get(), INSN_ABORTS.get(), UNDEFINED.get());
+    say!(
+        "wild: {} data aborts, {} instruction aborts, {} undefined",
+        DATA_ABORTS.get(),
+        INSN_ABORTS.get(),
+        UNDEFINED.get()
+    );
 
     // Unknown HVC and SMC function numbers.
     let mut answered = 0;

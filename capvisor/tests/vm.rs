@@ -1,0 +1,222 @@
+//! Guests under capvisor on the real kernel (QEMU), and `capvisor plan` on every example
+//! configuration (host only, runs everywhere).
+//!
+//! The QEMU tests build the test guest (`guests/test-guest`, aarch64-unknown-none), pack a
+//! configuration with `capvisor vms`, build the root task with that bundle
+//! (`CAPVISOR_VMS`), pack the boot image and boot it under QEMU with a time limit. They skip,
+//! saying why, when `SEL4_PREFIX` has no kernel or QEMU is missing. The stamped console logs
+//! stay in `<target>/tmp/vm-test/`.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use common::{Boot, boot_prerequisites, capvisor_image, run_qemu, work_dir, workspace};
+
+const TIMEOUT_S: u64 = 240;
+
+/// One root-task build directory for both QEMU tests; they take turns (a bundle change
+/// rebuilds only the root task).
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Builds the test guest once per process; returns the directory holding its ELF.
+fn guest() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = work_dir("vm-test").join("guest");
+        let status = Command::new(cargo())
+            .current_dir(workspace().join("guests/test-guest"))
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["build", "--release", "--target", "aarch64-unknown-none"])
+            .status()
+            .expect("run cargo for the test guest");
+        assert!(status.success(), "building guests/test-guest failed: {status}");
+        target.join("aarch64-unknown-none/release")
+    })
+}
+
+/// Packs `config` with the test guest, builds the root task with it, packs the image and
+/// boots it.
+fn boot_config(prefix: &Path, config: &str, name: &str) -> Boot {
+    let _turn = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = work_dir("vm-test");
+    let bundle = dir.join(format!("{name}.bundle"));
+    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
+        .arg("vms")
+        .arg(workspace().join("configs").join(config))
+        .arg("--search")
+        .arg(guest())
+        .arg("-o")
+        .arg(&bundle)
+        .output()
+        .expect("run capvisor vms");
+    assert!(out.status.success(), "capvisor vms failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let target = dir.join("cargo");
+    let status = Command::new(cargo())
+        .current_dir(workspace())
+        .env("SEL4_PREFIX", prefix)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CAPVISOR_VMS", &bundle)
+        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build of the root task with {config} failed: {status}");
+    let built = common::Built {
+        root_task: target.join("aarch64-unknown-none/release/root-task"),
+        loader: target.join("aarch64-unknown-none/release/loader"),
+    };
+    let image = dir.join(format!("{name}.elf"));
+    capvisor_image(prefix, &built, &image);
+    run_qemu(&image, TIMEOUT_S, &dir, name)
+}
+
+/// Index of the first line at or after `from` containing `marker`.
+fn find_from(boot: &Boot, from: usize, marker: &str) -> Option<usize> {
+    boot.lines.iter().enumerate().skip(from).find(|(_, (_, l))| l.contains(marker)).map(|(i, _)| i)
+}
+
+/// Asserts the markers appear in this order; returns the index of the last.
+fn in_order(boot: &Boot, markers: &[&str]) -> usize {
+    let mut at = 0;
+    for m in markers {
+        match find_from(boot, at, m) {
+            Some(i) => at = i + 1,
+            None => panic!("no {m:?} after line {at}; log: {}", boot.log_path.display()),
+        }
+    }
+    at - 1
+}
+
+/// The console lines of VM `name`, and the VMM's lines about it, for the report.
+fn echo(boot: &Boot, name: &str) {
+    for (t, l) in &boot.lines {
+        if l.starts_with(&format!("[{name}]")) || l.contains(&format!("\"{name}\"")) || l.starts_with("capvisor:   ") {
+            eprintln!("[{:7.3}] {l}", t.as_secs_f64());
+        }
+    }
+}
+
+fn markers(name: &str, second_vcpu: bool) -> Vec<String> {
+    let p = |s: &str| format!("[{name}] {s}");
+    let mut m = vec![p("UART ok: vCPU 0, mpidr 0x80000000, PSCI version 0x10000")];
+    for i in 1..=10 {
+        m.push(p(&format!("tick {i}")));
+    }
+    m.push(p("10 timer ticks"));
+    if second_vcpu {
+        m.push(p("vCPU 1 up: context 0x5ec0, mpidr 0x80000001"));
+        m.push(p("second vCPU up"));
+    } else {
+        m.push(p("no second vCPU (CPU_ON: invalid parameters)"));
+    }
+    m.push(p("SYSTEM_OFF status 0"));
+    m.push(format!("capvisor: VM \"{name}\" ended: powered off, status 0"));
+    m
+}
+
+#[test]
+fn the_test_guest_prints_ticks_starts_its_second_vcpu_and_powers_off_with_status_0() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let boot = boot_config(&prefix, "test-guest.toml", "test-guest");
+    let log = boot.log_path.display();
+    let m = markers("test-guest", true);
+    let refs: Vec<&str> = m.iter().map(String::as_str).collect();
+    in_order(&boot, &refs);
+    let last = in_order(&boot, &["capvisor: all VMs stopped, exit status 0"]);
+    assert!(last > 0);
+    assert_eq!(boot.status.code(), Some(0), "QEMU exit status; log: {log}");
+    // The counters table: MMIO writes at 3 system calls each, measured.
+    let row = boot.line("capvisor:   MmioWrite").unwrap_or_else(|| panic!("no counters; log: {log}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[cols.len() - 2], "3.00", "measured MMIO write cost: {row}");
+    assert!(boot.line("panicked").is_none(), "log: {log}");
+    echo(&boot, "test-guest");
+}
+
+#[test]
+fn two_vms_run_side_by_side_and_a_wild_third_is_contained() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let boot = boot_config(&prefix, "contained.toml", "contained");
+    let log = boot.log_path.display();
+    for (name, second) in [("test-guest", true), ("test-guest-b", false)] {
+        let m = markers(name, second);
+        let refs: Vec<&str> = m.iter().map(String::as_str).collect();
+        in_order(&boot, &refs);
+    }
+    in_order(
+        &boot,
+        &[
+            "[test-guest-wild] wild: start",
+            "test-guest-wild: vCPU 0: read at 0xa000000",
+            "[test-guest-wild] wild: 7 data aborts, 1 instruction aborts, 1 undefined",
+            "[test-guest-wild] wild: 9 of 9 unknown calls answered",
+            "[test-guest-wild] wild: contained: yes",
+            "capvisor: VM \"test-guest-wild\" ended: powered off, status 0",
+        ],
+    );
+    // Logged once per address: 0x5000_0000 was written twice.
+    let writes = boot.lines.iter().filter(|(_, l)| l.contains("write at 0x50000000")).count();
+    assert_eq!(writes, 1, "log: {log}");
+    // The two good VMs really ran at the same time: their lines interleave.
+    let first_a = find_from(&boot, 0, "[test-guest] tick 1").unwrap();
+    let last_a = find_from(&boot, 0, "[test-guest] tick 10").unwrap();
+    let b_between = boot.lines[first_a..last_a].iter().any(|(_, l)| l.starts_with("[test-guest-b] tick"));
+    assert!(b_between, "test-guest-b ticked while test-guest did; log: {log}");
+    in_order(&boot, &["capvisor: all VMs stopped, exit status 0"]);
+    assert_eq!(boot.status.code(), Some(0), "log: {log}");
+    assert!(boot.line("panicked").is_none(), "log: {log}");
+    echo(&boot, "test-guest-wild");
+}
+
+/// `capvisor plan` on every example configuration: the setup runs on the model, the stage-2
+/// tables agree with the book, and teardown gives everything back. Host only.
+#[test]
+fn plan_runs_on_every_example_configuration() {
+    let configs = workspace().join("configs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&configs)
+        .expect("configs/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for f in &files {
+        let out = Command::new(env!("CARGO_BIN_EXE_capvisor")).arg("plan").arg(f).output().expect("run capvisor plan");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {}\n{text}", f.display(), String::from_utf8_lossy(&out.stderr));
+        let sys = vm_config::parse_system_file(f).unwrap_or_else(|e| panic!("{e}"));
+        for vm in &sys.vms {
+            assert!(text.contains(&format!("guest-physical memory of {} (id {}", vm.name, vm.id)), "{text}");
+        }
+        let agree = text.lines().filter(|l| l.contains("stage-2 check:") && l.ends_with("book and seL4 tables agree"));
+        assert_eq!(agree.count(), sys.vms.len(), "{}:\n{text}", f.display());
+        let vcpus: u64 = sys.vms.iter().map(|v| u64::from(v.cpu_num)).sum();
+        let tcb = text.lines().find(|l| l.trim_start().starts_with("Tcb ")).unwrap_or_default();
+        assert_eq!(tcb.split_whitespace().last(), Some(vcpus.to_string().as_str()), "{}: {tcb}", f.display());
+        assert!(text.contains("TcbConfigure"), "{text}");
+        assert!(text.contains("teardown: every VM object and byte returned"), "{text}");
+    }
+    // The platform option: the same QEMU description given as a file.
+    let platform = workspace().join("platforms/qemu-arm-virt/bootinfo.txt");
+    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
+        .args(["plan", "--platform"])
+        .arg(&platform)
+        .arg(configs.join("two-vms.toml"))
+        .output()
+        .expect("run capvisor plan");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&platform.display().to_string()));
+    // A bad configuration is refused with the file named.
+    let bad = work_dir("vm-test").join("bad.toml");
+    std::fs::write(&bad, "[base]\nid = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_capvisor")).arg("plan").arg(&bad).output().expect("run capvisor plan");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+}
