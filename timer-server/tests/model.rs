@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sel4::cap_type::{Endpoint, Notification, Tcb};
-use sel4::{Cap, Kernel, Message, ObjectBlueprint, Op, Slot, SlotRegion, VCpuReg, VirtAddr, init_cap};
+use sel4::{Cap, Kernel, Message, ObjectBlueprint, Op, Slot, VCpuReg, VirtAddr, init_cap};
 use sel4_model::{Model, ThreadState};
 use timer_server::clock::{Clock, Frequency, ticks_to_ns};
 use timer_server::protocol::{CancelOutcome, ErrorCode, ReplyError, Request, badge, decode_reply};
@@ -39,9 +39,8 @@ fn clock() -> Clock {
     Clock::new(Frequency::new(HZ).unwrap(), 64, 0).unwrap()
 }
 
-/// A model, an arena over its largest RAM untyped and the empty slots after `reserve`
-/// slots kept for the test.
-fn model_and_arena(reserve: u64) -> (Model, UntypedArena, SlotRegion) {
+/// A model and an arena over its largest RAM untyped (returned too) and all its empty slots.
+fn model_and_arena() -> (Model, UntypedArena, Slot) {
     let m = Model::qemu_arm_virt();
     let (ut, _) = m
         .untyped_slots()
@@ -49,10 +48,8 @@ fn model_and_arena(reserve: u64) -> (Model, UntypedArena, SlotRegion) {
         .filter(|(_, d)| !d.is_device)
         .max_by_key(|(_, d)| d.size_bits)
         .expect("RAM untyped");
-    let empty = m.bootinfo().empty();
-    let mine = SlotRegion { start: empty.start, end: Slot::new(empty.start.index() + reserve) };
-    let arena = UntypedArena::new(ut.cap(), SlotRegion { start: mine.end, end: empty.end });
-    (m, arena, mine)
+    let arena = UntypedArena::new(ut.cap(), m.bootinfo().empty());
+    (m, arena, ut)
 }
 
 /// A frame to stand for a code page.
@@ -62,7 +59,7 @@ fn code_frame(m: &mut Model, arena: &mut UntypedArena) -> Cap<sel4::cap_type::Fr
 
 #[test]
 fn spawn_builds_the_server_and_a_suspended_ticker_and_teardown_gives_everything_back() {
-    let (mut m, mut arena, _) = model_and_arena(0);
+    let (mut m, mut arena, ut) = model_and_arena();
     let free_before = m.free_slots();
     let objects_before = m.live_objects();
     let frame = code_frame(&mut m, &mut arena);
@@ -142,6 +139,7 @@ fn spawn_builds_the_server_and_a_suspended_ticker_and_teardown_gives_everything_
     arena.teardown(&mut m).unwrap();
     assert_eq!(m.free_slots(), free_before, "every slot back");
     assert_eq!(m.live_objects(), objects_before, "every object gone");
+    assert_eq!(m.watermark(ut), Some(0), "the untyped is whole again");
     m.check_invariants().unwrap();
 }
 
@@ -160,7 +158,7 @@ struct Rig {
 const CLIENTS: usize = 3;
 
 fn rig() -> Rig {
-    let (mut m, mut arena, _) = model_and_arena(0);
+    let (mut m, mut arena, _) = model_and_arena();
     let ep = arena.object(&mut m, ObjectBlueprint::Endpoint).unwrap();
     let frame = code_frame(&mut m, &mut arena);
     let ticker = setup::spawn_vcpu_thread(
