@@ -18,6 +18,40 @@ pub use page_table_multiarch::PagingHandler;
 ///
 /// The methods take no `self`: an implementation reaches its state through something it
 /// owns statically (see `hal_sel4::GlobalHal`).
+///
+/// A host that owns one fixed range and no page-table frames:
+///
+/// ```
+/// use core::sync::atomic::{AtomicBool, Ordering};
+/// use axvm_hal::{AxVMHal, HostPhysAddr, HostVirtAddr, PagingHandler};
+///
+/// static TAKEN: AtomicBool = AtomicBool::new(false);
+/// struct NoFrames;
+/// impl PagingHandler for NoFrames {
+///     fn alloc_frames(_: usize, _: usize) -> Option<memory_addr::PhysAddr> { None }
+///     fn dealloc_frames(_: memory_addr::PhysAddr, _: usize) {}
+///     fn phys_to_virt(p: memory_addr::PhysAddr) -> memory_addr::VirtAddr { memory_addr::VirtAddr::from_usize(p.as_usize()) }
+/// }
+/// struct OneRange;
+/// impl AxVMHal for OneRange {
+///     type PagingHandler = NoFrames;
+///     fn alloc_memory_region_at(base: HostPhysAddr, size: usize) -> bool {
+///         base.as_usize() == 0x4000_0000 && size == 0x1000 && !TAKEN.swap(true, Ordering::SeqCst)
+///     }
+///     fn dealloc_memory_region_at(_: HostPhysAddr, _: usize) { TAKEN.store(false, Ordering::SeqCst) }
+///     fn virt_to_phys(v: HostVirtAddr) -> HostPhysAddr { HostPhysAddr::from_usize(v.as_usize()) }
+///     fn current_time_nanos() -> u64 { 0 }
+/// }
+/// let base = HostPhysAddr::from_usize(0x4000_0000);
+/// assert!(OneRange::alloc_memory_region_at(base, 0x1000));
+/// assert!(!OneRange::alloc_memory_region_at(base, 0x1000));
+/// OneRange::dealloc_memory_region_at(base, 0x1000);
+/// assert!(OneRange::alloc_memory_region_at(base, 0x1000));
+/// // The page-table crate's addresses are the HAL's: no conversion between them.
+/// let p: memory_addr::PhysAddr = base;
+/// assert_eq!(<OneRange as AxVMHal>::PagingHandler::alloc_frame(), None);
+/// # let _ = p;
+/// ```
 pub trait AxVMHal: Sized {
     /// Frame allocation and physical-to-virtual translation for page tables the VM layer
     /// builds.

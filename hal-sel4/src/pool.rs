@@ -16,41 +16,53 @@
 //!
 //! 1. **Allocations never share an untyped.** The frames (or objects) of an allocation are
 //!    retyped only from untyped nodes that cover exactly a piece of the allocation and hold
-//!    nothing else (*wrappers*). Freeing is one `CNode_Revoke` per wrapper: it deletes every
-//!    frame (and every copy of it, e.g. a guest's mapping copy), and the wrapper, now with
-//!    no children, starts at 0 again, so the same range can be allocated again at once.
-//! 2. **Padding is reusable.** To reach an address inside an untyped, the watermark is
+//!    nothing else (*wrappers*). A range that is exactly a free node (a whole boot untyped, a
+//!    free padding child) is its own wrapper; otherwise the wrappers are new child untypeds,
+//!    the maximal aligned blocks of the range ([`crate::plan::blocks`]).
+//! 2. **Padding is reusable.** To reach an address inside an untyped, its watermark is
 //!    brought there with *child untypeds* that exactly tile the gap ([`crate::plan::pad_runs`]:
-//!    aligned objects, so the kernel's align-up skips nothing). Those children are free nodes:
-//!    a later allocation below an earlier one lands in them. So allocations can be made in any
-//!    order: A at a high address, then B lower in the same untyped (B goes into A's padding),
-//!    then C between them, and each can be freed and allocated again independently.
+//!    aligned objects, so the kernel's align-up skips nothing, counted so that one retype
+//!    covers an 8-bit window of the offset). Those children are free nodes: a later
+//!    allocation below an earlier one lands in them. So allocations can be made in any order:
+//!    A at a high address, then B lower in the same untyped (in A's padding), then C between.
 //!
 //! Every node is *fresh* (no children, nothing retyped), *split* (its children exactly tile
 //! `[start, watermark)`, the rest is untouched) or *holds* one allocation's objects.
-//! Placing `[s, t)` in a node (`plan_node`): a fresh node equal to the piece is filled
-//! directly; otherwise the parts below the watermark go down into the children that cover
-//! them, and the part above is reached with padding children and wrapped in new child
-//! untypeds (the maximal aligned blocks of the part, [`crate::plan::blocks`]). When a split
-//! node has nothing live under it, planning also prices "revoke it and start again" and takes
-//! the cheaper plan. Padding and wrappers of equal size go into one retype call.
+//! Placing `[s, t)` in a node: a fresh node equal to the piece is filled directly; otherwise
+//! the parts below the watermark go down into the children that cover them, and the part
+//! above is reached with padding children and wrapped in new child untypeds. Padding and
+//! wrappers of equal size share one retype call.
+//!
+//! **Freeing** revokes, for each wrapper, the highest node under which nothing else is
+//! allocated: one `CNode_Revoke` deletes the frames (and every copy of them, e.g. a guest's
+//! mapping copy, which unmaps it), and with them any padding no other allocation needs; the
+//! revoked node has no children, so the kernel starts it at 0 again and the same range can
+//! be allocated at once. Hence the invariant [`UntypedPool::check`] tests: every split node
+//! has a live allocation below it, and the tree (and the slots it holds) is bounded by the
+//! live allocations.
 //!
 //! # Invocation cost
 //! Alloc: one `Untyped_Retype` per run of equal-size child untypeds (padding and wrappers
-//! merged), plus one per wrapper per 256 frames (the fan-out limit). A range that is exactly
-//! a free node (a boot untyped, a padding child, a freed wrapper) costs only its frame calls.
-//! In a fresh untyped, an aligned allocation costs the lower bound of
-//! [`crate::plan::lower_bound_piece`] when its wrapper fits in the last padding call, and one
-//! call more otherwise (at the start of an untyped, where no padding is needed, or when the
-//! offset has set bits in the 8 bits above the wrapper size... see the benchmark). Free: one
-//! `CNode_Revoke` per wrapper. No other kernel call; slot bookkeeping is local.
+//! merged), plus one per wrapper per 256 frames (the fan-out limit). Against the lower bound
+//! of [`crate::plan::lower_bound_piece`] (fresh untyped, padding plus fewest frames), an
+//! aligned range in a fresh untyped costs exactly the bound when its wrapper fits in the last
+//! padding call or the range is a whole untyped, and one call more otherwise (at the start of
+//! an untyped, where there is no padding to merge the wrapper into: the price of freeing it
+//! on its own). A range whose ends are not both aligned to large powers of two needs one
+//! wrapper per maximal aligned block, each with its own frame retype. Free: one
+//! `CNode_Revoke` per wrapper at most (one per maximal free subtree). No other kernel call;
+//! slot bookkeeping is local.
 //!
 //! # Limits
-//! - Slots: each padding run takes one slot per child (at most 255 per call); padding stays
-//!   until its parent is revoked (when a later allocation covers the whole parent, or
-//!   never). An allocation fails with [`AllocError::OutOfSlots`] when the region runs dry.
-//! - A range whose start and end are not both 2^k-aligned for large k needs several wrappers
-//!   (one per maximal aligned block), each with its own frame retype.
+//! - Slots: each padding call takes one slot per child (at most 255). Padding lives as long
+//!   as an allocation below its parent does.
+//! - Fragmentation: a later allocation over many padding children of a node that cannot be
+//!   revoked (another allocation lives in it) needs one frame retype per child. E.g. 4 KiB at
+//!   offset 4 KiB of a fresh 128 MiB untyped, then 16 MiB at offset 64 MiB: the padding
+//!   between is 255 children of 8 KiB and 31 of 2 MiB; with the 4 KiB one freed, 64 MiB at
+//!   the untyped's start over them takes 288 retypes (the bound is 2). Small allocations at
+//!   the end of an untyped, or in an untyped of their own, avoid it; the config checker is
+//!   the place to warn.
 //! - All or nothing: every check (shape, overlap, coverage, kind, slots) is made before the
 //!   first kernel call. If a kernel call still fails (the kernel disagrees with this
 //!   bookkeeping, which is a bug), frames made so far are revoked, untypeds that were fresh
@@ -348,11 +360,9 @@ impl Allocation {
     }
 }
 
-/// A step of a plan. Costs: `Revoke` 1, `Split` 1, `Fill` one per fan-out objects.
+/// A step of a plan. Costs: `Split` 1, `Fill` one per fan-out objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Revoke a split node with nothing live below it, making it fresh.
-    Revoke(NodeKey),
     /// Retype `run` as child untypeds of `parent`.
     Split {
         /// The parent node.
@@ -369,7 +379,7 @@ pub fn plan_cost(steps: &[Step], fan_out: u64) -> u64 {
     steps
         .iter()
         .map(|s| match s {
-            Step::Revoke(_) | Step::Split { .. } => 1,
+            Step::Split { .. } => 1,
             Step::Fill(f) => f.count.div_ceil(fan_out),
         })
         .sum()
@@ -667,31 +677,15 @@ impl UntypedPool {
             NodeState::Holds { .. } => Err(AllocError::Internal("free range reached a node that holds objects")),
             NodeState::Fresh => self.plan_extend(key, key.0, s, t, cur, out),
             NodeState::Split { children, watermark } => {
-                let mut down = Vec::new();
-                let mut c_down = *cur;
-                for &c in children {
+                // Children are sorted and tile the prefix: start at the first one ending after s.
+                let first = children.partition_point(|&c| node_end(c) <= s);
+                for &c in children[first..].iter().take_while(|c| c.0 < t) {
                     let (cs, ce) = (c.0, node_end(c));
-                    if ce <= s || cs >= t {
-                        continue;
-                    }
-                    self.plan_node(c, s.max(cs), t.min(ce), &mut c_down, &mut down)?;
+                    self.plan_node(c, s.max(cs), t.min(ce), cur, out)?;
                 }
                 if t > *watermark {
-                    self.plan_extend(key, *watermark, s.max(*watermark), t, &mut c_down, &mut down)?;
+                    self.plan_extend(key, *watermark, s.max(*watermark), t, cur, out)?;
                 }
-                if self.overlapping(key.0, node_end(key)).is_none() {
-                    // Nothing live below: starting this node again may be cheaper.
-                    let mut again = alloc::vec![Step::Revoke(key)];
-                    let mut c_again = *cur;
-                    self.plan_extend(key, key.0, s, t, &mut c_again, &mut again)?;
-                    if plan_cost(&again, self.fan_out) < plan_cost(&down, self.fan_out) {
-                        out.extend(again);
-                        *cur = c_again;
-                        return Ok(());
-                    }
-                }
-                out.extend(down);
-                *cur = c_down;
                 Ok(())
             }
         }
@@ -818,7 +812,6 @@ impl UntypedPool {
         let mut result = Ok(());
         for step in &steps {
             let r = match *step {
-                Step::Revoke(key) => self.revoke_free_node(kernel, key),
                 Step::Split { parent, run } => {
                     let r = self.exec_split(kernel, parent, run, split_windows[next_split], &mut log);
                     if r.is_ok() {
@@ -928,17 +921,19 @@ impl UntypedPool {
         Ok(())
     }
 
-    /// Revokes a node with nothing live below it and forgets its descendants.
-    fn revoke_free_node<K: Kernel>(&mut self, kernel: &mut K, key: NodeKey) -> Result<(), AllocError> {
-        if self.overlapping(key.0, node_end(key)).is_some() {
-            return Err(AllocError::Internal("revoke of a node with live objects below"));
+    /// The highest ancestor of `wrapper` (or itself) whose range overlaps no allocation but
+    /// `owner`.
+    fn free_top(&self, wrapper: NodeKey, owner: u64) -> NodeKey {
+        let mut top = wrapper;
+        while let Some(p) = self.nodes.get(&top).and_then(|n| n.parent) {
+            let (ps, pe) = (p.0, node_end(p));
+            let other = self.allocations.range(..pe).rev().take_while(|(_, a)| a.end() > ps).any(|(&b, _)| b != owner);
+            if other {
+                break;
+            }
+            top = p;
         }
-        let slot = self.nodes.get(&key).ok_or(AllocError::Internal("revoke of a missing node"))?.slot;
-        kernel
-            .cnode_revoke(CNodeSlot::root(slot))
-            .map_err(|error| AllocError::Kernel { during: "CNode_Revoke (free untyped)", error })?;
-        self.forget_below(key);
-        Ok(())
+        top
     }
 
     /// Drops the records of every descendant of `key` (the kernel has deleted their caps),
@@ -996,20 +991,28 @@ impl UntypedPool {
         if a.purpose != purpose {
             return Err(FreeError::WrongPurpose { base, purpose: a.purpose });
         }
-        let fills = a.fills.clone();
-        for (i, f) in fills.iter().enumerate() {
-            let slot = self.nodes[&f.node].slot;
+        // Per wrapper, the highest node under which nothing else is allocated: revoking it
+        // deletes the frames and any padding no other allocation needs, so the tree only
+        // ever holds structure for live allocations (slots stay bounded by them).
+        let mut tops: Vec<NodeKey> = Vec::new();
+        for f in &a.fills {
+            let top = self.free_top(f.node, base);
+            if !tops.contains(&top) {
+                tops.push(top);
+            }
+        }
+        for top in tops {
+            let slot = self.nodes[&top].slot;
             if let Err(error) = kernel.cnode_revoke(CNodeSlot::root(slot)) {
-                log::error!("untyped pool: free of {base:#x}: revoke of wrapper {:#x} failed: {error}", f.node.0);
-                // Keep what is still allocated on record; what was revoked is free.
+                log::error!("untyped pool: free of {base:#x}: revoke of {:#x}/{} failed: {error}", top.0, top.1);
+                // Keep on record what is still there; what was revoked is free.
+                let nodes = &self.nodes;
                 if let Some(a) = self.allocations.get_mut(&base) {
-                    a.fills.drain(..i);
+                    a.fills.retain(|f| matches!(nodes.get(&f.node).map(|n| &n.state), Some(NodeState::Holds { .. })));
                 }
                 return Err(FreeError::Kernel { error });
             }
-            if let Some(n) = self.nodes.get_mut(&f.node) {
-                n.state = NodeState::Fresh;
-            }
+            self.forget_below(top);
         }
         let a = self.allocations.remove(&base).expect("checked above");
         if a.objects > 0 {
@@ -1023,17 +1026,10 @@ impl UntypedPool {
     /// do not overlap, and every slot is accounted for once.
     pub fn check(&self) -> Result<(), &'static str> {
         let mut used_slots = 0u64;
+        let mut listed_children = 0usize;
         for (&key, node) in &self.nodes {
             if node.parent.is_some() {
                 used_slots += 1;
-                let p = node.parent.and_then(|p| self.nodes.get(&p)).ok_or("node without its parent")?;
-                match &p.state {
-                    NodeState::Split { children, .. } if children.contains(&key) => {}
-                    _ => return Err("parent does not list its child"),
-                }
-                if p.device != node.device {
-                    return Err("child of another kind than its parent");
-                }
             }
             match &node.state {
                 NodeState::Fresh => {}
@@ -1043,10 +1039,20 @@ impl UntypedPool {
                         if c.0 != cur {
                             return Err("children do not tile the used prefix");
                         }
-                        if !self.nodes.contains_key(c) {
-                            return Err("child missing");
+                        let child = self.nodes.get(c).ok_or("child missing")?;
+                        if child.parent != Some(key) {
+                            return Err("child names another parent");
+                        }
+                        if child.device != node.device {
+                            return Err("child of another kind than its parent");
                         }
                         cur = node_end(*c);
+                    }
+                    listed_children += children.len();
+                    // Freeing revokes the highest node with nothing else live below it, and
+                    // undoing revokes what was fresh: no split node is left without a reason.
+                    if self.overlapping(key.0, node_end(key)).is_none() {
+                        return Err("split node with nothing allocated below it");
                     }
                     if cur != *watermark || *watermark > node_end(key) || children.is_empty() {
                         return Err("watermark is not the end of the children");
@@ -1059,6 +1065,11 @@ impl UntypedPool {
                     }
                 }
             }
+        }
+        // Every child names its parent and every parent lists its children: with equal counts,
+        // the two relations are the same.
+        if listed_children != self.nodes.len() - self.roots.len() {
+            return Err("a node is not listed by its parent");
         }
         let mut prev_end = 0;
         for a in self.allocations.values() {

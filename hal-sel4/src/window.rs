@@ -10,9 +10,12 @@
 //! Mapping a frame of size `2^f` at `va` needs a table at every level whose entries are at
 //! least `2^f`: with the root at level 0 (this configuration), a 4 KiB page needs the level
 //! 1, 2 and 3 tables covering `va`, a 2 MiB page levels 1 and 2, a 1 GiB page level 1.
-//! Cost of mapping an allocation: one `Page_Map` per frame, plus per missing table its pool
-//! allocation (see [`crate::pool`]) and one `PageTable_Map`. Unmapping: one `Page_Unmap` per
-//! frame (or none, when the frames are revoked: deleting a frame capability unmaps it).
+//! Cost of mapping an allocation: one `Page_Map` per frame, plus per missing table one
+//! `PageTable_Map` and, unless a spare table is at hand, its pool allocation (see
+//! [`crate::pool`]). Unmapping: one `Page_Unmap` per frame (or none, when the frames are
+//! revoked: deleting a frame capability unmaps it). Tables stay mapped when their frames go;
+//! when a larger frame later needs the slot a table occupies, the table (empty, since the
+//! window's range there is free) is unmapped with one `PageTable_Unmap` and kept as a spare.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -77,11 +80,13 @@ impl fmt::Display for MapError {
 
 impl core::error::Error for MapError {}
 
-/// One translation table the window installed.
+/// One translation table the window owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct TableRecord {
     /// Base of its one-object pool allocation.
     allocation: u64,
+    /// Its capability.
+    cap: Cap<PageTable>,
 }
 
 /// The window. See the module docs.
@@ -89,8 +94,10 @@ struct TableRecord {
 pub struct Window {
     vspace: Cap<VSpace>,
     va: RangeAllocator,
-    /// `(span_bits, va_base)` -> table.
+    /// `(span_bits, va_base)` -> table mapped there.
     tables: BTreeMap<(u32, u64), TableRecord>,
+    /// Tables unmapped to make room for a larger frame, empty, ready to be mapped elsewhere.
+    spare: Vec<TableRecord>,
     /// Allocation base -> `(va, len)` where it is mapped.
     mapped: BTreeMap<u64, (u64, u64)>,
     /// Where the window may take memory for its tables (`None`: anywhere in RAM).
@@ -105,13 +112,19 @@ impl Window {
             vspace,
             va: RangeAllocator::new(base.get(), base.get().saturating_add(size)),
             tables: BTreeMap::new(),
+            spare: Vec::new(),
             mapped: BTreeMap::new(),
             internal,
         }
     }
 
-    /// Number of translation tables installed.
+    /// Number of translation tables the window owns (mapped or spare).
     pub fn tables(&self) -> usize {
+        self.tables.len() + self.spare.len()
+    }
+
+    /// Number of translation tables mapped.
+    pub fn mapped_tables(&self) -> usize {
         self.tables.len()
     }
 
@@ -150,6 +163,10 @@ impl Window {
         let mut result = Ok(());
         for &(cap, paddr, bits) in &frames {
             let v = va + (paddr - base.get());
+            if let Err(e) = self.clear_tables_under(kernel, v, bits) {
+                result = Err(e);
+                break;
+            }
             if let Err(e) = self.ensure_tables(kernel, pool, v, bits) {
                 result = Err(e);
                 break;
@@ -204,6 +221,29 @@ impl Window {
         }
     }
 
+    /// Unmaps the tables that sit where a frame of `2^frame_bits` at `va` goes: a table whose
+    /// whole span lies inside the frame (left behind by smaller frames mapped there before;
+    /// the window's virtual range is free, so they map nothing). Smallest first, so a table
+    /// never leaves with another still mapped inside it. They become spares.
+    fn clear_tables_under<K: Kernel>(&mut self, kernel: &mut K, va: u64, frame_bits: u32) -> Result<(), MapError> {
+        let end = va + (1u64 << frame_bits);
+        for &span in TABLE_SPANS.iter().rev() {
+            if span > frame_bits {
+                continue;
+            }
+            let keys: Vec<(u32, u64)> = self.tables.range((span, va)..(span, end)).map(|(k, _)| *k).collect();
+            for key in keys {
+                let t = self.tables[&key];
+                kernel
+                    .page_table_unmap(t.cap)
+                    .map_err(|error| MapError::Kernel { during: "PageTable_Unmap", error })?;
+                self.tables.remove(&key);
+                self.spare.push(t);
+            }
+        }
+        Ok(())
+    }
+
     fn ensure_tables<K: Kernel>(
         &mut self,
         kernel: &mut K,
@@ -219,34 +259,32 @@ impl Window {
             if self.tables.contains_key(&key) {
                 continue;
             }
-            let size = 1u64 << ObjectBlueprint::PageTable.physical_size_bits();
-            let at =
-                pool.find_free(size, size, self.internal).ok_or(MapError::Table(AllocError::NoFreeMemory { size }))?;
-            let a = pool
-                .alloc(
-                    kernel,
-                    at,
-                    size,
-                    KindRequest::Ram,
-                    Purpose::Objects(ObjectBlueprint::PageTable),
-                    Some(ObjectBlueprint::PageTable),
-                    1,
-                )
-                .map_err(MapError::Table)?;
-            let cap = a.first_slot.cap::<PageTable>();
-            if let Err(error) = kernel.page_table_map(cap, self.vspace, VirtAddr(key.1), VmAttributes::DEFAULT) {
-                if let Err(e) = pool.free(kernel, at, size, Purpose::Objects(ObjectBlueprint::PageTable)) {
-                    log::error!("window: undo: freeing the table at {at:#x} failed: {e}");
+            let t = match self.spare.pop() {
+                Some(t) => t,
+                None => {
+                    let size = 1u64 << ObjectBlueprint::PageTable.physical_size_bits();
+                    let at = pool
+                        .find_free(size, size, self.internal)
+                        .ok_or(MapError::Table(AllocError::NoFreeMemory { size }))?;
+                    let blueprint = ObjectBlueprint::PageTable;
+                    let a = pool
+                        .alloc(kernel, at, size, KindRequest::Ram, Purpose::Objects(blueprint), Some(blueprint), 1)
+                        .map_err(MapError::Table)?;
+                    TableRecord { allocation: at, cap: a.first_slot.cap::<PageTable>() }
                 }
+            };
+            if let Err(error) = kernel.page_table_map(t.cap, self.vspace, VirtAddr(key.1), VmAttributes::DEFAULT) {
+                // Keep it for later: it is a valid, unmapped table.
+                self.spare.push(t);
                 return Err(MapError::Kernel { during: "PageTable_Map", error });
             }
-            self.tables.insert(key, TableRecord { allocation: at });
+            self.tables.insert(key, t);
         }
         Ok(())
     }
 
     /// Base addresses of the pool allocations holding the window's tables.
     pub fn table_allocations(&self) -> impl Iterator<Item = PhysAddr> + '_ {
-        self.tables.values().map(|t| PhysAddr(t.allocation))
+        self.tables.values().chain(&self.spare).map(|t| PhysAddr(t.allocation))
     }
 }

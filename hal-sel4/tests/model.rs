@@ -34,8 +34,9 @@ fn revokes(n: u64) -> Cost {
 
 /// 4 KiB at offset 0x3000 of the fresh 128 MiB untyped at 0x6800_0000: one retype of four
 /// 4 KiB child untypeds (three padding, the fourth the wrapper), one retype of the frame.
-/// Freed with one revoke of the wrapper; allocated again with the frame retype alone (the
-/// wrapper is still there, fresh).
+/// Freed with one revoke: nothing else lives in the untyped, so the untyped itself is
+/// revoked (frames, wrapper and padding at once) and is fresh again; allocating again costs
+/// what the first allocation did.
 #[test]
 fn pinned_4k_inside_an_untyped() {
     let mut h = model_hal();
@@ -47,9 +48,11 @@ fn pinned_4k_inside_an_untyped() {
     let (r, c) = cost(&mut h, |h| h.dealloc_region(PhysAddr(0x6800_3000), 4 * KIB));
     r.unwrap();
     assert_eq!(c, revokes(1));
+    assert_eq!(h.kernel().descendants(sel4::Slot::new(76 + 49)), 0);
+    assert_eq!(h.pool().stats().child_nodes, 0);
     let (r, c) = cost(&mut h, |h| alloc(h, 0x6800_3000, 4 * KIB));
     r.unwrap();
-    assert_eq!(c, retypes(1));
+    assert_eq!(c, retypes(2));
     check_all(&mut h);
 }
 
@@ -248,7 +251,7 @@ fn alloc_dealloc_alloc_the_same_range() {
 }
 
 /// A high, then B below it in A's padding, then C between; each freed and reallocated
-/// independently; finally the whole untyped, which revokes the free padding first.
+/// independently; finally the whole untyped.
 #[test]
 fn allocations_in_any_order_in_one_untyped() {
     let mut h = model_hal();
@@ -265,14 +268,18 @@ fn allocations_in_any_order_in_one_untyped() {
     r.unwrap();
     assert_eq!(k, retypes(2), "at the watermark: wrapper, page");
     check_all(&mut h);
-    for (base, size) in [a, b, c] {
+    // A's and C's wrappers are children of the untyped, which holds the others: freeing
+    // revokes the wrapper alone, which stays as a fresh child, and allocating again is the
+    // frame retype alone. B's wrapper sits in the 64 MiB padding child with nothing else:
+    // freeing revokes that child, and allocating again pads it again.
+    for ((base, size), again) in [(a, 1), (b, 2), (c, 1)] {
         let (r, k) = cost(&mut h, |h| h.dealloc_region(PhysAddr(base), size));
         r.unwrap();
         assert_eq!(k, revokes(1));
         check_all(&mut h);
         let (r, k) = cost(&mut h, |h| alloc(h, base, size));
         r.unwrap();
-        assert_eq!(k, retypes(1), "wrapper reused: frames only");
+        assert_eq!(k, retypes(again), "{base:#x}");
         check_all(&mut h);
     }
     // The whole untyped overlaps all three.
@@ -280,10 +287,50 @@ fn allocations_in_any_order_in_one_untyped() {
     for (base, size) in [b, a, c] {
         h.dealloc_region(PhysAddr(base), size).unwrap();
     }
+    // The last free revoked the untyped: no child left, and the whole of it is 64 large
+    // pages in one retype.
+    assert_eq!(h.pool().stats().child_nodes, 0);
     let (r, k) = cost(&mut h, |h| alloc(h, 0x6800_0000, 128 * MIB));
     r.unwrap();
-    assert_eq!(k, Cost { retypes: 1, revokes: 1, total: 2 }, "revoke the free tree, 64 large pages");
-    assert_eq!(h.pool().stats().child_nodes, 0);
+    assert_eq!(k, retypes(1));
+    check_all(&mut h);
+}
+
+/// Children kept by an undone allocation are free nodes like any padding: allocating exactly
+/// one of them is its frame retype alone.
+#[test]
+fn padding_left_by_an_undone_allocation_is_reused() {
+    let mut h = faulty_hal();
+    h.alloc_region(PhysAddr(0x6800_1000), 4 * KIB, KindRequest::Ram).unwrap();
+    // 16 MiB at 0x6c00_0000: two padding retypes (255 x 8 KiB, 31 x 2 MiB), the wrapper, the
+    // frames. Fail the frames: padding and wrapper stay as free children of the untyped,
+    // which still holds the 4 KiB allocation.
+    let seen = h.kernel().seen;
+    h.kernel_mut().fail_at = Some(seen + 3);
+    assert!(h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).is_err());
+    h.kernel_mut().fail_at = None;
+    let (steps, _) = h.pool().plan(0x6c00_0000, 16 * MIB, KindRequest::Ram, None, 0).unwrap();
+    assert!(matches!(steps[..], [Step::Fill(f)] if f.node == (0x6c00_0000, 24) && f.count == 8), "{steps:?}");
+    let seen = h.kernel().seen;
+    h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).unwrap();
+    assert_eq!(h.kernel().seen - seen, 1);
+    check_model(&h.kernel().inner, h.pool());
+}
+
+/// The fragmentation limit the pool's docs describe, pinned: 4 KiB at 0x6800_1000 and
+/// 16 MiB at 0x6c00_0000 leave 1 + 255 + 31 padding children (4 KiB, 8 KiB, 2 MiB) below
+/// 0x6c00_0000; with the 4 KiB one freed (its wrapper stays, fresh: the untyped holds the
+/// 16 MiB one), 64 MiB at 0x6800_0000 covers 288 free children and takes one frame retype
+/// each.
+#[test]
+fn fragmentation_cost_is_as_documented() {
+    let mut h = model_hal();
+    alloc(&mut h, 0x6800_1000, 4 * KIB).unwrap();
+    alloc(&mut h, 0x6c00_0000, 16 * MIB).unwrap();
+    h.dealloc_region(PhysAddr(0x6800_1000), 4 * KIB).unwrap();
+    let (r, c) = cost(&mut h, |h| alloc(h, 0x6800_0000, 64 * MIB));
+    r.unwrap();
+    assert_eq!(c, retypes(288));
     check_all(&mut h);
 }
 

@@ -65,6 +65,23 @@ pub fn snapshot(m: &Model, pool: &UntypedPool, table: &CapTable) -> Snapshot {
     }
 }
 
+/// The counts of a [`Snapshot`] and the boot untypeds' watermarks, without per-node
+/// queries (cheap enough to take before every operation of a long random sequence; the
+/// per-node picture is compared with the model by [`check_model`]).
+pub fn snap_counts(h: &Sel4Hal<Model>) -> Snapshot {
+    let m = h.kernel();
+    let st = h.pool().stats();
+    Snapshot {
+        model_free_slots: m.free_slots(),
+        hal_free_slots: st.free_slots,
+        live_objects: 0,
+        watermarks: m.untyped_slots().iter().map(|(s, _)| (s.index(), m.watermark(*s))).collect(),
+        frames: h.table().len(),
+        allocations: st.allocations,
+        child_nodes: st.child_nodes,
+    }
+}
+
 pub fn snap(h: &Sel4Hal<Model>) -> Snapshot {
     snapshot(h.kernel(), h.pool(), h.table())
 }
