@@ -7,7 +7,7 @@
 
 #[cfg(target_os = "none")]
 mod selftest;
-#[cfg(all(target_os = "none", any(feature = "selftest-timer", feature = "bench-timer")))]
+#[cfg(all(target_os = "none", any(feature = "selftest-timer", feature = "bench-timer", feature = "vmm-timer")))]
 mod timer;
 #[cfg(target_os = "none")]
 mod vmm;

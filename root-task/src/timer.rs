@@ -25,6 +25,7 @@
 //! count; `VTIMER_UPDATE_VOFFSET` is off, so the kernel never changes it). With the feature
 //! `timer-cntpct` the server reads `CNTPCT_EL0` instead (real hardware, or a fixed QEMU).
 
+#[cfg(any(feature = "selftest-timer", feature = "bench-timer"))]
 pub mod selftest;
 
 extern crate alloc;

@@ -17,6 +17,15 @@
 //! drains the receive FIFO and routes each byte to the VM with focus (`Ctrl-A n`). An
 //! interrupt rather than polling, because the VMM sleeps in `Recv` while guests run.
 //!
+//! # Waking vCPUs parked in `WFI`
+//! With the feature `vmm-timer` (default), the root task starts the timer server
+//! (`src/timer.rs`, objects from an untyped of its own that the HAL never sees) and registers
+//! the VMM as its client 0, with the VMM's notification and badge
+//! [`vm_runner::run::SIGNAL_TIMER`]: a vCPU that parks in `WFI` with its virtual timer armed
+//! gets a timeout (id `8 * vm + vcpu`) at its `CNTV_CVAL`, converted to the server's
+//! nanoseconds (the guests' virtual counter is the physical one: every VCPU's `CNTVOFF` is 0).
+//! Without it, the loop restarts a parked vCPU at once.
+//!
 //! # Status
 //! The run ends when every VM has stopped; the exit status (semihosting) is the first
 //! non-zero VM status in configuration order: for `SYSTEM_OFF` the low byte of the guest's
@@ -32,6 +41,8 @@ use sel4::cap_type::{IrqHandler, Notification};
 use sel4::{BootInfo, CNodeSlot, Cap, CapRights, Kernel, PhysAddr, RealKernel, VirtAddr, init_cap};
 use sel4_root_task::debug_println;
 use vm_runner::bundle::Bundle;
+#[cfg(feature = "vmm-timer")]
+use vm_runner::run::WakeKey;
 use vm_runner::run::{CountersTable, Host, Runner, SIGNAL_CONSOLE};
 use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, SetupOptions, Vmm, split_slots};
 use vm_runner::vm::Platform;
@@ -96,8 +107,24 @@ impl Uart {
     }
 }
 
+/// The VMM's client of the timer server.
+#[cfg(feature = "vmm-timer")]
+struct Timer {
+    client: timer_server::TimerClient,
+    freq: timer_server::Frequency,
+}
+
 struct RootHost {
     uart: Option<Uart>,
+    #[cfg(feature = "vmm-timer")]
+    timer: Option<Timer>,
+}
+
+/// Timeout id of a vCPU: 8 per VM (a VM has at most 8), below the client's sleep id.
+#[cfg(feature = "vmm-timer")]
+fn timeout_id(key: WakeKey) -> Option<u8> {
+    let id = key.vm.checked_mul(8)?.checked_add(key.vcpu)?;
+    u8::try_from(id).ok().filter(|i| *i < timer_server::protocol::SLEEP_ID)
 }
 
 impl Host for RootHost {
@@ -123,6 +150,50 @@ impl Host for RootHost {
         let _ = kernel.irq_handler_ack(u.irq);
         n
     }
+
+    #[cfg(feature = "vmm-timer")]
+    fn arm_wake<K: Kernel>(&mut self, kernel: &mut K, key: WakeKey, cntv_cval: u64) -> bool {
+        let (Some(t), Some(id)) = (self.timer.as_mut(), timeout_id(key)) else { return false };
+        let ns = timer_server::clock::ticks_to_ns(cntv_cval, t.freq);
+        t.client.set_timeout(kernel, id, ns).is_ok()
+    }
+
+    #[cfg(feature = "vmm-timer")]
+    fn fired<K: Kernel>(&mut self, kernel: &mut K) -> alloc::vec::Vec<WakeKey> {
+        let Some(t) = self.timer.as_mut() else { return alloc::vec::Vec::new() };
+        let mask = t.client.fired(kernel).unwrap_or(0);
+        (0..64u64)
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| WakeKey { vm: (i / 8) as usize, vcpu: (i % 8) as usize })
+            .collect()
+    }
+}
+
+/// The timer server, started before the HAL takes the untyped list, with an untyped of its
+/// own (the smallest RAM untyped of at least 1 MiB) and slots from the end of the VMM's.
+#[cfg(feature = "vmm-timer")]
+struct TimerStart {
+    server: crate::timer::ServerHandle,
+    arena: timer_server::setup::UntypedArena,
+    untyped: sel4::Slot,
+}
+
+#[cfg(feature = "vmm-timer")]
+fn start_timer(
+    k: &mut RealKernel,
+    bi: &BootInfo<'static>,
+    slots: sel4::SlotRegion,
+) -> Result<TimerStart, &'static str> {
+    let (i, _) = bi
+        .untyped_list()
+        .enumerate()
+        .filter(|(_, u)| !u.is_device && u.size_bits >= 20)
+        .min_by_key(|(_, u)| u.size_bits)
+        .ok_or("no RAM untyped of 1 MiB for the timer server")?;
+    let untyped = sel4::Slot::new(bi.untyped().start.index() + i as u64);
+    let mut arena = timer_server::setup::UntypedArena::new(untyped.cap(), slots);
+    let server = crate::timer::start(k, bi, &mut arena).map_err(|_| "the timer server did not start")?;
+    Ok(TimerStart { server, arena, untyped })
 }
 
 /// Maps the UART and routes its receive interrupt to the VMM's notification.
@@ -173,7 +244,32 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
         return 1;
     };
     let (hal_slots, vmm_slots) = split_slots(bi.empty(), DEFAULT_VMM_SLOTS);
-    let hal = match Sel4Hal::from_bootinfo(kernel, bi, HalConfig::new(hal_slots)) {
+    #[cfg(feature = "vmm-timer")]
+    let (vmm_slots, kernel, mut timer) = {
+        let mut kernel = kernel;
+        let cut = sel4::Slot::new(vmm_slots.end.index() - 512);
+        let timer_slots = sel4::SlotRegion { start: cut, end: vmm_slots.end };
+        let timer = match start_timer(&mut kernel, bi, timer_slots) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                debug_println!("capvisor: {e}: parked vCPUs will be restarted at once");
+                None
+            }
+        };
+        (sel4::SlotRegion { start: vmm_slots.start, end: cut }, kernel, timer)
+    };
+    #[cfg(feature = "vmm-timer")]
+    let reserved = timer.as_ref().map(|t| t.untyped);
+    #[cfg(not(feature = "vmm-timer"))]
+    let reserved: Option<sel4::Slot> = None;
+    let first_ut = bi.untyped().start.index();
+    let untyped = bi
+        .untyped_list()
+        .enumerate()
+        .map(|(i, d)| (sel4::Slot::new(first_ut + i as u64), d))
+        .filter(|(s, _)| Some(*s) != reserved)
+        .map(|(s, d)| (s.cap(), d));
+    let hal = match Sel4Hal::new(kernel, untyped, HalConfig::new(hal_slots)) {
         Ok(h) => h,
         Err(e) => {
             debug_println!("capvisor: HAL: {e}");
@@ -211,7 +307,29 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
             vm.frames.len()
         );
     }
-    let mut host = RootHost { uart: None };
+    let mut host = RootHost {
+        uart: None,
+        #[cfg(feature = "vmm-timer")]
+        timer: None,
+    };
+    #[cfg(feature = "vmm-timer")]
+    if let Some(t) = timer.as_mut() {
+        let ntfn = vmm.ntfn;
+        let client = HAL.with(|h| {
+            let k = h.kernel_mut();
+            let ep =
+                t.server.spawned.add_client(k, &mut t.arena, 0, Some((ntfn, vm_runner::run::SIGNAL_TIMER))).ok()?;
+            timer_server::client::add_client(k, t.server.spawned.admin, 0, true).ok()?;
+            Some(ep)
+        });
+        match client {
+            Some(ep) => {
+                host.timer = Some(Timer { client: timer_server::TimerClient::new(ep), freq: t.server.freq });
+                debug_println!("capvisor: parked vCPUs wake through the timer server");
+            }
+            None => debug_println!("capvisor: timer server client refused: parked vCPUs will be restarted at once"),
+        }
+    }
     match console_input(&mut vmm) {
         Ok(u) => host.uart = Some(u),
         Err(e) => debug_println!("capvisor: console input off: {e}"),
@@ -239,6 +357,12 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
     }
     if runner.stray != 0 {
         debug_println!("capvisor: {} faults with badges naming no vCPU were ignored", runner.stray);
+    }
+    #[cfg(feature = "vmm-timer")]
+    if let Some(t) = timer.take()
+        && HAL.with(|h| t.server.shutdown(h.kernel_mut())).is_err()
+    {
+        debug_println!("capvisor: the timer server did not stop");
     }
     debug_println!("capvisor: all VMs stopped, exit status {status}");
     status
