@@ -17,9 +17,11 @@
 //! from `capvisor image`, its root task holding this VM) with `qemu/run-qemu.sh`. Runs
 //! alternate between the two so that load from other processes spreads over both. The
 //! report gives min, median and max per side, the ratio of the medians, and the VM's exits
-//! by kind when the root task prints them (vm-runner's `Counters` lines, `Kind: N exits,
-//! M syscalls, ...`). `--json` prints one row per number: name, value, unit, reference,
-//! ratio.
+//! by kind from the root task's counters table. The capvisor time splits at two console
+//! lines: `capvisor: starting` (seL4 booted, the root task built the VM: RAM retyped and
+//! zeroed by the kernel, images copied in) and the marker (the guest's own boot), so the
+//! guest's part can be compared with the direct boot too. `--json` prints one row per
+//! number: name, value, unit, reference, ratio.
 //!
 //! Owns: starting QEMU, timing, and the report. Never touches: the image build.
 
@@ -103,8 +105,8 @@ pub enum BenchError {
 pub struct Boot {
     /// Spawn to marker, if it came.
     pub to_marker: Option<Duration>,
-    /// The console, line by line.
-    pub lines: Vec<String>,
+    /// The console, line by line, with the time since spawn.
+    pub lines: Vec<(Duration, String)>,
     /// Exits by kind, if the root task printed its counters.
     pub exits: Vec<(String, u64)>,
 }
@@ -164,22 +166,41 @@ pub fn capvisor_command(workspace: &Path, image: &Path, timeout: u64) -> Command
     c
 }
 
-/// Parses vm-runner's `Counters` lines (`MmioWrite: 120 exits, 240 syscalls, 2.00 per
-/// exit`, possibly after a prefix) into (kind, exits), last report wins.
+/// Parses the root task's counters table (`capvisor:   MmioWrite   553   1651   2.98   2.98`:
+/// exit kind, exits, system calls, ...) into (kind, exits); a later table replaces an
+/// earlier one.
 pub fn parse_exits(lines: &[String]) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = Vec::new();
+    let mut in_table = false;
     for l in lines {
-        let Some(at) = l.find(" exits, ") else { continue };
-        let head = &l[..at];
-        let Some((kind, n)) = head.rsplit_once(": ") else { continue };
-        let kind = kind.rsplit(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or(kind);
-        let Ok(n) = n.trim().parse::<u64>() else { continue };
-        if kind.is_empty() || !kind.starts_with(|c: char| c.is_ascii_uppercase()) {
+        let Some((_, rest)) = l.split_once("capvisor:") else {
+            in_table = false;
+            continue;
+        };
+        if rest.contains("counters of") {
+            in_table = true;
+            out.clear();
             continue;
         }
-        match out.iter_mut().find(|(k, _)| k == kind) {
-            Some(e) => e.1 = n,
-            None => out.push((kind.to_string(), n)),
+        if !in_table {
+            continue;
+        }
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let row = match words.as_slice() {
+            [kind, exits, syscalls, ..]
+                if kind.starts_with(|c: char| c.is_ascii_uppercase())
+                    && kind.chars().all(|c| c.is_ascii_alphanumeric())
+                    && syscalls.parse::<u64>().is_ok() =>
+            {
+                exits.parse::<u64>().ok().map(|n| (kind.to_string(), n))
+            }
+            _ => None,
+        };
+        match row {
+            Some(r) => out.push(r),
+            // The header ("exit kind  exits ...") starts the table; anything else ends it.
+            None if words.first() == Some(&"exit") => {}
+            None => in_table = false,
         }
     }
     out
@@ -216,7 +237,7 @@ pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error>
                         let _ = stdin.flush();
                     }
                 }
-                b.lines.push(line);
+                b.lines.push((t - start, line));
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -228,7 +249,7 @@ pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error>
     let _ = child.wait();
     let _ = reader.join();
     b.to_marker = marker;
-    b.exits = parse_exits(&b.lines);
+    b.exits = parse_exits(&b.lines.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
     Ok(b)
 }
 
@@ -248,8 +269,18 @@ fn spawn(what: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {
     move |source| BenchError::Spawn { what: what.to_string(), source }
 }
 
-fn tail(lines: &[String]) -> String {
-    lines.iter().rev().take(15).rev().cloned().collect::<Vec<_>>().join("\n")
+impl Boot {
+    /// When the first line containing `text` came.
+    pub fn at(&self, text: &str) -> Option<Duration> {
+        self.lines.iter().find(|(_, l)| l.contains(text)).map(|(t, _)| *t)
+    }
+}
+
+/// The root task's line once the VMs are built, just before they run.
+pub const VM_START: &str = "capvisor: starting";
+
+fn tail(lines: &[(Duration, String)]) -> String {
+    lines.iter().rev().take(15).rev().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
 }
 
 /// The workspace holding `qemu/run-qemu.sh`: `$CAPVISOR_WORKSPACE`, else the one this tool
@@ -269,7 +300,7 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
         return Err(BenchError::Missing { path: img.clone(), hint: "build one with capvisor image" });
     }
     let timeout = Duration::from_secs(args.timeout);
-    let (mut direct, mut capv) = (Vec::new(), Vec::new());
+    let (mut direct, mut capv, mut setup, mut guest_part) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut exits = Vec::new();
     for run in 1..=args.runs {
         let b = boot(guest.direct_command(), timeout).map_err(spawn("qemu-system-aarch64"))?;
@@ -290,6 +321,10 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
                 tail: tail(&b.lines),
             })?;
             capv.push(t);
+            if let Some(v) = b.at(VM_START) {
+                setup.push(v);
+                guest_part.push(t.saturating_sub(v));
+            }
             exits = b.exits;
         }
         if !args.json {
@@ -319,6 +354,19 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
             "reference": dmed.as_secs_f64(), "ratio": cmed.as_secs_f64() / dmed.as_secs_f64(),
             "min": cmin.as_secs_f64(), "max": cmax.as_secs_f64(), "runs": capv.len(),
         }));
+        if !setup.is_empty() {
+            let (_, smed, _) = stats(&setup);
+            let (gmin, gmed, gmax) = stats(&guest_part);
+            rows.push(serde_json::json!({
+                "name": format!("{name}_capvisor_to_vm_start"), "value": smed.as_secs_f64(), "unit": "s",
+                "reference": null, "ratio": null, "runs": setup.len(),
+            }));
+            rows.push(serde_json::json!({
+                "name": format!("{name}_capvisor_vm_start_to_init"), "value": gmed.as_secs_f64(), "unit": "s",
+                "reference": dmed.as_secs_f64(), "ratio": gmed.as_secs_f64() / dmed.as_secs_f64(),
+                "min": gmin.as_secs_f64(), "max": gmax.as_secs_f64(), "runs": guest_part.len(),
+            }));
+        }
         for (kind, n) in &exits {
             rows.push(serde_json::json!({
                 "name": format!("{name}_boot_exits_{kind}"), "value": n, "unit": "exits",
@@ -351,10 +399,43 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
             cmax.as_secs_f64(),
             cmed.as_secs_f64() / dmed.as_secs_f64()
         );
+        if !setup.is_empty() {
+            let (smin, smed, smax) = stats(&setup);
+            let (gmin, gmed, gmax) = stats(&guest_part);
+            println!(
+                "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7}",
+                "  of which: QEMU start to VM start",
+                smin.as_secs_f64(),
+                smed.as_secs_f64(),
+                smax.as_secs_f64(),
+                ""
+            );
+            println!(
+                "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7.2}",
+                "  of which: VM start to init (guest boot)",
+                gmin.as_secs_f64(),
+                gmed.as_secs_f64(),
+                gmax.as_secs_f64(),
+                gmed.as_secs_f64() / dmed.as_secs_f64()
+            );
+        }
         if exits.is_empty() {
             println!("(the root task printed no exit counters)");
         } else {
             println!("exits during the last capvisor run (boot, shell exit, power-off):");
+            if !setup.is_empty() {
+                let (_, smed, _) = stats(&setup);
+                let (gmin, gmed, gmax) = stats(&guest_part);
+                rows.push(serde_json::json!({
+                    "name": format!("{name}_capvisor_to_vm_start"), "value": smed.as_secs_f64(), "unit": "s",
+                    "reference": null, "ratio": null, "runs": setup.len(),
+                }));
+                rows.push(serde_json::json!({
+                    "name": format!("{name}_capvisor_vm_start_to_init"), "value": gmed.as_secs_f64(), "unit": "s",
+                    "reference": dmed.as_secs_f64(), "ratio": gmed.as_secs_f64() / dmed.as_secs_f64(),
+                    "min": gmin.as_secs_f64(), "max": gmax.as_secs_f64(), "runs": guest_part.len(),
+                }));
+            }
             for (kind, n) in &exits {
                 println!("  {kind:<20} {n:>10}");
             }
@@ -370,18 +451,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_counter_lines_parse_with_or_without_a_prefix_and_the_last_report_wins() {
+    fn the_counters_table_parses_and_only_its_rows_count() {
         let lines: Vec<String> = [
-            "linux: MmioWrite: 120 exits, 240 syscalls, 2.00 per exit",
-            "Hvc: 3 exits, 3 syscalls, 1.00 per exit",
-            "capvisor-init: ready test=shell",
-            "linux: MmioWrite: 130 exits, 260 syscalls, 2.00 per exit",
-            "not: a line: 5 exits, nothing",
+            "capvisor:   MmioWrite   1   2   2.00   2.00",
+            "capvisor: counters of \"linux\" (VMM system calls per exit, measured; predicted):",
+            "capvisor:   exit kind          exits  syscalls  per exit predicted",
+            "capvisor:   MmioRead             442      1326      3.00      3.00",
+            "capvisor:   Wfi                41981    167924      4.00      4.00",
+            "capvisor: all VMs stopped, exit status 0",
+            "capvisor:   Hvc   7   6   0.85   1.00",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        assert_eq!(parse_exits(&lines), [("MmioWrite".to_string(), 130), ("Hvc".to_string(), 3)]);
+        // Rows outside a table (before the header, after its end) are not counted.
+        assert_eq!(parse_exits(&lines), [("MmioRead".to_string(), 442), ("Wfi".to_string(), 41981)]);
     }
 
     #[test]
