@@ -528,33 +528,48 @@ impl Env<'_> {
 
 #[cfg(feature = "bench-timer")]
 impl Env<'_> {
+    /// Rows: the median over batches of the mean cost per call, so a batch the host
+    /// interrupted (QEMU's counter follows the host clock) does not move the result; and the
+    /// cheapest single `now`.
     fn bench(&mut self) -> Result<(), Failure> {
         use core::hint::black_box;
 
-        const N: u64 = 20_000;
+        const BATCHES: usize = 101;
+        const PER_BATCH: u64 = 200;
         let f = self.freq;
         for _ in 0..1000 {
             black_box(self.now()?);
         }
+        // Mean ticks per call of each batch, in thousandths of a tick; the median.
+        fn median(batches: &mut [u64; BATCHES]) -> u64 {
+            batches.sort_unstable();
+            batches[BATCHES / 2]
+        }
         // The IPC path: hal-sel4's current_time_nanos is this one Call (same label and reply).
-        let t0 = read_counter();
-        for _ in 0..N {
-            black_box(self.c0.now(self.k).or_else(|_| fail("now refused", 0, 0))?);
+        let mut ipc = [0u64; BATCHES];
+        for b in ipc.iter_mut() {
+            let t0 = read_counter();
+            for _ in 0..PER_BATCH {
+                black_box(self.c0.now(self.k).or_else(|_| fail("now refused", 0, 0))?);
+            }
+            *b = (read_counter() - t0) * 1000 / PER_BATCH;
         }
-        let ipc_total = read_counter() - t0;
-        let (ipc_min, _, _) = self.check_now(N as u32)?;
+        let (ipc_min, _, _) = self.check_now(20_000)?;
         // The direct path: read and convert, no kernel entry.
-        let t0 = read_counter();
-        for _ in 0..N {
-            black_box(ticks_to_ns(black_box(read_counter()), f));
+        let mut direct = [0u64; BATCHES];
+        for b in direct.iter_mut() {
+            let t0 = read_counter();
+            for _ in 0..PER_BATCH {
+                black_box(ticks_to_ns(black_box(read_counter()), f));
+            }
+            *b = (read_counter() - t0) * 1000 / PER_BATCH;
         }
-        let direct_total = read_counter() - t0;
-        let (ipc_m, direct_m) = (ipc_total * 1000 / N, direct_total * 1000 / N);
+        let (ipc_m, direct_m) = (median(&mut ipc), median(&mut direct));
         debug_println!("bench timer counter_frequency {} Hz -", f.hz());
         debug_println!("bench timer now_direct_read {}.{:03} ticks -", direct_m / 1000, direct_m % 1000);
-        debug_println!("bench timer now_ipc_mean {}.{:03} ticks now_direct_read", ipc_m / 1000, ipc_m % 1000);
+        debug_println!("bench timer now_ipc {}.{:03} ticks now_direct_read", ipc_m / 1000, ipc_m % 1000);
         debug_println!("bench timer now_ipc_min {} ticks now_direct_read", ipc_min);
-        debug_println!("bench timer now_ipc_mean_ns {} ns -", ticks_to_ns(ipc_total, f) / N);
+        debug_println!("bench timer now_ipc_ns {} ns -", ticks_to_ns(ipc_m, f) / 1000);
         Ok(())
     }
 }
