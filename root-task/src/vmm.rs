@@ -43,7 +43,7 @@ use sel4_root_task::debug_println;
 use vm_runner::bundle::Bundle;
 #[cfg(feature = "vmm-timer")]
 use vm_runner::run::WakeKey;
-use vm_runner::run::{CountersTable, Host, Runner, SIGNAL_CONSOLE};
+use vm_runner::run::{CountersTable, Host, Runner, SIGNAL_CONSOLE, SIGNAL_IRQ_FIRST};
 use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, SetupOptions, Vmm, split_slots};
 use vm_runner::vm::Platform;
 
@@ -114,8 +114,17 @@ struct Timer {
     freq: timer_server::Frequency,
 }
 
+/// A passthrough device's interrupt, forwarded to its VM: its handler signals the VMM's
+/// notification with bit `SIGNAL_IRQ_FIRST` + its index in [`RootHost::irqs`].
+struct Forwarded {
+    vm: usize,
+    irq: u16,
+    handler: Cap<IrqHandler>,
+}
+
 struct RootHost {
     uart: Option<Uart>,
+    irqs: alloc::vec::Vec<Forwarded>,
     #[cfg(feature = "vmm-timer")]
     timer: Option<Timer>,
 }
@@ -136,6 +145,22 @@ impl Host for RootHost {
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
         debug_println!("capvisor: {line}");
+    }
+
+    fn forwarded(&self, bits: u64) -> alloc::vec::Vec<(usize, u16)> {
+        self.irqs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits >> (SIGNAL_IRQ_FIRST as usize + i) & 1 != 0)
+            .map(|(_, f)| (f.vm, f.irq))
+            .collect()
+    }
+
+    fn ack_irq<K: Kernel>(&mut self, kernel: &mut K, vm: usize, irq: u16) -> bool {
+        match self.irqs.iter().find(|f| f.vm == vm && f.irq == irq) {
+            Some(f) => kernel.irq_handler_ack(f.handler).is_ok(),
+            None => false,
+        }
     }
 
     fn console_in<K: Kernel>(&mut self, kernel: &mut K, buf: &mut [u8]) -> usize {
@@ -194,6 +219,45 @@ fn start_timer(
     let mut arena = timer_server::setup::UntypedArena::new(untyped.cap(), slots);
     let server = crate::timer::start(k, bi, &mut arena).map_err(|_| "the timer server did not start")?;
     Ok(TimerStart { server, arena, untyped })
+}
+
+/// Takes the interrupt of every VM's passthrough devices (level-triggered, as QEMU virt's
+/// virtio-mmio lines are) and routes each to the VMM's notification with a bit of its own.
+fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<Forwarded>, &'static str> {
+    let mut out = alloc::vec::Vec::new();
+    let wanted: alloc::vec::Vec<(usize, u16)> = vmm
+        .vms
+        .iter()
+        .filter(|vm| vm.config.interrupt_mode != vm_config::InterruptMode::NoIrq)
+        .flat_map(|vm| {
+            vm.config
+                .passthrough
+                .iter()
+                .filter_map(move |p| u16::try_from(p.irq).ok().filter(|i| *i != 0).map(|i| (vm.index, i)))
+        })
+        .collect();
+    for (vm, irq) in wanted {
+        let bit = SIGNAL_IRQ_FIRST as usize + out.len();
+        if bit >= 64 {
+            return Err("more forwarded interrupts than notification bits");
+        }
+        let slots = vmm.slots.alloc(2).ok_or("no VMM slots for a forwarded interrupt")?;
+        let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
+        let ntfn: Cap<Notification> = vmm.ntfn;
+        HAL.with(|h| -> Result<(), &'static str> {
+            let k = h.kernel_mut();
+            k.irq_control_get(init_cap::IRQ_CONTROL.cap(), u64::from(irq), false, CNodeSlot::root(irq_slot))
+                .map_err(|_| "IRQControl_GetTrigger (passthrough)")?;
+            k.cnode_mint(CNodeSlot::root(ntfn_slot), ntfn.slot(), CapRights::WRITE_ONLY, 1 << bit)
+                .map_err(|_| "CNode_Mint (passthrough signal)")?;
+            k.irq_handler_set_notification(irq_slot.cap(), ntfn_slot.cap())
+                .map_err(|_| "IRQHandler_SetNotification (passthrough)")?;
+            k.irq_handler_ack(irq_slot.cap()).map_err(|_| "IRQHandler_Ack (passthrough)")
+        })?;
+        debug_println!("capvisor: VM {vm}: host interrupt {irq} forwarded");
+        out.push(Forwarded { vm, irq, handler: irq_slot.cap() });
+    }
+    Ok(out)
 }
 
 /// Maps the UART and routes its receive interrupt to the VMM's notification.
@@ -309,6 +373,7 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
     }
     let mut host = RootHost {
         uart: None,
+        irqs: alloc::vec::Vec::new(),
         #[cfg(feature = "vmm-timer")]
         timer: None,
     };
@@ -328,6 +393,13 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
                 debug_println!("capvisor: parked vCPUs wake through the timer server");
             }
             None => debug_println!("capvisor: timer server client refused: parked vCPUs will be restarted at once"),
+        }
+    }
+    match forward_irqs(&mut vmm) {
+        Ok(irqs) => host.irqs = irqs,
+        Err(e) => {
+            debug_println!("capvisor: forwarding passthrough interrupts: {e}");
+            return 1;
         }
     }
     match console_input(&mut vmm) {

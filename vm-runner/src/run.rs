@@ -5,7 +5,17 @@
 //! Every vCPU of every VM faults to one endpoint, badged per vCPU ([`VcpuBadge`]). The VMM's
 //! thread has a notification bound to it, so the same `Recv` also returns signals: badges
 //! without the fault bit, one bit per source ([`SIGNAL_CONSOLE`]: the console UART's
-//! interrupt; [`SIGNAL_TIMER`]: the timer server's timeouts).
+//! interrupt; [`SIGNAL_TIMER`]: the timer server's timeouts; from [`SIGNAL_IRQ_FIRST`] up:
+//! the passthrough devices' interrupts, one bit each, numbered by the [`Host`]).
+//!
+//! # Forwarded interrupts
+//! A passthrough device's interrupt arrives as its bit ([`Host::forwarded`] names the VM and
+//! interrupt ID); the VM's distributor makes it pending and it is injected like any other,
+//! with an EOI maintenance request. seL4 keeps the host line masked until its handler is
+//! acknowledged, and the loop acknowledges it ([`Host::ack_irq`], `IRQHandler_Ack`) only when
+//! the guest's EOI of the virtual interrupt comes back as a maintenance exit: by then the
+//! guest's driver has serviced the device, so a level line that is still high means new
+//! work, not the same interrupt twice.
 //!
 //! # Performing an action
 //! - The registers are read (`TCB_ReadRegisters`) only when the handler says it needs them
@@ -54,6 +64,9 @@ use crate::setup::{SCTLR_EL1_RESET, Vm, Vmm};
 pub const SIGNAL_CONSOLE: u64 = 1 << 0;
 /// Notification badge bit: the timer server fired a timeout.
 pub const SIGNAL_TIMER: u64 = 1 << 1;
+/// Notification badge bits from this one up: forwarded host interrupts, one bit each, in the
+/// order the [`Host`] numbers them.
+pub const SIGNAL_IRQ_FIRST: u32 = 2;
 
 /// `CNTV_CTL_EL0` bits: enabled, interrupt masked.
 const CNTV_ENABLE: u64 = 1 << 0;
@@ -87,6 +100,16 @@ pub trait Host {
     /// The wake-ups that fired ([`SIGNAL_TIMER`]).
     fn fired<K: Kernel>(&mut self, _kernel: &mut K) -> Vec<WakeKey> {
         Vec::new()
+    }
+    /// The forwarded host interrupts whose bits (from [`SIGNAL_IRQ_FIRST`]) are set in a
+    /// signal's `bits`, as (VM index, interrupt ID).
+    fn forwarded(&self, _bits: u64) -> Vec<(usize, u16)> {
+        Vec::new()
+    }
+    /// Acknowledges VM `vm`'s forwarded interrupt `irq` (`IRQHandler_Ack`) after the guest's
+    /// EOI; returns false when the host holds no handler for it.
+    fn ack_irq<K: Kernel>(&mut self, _kernel: &mut K, _vm: usize, _irq: u16) -> bool {
+        false
     }
 }
 
@@ -285,6 +308,14 @@ impl Runner {
                 }
             }
         }
+        for (v, irq) in host.forwarded(bits) {
+            if let Some(vm) = vmm.vms.get_mut(v) {
+                let e = vm.state.host_irq(irq);
+                let mut k = Meter::new(kernel);
+                effects(&mut k, vm, e, host);
+                self.measured[v].record(ExitKind::HostIrq, &k.take());
+            }
+        }
         if bits & SIGNAL_TIMER != 0 {
             for key in host.fired(kernel) {
                 if let Some(vm) = vmm.vms.get_mut(key.vm) {
@@ -325,9 +356,10 @@ fn effects<K: Kernel, P: PagingHandler, H: Host>(k: &mut K, vm: &mut Vm<P>, e: E
             host.log(format_args!("{name}: VCPU_AckVPPI {ppi} failed: {err:?}"));
         }
     }
-    for irq in &e.host_irq_acks {
-        // Passthrough interrupts are not forwarded yet, so nothing holds a handler for them.
-        host.log(format_args!("{name}: no handler to acknowledge host interrupt {irq}"));
+    for &irq in &e.host_irq_acks {
+        if !host.ack_irq(k, vm.index, irq) {
+            host.log(format_args!("{name}: no handler to acknowledge host interrupt {irq}"));
+        }
     }
     for s in &e.starts {
         if let Err(err) = start_vcpu(k, vm, s) {

@@ -42,6 +42,9 @@ struct TestHost {
     timer: bool,
     armed: Vec<(WakeKey, u64)>,
     fired: Vec<WakeKey>,
+    /// Forwarded interrupts by bit (from SIGNAL_IRQ_FIRST), and the ones acknowledged.
+    irqs: Vec<(usize, u16)>,
+    acked: Vec<(usize, u16)>,
 }
 
 impl Host for TestHost {
@@ -63,6 +66,17 @@ impl Host for TestHost {
     }
     fn fired<K: Kernel>(&mut self, _k: &mut K) -> Vec<WakeKey> {
         core::mem::take(&mut self.fired)
+    }
+    fn forwarded(&self, bits: u64) -> Vec<(usize, u16)> {
+        let bit = |i: usize| bits >> (SIGNAL_IRQ_FIRST as usize + i) & 1 != 0;
+        self.irqs.iter().enumerate().filter(|(i, _)| bit(*i)).map(|(_, f)| *f).collect()
+    }
+    fn ack_irq<K: Kernel>(&mut self, _k: &mut K, vm: usize, irq: u16) -> bool {
+        let known = self.irqs.contains(&(vm, irq));
+        if known {
+            self.acked.push((vm, irq));
+        }
+        known
     }
 }
 
@@ -379,4 +393,60 @@ fn counters_table_lists_measured_and_predicted() {
     assert_eq!(lines.len(), 3);
     assert!(lines[1].starts_with("MmioWrite") && lines[1].ends_with("3.00      3.00"), "{t}");
     assert!(lines[2].starts_with("Hvc") && lines[2].ends_with("-"), "{t}");
+}
+
+/// Completes the loop's last wait as the kernel would (the reply, if any), then delivers a
+/// signal with `bits`.
+fn signal<I: HalInstance<Kernel = Model>>(rig: &mut Rig<I>, bits: u64) {
+    I::cell().with(|h| {
+        let m = h.kernel_mut();
+        let closing = match rig.runner.next_wait() {
+            Wait::ReplyRecv(r) => {
+                m.reply(&r);
+                Op::ReplyRecv
+            }
+            Wait::Recv => Op::Recv,
+        };
+        m.signal_from(rig.vmm.ntfn, bits);
+        let r = m.recv(rig.vmm.fault_ep);
+        rig.runner.deliver(m, &mut rig.vmm, &mut rig.host, &r, closing);
+    });
+}
+
+#[test]
+fn a_forwarded_interrupt_is_injected_and_acknowledged_only_after_the_guests_eoi() {
+    instance!(I);
+    // linux-disk.toml forwards host interrupt 79 (its virtio-mmio transport).
+    let mut rig = Rig::<I>::new("linux-disk.toml");
+    rig.host.irqs = vec![(0, 79)];
+    let mut pc = 0x7000_0300;
+    // The guest enables the distributor and SPI 79 (GICD_ISENABLER2, bit 15) and targets it
+    // at CPU 0 (GICD_ITARGETSR19, byte 3).
+    for (addr, value) in [(0x0800_0000u64, 1u64), (0x0800_0108, 1 << 15), (0x0800_084c, 1 << 24)] {
+        rig.set_regs(0, 0, |r| {
+            r.pc = pc;
+            r.x[2] = value;
+        });
+        rig.exit(0, 0, access(pc, addr, true, 2));
+        pc += 4;
+    }
+    // The device interrupts: its handler signals bit SIGNAL_IRQ_FIRST + 0.
+    signal(&mut rig, 1 << SIGNAL_IRQ_FIRST);
+    let vcpu = rig.vmm.vms[0].vcpus[0].vcpu;
+    rig.model(|m| {
+        let inj = m.vcpu_injections(vcpu);
+        assert_eq!(inj.len(), 1);
+        assert_eq!(inj[0].virq, 79);
+    });
+    assert_eq!(rig.runner.measured[0].exits(ExitKind::HostIrq), 1);
+    assert!(rig.host.acked.is_empty(), "not acknowledged before the guest is done with it");
+    // A bit no device owns is ignored.
+    signal(&mut rig, 1 << (SIGNAL_IRQ_FIRST + 5));
+    assert_eq!(rig.runner.measured[0].exits(ExitKind::HostIrq), 1);
+    // The guest EOIs: maintenance for LR 0 acknowledges the host handler (one entry).
+    let lr = rig.model(|m| m.vcpu_injections(vcpu)[0].index);
+    rig.model(|m| m.set_list_register(vcpu, lr.into(), ListRegister::Invalid));
+    let entries = rig.exit(0, 0, Message::new(label::VGIC_MAINTENANCE, &[u64::from(lr)]));
+    assert_eq!(rig.host.acked, [(0, 79)]);
+    assert_eq!(entries, 0, "the test host's acknowledgement makes no model call");
 }
