@@ -282,6 +282,18 @@ fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<Uart, &'static 
     let u = Uart { regs: regs.get() as usize, irq: irq_slot.cap() };
     u.write(ICR, RX_INTERRUPTS);
     u.write(IMSC, u.read(IMSC) | RX_INTERRUPTS);
+    // Input typed before now sits in the receive holding register with its interrupt
+    // already cleared, and the UART takes no more until it is read: drop it, so the next
+    // byte raises the interrupt.
+    let mut early = 0;
+    while u.read(FR) & FR_RXFE == 0 && early < 64 {
+        let _ = u.read(DR);
+        early += 1;
+    }
+    u.write(ICR, RX_INTERRUPTS);
+    if early > 0 {
+        debug_println!("capvisor: console: {early} byte(s) typed before the VMs started were dropped");
+    }
     HAL.with(|h| h.kernel_mut().irq_handler_ack(u.irq)).map_err(|_| "IRQHandler_Ack (UART)")?;
     Ok(u)
 }
