@@ -396,7 +396,7 @@ impl<K: Kernel> Sel4Hal<K> {
     /// Nanoseconds from the timer server: one `seL4_Call`.
     pub fn now_nanos(&mut self) -> Result<u64, TimeError> {
         let timer = self.timer.as_mut().ok_or(TimeError::NoServer)?;
-        timer.now(&mut self.kernel)
+        Ok(timer.now(&mut self.kernel)?)
     }
 
     // ---- checks ----

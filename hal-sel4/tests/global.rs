@@ -31,7 +31,7 @@ fn trait_methods_reach_the_installed_instance() {
         ep,
         Box::new(move |_, _| {
             now += 100;
-            hal_sel4::time::now_reply(now)
+            timer_server::protocol::ok(&[now])
         }),
     );
     hal.set_timer(ep);

@@ -497,20 +497,24 @@ fn objects_anywhere_in_ram() {
 
 // ---- time ----
 
+use hal_sel4::time::{ClientError, TimeError};
+use timer_server::protocol::{self, ErrorCode, ReplyError, Request};
+
 #[test]
 fn time_is_one_call_to_the_timer_server() {
     let mut h = model_hal();
-    assert_eq!(h.now_nanos(), Err(hal_sel4::time::TimeError::NoServer));
+    assert_eq!(h.now_nanos(), Err(TimeError::NoServer));
     let ep = h.alloc_objects(ObjectBlueprint::Endpoint, 1).unwrap().first.cap();
     let mut t = 1_000u64;
     h.kernel_mut().serve(
         ep,
-        Box::new(move |_badge, msg| match hal_sel4::time::decode_request(msg) {
-            Ok(hal_sel4::time::Request::Now) => {
+        Box::new(move |_badge, msg| match Request::decode(msg) {
+            Ok(Request::Now) => {
                 t += 250;
-                hal_sel4::time::now_reply(t)
+                protocol::ok(&[t])
             }
-            Err(code) => hal_sel4::time::error_reply(code),
+            Ok(_) => protocol::error(ErrorCode::BadRequest),
+            Err(code) => protocol::error(code),
         }),
     );
     h.set_timer(ep);
@@ -523,9 +527,12 @@ fn time_is_one_call_to_the_timer_server() {
 
     // A server that breaks the protocol, or goes backwards, is reported.
     h.kernel_mut().serve(ep, Box::new(|_, _| sel4::Message::new(0, &[])));
-    assert_eq!(h.now_nanos(), Err(hal_sel4::time::TimeError::BadReply { label: 0, length: 0 }));
-    h.kernel_mut().serve(ep, Box::new(|_, _| hal_sel4::time::error_reply(7)));
-    assert_eq!(h.now_nanos(), Err(hal_sel4::time::TimeError::Server { code: 7 }));
-    h.kernel_mut().serve(ep, Box::new(|_, _| hal_sel4::time::now_reply(5)));
-    assert_eq!(h.now_nanos(), Err(hal_sel4::time::TimeError::NotMonotonic { last: 1_500, now: 5 }));
+    assert_eq!(
+        h.now_nanos(),
+        Err(TimeError::Client(ClientError::Reply(ReplyError::Malformed { label: 0, length: 0 })))
+    );
+    h.kernel_mut().serve(ep, Box::new(|_, _| sel4::Message::new(protocol::REPLY_ERROR, &[7])));
+    assert_eq!(h.now_nanos(), Err(TimeError::Client(ClientError::Reply(ReplyError::Server { code: 7 }))));
+    h.kernel_mut().serve(ep, Box::new(|_, _| protocol::ok(&[5])));
+    assert_eq!(h.now_nanos(), Err(TimeError::Client(ClientError::NotMonotonic { last: 1_500, now: 5 })));
 }

@@ -34,8 +34,8 @@
 //! passed, and nothing else fires them (`fired` only reports). `sleep_until` is `set_timeout` of [`SLEEP_ID`] followed by a
 //! wait on the notification (see [`crate::client`]).
 //!
-//! `now` keeps the label and reply of the first version of hal-sel4's time client
-//! (`hal_sel4::time::LABEL_NOW`, reply `[ns]` with label 0), so that client works unchanged.
+//! This is the only definition of the protocol: hal-sel4's `current_time_nanos` uses
+//! [`crate::client::TimerClient`] too.
 
 use core::fmt;
 
