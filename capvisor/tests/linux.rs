@@ -89,6 +89,8 @@ macro_rules! need {
 
 /// A running guest: its console as lines, and its input.
 struct Console {
+    /// Under capvisor, the VM whose lines (`[name] ...`) commands read; `None` for QEMU alone.
+    vm: Option<String>,
     child: Child,
     stdin: Option<ChildStdin>,
     rx: Receiver<String>,
@@ -118,6 +120,7 @@ impl Console {
         });
         let stdin = child.stdin.take();
         Console {
+            vm: None,
             child,
             stdin,
             rx,
@@ -167,6 +170,27 @@ impl Console {
         stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n")).and_then(|()| stdin.flush()).unwrap();
     }
 
+    /// Lines of the VM commands go to, without the VM's prefix.
+    fn guest_lines(&self, got: Vec<String>) -> Vec<String> {
+        match &self.vm {
+            None => got,
+            Some(vm) => {
+                let prefix = format!("[{vm}] ");
+                got.iter().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+            }
+        }
+    }
+
+    /// Reads guest lines (of [`Console::vm`]) until one satisfies `done`.
+    fn until_guest(&mut self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let prefix = self.vm.as_ref().map(|v| format!("[{v}] "));
+        let got = self.until(what, timeout, |l| match &prefix {
+            None => done(l),
+            Some(p) => l.strip_prefix(p.as_str()).is_some_and(&done),
+        });
+        self.guest_lines(got)
+    }
+
     /// Runs a shell command and returns its output lines and exit status. The end is
     /// found by a line that starts with a per-call tag, which the echo of the typed
     /// command (after the prompt) never does.
@@ -174,7 +198,7 @@ impl Console {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let tag = format!("@@end{}@@", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         self.type_line(&format!("{cmd}; echo {tag} $?"));
-        let got = self.until(&format!("the end of `{cmd}`"), COMMAND_TIMEOUT, |l| l.starts_with(&tag));
+        let got = self.until_guest(&format!("the end of `{cmd}`"), COMMAND_TIMEOUT, |l| l.starts_with(&tag));
         let status = got.last().and_then(|l| l.strip_prefix(&tag)).and_then(|s| s.trim().parse().ok()).unwrap_or(-1);
         // Output lines: those after the echoed command line.
         let echo = got.iter().position(|l| l.contains(&format!("echo {tag}"))).map_or(0, |i| i + 1);
@@ -184,14 +208,14 @@ impl Console {
     /// Types `exit STATUS`, waits for init's status line and for QEMU to end.
     fn exit(mut self, status: i32) -> (i32, std::process::ExitStatus, Vec<String>) {
         self.type_line(&format!("exit {status}"));
-        let got = self.until("init's status line", COMMAND_TIMEOUT, |l| l.contains("capvisor-init: status"));
+        let got = self.until_guest("init's status line", COMMAND_TIMEOUT, |l| l.contains("capvisor-init: status"));
         let reported = got
             .last()
             .and_then(|l| l.rsplit("capvisor-init: status ").next())
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(-1);
         drop(self.stdin.take());
-        let end = Instant::now() + COMMAND_TIMEOUT;
+        let end = Instant::now() + BOOT_TIMEOUT;
         let qemu_status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
@@ -394,4 +418,185 @@ fn capvisor_dtb_refuses_an_initrd_inside_the_kernels_bss() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("vm.toml") && err.contains("overlaps the initrd"), "{err}");
+}
+
+// ---- under capvisor: the root task runs the VM files ----
+
+/// The installed kernel prefix, or why the capvisor tests cannot run.
+fn sel4_prefix() -> Result<PathBuf, String> {
+    let prefix = std::env::var_os("SEL4_PREFIX").filter(|p| !p.is_empty()).map(PathBuf::from);
+    let prefix = prefix.ok_or("SEL4_PREFIX is not set")?;
+    if !prefix.join("bin/kernel.elf").is_file() {
+        return Err(format!("{} has no bin/kernel.elf (a data-only prefix cannot boot)", prefix.display()));
+    }
+    Ok(prefix)
+}
+
+/// Builds take turns in one target directory (a new bundle rebuilds only the root task).
+static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `capvisor vms` of `config`, the root task built with that bundle, `capvisor image`: the
+/// bootable image.
+fn capvisor_image(prefix: &Path, config: &Path, name: &str) -> PathBuf {
+    let _turn = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = work_dir();
+    let bundle = dir.join(format!("{name}.bundle"));
+    let tool = env!("CARGO_BIN_EXE_capvisor");
+    let out = Command::new(tool).arg("vms").arg(config).arg("-o").arg(&bundle).output().expect("capvisor vms");
+    assert!(out.status.success(), "capvisor vms {}:\n{}", config.display(), String::from_utf8_lossy(&out.stderr));
+    let target = dir.join("cargo");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace())
+        .env("SEL4_PREFIX", prefix)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CAPVISOR_VMS", &bundle)
+        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the root task with {}: {status}", config.display());
+    let rel = target.join("aarch64-unknown-none/release");
+    let image = dir.join(format!("{name}.elf"));
+    let out = Command::new(tool)
+        .args(["image", "--root-task"])
+        .arg(rel.join("root-task"))
+        .arg("--loader")
+        .arg(rel.join("loader"))
+        .arg("--sel4-prefix")
+        .arg(prefix)
+        .arg("-o")
+        .arg(&image)
+        .output()
+        .expect("capvisor image");
+    assert!(out.status.success(), "capvisor image:\n{}", String::from_utf8_lossy(&out.stderr));
+    image
+}
+
+/// Boots a capvisor image (`qemu/run-qemu.sh`), console on `vm`, up to init's marker.
+fn capvisor_boot(image: &Path, vm: &str, extra_qemu: &[String], name: &str) -> Console {
+    let mut cmd = Command::new(workspace().join("qemu/run-qemu.sh"));
+    cmd.arg("--timeout").arg("600").arg(image).arg("--").args(extra_qemu);
+    let mut c = Console::start(cmd, name);
+    c.vm = Some(vm.to_string());
+    c.until_guest("the init marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
+    c
+}
+
+/// After the guest powered off: the root task's report of `vm`, and its exit status.
+fn assert_root_task_reports(lines: &[String], vm: &str, reason: &str, status: i32, log: &Path) {
+    let ended = format!("capvisor: VM \"{vm}\" ended: {reason}, status {status}");
+    assert!(lines.iter().any(|l| l.contains(&ended)), "no `{ended}`; log: {}", log.display());
+    assert!(lines.iter().any(|l| l.contains("capvisor: counters of")), "no counters; log: {}", log.display());
+}
+
+fn capvisor_finish(c: Console, vm: &str) {
+    let log = c.log.clone();
+    let (reported, qemu, lines) = c.exit(0);
+    assert_eq!(reported, 0, "log: {}", log.display());
+    assert_root_task_reports(&lines, vm, "powered off", 0, &log);
+    assert!(lines.iter().any(|l| l.contains("capvisor: all VMs stopped, exit status 0")), "log: {}", log.display());
+    assert_eq!(qemu.code(), Some(0), "the root task's exit status; log: {}", log.display());
+}
+
+#[test]
+fn capvisor_boots_linux_toml_to_a_shell() {
+    let prefix = need!(sel4_prefix());
+    need!(artifacts());
+    let image = capvisor_image(&prefix, &workspace().join("configs/linux.toml"), "capvisor-linux");
+    let mut c = capvisor_boot(&image, "linux", &[], "capvisor-linux");
+    check_guest(&mut c, 1);
+    capvisor_finish(c, "linux");
+}
+
+#[test]
+fn capvisor_boots_linux_smp_toml_with_both_cpus() {
+    let prefix = need!(sel4_prefix());
+    need!(artifacts());
+    let image = capvisor_image(&prefix, &workspace().join("configs/linux-smp.toml"), "capvisor-linux-smp");
+    let mut c = capvisor_boot(&image, "linux-smp", &[], "capvisor-linux-smp");
+    check_guest(&mut c, 2);
+    capvisor_finish(c, "linux-smp");
+}
+
+#[test]
+fn capvisor_boots_linux_disk_toml_with_the_passthrough_disk() {
+    let prefix = need!(sel4_prefix());
+    let art = need!(artifacts());
+    let image = capvisor_image(&prefix, &workspace().join("configs/linux-disk.toml"), "capvisor-linux-disk");
+    let disk = scratch_disk(&art, "capvisor-linux-disk");
+    let qemu = vec![
+        "-drive".to_string(),
+        format!("file={},if=none,format=raw,id=d0", disk.display()),
+        "-device".to_string(),
+        "virtio-blk-device,drive=d0".to_string(),
+    ];
+    let mut c = capvisor_boot(&image, "linux-disk", &qemu, "capvisor-linux-disk");
+    check_guest(&mut c, 1);
+    check_disk(&mut c);
+    let log = c.log.clone();
+    let (reported, qemu_status, lines) = c.exit(0);
+    assert_eq!(reported, 0);
+    assert!(lines.iter().any(|l| l.contains("host interrupt 79 forwarded")), "log: {}", log.display());
+    // The disk's interrupts came through the forwarding path.
+    let host_irqs = lines
+        .iter()
+        .find_map(|l| l.split("capvisor:").nth(1).and_then(|r| r.trim().strip_prefix("HostIrq")))
+        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(host_irqs > 0, "no HostIrq exits counted; log: {}", log.display());
+    assert_root_task_reports(&lines, "linux-disk", "powered off", 0, &log);
+    assert_eq!(qemu_status.code(), Some(0), "log: {}", log.display());
+    // The guest's write reached the disk image on the host.
+    let bytes = std::fs::read(&disk).unwrap();
+    assert!(bytes.windows(20).any(|w| w == b"written by the guest"), "the guest's file is not on the disk");
+}
+
+/// Two Linux VMs (`linux.toml` and a copy named `linux-b`): a system file in a scratch
+/// directory, image paths made absolute.
+fn two_linux_vms() -> PathBuf {
+    let dir = work_dir().join("two-linux");
+    std::fs::create_dir_all(&dir).unwrap();
+    let art = workspace().join("guests/linux/artifacts");
+    let text = std::fs::read_to_string(workspace().join("configs/linux.toml"))
+        .unwrap()
+        .replace("../guests/linux/artifacts", &art.display().to_string());
+    std::fs::write(dir.join("a.toml"), &text).unwrap();
+    let b = text.replace("id = 1", "id = 2").replace("name = \"linux\"", "name = \"linux-b\"");
+    std::fs::write(dir.join("b.toml"), b).unwrap();
+    std::fs::write(dir.join("system.toml"), "[system]\nvms = [\"a.toml\", \"b.toml\"]\n").unwrap();
+    dir.join("system.toml")
+}
+
+#[test]
+fn capvisor_a_guest_kernel_panic_ends_only_that_vm() {
+    let prefix = need!(sel4_prefix());
+    need!(artifacts());
+    let image = capvisor_image(&prefix, &two_linux_vms(), "capvisor-two-linux");
+    let mut c = capvisor_boot(&image, "linux", &[], "capvisor-two-linux");
+    // Input goes to the first VM: crash its kernel (sysrq c; panic=-1 resets at once).
+    c.type_line("/tests/panic");
+    c.until("the first VM stopping", BOOT_TIMEOUT, |l| l.contains("capvisor: linux: stopped: reset"));
+    // The second VM still runs and answers once it has focus (Ctrl-A 2).
+    c.vm = Some("linux-b".to_string());
+    let up = c.lines.iter().any(|l| l.contains("[linux-b] capvisor-init: ready"));
+    if !up {
+        c.until_guest("the second VM's marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
+    }
+    c.type_line("\u{1}2");
+    c.until("the focus switch", COMMAND_TIMEOUT, |l| l.contains("console: input goes to linux-b"));
+    let (out, st) = c.run("uname -r");
+    assert_eq!(st, 0);
+    assert!(out.iter().any(|l| l.trim() == KERNEL_RELEASE), "{out:?}");
+    let log = c.log.clone();
+    let (reported, qemu, lines) = c.exit(0);
+    assert_eq!(reported, 0);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[linux] ") && l.contains("Kernel panic - not syncing: sysrq triggered crash")),
+        "log: {}",
+        log.display()
+    );
+    assert_root_task_reports(&lines, "linux", "reset", 0, &log);
+    assert_root_task_reports(&lines, "linux-b", "powered off", 0, &log);
+    assert_eq!(qemu.code(), Some(0), "log: {}", log.display());
 }
