@@ -2,7 +2,8 @@
 //! with the MMU off (all data accesses Device memory, aligned: the target is strict-align).
 //!
 //! Normal mode (entry `_start`, the load address):
-//! 1. prints a line through the PL011 at 0x0900_0000 (the VMM's emulated UART);
+//! 1. prints a line through the PL011 at 0x0900_0000 (the VMM's emulated UART), and the
+//!    emulated distributor's `GICD_TYPER`;
 //! 2. enables the GIC distributor (emulated) and CPU interface (the real GICV frames at the
 //!    GICC address), the virtual timer's PPI 27, and takes 10 virtual-timer interrupts,
 //!    10 ms apart, waiting in `WFI`;
@@ -446,6 +447,9 @@ extern "C" fn guest_secondary(context: u64) -> ! {
 fn normal() -> ! {
     let mpidr = sysreg_read!("mpidr_el1");
     say!("UART ok: vCPU 0, mpidr {mpidr:#x}, PSCI version {:#x}", hvc(psci::VERSION, 0, 0, 0, 0));
+    // An emulated register read: GICD_TYPER (lines and CPUs of the distributor).
+    let typer = mmio_read(GICD + 0x004);
+    say!("GICD_TYPER {typer:#x}: {} interrupt lines, {} CPUs", 32 * ((typer & 0x1f) + 1), ((typer >> 5) & 7) + 1);
     let mut status = 0;
     if timer_ticks() {
         say!("10 timer ticks");
