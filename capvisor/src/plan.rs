@@ -261,14 +261,14 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
                 MappingKind::GicCpuInterface => "GICV",
                 MappingKind::Device => "passthrough",
             });
-            labels.insert(r.base, format!("{}: {kind}", vm.config.name));
+            labels.insert(r.base.get(), format!("{}: {kind}", vm.config.name));
         }
         for (o, b) in vm.objects() {
             labels.insert(o.base.get(), format!("{}: {} x{}", vm.config.name, blueprint_name(*b), o.count));
         }
     }
     for r in &vmm.shared {
-        labels.insert(r.base, "GICV (every VM)".to_string());
+        labels.insert(r.base.get(), "GICV (every VM)".to_string());
     }
     for (o, b) in vmm.objects() {
         labels.insert(o.base.get(), format!("VMM: {} x{}", blueprint_name(*b), o.count));
@@ -304,9 +304,9 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
                 MappingKind::Device => "passthrough",
             };
             rows.push((
-                m.gpa,
+                m.gpa.get(),
                 m.size_bytes,
-                format!("{what} -> host {:#x} ({})", m.hpa, if m.rights.write { "rw" } else { "ro" }),
+                format!("{what} -> host {:#x} ({})", m.hpa.get(), if m.rights.write { "rw" } else { "ro" }),
             ));
         }
         for d in &vm.config.emulated {
@@ -322,7 +322,8 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
             let _ = writeln!(w, "  {gpa:#014x}-{:#014x} {:>9} {what}", gpa + len, size(len));
         }
         for i in &vm.images {
-            let _ = writeln!(w, "  image {:<8} at {:#x} ({} bytes, host {:#x})", i.what, i.gpa, i.len, i.hpa);
+            let _ =
+                writeln!(w, "  image {:<8} at {:#x} ({} bytes, host {:#x})", i.what, i.gpa.get(), i.len, i.hpa.get());
         }
         let _ = writeln!(
             w,
@@ -336,8 +337,8 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         let (mut pages, mut bad) = (0u64, 0u64);
         cell.with(|h| {
             for m in &vm.mappings {
-                let mut gpa = m.gpa;
-                while gpa < m.gpa + m.size_bytes {
+                let mut gpa = m.gpa.get();
+                while gpa < m.gpa.get() + m.size_bytes {
                     let b = book.translate(gpa).map(|e| e.hpa);
                     let k = h.kernel().translate(vm.vspace, VirtAddr(gpa)).map(|t| t.paddr.get());
                     if b.is_none() || b != k {

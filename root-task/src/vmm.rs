@@ -370,7 +370,7 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
         }
     };
     for vm in &vmm.vms {
-        let ram = vm.mappings.first().map_or((0, 0, 0), |m| (m.gpa, m.hpa, m.size_bytes));
+        let ram = vm.mappings.first().map_or((0, 0, 0), |m| (m.gpa.get(), m.hpa.get(), m.size_bytes));
         debug_println!(
             "capvisor: VM {} \"{}\": {} vCPU(s), RAM {:#x}+{:#x} at host {:#x}, {} stage-2 tables, {} frames",
             vm.index,

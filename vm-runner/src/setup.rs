@@ -51,7 +51,7 @@ use sel4::{
     CNodeSlot, CPtr, Cap, CapRights, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, VCpuReg, VirtAddr,
     VmAttributes,
 };
-use vm_config::{MapType, MemFlags, VmConfig};
+use vm_config::{GuestPhysAddr, MapType, MemFlags, VmConfig};
 
 use crate::badge::VcpuBadge;
 use crate::book::{Book, BookError};
@@ -104,9 +104,9 @@ pub struct GuestMapping {
     /// What it is.
     pub kind: MappingKind,
     /// Guest-physical base.
-    pub gpa: u64,
+    pub gpa: GuestPhysAddr,
     /// Host-physical base.
-    pub hpa: u64,
+    pub hpa: PhysAddr,
     /// Bytes.
     pub size_bytes: u64,
     /// Rights of the mapping.
@@ -115,10 +115,24 @@ pub struct GuestMapping {
     pub attrs: VmAttributes,
     /// Base of the HAL allocation holding the frames (differs from `hpa` for a window into
     /// a larger allocation).
-    pub allocation: u64,
+    pub allocation: PhysAddr,
 }
 
 impl GuestMapping {
+    /// A mapping of `size` bytes at `gpa` to `hpa`, whose frames are those of the HAL
+    /// allocation at `hpa`.
+    pub fn new(kind: MappingKind, gpa: u64, hpa: u64, size: u64, rights: CapRights, attrs: VmAttributes) -> Self {
+        GuestMapping {
+            kind,
+            gpa: GuestPhysAddr(gpa),
+            hpa: PhysAddr(hpa),
+            size_bytes: size,
+            rights,
+            attrs,
+            allocation: PhysAddr(hpa),
+        }
+    }
+
     /// The flags the book records for it.
     pub fn book_flags(&self) -> MappingFlags {
         let mut f = MappingFlags::READ;
@@ -141,9 +155,9 @@ pub struct MappedFrame {
     /// The copy of the frame capability that is mapped (a VMM slot).
     pub cap: Cap<Frame>,
     /// Guest-physical address.
-    pub gpa: u64,
+    pub gpa: GuestPhysAddr,
     /// Host-physical address.
-    pub hpa: u64,
+    pub hpa: PhysAddr,
     /// Size.
     pub size: FrameSize,
 }
@@ -156,7 +170,7 @@ pub struct GuestTable {
     /// Depth below the root (1 = the root's children).
     pub depth: u32,
     /// First guest-physical address it translates.
-    pub gpa: u64,
+    pub gpa: GuestPhysAddr,
 }
 
 /// An image placed in guest memory.
@@ -165,9 +179,9 @@ pub struct PlacedImage {
     /// `kernel`, `dtb` or `ramdisk`.
     pub what: &'static str,
     /// Guest-physical load address.
-    pub gpa: u64,
+    pub gpa: GuestPhysAddr,
     /// Host-physical address it went to.
-    pub hpa: u64,
+    pub hpa: PhysAddr,
     /// Bytes.
     pub len: u64,
 }
@@ -189,7 +203,7 @@ pub struct VcpuCaps {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Region {
     /// Host-physical base.
-    pub base: u64,
+    pub base: PhysAddr,
     /// Bytes.
     pub size: u64,
 }
@@ -501,12 +515,12 @@ impl<P: PagingHandler> Vmm<P> {
         for vm in &bundle.system.vms {
             if let Some(g) = vm.capvisor.gic_cpu_interface {
                 let (base, size) = (g.host.get(), g.guest.size_bytes);
-                if self.shared.iter().any(|r| r.base == base) {
+                if self.shared.iter().any(|r| r.base.get() == base) {
                     continue;
                 }
                 cell.with(|h| h.alloc_region(PhysAddr(base), size, KindRequest::Device).map(|_| ()))
                     .map_err(hal_err(None, "GIC virtual CPU interface"))?;
-                self.shared.push(Region { base, size });
+                self.shared.push(Region { base: PhysAddr(base), size });
             }
         }
 
@@ -561,67 +575,52 @@ impl<P: PagingHandler> Vmm<P> {
             let kind = if m.map == MapType::Reserved { KindRequest::Uniform } else { KindRequest::Ram };
             cell.with(|h| h.alloc_region(PhysAddr(hpa), size, kind).map(|_| ())).map_err(hal_err(vm, "guest RAM"))?;
             let v = &mut self.vms[i];
-            v.regions.push(Region { base: hpa, size });
+            v.regions.push(Region { base: PhysAddr(hpa), size });
             let (rights, attrs) = ram_rights(m.flags);
-            v.mappings.push(GuestMapping {
-                kind: MappingKind::Ram,
-                gpa,
-                hpa,
-                size_bytes: size,
-                rights,
-                attrs,
-                allocation: hpa,
-            });
+            v.mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
         }
         if let Some(g) = config.capvisor.gic_cpu_interface {
-            self.vms[i].mappings.push(GuestMapping {
-                kind: MappingKind::GicCpuInterface,
-                gpa: g.guest.base.get(),
-                hpa: g.host.get(),
-                size_bytes: g.guest.size_bytes,
-                rights: CapRights::READ_WRITE,
-                attrs: DEVICE_ATTRS,
-                allocation: g.host.get(),
-            });
+            let (gpa, hpa, size) = (g.guest.base.get(), g.host.get(), g.guest.size_bytes);
+            let m =
+                GuestMapping::new(MappingKind::GicCpuInterface, gpa, hpa, size, CapRights::READ_WRITE, DEVICE_ATTRS);
+            self.vms[i].mappings.push(m);
         }
         for p in config.passthrough.iter().filter_map(|p| p.region) {
             let (gpa, hpa, size) = (p.guest.base.get(), p.host.get(), p.guest.size_bytes);
             cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Device).map(|_| ()))
                 .map_err(hal_err(vm, "passthrough device"))?;
             let v = &mut self.vms[i];
-            v.regions.push(Region { base: hpa, size });
-            v.mappings.push(GuestMapping {
-                kind: MappingKind::Device,
+            v.regions.push(Region { base: PhysAddr(hpa), size });
+            v.mappings.push(GuestMapping::new(
+                MappingKind::Device,
                 gpa,
                 hpa,
-                size_bytes: size,
-                rights: CapRights::READ_WRITE,
-                attrs: DEVICE_ATTRS,
-                allocation: hpa,
-            });
+                size,
+                CapRights::READ_WRITE,
+                DEVICE_ATTRS,
+            ));
         }
         for r in &config.passthrough_addresses {
             let (base, size) = (r.base.get(), r.size_bytes);
             cell.with(|h| h.alloc_region(PhysAddr(base), size, KindRequest::Device).map(|_| ()))
                 .map_err(hal_err(vm, "passthrough address range"))?;
             let v = &mut self.vms[i];
-            v.regions.push(Region { base, size });
-            v.mappings.push(GuestMapping {
-                kind: MappingKind::Device,
-                gpa: base,
-                hpa: base,
-                size_bytes: size,
-                rights: CapRights::READ_WRITE,
-                attrs: DEVICE_ATTRS,
-                allocation: base,
-            });
+            v.regions.push(Region { base: PhysAddr(base), size });
+            v.mappings.push(GuestMapping::new(
+                MappingKind::Device,
+                base,
+                base,
+                size,
+                CapRights::READ_WRITE,
+                DEVICE_ATTRS,
+            ));
         }
 
         // ---- the book ----
         let mut book = Book::<P>::new().map_err(|error| SetupError::Book { vm: i, error })?;
         let mut booked = Ok(());
         for m in &self.vms[i].mappings {
-            if let Err(error) = book.map_linear(m.gpa, m.hpa, m.size_bytes, m.book_flags()) {
+            if let Err(error) = book.map_linear(m.gpa.get(), m.hpa.get(), m.size_bytes, m.book_flags()) {
                 booked = Err(SetupError::Book { vm: i, error });
                 break;
             }
@@ -640,12 +639,13 @@ impl<P: PagingHandler> Vmm<P> {
         // The frames of every mapping, from the HAL's capability table.
         let mut planned: Vec<(Slot, u64, u64, FrameSize, CapRights, VmAttributes)> = Vec::new();
         for m in &self.vms[i].mappings {
-            let end = m.hpa + m.size_bytes;
+            let (gpa, hpa) = (m.gpa.get(), m.hpa.get());
+            let end = hpa + m.size_bytes;
             cell.with(|h| {
-                for (f, _) in h.frames(PhysAddr(m.allocation)) {
+                for (f, _) in h.frames(m.allocation) {
                     let p = f.paddr.get();
-                    if p >= m.hpa && p < end {
-                        planned.push((f.slot, m.gpa + (p - m.hpa), p, f.size, m.rights, m.attrs));
+                    if p >= hpa && p < end {
+                        planned.push((f.slot, gpa + (p - hpa), p, f.size, m.rights, m.attrs));
                     }
                 }
             });
@@ -661,7 +661,7 @@ impl<P: PagingHandler> Vmm<P> {
                 let cap: Cap<PageTable> = Slot::new(objs.first.index() + k as u64).cap();
                 cell.with(|h| h.kernel_mut().page_table_map(cap, vspace, VirtAddr(gpa), VmAttributes::DEFAULT))
                     .map_err(kernel_err(vm, "PageTable_Map"))?;
-                self.vms[i].tables.push(GuestTable { cap, depth, gpa });
+                self.vms[i].tables.push(GuestTable { cap, depth, gpa: GuestPhysAddr(gpa) });
             }
         }
         let n = planned.len() as u64;
@@ -671,7 +671,7 @@ impl<P: PagingHandler> Vmm<P> {
             let cap: Cap<Frame> = slot.cap();
             cell.with(|h| h.kernel_mut().cnode_copy(CNodeSlot::root(slot), src, rights))
                 .map_err(kernel_err(vm, "CNode_Copy (frame)"))?;
-            self.vms[i].frames.push(MappedFrame { cap, gpa, hpa, size });
+            self.vms[i].frames.push(MappedFrame { cap, gpa: GuestPhysAddr(gpa), hpa: PhysAddr(hpa), size });
             cell.with(|h| h.kernel_mut().page_map(cap, vspace, VirtAddr(gpa), rights, attrs))
                 .map_err(kernel_err(vm, "Page_Map (guest)"))?;
         }
@@ -692,21 +692,19 @@ impl<P: PagingHandler> Vmm<P> {
                 .iter()
                 .find(|m| {
                     m.kind == MappingKind::Ram
-                        && load >= m.gpa
-                        && load.checked_add(len).is_some_and(|e| e <= m.gpa + m.size_bytes)
+                        && load >= m.gpa.get()
+                        && load.checked_add(len).is_some_and(|e| e <= m.gpa.get() + m.size_bytes)
                 })
                 .copied()
                 .ok_or(SetupError::Image { vm: i, what, load, len })?;
-            let hpa = m.hpa + (load - m.gpa);
+            let hpa = m.hpa.get() + (load - m.gpa.get());
             if len > 0 {
-                let va = cell
-                    .with(|h| h.map_region(PhysAddr(m.allocation)))
-                    .map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
-                copy.copy(VirtAddr(va.get() + (hpa - m.allocation)), bytes);
-                cell.with(|h| h.unmap_region(PhysAddr(m.allocation)))
-                    .map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
+                let va =
+                    cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
+                copy.copy(VirtAddr(va.get() + (hpa - m.allocation.get())), bytes);
+                cell.with(|h| h.unmap_region(m.allocation)).map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
             }
-            self.vms[i].images.push(PlacedImage { what, gpa: load, hpa, len });
+            self.vms[i].images.push(PlacedImage { what, gpa: GuestPhysAddr(load), hpa: PhysAddr(hpa), len });
         }
 
         // ---- the guest CSpace and the vCPUs ----
@@ -777,7 +775,7 @@ impl<P: PagingHandler> Vmm<P> {
                 note(cell.with(|h| h.free_objects(objs, bp)), Some(vm.index), "freeing VM objects");
             }
             for r in vm.regions.drain(..).rev() {
-                note(cell.with(|h| h.dealloc_region(PhysAddr(r.base), r.size)), Some(vm.index), "freeing VM memory");
+                note(cell.with(|h| h.dealloc_region(r.base, r.size)), Some(vm.index), "freeing VM memory");
             }
             vm.frames.clear();
             vm.tables.clear();
@@ -785,7 +783,7 @@ impl<P: PagingHandler> Vmm<P> {
         }
         self.vms.clear();
         for r in self.shared.drain(..).rev() {
-            note(cell.with(|h| h.dealloc_region(PhysAddr(r.base), r.size)), None, "freeing shared memory");
+            note(cell.with(|h| h.dealloc_region(r.base, r.size)), None, "freeing shared memory");
         }
         for (objs, bp) in self.objects.drain(..).rev() {
             note(cell.with(|h| h.free_objects(objs, bp)), None, "freeing VMM objects");

@@ -10,7 +10,7 @@ use std::path::Path;
 use hal_sel4::{HalCell, HalInstance};
 use sel4::{Kernel, Message, ObjectBlueprint, Op, init_cap};
 use sel4_model::{Model, ThreadState};
-use vm_config::SystemConfig;
+use vm_config::{GuestPhysAddr, SystemConfig};
 
 use super::*;
 use crate::bundle::{Bundle, VmImages};
@@ -101,17 +101,17 @@ fn setup_leaves_the_expected_objects() {
 
     // Guest RAM: 16 MiB at 0x4000_0000, MAP_ALLOC, placed 2 MiB aligned: eight 2 MiB frames.
     let ram = vm.mappings.iter().find(|m| m.kind == MappingKind::Ram).unwrap();
-    assert_eq!((ram.gpa, ram.size_bytes), (0x4000_0000, 0x100_0000));
-    assert_eq!(ram.hpa % (2 << 20), 0);
+    assert_eq!((ram.gpa.get(), ram.size_bytes), (0x4000_0000, 0x100_0000));
+    assert_eq!(ram.hpa.get() % (2 << 20), 0);
     let large = vm.frames.iter().filter(|f| f.size == FrameSize::Large).count();
     let small = vm.frames.iter().filter(|f| f.size == FrameSize::Small).count();
     assert_eq!((large, small), (8, 2), "RAM in 2 MiB frames, the 8 KiB GICV in two 4 KiB frames");
     let gicc = vm.mappings.iter().find(|m| m.kind == MappingKind::GicCpuInterface).unwrap();
-    assert_eq!((gicc.gpa, gicc.hpa, gicc.size_bytes), (0x0801_0000, 0x0804_0000, 0x2000));
+    assert_eq!((gicc.gpa.get(), gicc.hpa.get(), gicc.size_bytes), (0x0801_0000, 0x0804_0000, 0x2000));
 
     // Stage 2: the tables the frames need and no more: depth 1 at 0; depth 2 for the first
     // GiB (GICV) and the second (RAM); depth 3 only for the 2 MiB around the GICV.
-    let mut tables: Vec<(u32, u64)> = vm.tables.iter().map(|t| (t.depth, t.gpa)).collect();
+    let mut tables: Vec<(u32, u64)> = vm.tables.iter().map(|t| (t.depth, t.gpa.get())).collect();
     tables.sort();
     assert_eq!(tables, vec![(1, 0), (2, 0), (2, 0x4000_0000), (3, 0x0800_0000)]);
 
@@ -137,8 +137,11 @@ fn setup_leaves_the_expected_objects() {
 
     // The kernel image landed at the host address behind its guest address.
     assert_eq!(rec.copies.len(), 1);
-    assert_eq!(rec.copies[0], (ram.hpa, kernel.clone()));
-    assert_eq!(vm.images, vec![PlacedImage { what: "kernel", gpa: 0x4000_0000, hpa: ram.hpa, len: 0x1_2345 }]);
+    assert_eq!(rec.copies[0], (ram.hpa.get(), kernel.clone()));
+    assert_eq!(
+        vm.images,
+        vec![PlacedImage { what: "kernel", gpa: GuestPhysAddr(0x4000_0000), hpa: ram.hpa, len: 0x1_2345 }]
+    );
     let _ = options;
 }
 
@@ -154,19 +157,20 @@ fn the_book_and_the_sel4_tables_agree_on_every_page() {
         I::cell().with(|h| {
             let m = h.kernel();
             for map in &vm.mappings {
-                let mut gpa = map.gpa;
-                while gpa < map.gpa + map.size_bytes {
+                let (base, host) = (map.gpa.get(), map.hpa.get());
+                let mut gpa = base;
+                while gpa < base + map.size_bytes {
                     let b = book.translate(gpa).unwrap_or_else(|| panic!("book lacks {gpa:#x}"));
                     let k = m.translate(vm.vspace, VirtAddr(gpa)).unwrap_or_else(|| panic!("seL4 lacks {gpa:#x}"));
                     assert_eq!(b.hpa, k.paddr.get(), "{} at {gpa:#x}", vm.config.name);
-                    assert_eq!(b.hpa, map.hpa + (gpa - map.gpa));
+                    assert_eq!(b.hpa, host + (gpa - base));
                     assert_eq!(k.rights == sel4_model::VmRights::ReadWrite, map.rights.write);
                     checked += 1;
                     gpa += 4096;
                 }
                 // Just past the end: neither maps it.
-                let past = map.gpa + map.size_bytes;
-                if !vm.mappings.iter().any(|o| o.gpa <= past && past < o.gpa + o.size_bytes) {
+                let past = base + map.size_bytes;
+                if !vm.mappings.iter().any(|o| o.gpa.get() <= past && past < o.gpa.get() + o.size_bytes) {
                     assert_eq!(book.translate(past), None);
                     assert_eq!(m.translate(vm.vspace, VirtAddr(past)), None);
                 }
@@ -180,8 +184,8 @@ fn the_book_and_the_sel4_tables_agree_on_every_page() {
     }
     assert_eq!(checked, (0x100_0000 + 0x80_0000) / 4096 + 2 * 2);
     // The two VMs share the GICV frames and nothing else.
-    let a: Vec<u64> = vmm.vms[0].frames.iter().map(|f| f.hpa).collect();
-    let shared: Vec<u64> = vmm.vms[1].frames.iter().map(|f| f.hpa).filter(|p| a.contains(p)).collect();
+    let a: Vec<u64> = vmm.vms[0].frames.iter().map(|f| f.hpa.get()).collect();
+    let shared: Vec<u64> = vmm.vms[1].frames.iter().map(|f| f.hpa.get()).filter(|p| a.contains(p)).collect();
     assert_eq!(shared, vec![0x0804_0000, 0x0804_1000]);
 }
 
@@ -276,7 +280,7 @@ fn setup_costs_are_what_the_plan_says() {
     I::cell().with(|h| {
         for f in &vm.frames {
             match h.kernel().cap(f.cap.slot()) {
-                sel4_model::ModelCap::Frame { mapped: Some(at), .. } => assert_eq!(at.vaddr.get(), f.gpa),
+                sel4_model::ModelCap::Frame { mapped: Some(at), .. } => assert_eq!(at.vaddr.get(), f.gpa.get()),
                 other => panic!("frame copy {:?}: {other:?}", f.cap),
             }
         }
