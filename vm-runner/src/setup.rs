@@ -472,7 +472,6 @@ impl<P: PagingHandler> Vmm<P> {
         if bundle.images.len() != bundle.system.vms.len() {
             return Err(SetupError::Images);
         }
-        let cell = I::cell();
         let mut vmm = Vmm {
             vms: Vec::new(),
             fault_ep: Cap::from_cptr(CPtr::NULL),
@@ -487,7 +486,6 @@ impl<P: PagingHandler> Vmm<P> {
             Err(e) => {
                 // Best effort: the first error is the one to report.
                 let _ = vmm.teardown::<I>();
-                let _ = cell;
                 Err(e)
             }
         }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use std::path::Path;
 
 use hal_sel4::{HalCell, HalInstance};
-use sel4::{Kernel, Message, ObjectBlueprint, Op, init_cap};
+use sel4::{Kernel, Message, Op, init_cap};
 use sel4_model::{Model, ThreadState};
 use vm_config::{GuestPhysAddr, SystemConfig};
 
@@ -93,7 +93,7 @@ fn setup_leaves_the_expected_objects() {
     instance!(I);
     let sys = example("test-guest.toml");
     let kernel = image(1, 0x1_2345);
-    let (vmm, rec, options) = build::<I>(&sys, core::slice::from_ref(&kernel));
+    let (vmm, rec, _) = build::<I>(&sys, core::slice::from_ref(&kernel));
     let vmm = vmm.unwrap();
     assert_eq!(vmm.vms.len(), 1);
     let vm = &vmm.vms[0];
@@ -142,7 +142,6 @@ fn setup_leaves_the_expected_objects() {
         vm.images,
         vec![PlacedImage { what: "kernel", gpa: GuestPhysAddr(0x4000_0000), hpa: ram.hpa, len: 0x1_2345 }]
     );
-    let _ = options;
 }
 
 #[test]
@@ -307,5 +306,4 @@ fn tables_needed_by_frame_size() {
     assert_eq!(alloc_alignment(0x4000_1000, 1 << 30), 4096);
     assert_eq!(fault_cptr(1) >> GUEST_CNODE_SLOT_BITS, GUEST_CSPACE_GUARD);
     assert_eq!(guest_cspace_data() & 0x3f, 61);
-    let _ = ObjectBlueprint::Tcb;
 }
