@@ -165,13 +165,16 @@ impl Host for RootHost {
 
     fn console_in<K: Kernel>(&mut self, kernel: &mut K, buf: &mut [u8]) -> usize {
         let Some(u) = &self.uart else { return 0 };
+        // Clear first, then drain: QEMU's PL011 raises RX only as its FIFO goes from empty to
+        // one byte, so a byte that arrived after the drain and before a clear would leave
+        // the interrupt cleared with the FIFO non-empty, and input would stop for good.
+        u.write(ICR, RX_INTERRUPTS);
         let mut n = 0;
         while n < buf.len() && u.read(FR) & FR_RXFE == 0 {
             buf[n] = u.read(DR) as u8;
             n += 1;
         }
-        u.write(ICR, RX_INTERRUPTS);
-        // The line is low again (FIFO drained) or will signal again (more than `buf`).
+        // The FIFO is drained (it holds 16 bytes, `buf` more): the next byte raises RX again.
         let _ = kernel.irq_handler_ack(u.irq);
         n
     }
