@@ -3,8 +3,8 @@
 //!
 //! Each run starts QEMU and times, on the wall clock from the moment the process is spawned,
 //! the console line `capvisor-init: ready` that the initramfs's `/init` prints once the
-//! kernel has booted and run it; then it types `exit 0` into the console (the shell test
-//! powers off) and waits for QEMU to end. The reference is the direct boot:
+//! kernel has booted and run it; then it types `exit 0` into the console (twice a second
+//! until the shell takes it and `/init` powers off) and waits for QEMU to end. The reference is the direct boot:
 //!
 //! ```text
 //! qemu-system-aarch64 -machine virt,virtualization=on,gic-version=2 -cpu cortex-a57
@@ -225,25 +225,35 @@ pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error>
     let mut b = Boot::default();
     let mut marker = None;
     let deadline = start + timeout;
+    // Typed until QEMU ends: a line typed while the shell starts can be lost (its line
+    // editor sets the terminal up), and extra ones after power-off are harmless.
+    let mut next_exit = None;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        let now = Instant::now();
+        if let Some(at) = next_exit
+            && now >= at
+        {
+            if let Some(stdin) = child.stdin.as_mut() {
+                let _ = stdin.write_all(b"exit 0\n");
+                let _ = stdin.flush();
+            }
+            next_exit = Some(now + Duration::from_millis(500));
+        }
+        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(100));
+        match rx.recv_timeout(wait) {
             Ok((t, line)) => {
                 if marker.is_none() && line.contains(MARKER) {
                     marker = Some(t - start);
-                    if let Some(stdin) = child.stdin.as_mut() {
-                        // The shell may not be reading yet; the console queues the bytes.
-                        let _ = stdin.write_all(b"exit 0\n");
-                        let _ = stdin.flush();
-                    }
+                    next_exit = Some(Instant::now());
                 }
                 b.lines.push((t - start, line));
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 break;
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     }
     let _ = child.wait();

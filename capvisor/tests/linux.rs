@@ -165,6 +165,33 @@ impl Console {
         }
     }
 
+    /// Waits until the shell reads what is typed: a line typed while it starts can be lost
+    /// (its line editor sets the terminal up), so `echo` is typed until it answers.
+    fn ready(&mut self) {
+        let prefix = self.vm.as_ref().map(|v| format!("[{v}] "));
+        let end = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            self.type_line("echo @@ready@@");
+            let step = Instant::now() + Duration::from_millis(700);
+            while let Ok(line) = self.rx.recv_timeout(step.saturating_duration_since(Instant::now())) {
+                self.lines.push(line.clone());
+                let guest = match &prefix {
+                    None => Some(line.as_str()),
+                    Some(p) => line.strip_prefix(p.as_str()),
+                };
+                if guest.is_some_and(|l| l.starts_with("@@ready@@")) {
+                    self.save();
+                    return;
+                }
+            }
+            if Instant::now() > end {
+                self.save();
+                let _ = self.child.kill();
+                panic!("the shell does not answer; console log: {}", self.log.display());
+            }
+        }
+    }
+
     fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("console input open");
         stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n")).and_then(|()| stdin.flush()).unwrap();
@@ -318,6 +345,7 @@ fn direct(art: &Path, vm: &VmConfig, name: &str, disk: Option<&Path>) -> Console
     let mut c = Console::start(cmd, name);
     let marker = c.until("the init marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
     assert!(marker.last().unwrap().contains("test=shell"), "the device tree's bootargs reached the kernel");
+    c.ready();
     c
 }
 
@@ -478,6 +506,7 @@ fn capvisor_boot(image: &Path, vm: &str, extra_qemu: &[String], name: &str) -> C
     let mut c = Console::start(cmd, name);
     c.vm = Some(vm.to_string());
     c.until_guest("the init marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
+    c.ready();
     c
 }
 
@@ -583,6 +612,7 @@ fn capvisor_a_guest_kernel_panic_ends_only_that_vm() {
     }
     c.type_line("\u{1}2");
     c.until("the focus switch", COMMAND_TIMEOUT, |l| l.contains("console: input goes to linux-b"));
+    c.ready();
     let (out, st) = c.run("uname -r");
     assert_eq!(st, 0);
     assert!(out.iter().any(|l| l.trim() == KERNEL_RELEASE), "{out:?}");
