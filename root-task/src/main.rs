@@ -5,6 +5,8 @@
 //! semihosting with status 0 or 1.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+#[cfg(all(target_os = "none", any(feature = "selftest-hal", feature = "bench-hal")))]
+mod halcheck;
 #[cfg(target_os = "none")]
 mod selftest;
 #[cfg(all(target_os = "none", any(feature = "selftest-timer", feature = "bench-timer", feature = "vmm-timer")))]

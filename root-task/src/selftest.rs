@@ -51,6 +51,10 @@ pub const TESTS: &[SelfTest] = &[
     SelfTest { name: "timer", run: crate::timer::selftest::run },
     #[cfg(feature = "bench-timer")]
     SelfTest { name: "timer-bench", run: crate::timer::selftest::bench },
+    #[cfg(feature = "selftest-hal")]
+    SelfTest { name: "hal", run: crate::halcheck::run },
+    #[cfg(feature = "bench-hal")]
+    SelfTest { name: "hal-bench", run: crate::halcheck::bench },
 ];
 
 #[cfg(feature = "selftest-panic")]

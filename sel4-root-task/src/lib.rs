@@ -36,8 +36,10 @@ pub use print::DebugWriter;
 #[cfg(target_os = "none")]
 pub use rt::{halt, suspend_self};
 
-/// Heap bytes the runtime provides to `alloc`.
-pub const HEAP_BYTES: usize = 1 << 20;
+/// Heap bytes the runtime provides to `alloc`: 1 MiB, or 8 MiB with the feature `large-heap`
+/// (for self-tests that keep large records, e.g. the HAL's after a long random sequence; the
+/// heap is part of the image, so it moves the untyped list at the top of RAM).
+pub const HEAP_BYTES: usize = if cfg!(feature = "large-heap") { 8 << 20 } else { 1 << 20 };
 /// Stack bytes of the initial thread.
 pub const STACK_BYTES: usize = 64 * 1024;
 

@@ -1,0 +1,155 @@
+//! hal-sel4 on the real kernel under QEMU, against the model.
+//!
+//! Builds the root task with `selftest-hal` (`root-task/src/halcheck.rs`), boots it, and
+//! checks that every scenario of `hal-check` passed on the kernel; then boots the seL4 model
+//! from the platform that boot printed (its own untyped list and slot ranges, which differ
+//! from the recorded seL4 boot), runs the same scenarios and the same seeded random sequence
+//! on it, and compares the two traces line by line: results, physical addresses, slots,
+//! virtual addresses, `Page_GetAddress` answers, error kinds and kernel-call counts. Also
+//! boots the `bench-hal` build and checks and prints its rows, and checks the recorded
+//! `platforms/qemu-arm-virt/bootinfo-capvisor.txt` against this boot (`CAPVISOR_BLESS=1`
+//! rewrites it). Skips, saying why, without a kernel binary or QEMU. Logs are kept in
+//! `<target>/tmp/hal-kernel*/`.
+
+mod common;
+mod hal_common;
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use common::Boot;
+use hal_check::diff::compare;
+use hal_check::{Config, replay};
+use sel4_model::Platform;
+
+/// One QEMU at a time from this file: the benchmark's wall times should not include the
+/// other boot's load.
+static QEMU: Mutex<()> = Mutex::new(());
+
+/// The self-test boot, shared by the tests of this file.
+fn selftest_boot(prefix: &Path) -> &'static Boot {
+    static BOOT: OnceLock<Boot> = OnceLock::new();
+    BOOT.get_or_init(|| {
+        let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+        hal_common::boot(prefix, "selftest-hal", "hal-kernel")
+    })
+}
+
+#[test]
+fn scenarios_pass_and_the_model_agrees_on_every_line() {
+    let Some(prefix) = common::boot_prerequisites() else { return };
+    let b = selftest_boot(&prefix);
+    let log = b.log_path.display();
+    for (_, l) in b.lines.iter().filter(|(_, l)| l.starts_with("hal-check") || l.contains("FAILED")) {
+        eprintln!("{l}");
+    }
+    let kernel = hal_common::trace(b);
+    for name in hal_check::scenarios::all::<sel4_model::Model>().map(|s| s.name) {
+        assert!(
+            kernel.contains(&format!("# scenario {name}: ok").as_str()),
+            "scenario {name} on the kernel; log: {log}"
+        );
+    }
+    assert!(b.line("selftest hal: ok").is_some(), "log: {log}");
+    assert!(b.line("capvisor: ALL OK").is_some(), "log: {log}");
+    assert_eq!(b.status.code(), Some(0), "QEMU exit status; log: {log}");
+
+    // The same run on the model of this boot.
+    let model = hal_common::model_of(b);
+    let r = replay::run_on_model(model, &Config::SELFTEST, false);
+    assert_eq!(r.failures, 0, "on the model: {:?}", r.first_failure);
+    let model_trace: Vec<&str> = r.trace.iter().map(String::as_str).collect();
+    let c = compare(&kernel, &model_trace, 5);
+    let random_ops = kernel
+        .iter()
+        .skip_while(|l| **l != "# random sequence")
+        .take_while(|l| !l.starts_with("# random: "))
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    eprintln!(
+        "differential: {} lines compared ({random_ops} operations of the random sequence), {} disagreements",
+        c.lines, c.disagreements
+    );
+    for (i, k, m) in &c.first {
+        eprintln!(
+            "  line {i}:\n    kernel: {}\n    model:  {}",
+            k.as_deref().unwrap_or("(none)"),
+            m.as_deref().unwrap_or("(none)")
+        );
+    }
+    assert_eq!(c.disagreements, 0, "kernel and model disagree; log: {log}");
+    assert!(random_ops >= 1000, "{random_ops} random operations");
+}
+
+/// The recorded capvisor platform agrees with this boot on everything a root task's size does
+/// not move: every device untyped and every RAM untyped of 4 MiB or more. With
+/// `CAPVISOR_BLESS=1`, rewrites the file from this boot.
+#[test]
+fn recorded_capvisor_platform_matches_this_boot() {
+    let Some(prefix) = common::boot_prerequisites() else { return };
+    let b = selftest_boot(&prefix);
+    let path = common::workspace().join("platforms/qemu-arm-virt/bootinfo-capvisor.txt");
+    let printed = hal_common::platform_text(b);
+    let booted = Platform::parse("<boot>", &printed).expect("printed platform parses");
+    if std::env::var_os("CAPVISOR_BLESS").is_some_and(|v| v == "1") {
+        let mut text = String::from(HEADER);
+        text.push_str(&printed);
+        std::fs::write(&path, text).expect("write the recorded platform");
+        eprintln!("wrote {}", path.display());
+    }
+    let recorded_text = std::fs::read_to_string(&path).expect("read the recorded platform");
+    let recorded = Platform::parse(&path.display().to_string(), &recorded_text).expect("recorded platform parses");
+    let stable = |p: &Platform| -> Vec<(u64, u32, bool)> {
+        let mut v: Vec<_> = p
+            .untyped
+            .iter()
+            .filter(|u| u.is_device || u.size_bits >= 22)
+            .map(|u| (u.paddr.get(), u.size_bits, u.is_device))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        stable(&recorded),
+        stable(&booted),
+        "{} no longer matches a boot (rerun with CAPVISOR_BLESS=1 to record this one)",
+        path.display()
+    );
+}
+
+const HEADER: &str = "\
+# seL4 16.0.0 on QEMU virt (cortex-a57, -m 2048, virtualization=on, gic-version=2) booted by capvisor's own
+# loader (`capvisor image`), as the root task built with `selftest-hal` printed it (HALPLAT lines). Generated:
+# CAPVISOR_BLESS=1 SEL4_PREFIX=<kernel prefix> cargo test -p capvisor --test hal_kernel recorded_capvisor_platform
+# The untyped at the top of RAM and the slot numbers depend on the root task image's size (build and
+# features); everything below the root server objects does not. Format: README.md beside this file.
+";
+
+#[test]
+fn bench_rows_on_the_real_kernel() {
+    let Some(prefix) = common::boot_prerequisites() else { return };
+    let b = {
+        let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+        hal_common::boot(&prefix, "bench-hal", "hal-kernel-bench")
+    };
+    let log = b.log_path.display();
+    assert!(b.line("selftest hal-bench: ok").is_some(), "log: {log}");
+    assert_eq!(b.status.code(), Some(0), "log: {log}");
+    let (rows, skipped, hz) = hal_common::bench_rows(&b);
+    eprintln!("counter {hz:?} Hz; skipped: {skipped:?}\n{}", hal_common::table(&rows));
+    assert!(hz.is_some_and(|h| h > 0), "counter frequency; log: {log}");
+    for case in hal_check::bench::CASES {
+        let has = |what: &str| rows.iter().any(|r| r.name == format!("alloc_{}.{what}", case.name));
+        let skip = skipped.iter().any(|s| s.starts_with(&format!("{}:", case.name)));
+        assert!(skip || (has("invocations") && has("time_per_mib") && has("again_time_per_mib")), "{}", case.name);
+    }
+    for r in &rows {
+        assert!(r.value > 0.0, "{r:?}");
+        if r.name.ends_with(".invocations") {
+            assert_eq!(r.ratio, Some(1.0), "fresh allocations meet the lower bound: {r:?}");
+        }
+    }
+    for what in ["cold_zero_time_per_mib", "frames_time_per_mib", "warm_zero_time_per_mib", "call_time"] {
+        assert!(rows.iter().any(|r| r.name.starts_with(&format!("reference.{what}_"))), "reference {what}; log: {log}");
+    }
+}
