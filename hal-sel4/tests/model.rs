@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::faulty::Faulty;
+use common::faulty::{Faulty, faulty};
 use common::{Cost, check_all, check_model, cost, hal_over, model_hal, model_hal_with_slots, snap, snapshot};
 use hal_sel4::pool::{AllocError, FreeError, Step, plan_cost};
 use hal_sel4::{HalError, KindRequest, MemoryKind};
@@ -305,16 +305,16 @@ fn padding_left_by_an_undone_allocation_is_reused() {
     // 16 MiB at 0x6c00_0000: two padding retypes (255 x 8 KiB, 31 x 2 MiB), the wrapper, the
     // frames. Fail the frames: padding and wrapper stay as free children of the untyped,
     // which still holds the 4 KiB allocation.
-    let seen = h.kernel().seen;
-    h.kernel_mut().fail_at = Some(seen + 3);
+    let seen = h.kernel().observer.seen;
+    h.kernel_mut().observer.fail_at = Some(seen + 3);
     assert!(h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).is_err());
-    h.kernel_mut().fail_at = None;
+    h.kernel_mut().observer.fail_at = None;
     let (steps, _) = h.pool().plan(0x6c00_0000, 16 * MIB, KindRequest::Ram, None, 0).unwrap();
     assert!(matches!(steps[..], [Step::Fill(f)] if f.node == (0x6c00_0000, 24) && f.count == 8), "{steps:?}");
-    let seen = h.kernel().seen;
+    let seen = h.kernel().observer.seen;
     h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).unwrap();
-    assert_eq!(h.kernel().seen - seen, 1);
-    check_model(&h.kernel().inner, h.pool());
+    assert_eq!(h.kernel().observer.seen - seen, 1);
+    check_model(&h.kernel().kernel, h.pool());
 }
 
 /// The fragmentation limit the pool's docs describe, pinned: 4 KiB at 0x6800_1000 and
@@ -352,7 +352,7 @@ fn region_spanning_two_untypeds() {
 fn faulty_hal() -> hal_sel4::Sel4Hal<Faulty<Model>> {
     let m = Model::qemu_arm_virt();
     let empty = m.bootinfo().empty();
-    hal_over(Faulty::new(m), empty)
+    hal_over(faulty(m), empty)
 }
 
 /// 16 MiB at 0x6c00_0000 in the fresh 128 MiB untyped takes three retypes; failing each one
@@ -361,18 +361,18 @@ fn faulty_hal() -> hal_sel4::Sel4Hal<Faulty<Model>> {
 fn kernel_failure_in_a_fresh_untyped_is_undone_exactly() {
     for fail_at in 0..3 {
         let mut h = faulty_hal();
-        let before = snapshot(&h.kernel().inner, h.pool(), h.table());
-        h.kernel_mut().fail_at = Some(h.kernel().seen + fail_at);
+        let before = snapshot(&h.kernel().kernel, h.pool(), h.table());
+        h.kernel_mut().observer.fail_at = Some(h.kernel().observer.seen + fail_at);
         let r = h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).map(|_| ());
         assert!(matches!(r, Err(HalError::Alloc(AllocError::Kernel { .. }))), "fail_at {fail_at}: {r:?}");
-        let after = snapshot(&h.kernel().inner, h.pool(), h.table());
+        let after = snapshot(&h.kernel().kernel, h.pool(), h.table());
         // The untyped's raw free index may be stale, but with no children the kernel starts
         // it at 0 again: the watermark the model reports is back to 0.
         assert_eq!(after, before, "fail_at {fail_at}");
-        check_model(&h.kernel().inner, h.pool());
-        h.kernel_mut().fail_at = None;
+        check_model(&h.kernel().kernel, h.pool());
+        h.kernel_mut().observer.fail_at = None;
         h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).unwrap();
-        check_model(&h.kernel().inner, h.pool());
+        check_model(&h.kernel().kernel, h.pool());
     }
 }
 
@@ -384,20 +384,20 @@ fn kernel_failure_in_a_split_untyped_keeps_only_free_children() {
     for fail_at in 0..3 {
         let mut h = faulty_hal();
         h.alloc_region(PhysAddr(0x6800_1000), 4 * KIB, KindRequest::Ram).unwrap();
-        let before = snapshot(&h.kernel().inner, h.pool(), h.table());
-        h.kernel_mut().fail_at = Some(h.kernel().seen + fail_at);
+        let before = snapshot(&h.kernel().kernel, h.pool(), h.table());
+        h.kernel_mut().observer.fail_at = Some(h.kernel().observer.seen + fail_at);
         // Above the watermark (0x6800_2000): padding to 0x6c00_0000, wrapper, frames.
         let r = h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).map(|_| ());
         assert!(r.is_err(), "fail_at {fail_at}");
-        let after = snapshot(&h.kernel().inner, h.pool(), h.table());
+        let after = snapshot(&h.kernel().kernel, h.pool(), h.table());
         assert_eq!((after.frames, after.allocations), (before.frames, before.allocations));
         let kept = after.child_nodes - before.child_nodes;
         assert_eq!(before.hal_free_slots - after.hal_free_slots, kept as u64, "only kept children hold slots");
         assert_eq!(before.model_free_slots - after.model_free_slots, kept as u64);
-        check_model(&h.kernel().inner, h.pool());
-        h.kernel_mut().fail_at = None;
+        check_model(&h.kernel().kernel, h.pool());
+        h.kernel_mut().observer.fail_at = None;
         h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).unwrap();
-        check_model(&h.kernel().inner, h.pool());
+        check_model(&h.kernel().kernel, h.pool());
     }
 }
 

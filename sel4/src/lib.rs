@@ -31,6 +31,7 @@ pub mod invocation;
 pub mod kernel;
 pub mod message_info;
 pub mod object;
+pub mod observe;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod real;
 pub mod sys;
@@ -43,5 +44,6 @@ pub use generated::config;
 pub use kernel::{CNodeSlot, Kernel, Message, Op, Received, UserContext, VCpuReg};
 pub use message_info::MessageInfo;
 pub use object::{FrameSize, ObjectBlueprint};
+pub use observe::{Observed, Observer, OpCounts};
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use real::RealKernel;

@@ -39,7 +39,7 @@
 //!
 //! # Counters
 //! Each VM's [`crate::VmState`] counts the entries its actions *should* take ([`Action::ops`]);
-//! the loop counts the entries it *made* ([`Meter`]), the closing `ReplyRecv` or `Recv`
+//! the loop counts the entries it *made* ([`crate::meter::Meter`]), the closing `ReplyRecv` or `Recv`
 //! included, per exit kind, in [`Runner::measured`].
 //!
 //! Owns the run-time state of the loop (console focus, measured counters, exit statuses).
@@ -57,7 +57,7 @@ use crate::console::{Console, Routed};
 use crate::counters::{Counters, ExitKind};
 use crate::exit::Exit;
 use crate::inject::abort_entry;
-use crate::meter::Meter;
+use crate::meter::meter;
 use crate::setup::{SCTLR_EL1_RESET, Vm, Vmm};
 
 /// Notification badge bit: the console UART has input.
@@ -258,7 +258,7 @@ impl Runner {
             self.stray += 1;
             return Wait::Recv;
         }
-        let mut k = Meter::new(kernel);
+        let mut k = meter(kernel);
         let exit = Exit::decode(&received.msg);
         let tcb = vm.vcpus[vcpu].tcb;
         let mut regs = None;
@@ -275,7 +275,7 @@ impl Runner {
             host.log(format_args!("{} vCPU {vcpu}: {exit:?} -> {:?}", vm.state.name(), action.next));
         }
         let wait = perform(&mut k, vm, vcpu, &exit, regs, action, host, &mut self.ended);
-        self.open = Some((vmi, kind, k.take()));
+        self.open = Some((vmi, kind, k.observer.take()));
         wait
     }
 
@@ -294,9 +294,9 @@ impl Runner {
                     Routed::Input(v, byte) => {
                         if let Some(vm) = vmm.vms.get_mut(v) {
                             let e = vm.state.console_input(&[byte]);
-                            let mut k = Meter::new(kernel);
+                            let mut k = meter(kernel);
                             effects(&mut k, vm, e, host);
-                            self.measured[v].record(ExitKind::ConsoleInput, &k.take());
+                            self.measured[v].record(ExitKind::ConsoleInput, &k.observer.take());
                         }
                     }
                     Routed::Focus(v) => {
@@ -311,18 +311,18 @@ impl Runner {
         for (v, irq) in host.forwarded(bits) {
             if let Some(vm) = vmm.vms.get_mut(v) {
                 let e = vm.state.host_irq(irq);
-                let mut k = Meter::new(kernel);
+                let mut k = meter(kernel);
                 effects(&mut k, vm, e, host);
-                self.measured[v].record(ExitKind::HostIrq, &k.take());
+                self.measured[v].record(ExitKind::HostIrq, &k.observer.take());
             }
         }
         if bits & SIGNAL_TIMER != 0 {
             for key in host.fired(kernel) {
                 if let Some(vm) = vmm.vms.get_mut(key.vm) {
                     let e = vm.state.timer_wake(key.vcpu);
-                    let mut k = Meter::new(kernel);
+                    let mut k = meter(kernel);
                     effects(&mut k, vm, e, host);
-                    self.measured[key.vm].record(ExitKind::TimerWake, &k.take());
+                    self.measured[key.vm].record(ExitKind::TimerWake, &k.observer.take());
                 }
             }
         }
