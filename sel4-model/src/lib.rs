@@ -116,6 +116,11 @@ use platform::{ROOT_SLOTS, VirtualLayout};
 /// The checked-in description of QEMU `virt` (see `platforms/qemu-arm-virt/README.md`).
 pub const QEMU_ARM_VIRT: &str = include_str!("../../platforms/qemu-arm-virt/bootinfo.txt");
 const QEMU_ARM_VIRT_FILE: &str = "platforms/qemu-arm-virt/bootinfo.txt";
+/// The same kernel booted by capvisor's own loader, as its root task printed it
+/// (`bootinfo-capvisor.txt`; the untyped at the top of RAM and the slot numbers follow the root
+/// task image of the build that printed it, see the README).
+pub const QEMU_ARM_VIRT_CAPVISOR: &str = include_str!("../../platforms/qemu-arm-virt/bootinfo-capvisor.txt");
+const QEMU_ARM_VIRT_CAPVISOR_FILE: &str = "platforms/qemu-arm-virt/bootinfo-capvisor.txt";
 
 /// The ASID the kernel gives the root task's VSpace (`IT_ASID`).
 const IT_ASID: u16 = 1;
@@ -165,6 +170,15 @@ impl Model {
     /// The model booted from the checked-in QEMU `virt` description.
     pub fn qemu_arm_virt() -> Model {
         match Model::from_platform_named(QEMU_ARM_VIRT_FILE, QEMU_ARM_VIRT) {
+            Ok(m) => m,
+            Err(e) => panic!("the checked-in platform description is invalid: {e}"),
+        }
+    }
+
+    /// The model booted from the checked-in description of a capvisor boot of QEMU `virt`
+    /// ([`QEMU_ARM_VIRT_CAPVISOR`]).
+    pub fn qemu_arm_virt_capvisor() -> Model {
+        match Model::from_platform_named(QEMU_ARM_VIRT_CAPVISOR_FILE, QEMU_ARM_VIRT_CAPVISOR) {
             Ok(m) => m,
             Err(e) => panic!("the checked-in platform description is invalid: {e}"),
         }
