@@ -2,6 +2,11 @@
 //! check of the HAL against the kernel ([`full_check`]): the pool's invariants, every frame
 //! where `Page_GetAddress` says it is, and every slot the pool counts as free really empty.
 //!
+//! Watermarks: seL4 has no call that reads an untyped's free index, so on the real kernel the
+//! snapshot holds the pool's record of them, and the kernel's agreement shows where the next
+//! retype puts its objects (every frame's address is checked with `Page_GetAddress`); on the
+//! model, `crate::replay::model_agrees` compares every node's watermark directly.
+//!
 //! Owns nothing. The kernel calls it makes leave the kernel as they found it: a free slot is
 //! probed by copying a capability into it and deleting the copy again.
 
