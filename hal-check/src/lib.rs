@@ -9,7 +9,7 @@
 //!   two untypeds, device memory, translation against `Page_GetAddress`, kernel objects;
 //! - [`random`]: a seeded random operation sequence with its expected outcomes;
 //! - [`diff`]: comparing two traces, and the console prefixes the root task prints;
-//! - [`bench`]: allocation cost against the lower bound, and wall time per MiB;
+//! - [`bench`](mod@bench): allocation cost against the lower bound, and wall time per MiB;
 //! - `replay` (host only): the same run on `sel4_model::Model`, booted like the root task.
 //!
 //! [`run_all`] runs scenarios, then the random sequence, then a last full check, all traced.
