@@ -182,7 +182,7 @@ pub fn run<K: Kernel>(
     let mut rates = None;
     match reference {
         Some((ut, desc)) if desc.size_bits >= 21 && scratch.len() >= 1 << (desc.size_bits - 21) => {
-            let k = hal.kernel_mut().inner_mut();
+            let k = &mut hal.kernel_mut().kernel;
             let mib = desc.size_bytes() as f64 / MIB;
             let large = 1u64 << (desc.size_bits - 21);
             let mut step = |what: &str, blueprint: ObjectBlueprint, count: u64| -> Result<u64, Failure> {
@@ -245,12 +245,12 @@ pub fn run<K: Kernel>(
         let lb = lower_bound(&layout, c.base, end, fan_out);
         let mib = c.size as f64 / MIB;
 
-        let n0 = hal.kernel().counts();
+        let n0 = hal.kernel().observer;
         let t0 = clock();
         hal.alloc_region(PhysAddr(c.base), c.size, KindRequest::Ram)
             .map_err(|e| Failure::new(format!("{}: alloc: {e}", c.name)))?;
         let t1 = clock();
-        let calls = hal.kernel().counts().since(&n0);
+        let calls = hal.kernel().observer.since(&n0);
         // Free and allocate again, AGAIN_ROUNDS times; the medians are reported (the first
         // round after a large first allocation runs slower under QEMU, and the host may
         // preempt any single one).
@@ -262,11 +262,11 @@ pub fn run<K: Kernel>(
             hal.dealloc_region(PhysAddr(c.base), c.size)
                 .map_err(|e| Failure::new(format!("{}: free {round}: {e}", c.name)))?;
             let u = clock();
-            let n1 = hal.kernel().counts();
+            let n1 = hal.kernel().observer;
             hal.alloc_region(PhysAddr(c.base), c.size, KindRequest::Ram)
                 .map_err(|e| Failure::new(format!("{}: alloc again {round}: {e}", c.name)))?;
             let v = clock();
-            calls_again.get_or_insert(hal.kernel().counts().since(&n1));
+            calls_again.get_or_insert(hal.kernel().observer.since(&n1));
             frees.push(u - t);
             agains.push(v - u);
         }

@@ -36,7 +36,7 @@ use core::fmt;
 
 use sel4::Kernel;
 
-pub use counting::{Counting, Counts};
+pub use counting::{Counting, Counts, counting};
 pub use layout::Layout;
 pub use trace::Driver;
 

@@ -16,14 +16,14 @@ use hal_sel4::{HalConfig, Sel4Hal};
 use sel4::{BootInfo, SlotRegion};
 use sel4_model::Model;
 
-use crate::{Config, Counting, Driver, run_all};
+use crate::{Config, Counting, Driver, counting, run_all};
 
 /// A HAL over `model`, set up as the root task sets up its own, and its slot region.
 pub fn hal_over_model(model: Model) -> (Sel4Hal<Counting<Model>>, SlotRegion) {
     let bytes = model.bootinfo_bytes().to_vec();
     let bi = BootInfo::from_bytes(&bytes).expect("the model's bootinfo parses");
     let region = bi.empty();
-    let hal = Sel4Hal::from_bootinfo(Counting::new(model), &bi, HalConfig::new(region))
+    let hal = Sel4Hal::from_bootinfo(counting(model), &bi, HalConfig::new(region))
         .expect("the model's bootinfo is a valid HAL setup");
     (hal, region)
 }
@@ -36,7 +36,7 @@ pub fn model_agrees(outside_free: u64) -> impl FnMut(&Sel4Hal<Counting<Model>>) 
     let mut n = 0u64;
     move |h| {
         n += 1;
-        let m = h.kernel().inner();
+        let m = &h.kernel().kernel;
         for node in h.pool().untyped_nodes() {
             assert_eq!(
                 m.watermark(node.cap.slot()),
@@ -69,7 +69,7 @@ pub struct Replay {
 /// every operation, and the model's invariants at the end either way.
 pub fn run_on_model(model: Model, config: &Config, check_each_op: bool) -> Replay {
     let (hal, region) = hal_over_model(model);
-    let outside = hal.kernel().inner().free_slots() - hal.pool().free_slots();
+    let outside = hal.kernel().kernel.free_slots() - hal.pool().free_slots();
     let mut trace = Vec::new();
     let mut sink = |s: &str| trace.push(s.to_string());
     let mut hook = model_agrees(outside);
@@ -79,7 +79,7 @@ pub fn run_on_model(model: Model, config: &Config, check_each_op: bool) -> Repla
     }
     let out = run_all(&mut d, config);
     let hal = d.into_hal();
-    if let Err(e) = hal.kernel().inner().check_invariants() {
+    if let Err(e) = hal.kernel().kernel.check_invariants() {
         panic!("model invariants at the end: {e:#?}");
     }
     let first_failure = out.first_failure().map(|(n, f)| format!("{n}: {f}"));

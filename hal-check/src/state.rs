@@ -155,7 +155,7 @@ pub fn full_check<K: Kernel>(
     }
     let mut probed = 0;
     if probe_slots {
-        let k = hal.kernel_mut().inner_mut();
+        let k = &mut hal.kernel_mut().kernel;
         let mut next_used = used.iter().peekable();
         for s in region.start.index()..region.end.index() {
             if next_used.peek() == Some(&&s) {

@@ -161,7 +161,7 @@ impl<'s, K: Kernel> Driver<'s, K> {
     }
 
     fn counts(&self) -> Counts {
-        self.hal.kernel().counts()
+        self.hal.kernel().observer
     }
 
     fn cost(&mut self, before: Counts) -> Cost {

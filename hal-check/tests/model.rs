@@ -7,7 +7,7 @@
 use hal_check::bench;
 use hal_check::diff::{self, compare, platform_lines};
 use hal_check::replay;
-use hal_check::{Config, Counting, Driver, Layout};
+use hal_check::{Config, Driver, Layout, counting};
 use hal_sel4::{HalConfig, Sel4Hal};
 use sel4::cap_type as ct;
 use sel4::{BootInfo, Cap, Kernel, PhysAddr, Slot, SlotRegion};
@@ -214,7 +214,7 @@ fn a_kernel_that_misreports_frame_addresses_fails_the_scenarios() {
     let bytes = m.bootinfo_bytes().to_vec();
     let bi = BootInfo::from_bytes(&bytes).unwrap();
     let region = bi.empty();
-    let hal = Sel4Hal::from_bootinfo(Counting::new(Lying(m)), &bi, HalConfig::new(region)).unwrap();
+    let hal = Sel4Hal::from_bootinfo(counting(Lying(m)), &bi, HalConfig::new(region)).unwrap();
     let mut sink = |_: &str| {};
     let mut d = Driver::new(hal, region, &mut sink);
     let layout = Layout::of(d.hal());
@@ -236,7 +236,7 @@ fn bench_on_the_model_meets_the_lower_bound_for_every_case() {
     let split = Slot::new(bi.empty().end.index() - 256);
     let region = SlotRegion { start: bi.empty().start, end: split };
     let scratch = SlotRegion { start: split, end: bi.empty().end };
-    let mut hal = Sel4Hal::new(Counting::new(m), untyped, HalConfig::new(region)).unwrap();
+    let mut hal = Sel4Hal::new(counting(m), untyped, HalConfig::new(region)).unwrap();
     let mut t = 0u64;
     let mut clock = move || {
         t += 1000;
@@ -264,7 +264,7 @@ fn bench_on_the_model_meets_the_lower_bound_for_every_case() {
         report.rows[0]
     );
     // The reference untyped is back to no children (nothing of it is left in the model).
-    assert_eq!(hal.kernel().inner().descendants(Slot::new(first + r as u64)), 0);
+    assert_eq!(hal.kernel().kernel.descendants(Slot::new(first + r as u64)), 0);
     assert_eq!(hal.table().len(), 0);
     hal.check_against_kernel().unwrap();
 }
@@ -283,7 +283,7 @@ fn bench_skips_cases_a_platform_does_not_back() {
     let untyped = ut.iter().enumerate().filter(|(i, _)| *i != reference).map(|(_, (s, d))| (s.cap(), *d));
     let region = SlotRegion { start: Slot::new(20), end: Slot::new(65280) };
     let scratch = SlotRegion { start: Slot::new(65280), end: Slot::new(65536) };
-    let mut hal = Sel4Hal::new(Counting::new(m), untyped, HalConfig::new(region)).unwrap();
+    let mut hal = Sel4Hal::new(counting(m), untyped, HalConfig::new(region)).unwrap();
     let mut t = 0;
     let mut clock = move || {
         t += 1;

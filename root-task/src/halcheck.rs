@@ -7,15 +7,14 @@
 //! operation after `HALTRACE `, which `capvisor/tests/hal_kernel.rs` compares with the same
 //! sequence run on the model; the benchmark prints rows after `HALBENCH `.
 //!
-//! Owns, while a test runs: the IPC buffer (lent to the HAL through `KernelRef`, given back
+//! Owns, while a test runs: the IPC buffer (lent to the HAL as `&mut RealKernel`, given back
 //! at the end), every untyped and every empty slot (the HAL's; the benchmark keeps one
 //! untyped and the last slot for its reference measurement). Never touches: the root task's
 //! own capabilities (slots below bootinfo's empty region).
 
 use core::arch::asm;
 
-use hal_check::Counting;
-use hal_check::counting::KernelRef;
+use hal_check::counting;
 use hal_check::diff::{PLATFORM_PREFIX, platform_lines};
 use hal_sel4::{HalConfig, Sel4Hal};
 use sel4::{BootInfo, Kernel, RealKernel};
@@ -70,7 +69,7 @@ pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
     print_platform(&mut k, bi);
     let region = bi.empty();
     let (failures, ops, ticks_used) = {
-        let hal = match Sel4Hal::from_bootinfo(Counting::new(KernelRef(&mut k)), bi, HalConfig::new(region)) {
+        let hal = match Sel4Hal::from_bootinfo(counting(&mut k), bi, HalConfig::new(region)) {
             Ok(h) => h,
             Err(e) => {
                 debug_println!("hal-check: HAL setup: {e}");
@@ -119,7 +118,7 @@ pub fn bench(bi: &BootInfo<'static>) -> Result<(), Failure> {
     let split = Slot::new(empty.end.index() - sel4::config::RETYPE_FAN_OUT_LIMIT);
     let region = SlotRegion { start: empty.start, end: split };
     let scratch = SlotRegion { start: split, end: empty.end };
-    let result = match Sel4Hal::new(Counting::new(KernelRef(&mut k)), untyped, HalConfig::new(region)) {
+    let result = match Sel4Hal::new(counting(&mut k), untyped, HalConfig::new(region)) {
         Ok(mut hal) => {
             let hz = ticks_per_second();
             let mut clock = ticks;
