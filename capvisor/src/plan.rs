@@ -27,8 +27,8 @@ use vm_runner::setup::{CopyIn, MappingKind, Vmm};
 pub struct Args {
     /// A system file (`[system] vms = [...]`) or one VM file.
     pub config: PathBuf,
-    /// A platform description for the model [default: QEMU virt,
-    /// platforms/qemu-arm-virt/bootinfo.txt].
+    /// A platform description for the model [default: QEMU virt as capvisor's own loader boots it,
+    /// platforms/qemu-arm-virt/bootinfo-capvisor.txt].
     #[arg(long)]
     pub platform: Option<PathBuf>,
     /// Directories to look for guest images in (as `capvisor vms`).
@@ -160,15 +160,17 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     let mut notes = Vec::new();
     let imgs = images(&args.config, &sys, &args.search, &mut notes)?;
     let model = match &args.platform {
-        None => Model::qemu_arm_virt(),
+        None => Model::qemu_arm_virt_capvisor(),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| PlanError::Io { path: p.clone(), source })?;
             Model::from_platform_named(&p.display().to_string(), &text)
                 .map_err(|e| PlanError::Platform(e.to_string()))?
         }
     };
-    let platform_name =
-        args.platform.as_ref().map_or("QEMU virt (platforms/qemu-arm-virt)".to_string(), |p| p.display().to_string());
+    let platform_name = args.platform.as_ref().map_or(
+        "QEMU virt as capvisor's loader boots it (platforms/qemu-arm-virt/bootinfo-capvisor.txt)".to_string(),
+        |p| p.display().to_string(),
+    );
     // One plan per process: the model is installed in a static cell for the paging handler.
     let _ = PlanHal::cell().take();
     let options = install_model_hal::<PlanHal>(model).map_err(PlanError::Platform)?;
