@@ -6,61 +6,17 @@
 //! The console log goes to `<target>/tmp/boot-test/console.log` (kept, and its path printed
 //! on failure); each line is stamped with the wall-clock time since QEMU started.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+
+mod common;
+use common::{Boot, Built, boot_prerequisites, capvisor_image_with, cargo_build};
 
 const BOOT_TIMEOUT_S: u64 = 120;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("capvisor/ is inside the workspace").to_path_buf()
-}
-
 fn work_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-test");
-    std::fs::create_dir_all(&d).expect("create boot-test dir");
-    d
-}
-
-/// `Some(prefix)` when a boot can run, else `None` after printing why not.
-fn boot_prerequisites() -> Option<PathBuf> {
-    let Some(prefix) = std::env::var_os("SEL4_PREFIX").filter(|p| !p.is_empty()).map(PathBuf::from) else {
-        eprintln!("skipped: SEL4_PREFIX is not set");
-        return None;
-    };
-    if !prefix.join("bin/kernel.elf").is_file() {
-        eprintln!("skipped: {} has no bin/kernel.elf (a data-only prefix cannot boot)", prefix.display());
-        return None;
-    }
-    let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
-    if Command::new(&qemu).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        eprintln!("skipped: {qemu} is not installed");
-        return None;
-    }
-    Some(prefix)
-}
-
-struct Built {
-    root_task: PathBuf,
-    loader: PathBuf,
-}
-
-/// Builds the root task (with extra cargo `features`) and the loader into `target_dir`.
-fn cargo_build(prefix: &Path, target_dir: &Path, features: &str) -> Built {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .env("SEL4_PREFIX", prefix)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
-        .args(["--features", features])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build of root-task ({features}) and loader failed: {status}");
-    let out = target_dir.join("aarch64-unknown-none/release");
-    Built { root_task: out.join("root-task"), loader: out.join("loader") }
+    common::work_dir("boot-test")
 }
 
 /// Builds the target crates once per test process, in a target directory of their own (a
@@ -74,71 +30,9 @@ fn capvisor_image(prefix: &Path, built: &Built, out: &Path) -> std::process::Out
     capvisor_image_with(prefix, built, out, &[])
 }
 
-fn capvisor_image_with(prefix: &Path, built: &Built, out: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .args(["image", "--root-task"])
-        .arg(&built.root_task)
-        .arg("--loader")
-        .arg(&built.loader)
-        .arg("--sel4-prefix")
-        .arg(prefix)
-        .arg("-o")
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("run capvisor image")
-}
-
-/// A finished QEMU run: console lines stamped with the time since start, exit status.
-struct Boot {
-    lines: Vec<(Duration, String)>,
-    status: std::process::ExitStatus,
-    total: Duration,
-    log_path: PathBuf,
-}
-
-impl Boot {
-    fn first(&self, marker: &str) -> Option<Duration> {
-        self.lines.iter().find(|(_, l)| l.contains(marker)).map(|(t, _)| *t)
-    }
-    fn missing<'m>(&self, markers: &[&'m str]) -> Vec<&'m str> {
-        markers.iter().copied().filter(|m| self.first(m).is_none()).collect()
-    }
-}
-
-/// Boots `image` with `qemu/run-qemu.sh`, writing the stamped console to `<name>.log`.
+/// Boots `image` with `qemu/run-qemu.sh` and extra QEMU arguments, log in the boot-test dir.
 fn run_qemu(image: &Path, timeout_s: u64, extra_qemu: &[&str], name: &str) -> Boot {
-    let start = Instant::now();
-    let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
-        .arg("--timeout")
-        .arg(timeout_s.to_string())
-        .arg(image)
-        .arg("--")
-        .args(extra_qemu)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start qemu/run-qemu.sh");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let err_thread = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let mut lines: Vec<(Duration, String)> = Vec::new();
-    for line in BufReader::new(child.stdout.take().expect("piped stdout")).split(b'\n') {
-        let Ok(line) = line else { break };
-        let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
-        lines.push((start.elapsed(), text));
-    }
-    let status = child.wait().expect("wait for QEMU");
-    let total = start.elapsed();
-    let stderr = err_thread.join().unwrap_or_default();
-    let log_path = work_dir().join(format!("{name}.log"));
-    let mut log = String::new();
-    for (t, l) in &lines {
-        log.push_str(&format!("[{:8.3}] {l}\n", t.as_secs_f64()));
-    }
-    log.push_str(&format!("--- stderr ---\n{stderr}--- exit: {status} after {:.3} s\n", total.as_secs_f64()));
-    std::fs::write(&log_path, &log).expect("write console log");
-    Boot { lines, status, total, log_path }
+    common::run_qemu_with(image, timeout_s, extra_qemu, &work_dir(), name)
 }
 
 /// Console markers of a good boot, loader to root task result.

@@ -2,8 +2,8 @@
 //! crates with chosen features, pack an image with `capvisor image`, boot it with
 //! `qemu/run-qemu.sh` under a time limit and keep the stamped console log.
 //!
-//! Shared by `tests/timer.rs` and `benches/timer.rs` (`#[path]`-included there); the same
-//! steps as `tests/boot.rs`, which keeps its own copy.
+//! Shared by the boot, timer, HAL and VM tests and the benchmarks (`#[path]`-included
+//! there).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -66,10 +66,15 @@ pub fn cargo_build(prefix: &Path, target_dir: &Path, features: &str) -> Built {
     Built { root_task: out.join("root-task"), loader: out.join("loader") }
 }
 
-/// `capvisor image` of the built crates with the kernel at `prefix`, into `out`; panics with
-/// the tool's message if it fails.
-pub fn capvisor_image(prefix: &Path, built: &Built, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_capvisor"))
+/// `capvisor image` of the built crates with the kernel at `prefix`, into `out`, with `extra`
+/// arguments; the tool's output, whether it succeeded or not.
+pub fn capvisor_image_with(
+    prefix: &Path,
+    built: &Built,
+    out: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_capvisor"))
         .args(["image", "--root-task"])
         .arg(&built.root_task)
         .arg("--loader")
@@ -78,8 +83,15 @@ pub fn capvisor_image(prefix: &Path, built: &Built, out: &Path) {
         .arg(prefix)
         .arg("-o")
         .arg(out)
+        .args(extra)
         .output()
-        .expect("run capvisor image");
+        .expect("run capvisor image")
+}
+
+/// `capvisor image` of the built crates with the kernel at `prefix`, into `out`; panics with
+/// the tool's message if it fails.
+pub fn capvisor_image(prefix: &Path, built: &Built, out: &Path) {
+    let o = capvisor_image_with(prefix, built, out, &[]);
     assert!(o.status.success(), "capvisor image failed:\n{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -89,6 +101,8 @@ pub struct Boot {
     pub lines: Vec<(Duration, String)>,
     /// QEMU's exit status (the root task's, or 124 on the time limit).
     pub status: std::process::ExitStatus,
+    /// Wall time from QEMU's start to its exit.
+    pub total: Duration,
     /// Where the stamped log was kept.
     pub log_path: PathBuf,
 }
@@ -99,6 +113,11 @@ impl Boot {
         self.lines.iter().map(|(_, l)| l.as_str()).find(|l| l.contains(marker))
     }
 
+    /// The time since QEMU started of the first line containing `marker`.
+    pub fn first(&self, marker: &str) -> Option<Duration> {
+        self.lines.iter().find(|(_, l)| l.contains(marker)).map(|(t, _)| *t)
+    }
+
     /// The markers with no line.
     pub fn missing<'m>(&self, markers: &[&'m str]) -> Vec<&'m str> {
         markers.iter().copied().filter(|m| self.line(m).is_none()).collect()
@@ -107,11 +126,18 @@ impl Boot {
 
 /// Boots `image` with `qemu/run-qemu.sh`, writing the stamped console to `<dir>/<name>.log`.
 pub fn run_qemu(image: &Path, timeout_s: u64, dir: &Path, name: &str) -> Boot {
+    run_qemu_with(image, timeout_s, &[], dir, name)
+}
+
+/// [`run_qemu`] with extra QEMU arguments.
+pub fn run_qemu_with(image: &Path, timeout_s: u64, extra_qemu: &[&str], dir: &Path, name: &str) -> Boot {
     let start = Instant::now();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
         .arg("--timeout")
         .arg(timeout_s.to_string())
         .arg(image)
+        .arg("--")
+        .args(extra_qemu)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -126,15 +152,16 @@ pub fn run_qemu(image: &Path, timeout_s: u64, dir: &Path, name: &str) -> Boot {
         lines.push((start.elapsed(), text));
     }
     let status = child.wait().expect("wait for QEMU");
+    let total = start.elapsed();
     let stderr = err_thread.join().unwrap_or_default();
     let log_path = dir.join(format!("{name}.log"));
     let mut log = String::new();
     for (t, l) in &lines {
         log.push_str(&format!("[{:8.3}] {l}\n", t.as_secs_f64()));
     }
-    log.push_str(&format!("--- stderr ---\n{stderr}--- exit: {status} after {:.3} s\n", start.elapsed().as_secs_f64()));
+    log.push_str(&format!("--- stderr ---\n{stderr}--- exit: {status} after {:.3} s\n", total.as_secs_f64()));
     std::fs::write(&log_path, &log).expect("write console log");
-    Boot { lines, status, log_path }
+    Boot { lines, status, total, log_path }
 }
 
 /// Builds with `features`, packs and boots: the whole path, in `<target>/tmp/<name>/`.
