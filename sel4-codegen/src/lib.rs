@@ -9,6 +9,7 @@
 
 mod condition;
 pub mod config;
+pub mod header_check;
 pub mod interface;
 pub mod objects;
 pub mod prefix;

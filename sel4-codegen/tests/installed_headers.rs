@@ -6,33 +6,14 @@
 //! (`libsel4/include/sel4/sel4.h`, e.g. /opt/sel4-16) and `aarch64-linux-gnu-gcc` exists;
 //! otherwise it says why it is skipped and passes.
 
+use sel4_codegen::header_check::{CC, check_static_asserts, installed_kernel_prefix};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use sel4_codegen::interface::{Interface, ParamKind};
 use sel4_codegen::objects::ObjectLayout;
 use sel4_codegen::syscalls::Syscalls;
 use sel4_codegen::{KernelConfig, Prefix};
-
-const CC: &str = "aarch64-linux-gnu-gcc";
-
-fn kernel_prefix() -> Result<PathBuf, String> {
-    let (var, root) = ["SEL4_KERNEL_PREFIX", "SEL4_PREFIX"]
-        .iter()
-        .find_map(|v| std::env::var_os(v).filter(|p| !p.is_empty()).map(|p| (*v, PathBuf::from(p))))
-        .ok_or("neither SEL4_KERNEL_PREFIX nor SEL4_PREFIX is set")?;
-    if !root.join("libsel4/include/sel4/sel4.h").is_file() {
-        return Err(format!(
-            "{var}={} has no C headers (libsel4/include/sel4/sel4.h); point SEL4_KERNEL_PREFIX at an installed kernel such as /opt/sel4-16",
-            root.display()
-        ));
-    }
-    match Command::new(CC).arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(root),
-        _ => Err(format!("{CC} is not installed (apt-get install gcc-aarch64-linux-gnu)")),
-    }
-}
 
 fn object_type_c_name(name: &str) -> &'static str {
     match name {
@@ -124,21 +105,9 @@ fn assertions(prefix: &Prefix) -> (String, usize) {
     (c, n)
 }
 
-fn compile(root: &Path, name: &str, text: &str) -> std::process::Output {
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&file, text).unwrap();
-    Command::new(CC)
-        .args(["-fsyntax-only", "-ffreestanding", "-std=gnu11"])
-        .arg("-I")
-        .arg(root.join("libsel4/include"))
-        .arg(&file)
-        .output()
-        .expect("run the cross compiler")
-}
-
 #[test]
 fn generated_numbers_match_the_installed_headers() {
-    let root = match kernel_prefix() {
+    let root = match installed_kernel_prefix() {
         Ok(r) => r,
         Err(why) => {
             eprintln!("skipped: {why}");
@@ -147,18 +116,9 @@ fn generated_numbers_match_the_installed_headers() {
     };
     let prefix = Prefix::new(&root).unwrap();
     let (text, count) = assertions(&prefix);
-
-    // The check must be able to fail: a wrong number is rejected by the same compiler run.
-    let wrong = format!("{text}_Static_assert(seL4_SysCall == 12345, \"control\");\n");
-    let out = compile(&root, "header_check_control.c", &wrong);
-    assert!(!out.status.success(), "a false _Static_assert compiled: the check would prove nothing");
-
-    let out = compile(&root, "header_check.c", &text);
-    assert!(
-        out.status.success(),
-        "generated values disagree with {}:\n{}",
-        root.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if let Err(e) = check_static_asserts(&root, &work, "header_check", &text, "seL4_SysCall == 12345") {
+        panic!("{e}");
+    }
     eprintln!("checked {count} generated values against the headers of {} with {CC}", root.display());
 }

@@ -6,32 +6,13 @@
 //! (`libsel4/include/sel4/sel4.h`, e.g. /opt/sel4-16) and `aarch64-linux-gnu-gcc` exists;
 //! otherwise it says why it is skipped and passes.
 
+use sel4_codegen::header_check::{CC, check_static_asserts, installed_kernel_prefix};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use vm_runner::fault::{
     cap_fault, label, unknown_syscall, user_exception, vcpu_fault, vgic_maintenance, vm_fault, vppi_event,
 };
-
-const CC: &str = "aarch64-linux-gnu-gcc";
-
-fn kernel_prefix() -> Result<PathBuf, String> {
-    let (var, root) = ["SEL4_KERNEL_PREFIX", "SEL4_PREFIX"]
-        .iter()
-        .find_map(|v| std::env::var_os(v).filter(|p| !p.is_empty()).map(|p| (*v, PathBuf::from(p))))
-        .ok_or("neither SEL4_KERNEL_PREFIX nor SEL4_PREFIX is set")?;
-    if !root.join("libsel4/include/sel4/sel4.h").is_file() {
-        return Err(format!(
-            "{var}={} has no C headers; point SEL4_KERNEL_PREFIX at an installed kernel such as /opt/sel4-16",
-            root.display()
-        ));
-    }
-    match Command::new(CC).arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(root),
-        _ => Err(format!("{CC} is not installed")),
-    }
-}
 
 fn assertions() -> (String, usize) {
     let pairs: Vec<(&str, u64)> = vec![
@@ -80,21 +61,9 @@ fn assertions() -> (String, usize) {
     (c, pairs.len())
 }
 
-fn compile(root: &Path, name: &str, text: &str) -> std::process::Output {
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&file, text).unwrap();
-    Command::new(CC)
-        .args(["-fsyntax-only", "-ffreestanding", "-std=gnu11"])
-        .arg("-I")
-        .arg(root.join("libsel4/include"))
-        .arg(&file)
-        .output()
-        .expect("run the cross compiler")
-}
-
 #[test]
 fn fault_labels_and_layouts_match_the_installed_headers() {
-    let root = match kernel_prefix() {
+    let root = match installed_kernel_prefix() {
         Ok(r) => r,
         Err(why) => {
             eprintln!("skipped: {why}");
@@ -102,15 +71,9 @@ fn fault_labels_and_layouts_match_the_installed_headers() {
         }
     };
     let (text, count) = assertions();
-    // The check must be able to fail.
-    let wrong = format!("{text}_Static_assert(seL4_Fault_VMFault == 4, \"control\");\n");
-    assert!(!compile(&root, "fault_check_control.c", &wrong).status.success(), "a false assert compiled");
-    let out = compile(&root, "fault_check.c", &text);
-    assert!(
-        out.status.success(),
-        "fault numbers disagree with {}:\n{}",
-        root.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if let Err(e) = check_static_asserts(&root, &work, "fault_check", &text, "seL4_Fault_VMFault == 4") {
+        panic!("{e}");
+    }
     eprintln!("checked {count} fault numbers against the headers of {} with {CC}", root.display());
 }
