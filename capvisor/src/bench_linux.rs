@@ -349,109 +349,70 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
             );
         }
     }
-    let (dmin, dmed, dmax) = stats(&direct);
     let name = &guest.vm.name;
-    let mut rows = vec![serde_json::json!({
-        "name": format!("{name}_boot_to_init_direct_qemu"),
-        "value": dmed.as_secs_f64(), "unit": "s", "reference": null, "ratio": null,
-        "min": dmin.as_secs_f64(), "max": dmax.as_secs_f64(), "runs": direct.len(),
-    })];
+    // Every timing row once: (JSON name, table label, samples, compared with direct QEMU).
+    let mut timings: Vec<(String, &str, &[Duration], bool)> =
+        vec![(format!("{name}_boot_to_init_direct_qemu"), "QEMU direct (reference)", &direct, false)];
     if !capv.is_empty() {
-        let (cmin, cmed, cmax) = stats(&capv);
-        rows.push(serde_json::json!({
-            "name": format!("{name}_boot_to_init_capvisor"),
-            "value": cmed.as_secs_f64(), "unit": "s",
-            "reference": dmed.as_secs_f64(), "ratio": cmed.as_secs_f64() / dmed.as_secs_f64(),
-            "min": cmin.as_secs_f64(), "max": cmax.as_secs_f64(), "runs": capv.len(),
-        }));
+        timings.push((format!("{name}_boot_to_init_capvisor"), "capvisor", &capv, true));
         if !setup.is_empty() {
-            let (_, smed, _) = stats(&setup);
-            let (gmin, gmed, gmax) = stats(&guest_part);
-            rows.push(serde_json::json!({
-                "name": format!("{name}_capvisor_to_vm_start"), "value": smed.as_secs_f64(), "unit": "s",
-                "reference": null, "ratio": null, "runs": setup.len(),
-            }));
-            rows.push(serde_json::json!({
-                "name": format!("{name}_capvisor_vm_start_to_init"), "value": gmed.as_secs_f64(), "unit": "s",
-                "reference": dmed.as_secs_f64(), "ratio": gmed.as_secs_f64() / dmed.as_secs_f64(),
-                "min": gmin.as_secs_f64(), "max": gmax.as_secs_f64(), "runs": guest_part.len(),
-            }));
-        }
-        for (kind, n) in &exits {
-            rows.push(serde_json::json!({
-                "name": format!("{name}_boot_exits_{kind}"), "value": n, "unit": "exits",
-                "reference": null, "ratio": null,
-            }));
+            timings.push((format!("{name}_capvisor_to_vm_start"), "  of which: QEMU start to VM start", &setup, false));
+            timings.push((
+                format!("{name}_capvisor_vm_start_to_init"),
+                "  of which: VM start to init (guest boot)",
+                &guest_part,
+                true,
+            ));
         }
     }
+    let (_, dmed, _) = stats(&direct);
+    let ratio = |med: Duration, compared: bool| compared.then(|| med.as_secs_f64() / dmed.as_secs_f64());
+
     if args.json {
-        for r in &rows {
-            println!("{r}");
+        for (key, _, samples, compared) in &timings {
+            let (min, med, max) = stats(samples);
+            let row = serde_json::json!({
+                "name": key, "value": med.as_secs_f64(), "unit": "s",
+                "reference": compared.then(|| dmed.as_secs_f64()), "ratio": ratio(med, *compared),
+                "min": min.as_secs_f64(), "max": max.as_secs_f64(), "runs": samples.len(),
+            });
+            println!("{row}");
+        }
+        for (kind, n) in &exits {
+            let row = serde_json::json!({
+                "name": format!("{name}_boot_exits_{kind}"), "value": n, "unit": "exits",
+                "reference": null, "ratio": null,
+            });
+            println!("{row}");
         }
         return Ok(());
     }
     println!("{:<44} {:>10} {:>10} {:>10} {:>7}", "boot to `capvisor-init: ready`", "min", "median", "max", "ratio");
-    println!(
-        "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7}",
-        format!("{name}: QEMU direct (reference)"),
-        dmin.as_secs_f64(),
-        dmed.as_secs_f64(),
-        dmax.as_secs_f64(),
-        "1.00"
-    );
-    if !capv.is_empty() {
-        let (cmin, cmed, cmax) = stats(&capv);
+    for (i, (_, label, samples, compared)) in timings.iter().enumerate() {
+        let (min, med, max) = stats(samples);
+        // The first row is the reference itself.
+        let r = match ratio(med, *compared) {
+            Some(r) => format!("{r:.2}"),
+            None if i == 0 => "1.00".to_string(),
+            None => String::new(),
+        };
+        let label = if label.starts_with(' ') { label.to_string() } else { format!("{name}: {label}") };
         println!(
-            "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7.2}",
-            format!("{name}: capvisor"),
-            cmin.as_secs_f64(),
-            cmed.as_secs_f64(),
-            cmax.as_secs_f64(),
-            cmed.as_secs_f64() / dmed.as_secs_f64()
+            "{label:<44} {:>9.3}s {:>9.3}s {:>9.3}s {r:>7}",
+            min.as_secs_f64(),
+            med.as_secs_f64(),
+            max.as_secs_f64()
         );
-        if !setup.is_empty() {
-            let (smin, smed, smax) = stats(&setup);
-            let (gmin, gmed, gmax) = stats(&guest_part);
-            println!(
-                "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7}",
-                "  of which: QEMU start to VM start",
-                smin.as_secs_f64(),
-                smed.as_secs_f64(),
-                smax.as_secs_f64(),
-                ""
-            );
-            println!(
-                "{:<44} {:>9.3}s {:>9.3}s {:>9.3}s {:>7.2}",
-                "  of which: VM start to init (guest boot)",
-                gmin.as_secs_f64(),
-                gmed.as_secs_f64(),
-                gmax.as_secs_f64(),
-                gmed.as_secs_f64() / dmed.as_secs_f64()
-            );
-        }
-        if exits.is_empty() {
-            println!("(the root task printed no exit counters)");
-        } else {
-            println!("exits during the last capvisor run (boot, shell exit, power-off):");
-            if !setup.is_empty() {
-                let (_, smed, _) = stats(&setup);
-                let (gmin, gmed, gmax) = stats(&guest_part);
-                rows.push(serde_json::json!({
-                    "name": format!("{name}_capvisor_to_vm_start"), "value": smed.as_secs_f64(), "unit": "s",
-                    "reference": null, "ratio": null, "runs": setup.len(),
-                }));
-                rows.push(serde_json::json!({
-                    "name": format!("{name}_capvisor_vm_start_to_init"), "value": gmed.as_secs_f64(), "unit": "s",
-                    "reference": dmed.as_secs_f64(), "ratio": gmed.as_secs_f64() / dmed.as_secs_f64(),
-                    "min": gmin.as_secs_f64(), "max": gmax.as_secs_f64(), "runs": guest_part.len(),
-                }));
-            }
-            for (kind, n) in &exits {
-                println!("  {kind:<20} {n:>10}");
-            }
-        }
-    } else {
+    }
+    if args.image.is_none() {
         println!("(no --image: capvisor side not measured)");
+    } else if exits.is_empty() {
+        println!("(the root task printed no exit counters)");
+    } else {
+        println!("exits during the last capvisor run (boot, shell exit, power-off):");
+        for (kind, n) in &exits {
+            println!("  {kind:<20} {n:>10}");
+        }
     }
     Ok(())
 }
