@@ -1,15 +1,14 @@
 //! Cost counters: kernel entries by kind, and the memory the kernel zeroes when it resets an
 //! untyped. Tests pin invocation counts; benchmarks report them against lower bounds.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use sel4::Op;
+use sel4::{Observer, Op, OpCounts};
 
 /// Counts since boot or the last [`crate::Model::reset_counters`].
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    ops: BTreeMap<Op, u64>,
+    ops: OpCounts,
     /// Bytes the kernel cleared while resetting untyped memory for a retype
     /// (`resetUntypedCap`: device memory is not cleared).
     pub bytes_zeroed: u64,
@@ -21,21 +20,21 @@ pub struct Counters {
 impl Counters {
     /// Kernel entries of kind `op`.
     pub fn get(&self, op: Op) -> u64 {
-        self.ops.get(&op).copied().unwrap_or(0)
+        self.ops.get(op)
     }
 
     /// All kernel entries.
     pub fn total(&self) -> u64 {
-        self.ops.values().sum()
+        self.ops.total()
     }
 
     /// Kinds with a non-zero count, in [`Op`] order.
     pub fn iter(&self) -> impl Iterator<Item = (Op, u64)> + '_ {
-        self.ops.iter().map(|(op, n)| (*op, *n))
+        self.ops.nonzero()
     }
 
     pub(crate) fn count(&mut self, op: Op) {
-        *self.ops.entry(op).or_insert(0) += 1;
+        self.ops.entry(op);
     }
 }
 

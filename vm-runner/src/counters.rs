@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use sel4::Op;
+use sel4::{Observer, Op, OpCounts};
 
 /// What a VM exit or VMM event was, for counting.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -67,12 +67,12 @@ impl ExitKind {
 pub struct Counters {
     exits: [u64; ExitKind::COUNT],
     syscalls: [u64; ExitKind::COUNT],
-    ops: [u64; Op::ALL.len()],
+    ops: OpCounts,
 }
 
 impl Default for Counters {
     fn default() -> Self {
-        Counters { exits: [0; ExitKind::COUNT], syscalls: [0; ExitKind::COUNT], ops: [0; Op::ALL.len()] }
+        Counters { exits: [0; ExitKind::COUNT], syscalls: [0; ExitKind::COUNT], ops: OpCounts::default() }
     }
 }
 
@@ -87,11 +87,7 @@ impl Counters {
             *s = s.saturating_add(ops.len() as u64);
         }
         for op in ops {
-            if let Some(i) = Op::ALL.iter().position(|o| o == op)
-                && let Some(c) = self.ops.get_mut(i)
-            {
-                *c = c.saturating_add(1);
-            }
+            self.ops.entry(*op);
         }
     }
 
@@ -107,7 +103,7 @@ impl Counters {
 
     /// Kernel entries of one operation, across all kinds.
     pub fn op(&self, op: Op) -> u64 {
-        Op::ALL.iter().position(|o| *o == op).and_then(|i| self.ops.get(i)).copied().unwrap_or(0)
+        self.ops.get(op)
     }
 
     /// All exits.
