@@ -31,14 +31,11 @@ const MARKER: &str = "capvisor-init: ready";
 /// The kernel the artifacts hold (fetch-artifacts pins it).
 const KERNEL_RELEASE: &str = "6.1.0-50-arm64";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("capvisor/ is in the workspace").to_path_buf()
-}
+mod common;
+use common::workspace;
 
 fn work_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linux-test");
-    std::fs::create_dir_all(&d).expect("create linux-test dir");
-    d
+    common::work_dir("linux-test")
 }
 
 fn qemu() -> String {
