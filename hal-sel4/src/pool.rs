@@ -41,6 +41,18 @@
 //! has a live allocation below it, and the tree (and the slots it holds) is bounded by the
 //! live allocations.
 //!
+//! # Placement and clearing
+//! seL4 clears untyped memory when it *resets* an untyped, at a retype into one with no
+//! children, up to the untyped's free index; boot untypeds come with the index at their end,
+//! so the first retype into one clears all of it (2^`RESET_CHUNK_BITS` bytes at a time, a
+//! preemption check between chunks). Each node keeps the kernel's free index, so
+//! [`UntypedPool::clearing_cost`] says what an allocation will make the kernel clear (the
+//! model tests check it to the byte). Callers that name no address choose: [`UntypedPool::find_free`]
+//! (the highest free range: the HAL's own small allocations, out of the way of the fixed
+//! addresses configurations name) or [`UntypedPool::find_least_clearing`] (guest RAM that may
+//! go anywhere: the range that costs least to clear, e.g. one boot untyped of exactly its
+//! size instead of the top of RAM across several).
+//!
 //! # Invocation cost
 //! Alloc: one `Untyped_Retype` per run of equal-size child untypeds (padding and wrappers
 //! merged), plus one per wrapper per 256 frames (the fan-out limit). Against the lower bound
@@ -296,6 +308,12 @@ struct Node {
     device: bool,
     parent: Option<NodeKey>,
     state: NodeState,
+    /// The kernel's free index (`capFreeIndex`) in bytes from the node's start. Only moves
+    /// with retypes: a revoke leaves it, and the next retype into the node with no children
+    /// first clears `[start, start + free_index)` (`resetUntypedCap`; device memory is not
+    /// cleared). Boot untypeds come with it at their end (seL4 hands them out "used", so the
+    /// first retype clears the whole untyped), child untypeds with it at 0.
+    free_index: u64,
 }
 
 /// Objects retyped into one wrapper.
@@ -518,7 +536,14 @@ impl UntypedPool {
                 return Err(PoolSetupError::Overlap { paddr });
             }
             roots.insert(paddr, key);
-            nodes.insert(key, Node { slot: cap.slot(), device: d.is_device, parent: None, state: NodeState::Fresh });
+            let node = Node {
+                slot: cap.slot(),
+                device: d.is_device,
+                parent: None,
+                state: NodeState::Fresh,
+                free_index: 1u64 << d.size_bits,
+            };
+            nodes.insert(key, node);
         }
         Ok(UntypedPool { nodes, roots, allocations: BTreeMap::new(), slots: SlotAllocator::new(slots), fan_out })
     }
@@ -576,6 +601,7 @@ impl UntypedPool {
                 }),
             },
             has_children: !matches!(n.state, NodeState::Fresh),
+            free_index: n.free_index,
         })
     }
 
@@ -723,43 +749,124 @@ impl UntypedPool {
     }
 
     /// The highest free, RAM-backed, `align`-aligned range of `size` bytes inside
-    /// `[within.0, within.1)` (the whole pool when `None`). Pure.
+    /// `[within.0, within.1)` (the whole pool when `None`). Pure. The HAL takes its own small
+    /// allocations this way: from the top of RAM, out of the way of the fixed-address
+    /// regions configurations name.
     pub fn find_free(&self, size: u64, align: u64, within: Option<(u64, u64)>) -> Option<u64> {
         if size == 0 || !align.is_power_of_two() {
             return None;
         }
         let (lo, hi) = within.unwrap_or((0, u64::MAX));
-        // Walk maximal runs of contiguous RAM roots from the top.
-        let mut roots: Vec<NodeKey> = self.roots.values().copied().filter(|k| !self.nodes[k].device).collect();
-        roots.reverse();
-        let mut i = 0;
-        while i < roots.len() {
-            let run_end = node_end(roots[i]);
-            let mut run_start = roots[i].0;
-            let mut j = i + 1;
-            while j < roots.len() && node_end(roots[j]) == run_start {
-                run_start = roots[j].0;
-                j += 1;
-            }
-            i = j;
-            let (a, b) = (run_start.max(lo), run_end.min(hi));
-            if b <= a || b - a < size {
-                continue;
-            }
-            let mut cand = (b - size) & !(align - 1);
-            while cand >= a {
-                match self.overlapping(cand, cand + size) {
-                    None => return Some(cand),
-                    Some(o) => {
-                        if o.base < size {
-                            break;
-                        }
-                        cand = (o.base - size) & !(align - 1);
-                    }
+        self.ram_runs().into_iter().rev().find_map(|(a, b)| {
+            let (a, b) = (a.max(lo), b.min(hi));
+            (b > a && b - a >= size).then(|| self.highest_fit(a, b, size, align)).flatten()
+        })
+    }
+
+    /// Where to put `size` bytes of RAM that may go anywhere (guest RAM a configuration
+    /// leaves to capvisor), `align`-aligned, inside `[within.0, within.1)` (the whole pool
+    /// when `None`): of the candidates below, the free range for which the kernel clears the
+    /// fewest bytes ([`UntypedPool::clearing_cost`]), then the one with the fewest kernel
+    /// calls, then the highest. Pure.
+    ///
+    /// Clearing is the price that matters for large ranges: the first retype into a boot
+    /// untyped clears all of it, in chunks of 2^`RESET_CHUNK_BITS` bytes with a preemption
+    /// check between them. 256 MiB placed at the top of RAM, across a 256 MiB untyped and the
+    /// smaller ones above it, costs 474 MiB of clearing on capvisor's QEMU layout; the
+    /// 256 MiB untyped alone costs 256 MiB.
+    ///
+    /// Candidates (not every aligned address; enough to reach the cheap ones): per RAM
+    /// untyped the pool was given, the highest free fit inside it and the fit at its base;
+    /// per run of contiguous RAM untypeds, the highest free fit (ranges that span several).
+    pub fn find_least_clearing(&self, size: u64, align: u64, within: Option<(u64, u64)>) -> Option<u64> {
+        if size == 0 || !align.is_power_of_two() {
+            return None;
+        }
+        let (lo, hi) = within.unwrap_or((0, u64::MAX));
+        let clip = |(a, b): (u64, u64)| {
+            let (a, b) = (a.max(lo), b.min(hi));
+            (b > a && b - a >= size).then_some((a, b))
+        };
+        let mut candidates: Vec<u64> = Vec::new();
+        for (a, b) in self.ram_runs().into_iter().filter_map(clip) {
+            candidates.extend(self.highest_fit(a, b, size, align));
+            for key in self.roots.range(..b).rev().map(|(_, &k)| k).take_while(|k| node_end(*k) > a) {
+                let Some((ra, rb)) = clip((key.0, node_end(key))) else { continue };
+                candidates.extend(self.highest_fit(ra, rb, size, align));
+                let at_base = ra.checked_add(align - 1).map(|x| x & !(align - 1));
+                if let Some(c) = at_base.filter(|&c| c.checked_add(size).is_some_and(|e| e <= rb)) {
+                    candidates.push(c);
                 }
             }
         }
+        let mut best: Option<((u64, u64), u64)> = None;
+        for c in candidates {
+            if self.overlapping(c, c + size).is_some() {
+                continue;
+            }
+            let Ok((steps, _)) = self.plan(c, size, KindRequest::Ram, None, 0) else { continue };
+            let key = (self.steps_clearing(&steps), plan_cost(&steps, self.fan_out));
+            if best.is_none_or(|(k, b)| key < k || (key == k && c > b)) {
+                best = Some((key, c));
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+
+    /// Maximal runs of contiguous RAM roots, as `[start, end)`, in address order.
+    fn ram_runs(&self) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &key in self.roots.values().filter(|k| !self.nodes[k].device) {
+            match runs.last_mut() {
+                Some(last) if last.1 == key.0 => last.1 = node_end(key),
+                _ => runs.push((key.0, node_end(key))),
+            }
+        }
+        runs
+    }
+
+    /// The highest `align`-aligned `[c, c + size)` inside `[a, b)` that overlaps no
+    /// allocation.
+    fn highest_fit(&self, a: u64, b: u64, size: u64, align: u64) -> Option<u64> {
+        let mut cand = b.checked_sub(size)? & !(align - 1);
+        while cand >= a {
+            match self.overlapping(cand, cand + size) {
+                None => return Some(cand),
+                Some(o) => cand = o.base.checked_sub(size)? & !(align - 1),
+            }
+        }
         None
+    }
+
+    /// Bytes the kernel clears if `[base, base + size)` is allocated now (as frames of
+    /// `kind`): every node the plan retypes from while it has no children is reset first,
+    /// which clears it up to its free index (RAM only). Pure.
+    pub fn clearing_cost(&self, base: u64, size: u64, kind: KindRequest) -> Result<u64, AllocError> {
+        let (steps, _) = self.plan(base, size, kind, None, 0)?;
+        Ok(self.steps_clearing(&steps))
+    }
+
+    fn steps_clearing(&self, steps: &[Step]) -> u64 {
+        let mut seen: Vec<NodeKey> = Vec::new();
+        let mut bytes = 0;
+        for step in steps {
+            let key = match step {
+                Step::Split { parent, .. } => *parent,
+                Step::Fill(f) => f.node,
+            };
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            // Nodes an earlier step of the plan makes are not in the tree yet: they start at 0.
+            if let Some(n) = self.nodes.get(&key)
+                && n.state == NodeState::Fresh
+                && !n.device
+            {
+                bytes += n.free_index;
+            }
+        }
+        bytes
     }
 
     // ---- execution ----
@@ -874,11 +981,18 @@ impl UntypedPool {
             let key = (run.addr + (i << run.size_bits), run.size_bits);
             self.nodes.insert(
                 key,
-                Node { slot: Slot::new(slot.index() + i), device, parent: Some(parent), state: NodeState::Fresh },
+                Node {
+                    slot: Slot::new(slot.index() + i),
+                    device,
+                    parent: Some(parent),
+                    state: NodeState::Fresh,
+                    free_index: 0,
+                },
             );
             new_children.push(key);
         }
         let node = self.nodes.get_mut(&parent).ok_or(AllocError::Internal("parent vanished"))?;
+        node.free_index = run.end() - parent.0;
         match &mut node.state {
             NodeState::Split { children, watermark } => {
                 children.extend(new_children);
@@ -912,11 +1026,13 @@ impl UntypedPool {
             }
             if done == 0 {
                 log.filled.push(f.node);
-                if let Some(node) = self.nodes.get_mut(&f.node) {
-                    node.state = NodeState::Holds { owner };
-                }
             }
             done += n;
+            if let Some(node) = self.nodes.get_mut(&f.node) {
+                node.state = NodeState::Holds { owner };
+                // A fresh wrapper starts at 0: its objects lie from its start, in order.
+                node.free_index = done << f.blueprint.physical_size_bits();
+            }
         }
         Ok(())
     }
@@ -1117,6 +1233,9 @@ pub struct UntypedNodeInfo {
     pub watermark: Option<u64>,
     /// Whether anything was retyped from it and still exists.
     pub has_children: bool,
+    /// The kernel's free index in bytes, children or not (what the next retype clears
+    /// when there are none).
+    pub free_index: u64,
 }
 
 /// What an allocation did, so it can be undone.
@@ -1273,6 +1392,12 @@ mod tests {
         assert_eq!(UntypedPool::new(inside, r, FAN).err(), Some(PoolSetupError::SlotInRegion { slot: Slot::new(160) }));
     }
 
+    /// A frame allocated at `base` in `p`, on a model of this test's untypeds, so the pool's
+    /// free indexes move as the kernel's would.
+    fn take(p: &mut UntypedPool, m: &mut sel4_model::Model, base: u64, size: u64) {
+        p.alloc(m, base, size, KindRequest::Ram, Purpose::Region, None, 0).unwrap();
+    }
+
     #[test]
     fn find_free_takes_the_highest_ram_first() {
         let p = pool();
@@ -1281,5 +1406,66 @@ mod tests {
         // Larger than any contiguous RAM run (64 + 128 + 256 MiB are contiguous: 448 MiB).
         assert_eq!(p.find_free(512 << 20, 0x1000, None), None);
         assert_eq!(p.find_free(448 << 20, 0x1000, None), Some(0x6400_0000));
+    }
+
+    #[test]
+    fn least_clearing_takes_the_smallest_untyped_then_the_highest() {
+        let p = pool();
+        // Every RAM untyped is cleared whole at its first retype: the smallest one that fits
+        // costs least, whatever the size asked for.
+        assert_eq!(p.find_least_clearing(0x1000, 0x1000, None), Some(0x6400_0000));
+        assert_eq!(p.clearing_cost(0x6400_0000, 0x1000, KindRequest::Ram), Ok(64 << 20));
+        assert_eq!(p.clearing_cost(0x7fff_f000, 0x1000, KindRequest::Ram), Ok(256 << 20));
+        // 256 MiB: the 256 MiB untyped exactly; across the 128 MiB and 256 MiB untypeds it
+        // would clear 384 MiB.
+        assert_eq!(p.find_least_clearing(256 << 20, 2 << 20, None), Some(0x7000_0000));
+        assert_eq!(p.clearing_cost(0x6800_0000, 256 << 20, KindRequest::Ram), Ok(384 << 20));
+        // 128 MiB: the 128 MiB untyped, not the top of the 256 MiB one (which `find_free`
+        // takes).
+        assert_eq!(p.find_least_clearing(128 << 20, 2 << 20, None), Some(0x6800_0000));
+        assert_eq!(p.find_free(128 << 20, 2 << 20, None), Some(0x7800_0000));
+        // Inside a window, the cheapest there.
+        assert_eq!(p.find_least_clearing(0x1000, 0x1000, Some((0x6800_0000, 0x8000_0000))), Some(0x6800_0000));
+        // Larger than any contiguous RAM run; the whole run.
+        assert_eq!(p.find_least_clearing(512 << 20, 0x1000, None), None);
+        assert_eq!(p.find_least_clearing(448 << 20, 0x1000, None), Some(0x6400_0000));
+        assert_eq!(p.find_least_clearing(0x1000, 0x3000, None), None, "alignment not a power of two");
+    }
+
+    #[test]
+    fn least_clearing_prefers_memory_the_kernel_cleared_already() {
+        // The model's QEMU virt boot; the pool gets three of its RAM untypeds (as `pool()`).
+        let mut m = sel4_model::Model::qemu_arm_virt();
+        let mine = [0x6400_0000, 0x6800_0000, 0x7000_0000];
+        let list: Vec<_> = m
+            .untyped_slots()
+            .into_iter()
+            .filter(|(_, d)| mine.contains(&d.paddr.get()))
+            .map(|(s, d)| (s.cap(), d))
+            .collect();
+        assert_eq!(list.len(), 3);
+        let mut p = UntypedPool::new(list, m.bootinfo().empty(), FAN).unwrap();
+        take(&mut p, &mut m, 0x6400_0000, 0x1000);
+        assert_eq!(m.counters().bytes_zeroed, 64 << 20, "the first retype cleared the whole untyped");
+        // The rest of that untyped is clean now: a second page there clears nothing, and the
+        // highest clean page wins.
+        assert_eq!(p.find_least_clearing(0x1000, 0x1000, None), Some(0x67ff_f000));
+        assert_eq!(p.clearing_cost(0x67ff_f000, 0x1000, KindRequest::Ram), Ok(0));
+        // 64 MiB does not fit in what is left of it: the 128 MiB untyped, at its top (a
+        // fresh untyped's base costs as much to clear, and the top is higher).
+        let at = p.find_least_clearing(64 << 20, 2 << 20, None).unwrap();
+        assert_eq!(p.clearing_cost(at, 64 << 20, KindRequest::Ram), Ok(128 << 20));
+        assert!((0x6800_0000..0x7000_0000).contains(&at), "{at:#x}");
+        let before = m.counters().bytes_zeroed;
+        take(&mut p, &mut m, at, 64 << 20);
+        assert_eq!(m.counters().bytes_zeroed - before, 128 << 20, "as predicted");
+        // Freed, the untyped keeps the free index its use left: the kernel clears up to it
+        // again at the next retype, and the pool says so.
+        p.free(&mut m, at, 64 << 20, Purpose::Region).unwrap();
+        let again = p.clearing_cost(at, 64 << 20, KindRequest::Ram).unwrap();
+        let before = m.counters().bytes_zeroed;
+        take(&mut p, &mut m, at, 64 << 20);
+        assert_eq!(m.counters().bytes_zeroed - before, again);
+        assert!(again > 0 && again <= 128 << 20, "{again:#x}");
     }
 }

@@ -153,7 +153,7 @@ impl core::ops::BitOr for MemFlags {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[repr(u8)]
 pub enum MapType {
-    /// 0, `MAP_ALLOC`: any free RAM.
+    /// 0, `MAP_ALLOC`: any free RAM (vm-runner takes the range the kernel clears least for).
     Alloc = 0,
     /// 1, `MAP_IDENTICAL`: the host RAM at the same physical address.
     Identical = 1,

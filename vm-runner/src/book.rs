@@ -11,7 +11,7 @@
 //!   handler for;
 //! - `map_linear` computes `guest - host` as an unchecked `usize` subtraction, which panics
 //!   in a debug build whenever the guest address is below the host address (the usual case
-//!   for `MAP_ALLOC` memory placed at the top of RAM).
+//!   for `MAP_ALLOC` memory, placed wherever the host has RAM).
 //!
 //! The book here is the same engine `AddrSpace` wraps, `page_table_multiarch`'s
 //! [`PageTable64`], over a metadata type ([`BookMeta`]) whose TLB flush is a no-op (no

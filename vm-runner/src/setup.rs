@@ -564,8 +564,11 @@ impl<P: PagingHandler> Vmm<P> {
             let hpa = match m.map {
                 MapType::Identical | MapType::Reserved => gpa,
                 MapType::Alloc => {
+                    // Wherever the kernel clears least: its first retype into a boot untyped
+                    // clears the whole untyped, which is most of the cost of building a VM.
                     let align = alloc_alignment(gpa, size);
-                    cell.with(|h| h.pool().find_free(size, align, None)).ok_or(SetupError::NoMemory { vm: i, size })?
+                    cell.with(|h| h.pool().find_least_clearing(size, align, None))
+                        .ok_or(SetupError::NoMemory { vm: i, size })?
                 }
             };
             // Reserved memory may be handed out as device untyped (see vm-config's untyped

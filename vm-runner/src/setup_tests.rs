@@ -307,3 +307,35 @@ fn tables_needed_by_frame_size() {
     assert_eq!(fault_cptr(1) >> GUEST_CNODE_SLOT_BITS, GUEST_CSPACE_GUARD);
     assert_eq!(guest_cspace_data() & 0x3f, 61);
 }
+
+#[test]
+fn guest_ram_left_to_capvisor_goes_where_the_kernel_clears_least() {
+    instance!(I);
+    // configs/linux.toml: 256 MiB of RAM anywhere (MAP_ALLOC), on the untyped layout
+    // capvisor's own loader gives the root task.
+    let sys = example("linux.toml");
+    let size = sys.vms[0].memory[0].range.size_bytes;
+    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    let (highest, highest_cost) = I::cell().with(|h| {
+        let at = h.pool().find_free(size, 2 << 20, None).unwrap();
+        (at, h.pool().clearing_cost(at, size, hal_sel4::KindRequest::Ram).unwrap())
+    });
+    I::cell().with(|h| h.kernel_mut().reset_counters());
+    let kernel = image(3, 0x1000);
+    let bundle = Bundle { system: sys, images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None }] };
+    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let ram = vmm.vms[0].mappings[0];
+    assert_eq!(ram.kind, MappingKind::Ram);
+    // The RAM is one boot untyped, exactly: the kernel clears nothing it does not give.
+    let untyped = Model::qemu_arm_virt_capvisor().untyped_slots();
+    assert!(
+        untyped.iter().any(|(_, d)| d.paddr.get() == ram.hpa.get() && 1u64 << d.size_bits == size && !d.is_device),
+        "RAM at {:#x} is not a whole {size:#x}-byte untyped",
+        ram.hpa.get()
+    );
+    // Building the whole VM (RAM, tables, vCPUs, the VMM's own objects) cleared less than
+    // the highest free range's RAM alone would have.
+    let zeroed = I::cell().with(|h| h.kernel().counters().bytes_zeroed);
+    assert!(zeroed >= size, "the RAM itself is cleared: {zeroed:#x}");
+    assert!(zeroed < highest_cost, "cleared {zeroed:#x}; RAM at {highest:#x} alone clears {highest_cost:#x}");
+}

@@ -97,6 +97,7 @@ pub fn check_model(m: &Model, pool: &UntypedPool) {
         let wm = m.watermark(n.cap.slot());
         assert_eq!(wm, Some(n.watermark.unwrap_or(0)), "watermark of {n:?}");
         assert_eq!(m.descendants(n.cap.slot()) > 0, n.has_children, "children of {n:?}");
+        assert_eq!(m.free_index_bytes(n.cap.slot()), Some(n.free_index), "free index of {n:?}");
     }
 }
 
