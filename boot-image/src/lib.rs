@@ -36,6 +36,7 @@ extern crate alloc;
 
 use core::fmt;
 
+pub mod checksum;
 pub mod elf;
 pub mod fdt;
 #[cfg(any(test, feature = "std"))]
