@@ -286,10 +286,12 @@ pub mod write {
         pub flags: u32,
     }
 
-    /// An ELF64 little-endian executable for `machine` with the given segments, each
-    /// file-aligned to 4 KiB, and no section headers.
+    /// An ELF64 little-endian executable for `machine` with the given segments and no
+    /// section headers. Each segment's file offset is congruent to its `p_vaddr` modulo
+    /// 4 KiB (`p_align`), as the ELF specification requires of loadable segments.
     pub fn executable(machine: u16, entry: u64, segments: &[OutSegment<'_>]) -> Vec<u8> {
         const ALIGN: usize = 4096;
+        let place = |end: usize, vaddr: u64| end.next_multiple_of(ALIGN) + (vaddr % ALIGN as u64) as usize;
         let ph_end = super::EHDR_BYTES + segments.len() * super::PHDR_BYTES;
         let mut out = Vec::new();
         out.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
@@ -307,8 +309,9 @@ pub mod write {
         out.extend_from_slice(&(super::SHDR_BYTES as u16).to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
         out.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-        let mut offset = ph_end.next_multiple_of(ALIGN);
+        let mut offset = ph_end;
         for s in segments {
+            offset = place(offset, s.vaddr);
             out.extend_from_slice(&super::PT_LOAD.to_le_bytes());
             out.extend_from_slice(&s.flags.to_le_bytes());
             out.extend_from_slice(&(offset as u64).to_le_bytes());
@@ -317,10 +320,10 @@ pub mod write {
             out.extend_from_slice(&(s.data.len() as u64).to_le_bytes());
             out.extend_from_slice(&s.memsz.to_le_bytes());
             out.extend_from_slice(&(ALIGN as u64).to_le_bytes());
-            offset = (offset + s.data.len()).next_multiple_of(ALIGN);
+            offset += s.data.len();
         }
         for s in segments {
-            out.resize(out.len().next_multiple_of(ALIGN), 0);
+            out.resize(place(out.len(), s.vaddr), 0);
             out.extend_from_slice(s.data);
         }
         out
@@ -352,6 +355,16 @@ mod tests {
         assert_eq!(elf.vaddr_bounds(), (0x40_0000, 0x40_2002));
         assert_eq!(elf.paddr_bounds(), (0x1000, 0x3002));
         assert_eq!(elf.section(".text"), None);
+        // A segment that does not start on a page: its offset keeps the page offset.
+        let bytes = executable(
+            EM_AARCH64,
+            0x40_1234,
+            &[OutSegment { vaddr: 0x40_1234, paddr: 0x9000_1234, data: &data, memsz: 4, flags: 5 }],
+        );
+        let elf = Elf::parse(&bytes).unwrap();
+        let s = elf.load_segments().next().unwrap();
+        assert_eq!(s.offset % 4096, 0x234);
+        assert_eq!(elf.segment_data(&s), &data);
     }
 
     #[test]
