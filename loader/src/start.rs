@@ -12,8 +12,13 @@ use crate::console;
 use crate::cpu;
 use crate::log;
 
-// The first instruction of the image. Interrupts masked, the firmware's x0 kept, the stack
-// set up in .bss (after zeroing it), then Rust.
+// The first instruction of the image. Interrupts masked, the firmware's x0 kept, FP/SIMD
+// made usable, the stack set up in .bss (after zeroing it), then Rust.
+//
+// The target has NEON, so the compiler moves structures through q registers anywhere,
+// also before the loader has checked its exception level: their use must not trap.
+// At EL2 CPTR_EL2.TFP is cleared (seL4 sets CPTR_EL2 its own way later); at EL1, where the
+// loader only prints that it needs EL2, CPACR_EL1.FPEN is set.
 global_asm!(
     r#"
     .section .text._start, "ax"
@@ -21,6 +26,16 @@ global_asm!(
 _start:
     msr daifset, #0xf
     mov x19, x0
+    mrs x1, CurrentEL
+    cmp x1, #(2 << 2)
+    b.ne 4f
+    mrs x1, cptr_el2
+    bic x1, x1, #(1 << 10)
+    msr cptr_el2, x1
+    b 5f
+4:  mov x1, #(3 << 20)
+    msr cpacr_el1, x1
+5:  isb
     ldr x1, =__bss_start
     ldr x2, =__bss_end
 1:  cmp x1, x2
