@@ -11,14 +11,19 @@
 //! segments: the end of the last one, rounded up to 4 KiB) and appends the payload
 //! ([`payload`]). The result is written twice:
 //!
-//! - `OUT`: an ELF64 AArch64 executable with that one flat `PT_LOAD` segment (entry: the
-//!   loader's `_start`), for QEMU's `-kernel`;
-//! - `OUT.bin`: the same bytes, to be loaded at the loader's link address (the tool prints
-//!   it) and entered at its first byte, e.g. U-Boot `load ... <addr> image.bin; go <addr>`.
+//! - `OUT`: an ELF64 AArch64 executable for QEMU's `-kernel` (entry: the loader's
+//!   `_start`). Its first `PT_LOAD` is the flat loader with a payload that holds the copy
+//!   table but not the segment bytes; every kernel and root-task segment follows as its own
+//!   `PT_LOAD` at its final physical address, where QEMU's ELF loader puts it (copies "in
+//!   place"), so the loader does not copy tens of megabytes;
+//! - `OUT.bin`: the flat loader with a payload that carries the segment bytes, to be loaded
+//!   at the loader's link address (the tool prints it) and entered at its first byte, e.g.
+//!   U-Boot `load ... <addr> image.bin; go <addr>`; the loader copies the segments.
 //!
 //! The payload carries no ELF files: the tool has already placed every segment ([`plan`]),
-//! so the loader only checks the payload's checksum, copies and zero-fills, finds the
-//! device tree, builds its page tables ([`pagetable`]) and jumps.
+//! so the loader only checks the payload, checks each segment's bytes where they are
+//! ([`checksum`]), copies those that travel in the payload, zero-fills, finds the device
+//! tree, builds its page tables ([`pagetable`]) and jumps.
 //!
 //! # Where the loader finds the device tree
 //!

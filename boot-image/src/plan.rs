@@ -16,7 +16,7 @@
 use alloc::vec::Vec;
 
 use crate::elf::Elf;
-use crate::payload::{self, BootInfo, MAX_RAM};
+use crate::payload::{self, BootInfo, Load, MAX_RAM, Placement};
 use crate::{Error, Image, Part, PhysRange, Region};
 
 /// Page size of the placement.
@@ -51,8 +51,8 @@ pub struct PlanInput<'a> {
 pub struct Plan<'a> {
     /// Every placed region (segments, DTB slot, loader including its payload).
     pub regions: Vec<Region>,
-    /// `(destination, bytes, memory size)` for each loadable segment.
-    pub copies: Vec<(u64, &'a [u8], u64)>,
+    /// Each loadable segment: destination, file bytes, memory size.
+    pub copies: Vec<Load<'a>>,
     /// What the loader hands the kernel.
     pub boot: BootInfo,
     /// The packed device tree, if any.
@@ -97,7 +97,7 @@ impl<'a> Plan<'a> {
                 return Err(Error::OutsideRam { region });
             }
             regions.push(region);
-            copies.push((s.paddr, kernel.segment_data(&s), s.memsz));
+            copies.push(Load { dest: s.paddr, data: kernel.segment_data(&s), memsz: s.memsz });
         }
         let kernel_offset = kernel_offset.unwrap_or(0);
         let (kv_lo, kv_hi) = kernel.vaddr_bounds();
@@ -129,7 +129,7 @@ impl<'a> Plan<'a> {
                 part: Part::RootTaskSegment(s.index),
                 range: PhysRange { start: dest, end: dest + s.memsz },
             });
-            copies.push((dest, root.segment_data(&s), s.memsz));
+            copies.push(Load { dest, data: root.segment_data(&s), memsz: s.memsz });
         }
         // Segments inside the image must not overwrite each other either.
         check_disjoint(&root_segments)?;
@@ -173,8 +173,11 @@ impl<'a> Plan<'a> {
             plan.boot.ram[i] = (r.start, r.end);
         }
 
-        // The loader with its payload, and where the firmware left the DTB.
-        let payload_len = plan.encode().len() as u64;
+        // The loader with its payload (at its largest: with the segment bytes in it), and
+        // where the firmware left the DTB. Segments the firmware places itself
+        // (`Placement::InPlace`) are the segment regions above, so the same checks cover
+        // them: in RAM, clear of the loader, the DTB slot and the firmware's DTB.
+        let payload_len = payload::encoded_len(&plan.copies, plan.embedded_dtb, Placement::Payload);
         let loader = PhysRange { start: input.loader.start, end: input.loader.end.saturating_add(payload_len) };
         plan.regions.push(Region { part: Part::Loader, range: loader });
         if let Some(p) = input.dtb_probe {
@@ -184,9 +187,10 @@ impl<'a> Plan<'a> {
         Ok(plan)
     }
 
-    /// The payload bytes for this plan.
-    pub fn encode(&self) -> Vec<u8> {
-        payload::encode(&self.boot, &self.copies, self.embedded_dtb)
+    /// The payload bytes for this plan, with the segments' bytes in it or left to the
+    /// firmware to place.
+    pub fn encode(&self, placement: Placement) -> Vec<u8> {
+        payload::encode(&self.boot, &self.copies, self.embedded_dtb, placement)
     }
 }
 
@@ -250,10 +254,12 @@ mod tests {
         assert_eq!(b.pv_offset, 0xbffc_a000 - 0x40_0000);
         assert_eq!(b.v_entry, 0x40_0000);
         assert_eq!((b.dtb_slot_start, b.dtb_slot_end), (0xbfeca000, 0xbffc_a000));
-        assert_eq!(plan.copies[0].0, 0x6000_0000);
-        assert_eq!(plan.copies[2].0, 0xbffc_a000 + 0x2_0000);
-        let p = payload::Payload::parse(&plan.encode()).map(|p| p.info).unwrap();
-        assert_eq!(p, b);
+        assert_eq!(plan.copies[0].dest, 0x6000_0000);
+        assert_eq!(plan.copies[2].dest, 0xbffc_a000 + 0x2_0000);
+        for placement in [Placement::Payload, Placement::InPlace] {
+            let p = payload::Payload::parse(&plan.encode(placement)).map(|p| p.info).unwrap();
+            assert_eq!(p, b);
+        }
     }
 
     #[test]
@@ -344,6 +350,52 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn segments_in_the_firmware_dtb_area_are_refused() {
+        // QEMU puts its DTB at the base of RAM for ELF kernels; a segment the firmware
+        // places there (in place) or the loader copies there must not meet it.
+        const LOW_RAM: [PhysRange; 1] = [PhysRange { start: 0x4000_0000, end: 0xc000_0000 }];
+        let k = kernel(0x4008_0000, 0x1000);
+        let r = root_task(&[(0x40_0000, 0x1000)]);
+        let mut i = input(&k, &r);
+        i.ram = &LOW_RAM;
+        let err = Plan::new(&i).unwrap_err();
+        match err {
+            Error::Overlap { a, b } => {
+                assert_eq!((a.part, b.part), (Part::KernelSegment(0), Part::DtbSource));
+                assert_eq!(b.range, PhysRange { start: 0x4000_0000, end: 0x4010_0000 });
+            }
+            e => panic!("{e:?}"),
+        }
+        i.dtb_probe = None;
+        assert!(Plan::new(&i).is_ok());
+    }
+
+    #[test]
+    fn the_loader_region_holds_the_larger_payload() {
+        // The flat binary carries the segment bytes, the ELF does not; the plan must hold
+        // for both, so the loader's region is checked with the bytes in it.
+        let k = kernel(0x6000_0000, 0x1000);
+        let r = root_task(&[(0x40_0000, 0x1000)]);
+        let plan = Plan::new(&input(&k, &r)).unwrap();
+        let small = plan.encode(Placement::InPlace).len() as u64;
+        let large = plan.encode(Placement::Payload).len() as u64;
+        assert!(small < large, "{small} {large}");
+        let loader = plan.regions.iter().find(|r| r.part == Part::Loader).unwrap();
+        assert_eq!(loader.range, PhysRange { start: 0x4800_0000, end: 0x4802_0000 + large });
+        // A loader that ends where only the smaller payload still fits below the kernel.
+        let mut i = input(&k, &r);
+        i.loader = PhysRange { start: 0x5ff0_0000, end: 0x6000_0000 - small };
+        let err = Plan::new(&i).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Overlap { a: Region { part: Part::KernelSegment(0), .. }, b: Region { part: Part::Loader, .. } }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]

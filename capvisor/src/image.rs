@@ -2,6 +2,12 @@
 //! and writes the loader with its payload as an ELF (QEMU `-kernel`) and a flat binary
 //! (`OUT.bin`, for U-Boot) with the load address printed.
 //!
+//! The ELF gives every kernel and root-task segment its own `PT_LOAD` at its final physical
+//! address, so QEMU's ELF loader puts the bytes there and the loader only checks them (no
+//! copy of tens of megabytes at boot); its payload holds the copy table without the bytes.
+//! The flat binary has one load address, so it carries the bytes in the payload and the
+//! loader copies them.
+//!
 //! Owns: reading the input files and the kernel prefix, and the error messages that name
 //! file and field. Never touches: the placement rules (boot-image) or the loader.
 
@@ -12,6 +18,7 @@ use boot_image::elf::{EM_AARCH64, Elf, write as elf_write};
 use boot_image::fdt::Fdt;
 use boot_image::kconfig::{self, Kconfig};
 use boot_image::pagetable;
+use boot_image::payload::Placement;
 use boot_image::plan::{Plan, PlanInput};
 use boot_image::{Image, PhysRange};
 
@@ -238,6 +245,29 @@ pub fn flatten_loader(path: &Path, bytes: &[u8]) -> Result<(u64, Vec<u8>, u64), 
     Ok((lo, flat, elf.entry()))
 }
 
+/// The ELF image: the loader (flat, from `base`) with a payload whose copies are in place,
+/// then one `PT_LOAD` per non-empty copy at its destination. Returns the file and its number
+/// of segments.
+pub fn elf_image(plan: &Plan<'_>, base: u64, loader: &[u8], entry: u64) -> (Vec<u8>, usize) {
+    let mut head = loader.to_vec();
+    head.extend_from_slice(&plan.encode(Placement::InPlace));
+    // `p_memsz` is the file size: the loader zero-fills the rest, as for the flat binary,
+    // and Plan::new checked the whole [dest, dest + memsz). Flags RWX for every segment,
+    // as for the loader's own: QEMU's ELF loader ignores them.
+    let mut segments =
+        vec![elf_write::OutSegment { vaddr: base, paddr: base, data: &head, memsz: head.len() as u64, flags: 7 }];
+    for c in plan.copies.iter().filter(|c| !c.data.is_empty()) {
+        segments.push(elf_write::OutSegment {
+            vaddr: c.dest,
+            paddr: c.dest,
+            data: c.data,
+            memsz: c.data.len() as u64,
+            flags: 7,
+        });
+    }
+    (elf_write::executable(EM_AARCH64, entry, &segments), segments.len())
+}
+
 /// Runs `capvisor image`.
 pub fn run(args: &Args) -> Result<(), ImageError> {
     let prefix = args
@@ -307,13 +337,8 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
         }
         err => ImageError::Plan { kernel: kernel_path.clone(), root_task: args.root_task.clone(), err },
     })?;
-    flat.extend_from_slice(&plan.encode());
-
-    let elf = elf_write::executable(
-        EM_AARCH64,
-        entry,
-        &[elf_write::OutSegment { vaddr: base, paddr: base, data: &flat, memsz: flat.len() as u64, flags: 7 }],
-    );
+    let (elf, segments) = elf_image(&plan, base, &flat, entry);
+    flat.extend_from_slice(&plan.encode(Placement::Payload));
     let bin_path = {
         let mut s = args.out.clone().into_os_string();
         s.push(".bin");
@@ -322,7 +347,12 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
     for (path, bytes) in [(&args.out, &elf), (&bin_path, &flat)] {
         std::fs::write(path, bytes).map_err(|source| ImageError::Io { path: path.clone(), source })?;
     }
-    println!("capvisor image: {} ({} bytes, ELF for QEMU -kernel)", args.out.display(), elf.len());
+    println!(
+        "capvisor image: {} ({} bytes, ELF for QEMU -kernel: {} segments placed by QEMU)",
+        args.out.display(),
+        elf.len(),
+        segments
+    );
     println!(
         "capvisor image: {} ({} bytes): load at {base:#x}, enter at {entry:#x} (U-Boot: go {entry:#x})",
         bin_path.display(),
@@ -332,4 +362,119 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
         println!("capvisor image:   {r}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boot_image::elf::write::OutSegment;
+    use boot_image::payload::{Payload, Source};
+
+    const KOFF: u64 = 0x80_0000_0000;
+
+    /// A kernel with two segments (one with BSS) and a root task with a data segment and a
+    /// BSS-only one, so that empty copies are covered.
+    fn inputs() -> (Vec<u8>, Vec<u8>) {
+        let code: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let kernel = elf_write::executable(
+            EM_AARCH64,
+            0x6000_0000 + KOFF,
+            &[
+                OutSegment { vaddr: 0x6000_0000 + KOFF, paddr: 0x6000_0000, data: &code, memsz: 0x2000, flags: 5 },
+                OutSegment {
+                    vaddr: 0x6000_2000 + KOFF,
+                    paddr: 0x6000_2000,
+                    data: &code[..13],
+                    memsz: 0x3000,
+                    flags: 6,
+                },
+            ],
+        );
+        let root = elf_write::executable(
+            EM_AARCH64,
+            0x40_0000,
+            &[
+                OutSegment { vaddr: 0x40_0000, paddr: 0x40_0000, data: &code[7..], memsz: 0x2000, flags: 5 },
+                OutSegment { vaddr: 0x40_2000, paddr: 0x40_2000, data: &[], memsz: 0x1000, flags: 6 },
+            ],
+        );
+        (kernel, root)
+    }
+
+    #[test]
+    fn elf_image_places_every_segment_and_the_loader_checks_them_there() {
+        let (kernel, root) = inputs();
+        let ram = [PhysRange { start: 0x6000_0000, end: 0xc000_0000 }];
+        let base = 0x4800_0000;
+        let loader = vec![0xa5u8; 0x3000];
+        let plan = Plan::new(&PlanInput {
+            kernel: &kernel,
+            root_task: &root,
+            ram: &ram,
+            loader: PhysRange { start: base, end: base + loader.len() as u64 },
+            dtb_max_bytes: 1 << 20,
+            embedded_dtb: None,
+            dtb_probe: Some(PhysRange { start: 0x4000_0000, end: 0x4010_0000 }),
+            uart: DEFAULT_UART,
+            tcr_el2: pagetable::tcr_el2(false),
+        })
+        .unwrap();
+        let (elf, count) = elf_image(&plan, base, &loader, base);
+        let elf = Elf::parse(&elf).unwrap();
+        assert_eq!(elf.entry(), base);
+        let segs: Vec<_> = elf.load_segments().collect();
+        // The loader, three non-empty copies; the BSS-only copy has no segment.
+        assert_eq!((count, segs.len(), plan.copies.len()), (4, 4, 4));
+
+        // What QEMU does: every PT_LOAD at its p_paddr.
+        let at = |addr: u64, len: u64| -> Option<&[u8]> {
+            segs.iter().find(|s| s.paddr <= addr && addr + len <= s.paddr + s.filesz).map(|s| {
+                let from = (addr - s.paddr) as usize;
+                &elf.segment_data(s)[from..from + len as usize]
+            })
+        };
+        let head = at(base, segs[0].filesz).unwrap();
+        assert_eq!(&head[..loader.len()], &loader[..]);
+        let p = Payload::parse(&head[loader.len()..]).unwrap();
+        assert_eq!(p.info, plan.boot);
+        // What the loader does: each copy is in place and checks out at its destination.
+        for (c, want) in p.copies().zip(&plan.copies) {
+            assert_eq!(
+                (c.source, c.dest, c.filesz, c.memsz),
+                (Source::InPlace, want.dest, want.data.len() as u64, want.memsz)
+            );
+            let bytes = if c.filesz == 0 { &[][..] } else { at(c.dest, c.filesz).unwrap() };
+            assert_eq!(bytes, want.data);
+            c.verify(bytes).unwrap();
+        }
+        for s in &segs[1..] {
+            assert_eq!((s.vaddr, s.filesz), (s.paddr, s.memsz), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn flat_payload_carries_the_bytes() {
+        let (kernel, root) = inputs();
+        let ram = [PhysRange { start: 0x6000_0000, end: 0xc000_0000 }];
+        let plan = Plan::new(&PlanInput {
+            kernel: &kernel,
+            root_task: &root,
+            ram: &ram,
+            loader: PhysRange { start: 0x4800_0000, end: 0x4800_3000 },
+            dtb_max_bytes: 1 << 20,
+            embedded_dtb: None,
+            dtb_probe: None,
+            uart: DEFAULT_UART,
+            tcr_el2: pagetable::tcr_el2(false),
+        })
+        .unwrap();
+        let bytes = plan.encode(Placement::Payload);
+        let p = Payload::parse(&bytes).unwrap();
+        for (c, want) in p.copies().zip(&plan.copies) {
+            assert!(matches!(c.source, Source::Payload { .. }), "{c:?}");
+            let data = p.source_bytes(&c).unwrap();
+            assert_eq!(data, want.data);
+            c.verify(data).unwrap();
+        }
+    }
 }

@@ -2,10 +2,12 @@
 //!
 //! Entered at EL2 with the MMU off (QEMU `-kernel`, or U-Boot `go`), it reads the payload
 //! that `capvisor image` appended to it (format and placement: the `boot-image` crate),
-//! copies the seL4 kernel and the root task to the physical addresses the tool chose,
-//! places the device tree below the root task, builds the page tables seL4 expects at
-//! entry (identity map for the loader, the kernel's window at `paddr + offset`), turns the
-//! MMU on, and jumps to the kernel's virtual entry with seL4's boot arguments in x0..x5.
+//! checks every segment of the seL4 kernel and the root task at the physical address the
+//! tool chose (the ELF image gives each segment its own `PT_LOAD`, which QEMU places
+//! there; the flat binary carries them in the payload and the loader copies them), places
+//! the device tree below the root task, builds the page tables seL4 expects at entry
+//! (identity map for the loader, the kernel's window at `paddr + offset`), turns the MMU
+//! on, and jumps to the kernel's virtual entry with seL4's boot arguments in x0..x5.
 //!
 //! Owns: the EL2 machine state until the jump. Never touches: anything after it; the
 //! payload's contents beyond what the format defines.

@@ -1,12 +1,12 @@
 //! Entry and the loader's steps, in order: console, exception level, payload, device tree,
-//! page tables, MMU, copies, jump.
+//! page tables, MMU, copies (each checked where its bytes are), jump.
 
 use core::arch::global_asm;
 use core::panic::PanicInfo;
 
 use boot_image::fdt::{self, Fdt};
 use boot_image::pagetable::{self, Builder, RangeSet, Table};
-use boot_image::payload::{self, Payload};
+use boot_image::payload::{self, Header, Payload, Source};
 
 use crate::console;
 use crate::cpu;
@@ -95,19 +95,17 @@ unsafe fn fdt_at(addr: u64) -> Option<&'static [u8]> {
 extern "C" fn loader_main(x0: u64) -> ! {
     let payload_start = &raw const __payload_start as u64;
     let loader_start = &raw const __loader_start as u64;
-    // SAFETY: the image always has at least a header's worth of bytes after
-    // `__payload_start` once packed; an unpacked loader ends there, so read the magic
-    // word first and only then the rest of the header.
+    // SAFETY: a packed image has its header after `__payload_start`; an unpacked loader
+    // ends there, and the bytes after it are RAM (the loader's link address is in RAM) that
+    // Header::parse only compares against the magic and the header checksum.
     let header = unsafe { core::slice::from_raw_parts(payload_start as *const u8, payload::HEADER_BYTES) };
-    let total = payload::total_len(header);
-    if let Ok(total) = total
-        && total >= payload::HEADER_BYTES as u64
+    let header = Header::parse(header);
+    // The console the tool chose, before anything is printed; a header that fails its
+    // checksum names none, and its error goes to the default console.
+    if let Ok(h) = &header
+        && h.info.uart != 0
     {
-        // The console the tool chose (word 15), before anything is printed.
-        let uart = u64::from_le_bytes(header[120..128].try_into().unwrap_or([0; 8]));
-        if uart != 0 {
-            console::set_base(uart);
-        }
+        console::set_base(h.info.uart);
     }
     log!("started at {loader_start:#x}, EL{}, x0={x0:#x}", cpu::current_el());
     let el = cpu::current_el();
@@ -118,12 +116,13 @@ extern "C" fn loader_main(x0: u64) -> ! {
     }
     // Only now: VBAR_EL2 does not exist below EL2.
     cpu::install_vectors();
-    let total = match total {
-        Ok(t) => t,
+    let total = match header {
+        Ok(h) => h.total,
         Err(e) => fail(&e),
     };
-    // SAFETY: the header says the payload is `total` bytes long; Payload::parse checks
-    // the checksum over all of them before anything else is trusted.
+    // SAFETY: the checked header says the payload is `total` bytes long, loaded with the
+    // loader; Payload::parse checks the copy table and DTB checksums and every offset, and
+    // each copy's bytes are checked below before they are used.
     let bytes = unsafe { core::slice::from_raw_parts(payload_start as *const u8, total as usize) };
     let p = match Payload::parse(bytes) {
         Ok(p) => p,
@@ -215,16 +214,29 @@ extern "C" fn loader_main(x0: u64) -> ! {
     unsafe { cpu::enable_mmu(pagetable::MAIR_EL2, info.tcr_el2, root) };
     log!("MMU on: {used} page tables at {arena_pa:#x}, TCR_EL2={:#x}", info.tcr_el2);
 
+    // The copies' bytes are checked now, with the MMU and caches on: on hardware that is
+    // many times faster than uncached reads, and they are not needed before.
     for c in p.copies() {
-        let data = p.copy_data(&c);
-        // SAFETY: the destination range is in RAM, disjoint from the loader, the payload,
-        // the DTB slot and every other copy (Plan::new checked), and identity mapped.
+        let (data, how) = match p.source_bytes(&c) {
+            Some(data) => (data, "copied"),
+            // SAFETY: the tool placed [dest, dest + memsz) in RAM, disjoint from the loader,
+            // the payload, the DTB slot and every other copy (Plan::new), and wrote the
+            // bytes as a PT_LOAD at `dest` for the firmware to load; RAM is identity mapped.
+            None => (unsafe { core::slice::from_raw_parts(c.dest as *const u8, c.filesz as usize) }, "in place"),
+        };
+        if let Err(e) = c.verify(data) {
+            fail(&e);
+        }
+        // SAFETY: as above, the destination is RAM the loader owns until the jump and
+        // overlaps nothing else; a copy in place has its bytes there already.
         unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), c.dest as *mut u8, data.len());
+            if c.source != Source::InPlace {
+                core::ptr::copy_nonoverlapping(data.as_ptr(), c.dest as *mut u8, data.len());
+            }
             core::ptr::write_bytes((c.dest + c.filesz) as *mut u8, 0, (c.memsz - c.filesz) as usize);
         }
         cpu::dcache_clean_range(c.dest, c.dest + c.memsz);
-        log!("placed {:#x} bytes at [{:#x}..{:#x})", c.filesz, c.dest, c.dest + c.memsz);
+        log!("checked {:#x} bytes ({how}) at [{:#x}..{:#x})", c.filesz, c.dest, c.dest + c.memsz);
     }
     log!(
         "entering kernel at {:#x}: user image [{:#x}..{:#x}) pv_offset={:#x} entry={:#x}, DTB {dtb_paddr:#x}+{dtb_size:#x}",
@@ -243,7 +255,7 @@ extern "C" fn loader_main(x0: u64) -> ! {
         dtb_paddr,
         dtb_size,
     };
-    // SAFETY: everything is copied, caches are maintained, and the map has the kernel's
+    // SAFETY: everything is checked and in place, caches are maintained, and the map has the kernel's
     // window; the kernel takes over the machine from here.
     unsafe { cpu::enter_kernel(&args) }
 }
