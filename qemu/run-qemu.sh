@@ -2,7 +2,12 @@
 # Boots a capvisor image (the ELF from `capvisor image`) under QEMU: the one QEMU command
 # line of the project, used by `ninja simulate` and by the boot test.
 #
-#   qemu/run-qemu.sh [--timeout SECS] [--memory MiB] IMAGE [-- EXTRA QEMU ARGS...]
+#   qemu/run-qemu.sh [--timeout SECS] [--memory MiB] [--raw ADDR] IMAGE [-- EXTRA QEMU ARGS...]
+#
+# IMAGE is the ELF, given to QEMU's -kernel (QEMU places every segment and its DTB at the
+# base of RAM). With --raw, IMAGE is the flat binary (`capvisor image`'s OUT.bin), loaded
+# at ADDR and entered there as U-Boot's `go` would; QEMU then places no DTB, so the image
+# needs one packed (`capvisor image --dtb`).
 #
 # The machine is QEMU virt with EL2 (virtualization=on), GICv2, one Cortex-A57, at least
 # 2048 MiB (the kernel's platform memory runs to 0xc0000000), console on stdio, and
@@ -12,18 +17,20 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [--timeout SECS] [--memory MiB] IMAGE [-- EXTRA QEMU ARGS...]" >&2
+    echo "usage: $0 [--timeout SECS] [--memory MiB] [--raw ADDR] IMAGE [-- EXTRA QEMU ARGS...]" >&2
     exit 2
 }
 
 timeout_s=0
 memory=2048
+raw=""
 image=""
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --timeout) [ $# -ge 2 ] || usage; timeout_s="$2"; shift 2 ;;
         --memory) [ $# -ge 2 ] || usage; memory="$2"; shift 2 ;;
+        --raw) [ $# -ge 2 ] || usage; raw="$2"; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) usage ;;
         -*) echo "run-qemu: unknown option $1" >&2; usage ;;
@@ -41,12 +48,18 @@ fi
 qemu="${QEMU:-qemu-system-aarch64}"
 command -v "$qemu" >/dev/null || { echo "run-qemu: $qemu not found (Debian: apt-get install qemu-system-arm)" >&2; exit 2; }
 
+if [ -n "$raw" ]; then
+    case "$raw" in 0x[0-9a-fA-F]*) ;; *) echo "run-qemu: --raw wants a hex address, got $raw" >&2; exit 2 ;; esac
+    boot=(-device "loader,file=$image,addr=$raw,force-raw=on" -device "loader,addr=$raw,cpu-num=0")
+else
+    boot=(-kernel "$image")
+fi
 cmd=("$qemu"
     -machine virt,virtualization=on,gic-version=2,secure=off
     -cpu cortex-a57 -smp 1 -m "$memory"
     -nographic -monitor none -serial stdio
     -semihosting-config enable=on,userspace=on
-    -kernel "$image"
+    "${boot[@]}"
     "${extra[@]}")
 
 if [ "$timeout_s" -gt 0 ]; then

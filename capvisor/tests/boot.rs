@@ -76,6 +76,10 @@ fn boots_to_all_ok_under_qemu() {
 
     let boot = run_qemu(&image, BOOT_TIMEOUT_S, &[], "console");
     assert_good_boot(&boot);
+    // QEMU placed every segment from the ELF; the loader only checked them.
+    let log = boot.log_path.display();
+    assert!(boot.first("(in place) at [").is_some(), "log: {log}");
+    assert!(boot.lines.iter().all(|(_, l)| !l.contains("(copied)")), "log: {log}");
     assert!(boot.first("device tree at the base of RAM").is_some(), "QEMU's DTB was not used");
     let loader = boot.first("capvisor loader: started at").unwrap_or_default();
     let root = boot.first("capvisor root task: started").unwrap_or_default();
@@ -99,6 +103,36 @@ fn boots_with_a_device_tree_packed_into_the_image() {
     let boot = run_qemu(&image, BOOT_TIMEOUT_S, &[], "packed-dtb");
     assert_good_boot(&boot);
     assert!(boot.first("device tree packed in the image").is_some(), "log: {}", boot.log_path.display());
+}
+
+#[test]
+fn boots_the_flat_binary_loaded_where_the_tool_says() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = build_target_crates(&prefix);
+    let image = work_dir().join("flat.elf");
+    // Loaded raw, as U-Boot `go` would, QEMU places no DTB: pack one.
+    let dtb = prefix.join("support/kernel.dtb");
+    let out = capvisor_image_with(&prefix, built, &image, &["--dtb".as_ref(), dtb.as_os_str()]);
+    assert!(out.status.success(), "capvisor image --dtb failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let addr = stdout
+        .split("load at ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no load address in:\n{stdout}"));
+    let boot = common::run_qemu_script(
+        &work_dir().join("flat.elf.bin"),
+        BOOT_TIMEOUT_S,
+        &["--raw", addr],
+        &[],
+        &work_dir(),
+        "flat",
+    );
+    assert_good_boot(&boot);
+    // The segments travel in the payload: the loader checked and copied every one.
+    let log = boot.log_path.display();
+    assert!(boot.first("(copied) at [").is_some(), "log: {log}");
+    assert!(boot.lines.iter().all(|(_, l)| !l.contains("(in place)")), "log: {log}");
 }
 
 #[test]
@@ -151,6 +185,30 @@ fn loader_halts_with_a_message_without_a_device_tree() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let boot = run_qemu(&image, 3, &[], "no-dtb");
     assert_loader_halts(&boot, "capvisor loader: no device tree: x0=0x0 holds none");
+}
+
+#[test]
+fn loader_halts_naming_a_segment_corrupted_in_place() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = build_target_crates(&prefix);
+    let image = work_dir().join("corrupt.elf");
+    assert!(capvisor_image(&prefix, built, &image).status.success());
+    // The image's last PT_LOAD is a root-task segment that QEMU places at its destination;
+    // one flipped bit there must stop the loader before the kernel runs.
+    let mut bytes = std::fs::read(&image).expect("read the image");
+    let (offset, dest) = {
+        let elf = boot_image::Elf::parse(&bytes).expect("the image is an ELF");
+        let seg = elf.load_segments().last().expect("segments");
+        assert!(seg.filesz > 0 && seg.paddr != elf.entry(), "{seg:?}");
+        (seg.offset + seg.filesz / 2, seg.paddr)
+    };
+    bytes[offset as usize] ^= 0x10;
+    std::fs::write(&image, &bytes).expect("write the image");
+    let boot = run_qemu(&image, 3, &[], "corrupt");
+    let why = format!("to {dest:#x}: checksum of its bytes at its destination");
+    assert_loader_halts(&boot, &why);
+    let line = boot.line(&why).unwrap_or_default();
+    assert!(line.contains("capvisor loader: payload: copy "), "{line}");
 }
 
 #[test]

@@ -131,10 +131,23 @@ pub fn run_qemu(image: &Path, timeout_s: u64, dir: &Path, name: &str) -> Boot {
 
 /// [`run_qemu`] with extra QEMU arguments.
 pub fn run_qemu_with(image: &Path, timeout_s: u64, extra_qemu: &[&str], dir: &Path, name: &str) -> Boot {
+    run_qemu_script(image, timeout_s, &[], extra_qemu, dir, name)
+}
+
+/// [`run_qemu_with`] with options for `qemu/run-qemu.sh` itself (`--raw ADDR`).
+pub fn run_qemu_script(
+    image: &Path,
+    timeout_s: u64,
+    script_opts: &[&str],
+    extra_qemu: &[&str],
+    dir: &Path,
+    name: &str,
+) -> Boot {
     let start = Instant::now();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
         .arg("--timeout")
         .arg(timeout_s.to_string())
+        .args(script_opts)
         .arg(image)
         .arg("--")
         .args(extra_qemu)
