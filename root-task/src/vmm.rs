@@ -47,8 +47,16 @@ use vm_runner::run::{CountersTable, Host, Runner, SIGNAL_CONSOLE, SIGNAL_IRQ_FIR
 use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, SetupOptions, Vmm, split_slots};
 use vm_runner::vm::Platform;
 
+/// Page-aligned storage for the bundle: its images start 8-byte aligned relative to the
+/// bundle, so with the bundle aligned they are 8-byte aligned in memory too, and
+/// [`copy_words`] can move them a 64-byte block at a time.
+#[repr(C, align(4096))]
+struct Aligned<T: ?Sized>(T);
+
+static BUNDLE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vms.bundle")));
+
 /// The bundle `capvisor vms` wrote, or nothing.
-static BUNDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vms.bundle"));
+static BUNDLE: &[u8] = &BUNDLE_BYTES.0;
 
 /// Whether this build carries VMs to run.
 pub fn configured() -> bool {
@@ -74,9 +82,55 @@ struct WindowCopy;
 impl CopyIn for WindowCopy {
     fn copy(&mut self, dst: VirtAddr, bytes: &[u8]) {
         // SAFETY: `CopyIn`'s contract: the HAL mapped `[dst, dst + len)` writable into this
-        // address space just before the call, for this copy only; nothing else refers to it.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.get() as *mut u8, bytes.len()) };
+        // address space just before the call, for this copy only; nothing else refers to it,
+        // and it cannot overlap the bundle (guest RAM is not part of this image).
+        unsafe { copy_words(dst.get() as *mut u8, bytes) };
     }
+}
+
+/// Copies `src` to `dst`: 64-byte blocks of 8-byte-aligned load/store pairs when both are
+/// 8-byte aligned, then the rest with `copy_nonoverlapping`.
+///
+/// Why not `copy_nonoverlapping` alone: this target is built with `strict-align`, and the
+/// builtin `memcpy` moves a word per load/store pair; placing a 33 MB Linux kernel that way
+/// is a visible part of a VM's start under QEMU, where every instruction counts. Four
+/// `ldp`/`stp` pairs per 64 bytes take about a third of the instructions.
+///
+/// # Safety
+/// `dst..dst + src.len()` must be writable, mapped, and disjoint from `src`.
+unsafe fn copy_words(dst: *mut u8, src: &[u8]) {
+    let blocks = if (dst as usize | src.as_ptr() as usize).is_multiple_of(8) { src.len() / 64 } else { 0 };
+    let done = blocks * 64;
+    if blocks > 0 {
+        // SAFETY: both pointers are 8-byte aligned (checked above), so every `ldp`/`stp` of
+        // two x registers is aligned; `blocks * 64 <= src.len()` bytes are read from `src`
+        // and written to `dst`, which the caller guarantees is writable and disjoint.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldp {a}, {b}, [{s}], #16",
+                "ldp {c}, {d}, [{s}], #16",
+                "stp {a}, {b}, [{t}], #16",
+                "stp {c}, {d}, [{t}], #16",
+                "ldp {a}, {b}, [{s}], #16",
+                "ldp {c}, {d}, [{s}], #16",
+                "stp {a}, {b}, [{t}], #16",
+                "stp {c}, {d}, [{t}], #16",
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                s = inout(reg) src.as_ptr() => _,
+                t = inout(reg) dst => _,
+                n = inout(reg) blocks => _,
+                a = out(reg) _,
+                b = out(reg) _,
+                c = out(reg) _,
+                d = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+    // SAFETY: the tail `[done, len)` lies in both ranges, as above.
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), dst.add(done), src.len() - done) };
 }
 
 /// QEMU virt's PL011: where, and its receive interrupt.
