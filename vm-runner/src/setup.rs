@@ -4,9 +4,12 @@
 //! # What a VM is made of
 //! - **Guest RAM**: each configured region is host memory from the HAL's untyped pool:
 //!   `MAP_IDENTICAL` (and `MAP_RESERVED`) at the host address equal to the guest address,
-//!   `MAP_ALLOC` wherever the pool has room, at a host address with the same alignment
-//!   (up to 1 GiB) as the guest address so that the largest frames map it. The frames the
-//!   pool makes are the largest the alignment allows.
+//!   `MAP_ALLOC` where the kernel clears least (`UntypedPool::find_least_clearing`), at a
+//!   host address with the same alignment (up to 1 GiB) as the guest address so that the
+//!   largest frames map it. The frames the pool makes are the largest the alignment allows.
+//!   Every fixed address of every VM (identical and reserved RAM, passthrough regions) is
+//!   allocated before anything whose place capvisor chooses, so that no VM's objects or RAM
+//!   can take a range a later VM names.
 //! - **The GIC CPU interface**: the host's GICV frames (device memory, allocated once and
 //!   shared by every VM) mapped at the guest's GICC address; the hardware banks them per
 //!   running vCPU.
@@ -498,6 +501,30 @@ impl<P: PagingHandler> Vmm<P> {
         copy: &mut dyn CopyIn,
     ) -> Result<(), SetupError> {
         let cell = I::cell();
+        for (i, config) in bundle.system.vms.iter().enumerate() {
+            let state = VmState::new(config, options.platform).map_err(|error| SetupError::State { vm: i, error })?;
+            self.vms.push(Vm {
+                index: i,
+                config: config.clone(),
+                state,
+                vspace: Cap::from_cptr(CPtr::NULL),
+                cnode: Cap::from_cptr(CPtr::NULL),
+                vcpus: Vec::new(),
+                mappings: Vec::new(),
+                frames: Vec::new(),
+                tables: Vec::new(),
+                images: Vec::new(),
+                book: None,
+                regions: Vec::new(),
+                objects: Vec::new(),
+            });
+        }
+        // Every address a configuration names is taken before anything goes where the HAL
+        // or the pool chooses: an object or a VM's RAM placed first could otherwise sit on
+        // a later VM's fixed range.
+        for i in 0..self.vms.len() {
+            self.reserve_fixed::<I>(i)?;
+        }
         let ep =
             cell.with(|h| h.alloc_objects(ObjectBlueprint::Endpoint, 1)).map_err(hal_err(None, "fault endpoint"))?;
         self.objects.push((ep, ObjectBlueprint::Endpoint));
@@ -522,24 +549,42 @@ impl<P: PagingHandler> Vmm<P> {
             }
         }
 
-        for (i, (config, images)) in bundle.system.vms.iter().zip(&bundle.images).enumerate() {
-            let state = VmState::new(config, options.platform).map_err(|error| SetupError::State { vm: i, error })?;
-            self.vms.push(Vm {
-                index: i,
-                config: config.clone(),
-                state,
-                vspace: Cap::from_cptr(CPtr::NULL),
-                cnode: Cap::from_cptr(CPtr::NULL),
-                vcpus: Vec::new(),
-                mappings: Vec::new(),
-                frames: Vec::new(),
-                tables: Vec::new(),
-                images: Vec::new(),
-                book: None,
-                regions: Vec::new(),
-                objects: Vec::new(),
-            });
+        for (i, images) in bundle.images.iter().enumerate() {
             self.build_vm::<I>(i, images, options, copy)?;
+        }
+        Ok(())
+    }
+
+    /// Allocates VM `i`'s memory at the addresses its configuration names: RAM mapped
+    /// identically or reserved, passthrough device regions and address ranges. Checks the
+    /// guest addresses first.
+    fn reserve_fixed<I: HalInstance>(&mut self, i: usize) -> Result<(), SetupError> {
+        let cell = I::cell();
+        let vm = Some(i);
+        let config = &self.vms[i].config;
+        let mut wanted: Vec<(u64, u64, KindRequest, &'static str)> = Vec::new();
+        for m in &config.memory {
+            let (gpa, size) = (m.range.base.get(), m.range.size_bytes);
+            if gpa.checked_add(size).is_none_or(|e| e > GPA_LIMIT) {
+                return Err(SetupError::OutOfRange { vm: i, gpa });
+            }
+            // Reserved memory may be handed out as device untyped (see vm-config's untyped
+            // check); everything else must be RAM, which seL4 zeroes.
+            match m.map {
+                MapType::Identical => wanted.push((gpa, size, KindRequest::Ram, "guest RAM")),
+                MapType::Reserved => wanted.push((gpa, size, KindRequest::Uniform, "guest RAM")),
+                MapType::Alloc => {}
+            }
+        }
+        for p in config.passthrough.iter().filter_map(|p| p.region) {
+            wanted.push((p.host.get(), p.guest.size_bytes, KindRequest::Device, "passthrough device"));
+        }
+        for r in &config.passthrough_addresses {
+            wanted.push((r.base.get(), r.size_bytes, KindRequest::Device, "passthrough address range"));
+        }
+        for (base, size, kind, during) in wanted {
+            cell.with(|h| h.alloc_region(PhysAddr(base), size, kind).map(|_| ())).map_err(hal_err(vm, during))?;
+            self.vms[i].regions.push(Region { base: PhysAddr(base), size });
         }
         Ok(())
     }
@@ -555,30 +600,26 @@ impl<P: PagingHandler> Vmm<P> {
         let vm = Some(i);
         let config = self.vms[i].config.clone();
 
-        // ---- guest memory ----
+        // ---- guest memory (fixed addresses were reserved by `reserve_fixed`) ----
         for m in &config.memory {
             let (gpa, size) = (m.range.base.get(), m.range.size_bytes);
-            if gpa.checked_add(size).is_none_or(|e| e > GPA_LIMIT) {
-                return Err(SetupError::OutOfRange { vm: i, gpa });
-            }
             let hpa = match m.map {
                 MapType::Identical | MapType::Reserved => gpa,
                 MapType::Alloc => {
                     // Wherever the kernel clears least: its first retype into a boot untyped
                     // clears the whole untyped, which is most of the cost of building a VM.
                     let align = alloc_alignment(gpa, size);
-                    cell.with(|h| h.pool().find_least_clearing(size, align, None))
-                        .ok_or(SetupError::NoMemory { vm: i, size })?
+                    let hpa = cell
+                        .with(|h| h.pool().find_least_clearing(size, align, None))
+                        .ok_or(SetupError::NoMemory { vm: i, size })?;
+                    cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
+                        .map_err(hal_err(vm, "guest RAM"))?;
+                    self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
+                    hpa
                 }
             };
-            // Reserved memory may be handed out as device untyped (see vm-config's untyped
-            // check); everything else must be RAM, which seL4 zeroes.
-            let kind = if m.map == MapType::Reserved { KindRequest::Uniform } else { KindRequest::Ram };
-            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, kind).map(|_| ())).map_err(hal_err(vm, "guest RAM"))?;
-            let v = &mut self.vms[i];
-            v.regions.push(Region { base: PhysAddr(hpa), size });
             let (rights, attrs) = ram_rights(m.flags);
-            v.mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
+            self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
         }
         if let Some(g) = config.capvisor.gic_cpu_interface {
             let (gpa, hpa, size) = (g.guest.base.get(), g.host.get(), g.guest.size_bytes);
@@ -588,33 +629,13 @@ impl<P: PagingHandler> Vmm<P> {
         }
         for p in config.passthrough.iter().filter_map(|p| p.region) {
             let (gpa, hpa, size) = (p.guest.base.get(), p.host.get(), p.guest.size_bytes);
-            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Device).map(|_| ()))
-                .map_err(hal_err(vm, "passthrough device"))?;
-            let v = &mut self.vms[i];
-            v.regions.push(Region { base: PhysAddr(hpa), size });
-            v.mappings.push(GuestMapping::new(
-                MappingKind::Device,
-                gpa,
-                hpa,
-                size,
-                CapRights::READ_WRITE,
-                DEVICE_ATTRS,
-            ));
+            let m = GuestMapping::new(MappingKind::Device, gpa, hpa, size, CapRights::READ_WRITE, DEVICE_ATTRS);
+            self.vms[i].mappings.push(m);
         }
         for r in &config.passthrough_addresses {
             let (base, size) = (r.base.get(), r.size_bytes);
-            cell.with(|h| h.alloc_region(PhysAddr(base), size, KindRequest::Device).map(|_| ()))
-                .map_err(hal_err(vm, "passthrough address range"))?;
-            let v = &mut self.vms[i];
-            v.regions.push(Region { base: PhysAddr(base), size });
-            v.mappings.push(GuestMapping::new(
-                MappingKind::Device,
-                base,
-                base,
-                size,
-                CapRights::READ_WRITE,
-                DEVICE_ATTRS,
-            ));
+            let m = GuestMapping::new(MappingKind::Device, base, base, size, CapRights::READ_WRITE, DEVICE_ATTRS);
+            self.vms[i].mappings.push(m);
         }
 
         // ---- the book ----

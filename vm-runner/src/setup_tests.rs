@@ -339,3 +339,37 @@ fn guest_ram_left_to_capvisor_goes_where_the_kernel_clears_least() {
     assert!(zeroed >= size, "the RAM itself is cleared: {zeroed:#x}");
     assert!(zeroed < highest_cost, "cleared {zeroed:#x}; RAM at {highest:#x} alone clears {highest_cost:#x}");
 }
+
+#[test]
+fn fixed_addresses_of_every_vm_are_taken_before_ram_placed_anywhere() {
+    instance!(I);
+    // VM 0 leaves its 256 MiB to capvisor; VM 1 wants the very untyped that placement would
+    // pick for VM 0 (the one that costs least to clear), identity mapped.
+    let mut sys = example("linux.toml");
+    let size = sys.vms[0].memory[0].range.size_bytes;
+    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    let cheapest = I::cell().with(|h| h.pool().find_least_clearing(size, 2 << 20, None)).unwrap();
+    let mut second = sys.vms[0].clone();
+    second.id = 1;
+    second.name = "second".into();
+    second.memory[0].range.base = GuestPhysAddr(cheapest);
+    second.memory[0].map = vm_config::MapType::Identical;
+    second.kernel.load_addr = GuestPhysAddr(cheapest);
+    second.entry_point = GuestPhysAddr(cheapest);
+    second.dtb = None;
+    second.ramdisk = None;
+    sys.vms[0].dtb = None;
+    sys.vms[0].ramdisk = None;
+    sys.vms.push(second);
+    let (k0, k1) = (image(4, 0x1000), image(5, 0x1000));
+    let images =
+        vec![VmImages { kernel: &k0, dtb: None, ramdisk: None }, VmImages { kernel: &k1, dtb: None, ramdisk: None }];
+    let bundle = Bundle { system: sys, images };
+    let mut rec = Recorder::<I>::new();
+    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(vmm.vms[1].mappings[0].hpa.get(), cheapest, "VM 1 got the range it names");
+    let ram0 = vmm.vms[0].mappings[0].hpa.get();
+    assert!(ram0 + size <= cheapest || ram0 >= cheapest + size, "VM 0's RAM at {ram0:#x} overlaps VM 1's");
+    // Each kernel landed in its own VM's RAM.
+    assert_eq!(rec.copies.iter().map(|c| c.0).collect::<Vec<_>>(), [ram0, cheapest]);
+}
