@@ -176,6 +176,7 @@ impl<K: Kernel> Kernel for Lying<K> {
         cnode_revoke(slot: sel4::CNodeSlot) -> sel4::Result<()>;
         page_map(f: Cap<ct::Frame>, vs: Cap<ct::VSpace>, va: sel4::VirtAddr, r: sel4::CapRights, a: sel4::VmAttributes) -> sel4::Result<()>;
         page_unmap(f: Cap<ct::Frame>) -> sel4::Result<()>;
+        page_flush(f: Cap<ct::Frame>, o: sel4::CacheOp, s: u64, e: u64) -> sel4::Result<()>;
         page_table_map(t: Cap<ct::PageTable>, vs: Cap<ct::VSpace>, va: sel4::VirtAddr, a: sel4::VmAttributes) -> sel4::Result<()>;
         page_table_unmap(t: Cap<ct::PageTable>) -> sel4::Result<()>;
         asid_control_make_pool(c: Cap<ct::AsidControl>, u: Cap<ct::Untyped>, d: sel4::CNodeSlot) -> sel4::Result<()>;

@@ -8,7 +8,12 @@
 //! Owns the mapping from trait methods to invocations; the decoders live with their objects.
 
 use sel4::cap::{CPtr, Cap, CapRights, Slot, VmAttributes, cap_type};
-use sel4::kernel::{CNodeSlot, Kernel, Message, Op, Received, UserContext, VCpuReg};
+use sel4::kernel::{CNodeSlot, CacheOp, Kernel, Message, Op, Received, UserContext, VCpuReg};
+
+/// The end of the physical memory the kernel's window covers with hypervisor support
+/// (`PADDR_TOP`: `PPTR_TOP` 2^40 - 2^30 less the window's offset 2^39); flushes past it are
+/// refused.
+const KERNEL_PADDR_TOP: u64 = (1 << 40) - (1 << 30) - (1 << 39);
 use sel4::{Error, ObjectBlueprint, PhysAddr, Result, VirtAddr, init_cap};
 
 use crate::Model;
@@ -175,6 +180,22 @@ impl Kernel for Model {
         // After a signal the stub reads back MR0 as it left it: 0.
         invoke!(self, Op::PageGetAddress, slot, PhysAddr(0), |_s, cap| match cap {
             ModelCap::Frame { paddr, .. } => Ok(paddr),
+            _ => Err(Error::IllegalOperation),
+        })
+    }
+
+    fn page_flush(&mut self, frame: Cap<cap_type::Frame>, _op: CacheOp, start: u64, end: u64) -> Result<()> {
+        let slot = self.enter(Op::PageFlush, frame.cptr());
+        // The kernel's checks in its order (`decodeARMFrameInvocation`, hypervisor build);
+        // the model has no caches, so a flush that passes them changes nothing.
+        invoke!(self, Op::PageFlush, slot, (), |_s, cap| match cap {
+            ModelCap::Frame { mapped: None, .. } => Err(Error::IllegalOperation),
+            ModelCap::Frame { .. } if end <= start => Err(Error::InvalidArgument),
+            ModelCap::Frame { size, .. } if start >= 1 << size.size_bits() || end > 1 << size.size_bits() => {
+                Err(Error::InvalidArgument)
+            }
+            ModelCap::Frame { paddr, .. } if paddr.0 + end > KERNEL_PADDR_TOP => Err(Error::IllegalOperation),
+            ModelCap::Frame { .. } => Ok(()),
             _ => Err(Error::IllegalOperation),
         })
     }

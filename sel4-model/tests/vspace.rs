@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use sel4::{CapRights, Error, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, VirtAddr, VmAttributes, init_cap};
+use sel4::{
+    CacheOp, CapRights, Error, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, VirtAddr, VmAttributes, init_cap,
+};
 use sel4_model::{Mapping, Model, ModelCap, VmRights};
 
 const RW: CapRights = CapRights::READ_WRITE;
@@ -343,4 +345,29 @@ fn get_address_answers_for_frames_only() {
     assert_eq!(m.page_get_address(init_cap::TCB.cap()), Err(Error::IllegalOperation));
     assert_eq!(m.page_get_address(init_cap::CNODE.cap()), Err(Error::IllegalOperation));
     assert_eq!(m.page_get_address(free(&m, 9).cap()), Err(Error::InvalidCapability));
+}
+
+#[test]
+fn cache_maintenance_needs_a_mapped_frame_and_a_range_inside_it() {
+    let mut s = Space::new();
+    s.table_at(IPA);
+    s.table_at(IPA);
+    let f = s.obj(ObjectBlueprint::LargePage);
+    let flush = |m: &mut Model, op, a, b| m.page_flush(f.cap(), op, a, b);
+    // Unmapped: the kernel has no address space to flush through.
+    assert_eq!(flush(&mut s.m, CacheOp::CleanData, 0, 64), Err(Error::IllegalOperation));
+    s.map(f, IPA).unwrap();
+    for op in [CacheOp::CleanData, CacheOp::InvalidateData, CacheOp::CleanInvalidateData, CacheOp::UnifyInstruction] {
+        assert_eq!(flush(&mut s.m, op, 0, 2 << 20), Ok(()), "{op:?}: the whole 2 MiB frame");
+        assert_eq!(flush(&mut s.m, op, 0x40, 0x80), Ok(()));
+    }
+    // Empty or reversed range: argument 1; a range leaving the frame: argument 0.
+    assert_eq!(flush(&mut s.m, CacheOp::CleanData, 0x80, 0x80), Err(Error::InvalidArgument));
+    assert_eq!(flush(&mut s.m, CacheOp::CleanData, 0x80, 0x40), Err(Error::InvalidArgument));
+    assert_eq!(flush(&mut s.m, CacheOp::CleanData, 0, (2 << 20) + 1), Err(Error::InvalidArgument));
+    assert_eq!(flush(&mut s.m, CacheOp::CleanData, 2 << 20, (2 << 20) + 64), Err(Error::InvalidArgument));
+    // Not a frame.
+    assert_eq!(s.m.page_flush(s.vs.cap(), CacheOp::CleanData, 0, 64), Err(Error::IllegalOperation));
+    assert_eq!(s.m.counters().get(sel4::Op::PageFlush), 14, "every call is a kernel entry, refused or not");
+    check(&s.m);
 }

@@ -94,7 +94,7 @@ pub mod request {
     use crate::addr::VirtAddr;
     use crate::bootinfo::init_cap;
     use crate::cap::{CPtr, Cap, CapRights, Slot, VmAttributes, cap_type};
-    use crate::kernel::{CNodeSlot, UserContext, VCpuReg};
+    use crate::kernel::{CNodeSlot, CacheOp, UserContext, VCpuReg};
     use crate::object::ObjectBlueprint;
 
     /// Depth that resolves a whole CPtr in the root task's single-level CSpace.
@@ -172,6 +172,17 @@ pub mod request {
     /// `ARM_Page_GetAddress`.
     pub fn page_get_address(frame: Cap<cap_type::Frame>) -> Request {
         req(frame, encode::arm_page_get_address())
+    }
+
+    /// `ARM_Page_Clean_Data`, `Invalidate_Data`, `CleanInvalidate_Data`, `Unify_Instruction`.
+    pub fn page_flush(frame: Cap<cap_type::Frame>, op: CacheOp, start: u64, end: u64) -> Request {
+        let inv = match op {
+            CacheOp::CleanData => encode::arm_page_clean_data(start, end),
+            CacheOp::InvalidateData => encode::arm_page_invalidate_data(start, end),
+            CacheOp::CleanInvalidateData => encode::arm_page_clean_invalidate_data(start, end),
+            CacheOp::UnifyInstruction => encode::arm_page_unify_instruction(start, end),
+        };
+        req(frame, inv)
     }
 
     /// `ARM_PageTable_Map`.
@@ -612,6 +623,13 @@ mod tests {
             ),
             ("seL4_ARM_Page_Unmap(SVC)", encode::arm_page_unmap()),
             ("seL4_ARM_Page_GetAddress(SVC)", encode::arm_page_get_address()),
+            ("seL4_ARM_Page_Clean_Data(SVC, 0x40, 0x1fffc0)", encode::arm_page_clean_data(0x40, 0x1f_ffc0)),
+            ("seL4_ARM_Page_Invalidate_Data(SVC, 0x80, 0x1000)", encode::arm_page_invalidate_data(0x80, 0x1000)),
+            (
+                "seL4_ARM_Page_CleanInvalidate_Data(SVC, 0, 0x200000)",
+                encode::arm_page_clean_invalidate_data(0, 0x20_0000)
+            ),
+            ("seL4_ARM_Page_Unify_Instruction(SVC, 0x10, 0x20)", encode::arm_page_unify_instruction(0x10, 0x20)),
             ("seL4_ARM_PageTable_Map(SVC, 3, 0x200000, 5)", encode::arm_page_table_map(cptr(3), 0x20_0000, attrs)),
             ("seL4_ARM_PageTable_Unmap(SVC)", encode::arm_page_table_unmap()),
             (

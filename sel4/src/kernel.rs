@@ -96,6 +96,20 @@ impl UserContext {
     }
 }
 
+/// Cache maintenance on a frame's bytes ([`Kernel::page_flush`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum CacheOp {
+    /// `Clean_Data`: write dirty data lines back to memory (the point of coherency).
+    CleanData,
+    /// `Invalidate_Data`: drop the data lines (partial lines at the ends are cleaned first).
+    InvalidateData,
+    /// `CleanInvalidate_Data`: write back, then drop.
+    CleanInvalidateData,
+    /// `Unify_Instruction`: clean data to the point of unification and invalidate the
+    /// instruction lines, so that code written as data is fetched afresh.
+    UnifyInstruction,
+}
+
 /// A VCPU system register (`seL4_VCPUReg`, AArch64 numbering).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[repr(u64)]
@@ -179,6 +193,7 @@ pub enum Op {
     PageMap,
     PageUnmap,
     PageGetAddress,
+    PageFlush,
     PageTableMap,
     PageTableUnmap,
     AsidControlMakePool,
@@ -211,7 +226,7 @@ pub enum Op {
 
 impl Op {
     /// Every kind, in a stable order (for tables).
-    pub const ALL: [Op; 37] = [
+    pub const ALL: [Op; 38] = [
         Op::UntypedRetype,
         Op::CNodeCopy,
         Op::CNodeMint,
@@ -221,6 +236,7 @@ impl Op {
         Op::PageMap,
         Op::PageUnmap,
         Op::PageGetAddress,
+        Op::PageFlush,
         Op::PageTableMap,
         Op::PageTableUnmap,
         Op::AsidControlMakePool,
@@ -294,6 +310,11 @@ pub trait Kernel {
     fn page_unmap(&mut self, frame: Cap<cap_type::Frame>) -> Result<()>;
     /// `seL4_ARM_Page_GetAddress`: the frame's physical address.
     fn page_get_address(&mut self, frame: Cap<cap_type::Frame>) -> Result<PhysAddr>;
+    /// `seL4_ARM_Page_Clean_Data` and its siblings ([`CacheOp`]): cache maintenance on bytes
+    /// `[start, end)` of a frame, offsets from its base. The frame must be mapped somewhere
+    /// (the kernel refuses an unmapped one); with hypervisor support the kernel works through
+    /// its own window, whatever the mapping.
+    fn page_flush(&mut self, frame: Cap<cap_type::Frame>, op: CacheOp, start: u64, end: u64) -> Result<()>;
     /// `seL4_ARM_PageTable_Map`: install a translation table covering `vaddr`.
     fn page_table_map(
         &mut self,

@@ -41,7 +41,7 @@ pub use bootinfo::{BootInfo, UntypedDesc, init_cap};
 pub use cap::{CPtr, Cap, CapRights, CapType, Slot, SlotRegion, VmAttributes, cap_type};
 pub use error::{Error, Result};
 pub use generated::config;
-pub use kernel::{CNodeSlot, Kernel, Message, Op, Received, UserContext, VCpuReg};
+pub use kernel::{CNodeSlot, CacheOp, Kernel, Message, Op, Received, UserContext, VCpuReg};
 pub use message_info::MessageInfo;
 pub use object::{FrameSize, ObjectBlueprint};
 pub use observe::{Observed, Observer, OpCounts};

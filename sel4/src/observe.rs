@@ -12,7 +12,7 @@
 use crate::addr::{PhysAddr, VirtAddr};
 use crate::cap::{CPtr, Cap, CapRights, Slot, VmAttributes, cap_type};
 use crate::error::Result;
-use crate::kernel::{CNodeSlot, Kernel, Message, Op, Received, UserContext, VCpuReg};
+use crate::kernel::{CNodeSlot, CacheOp, Kernel, Message, Op, Received, UserContext, VCpuReg};
 use crate::object::ObjectBlueprint;
 
 /// Sees every kernel entry of an [`Observed`] kernel before it is made.
@@ -110,6 +110,7 @@ macro_rules! kernel_methods {
                 page_map(frame: Cap<cap_type::Frame>, vspace: Cap<cap_type::VSpace>, vaddr: VirtAddr, rights: CapRights, attrs: VmAttributes) -> () = PageMap;
                 page_unmap(frame: Cap<cap_type::Frame>) -> () = PageUnmap;
                 page_get_address(frame: Cap<cap_type::Frame>) -> PhysAddr = PageGetAddress;
+                page_flush(frame: Cap<cap_type::Frame>, op: CacheOp, start: u64, end: u64) -> () = PageFlush;
                 page_table_map(table: Cap<cap_type::PageTable>, vspace: Cap<cap_type::VSpace>, vaddr: VirtAddr, attrs: VmAttributes) -> () = PageTableMap;
                 page_table_unmap(table: Cap<cap_type::PageTable>) -> () = PageTableUnmap;
                 asid_control_make_pool(control: Cap<cap_type::AsidControl>, untyped: Cap<cap_type::Untyped>, dest: CNodeSlot) -> () = AsidControlMakePool;

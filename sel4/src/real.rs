@@ -9,7 +9,7 @@ use crate::addr::{PhysAddr, VirtAddr};
 use crate::cap::{CPtr, Cap, CapRights, Slot, VmAttributes, cap_type};
 use crate::error::{Error, Result};
 use crate::invocation::{Request, decode, request};
-use crate::kernel::{CNodeSlot, Kernel, MESSAGE_WORDS, Message, Received, UserContext, VCpuReg};
+use crate::kernel::{CNodeSlot, CacheOp, Kernel, MESSAGE_WORDS, Message, Received, UserContext, VCpuReg};
 use crate::message_info::MessageInfo;
 use crate::object::ObjectBlueprint;
 use crate::sys::{self, IpcBuffer};
@@ -128,6 +128,10 @@ impl Kernel for RealKernel {
     fn page_get_address(&mut self, frame: Cap<cap_type::Frame>) -> Result<PhysAddr> {
         let reply = self.invoke(request::page_get_address(frame))?;
         Ok(PhysAddr(decode::arm_page_get_address(self.reply_words(reply))))
+    }
+
+    fn page_flush(&mut self, frame: Cap<cap_type::Frame>, op: CacheOp, start: u64, end: u64) -> Result<()> {
+        self.invoke(request::page_flush(frame, op, start, end)).map(drop)
     }
 
     fn page_table_map(

@@ -51,8 +51,8 @@ use page_table_multiarch::{MappingFlags, PagingHandler};
 use sel4::cap_type::{AsidPool, CNode, Endpoint, Frame, Notification, PageTable, Tcb, VCpu, VSpace};
 use sel4::object::{PAGE_BITS, PAGE_TABLE_INDEX_BITS};
 use sel4::{
-    CNodeSlot, CPtr, Cap, CapRights, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, VCpuReg, VirtAddr,
-    VmAttributes,
+    CNodeSlot, CPtr, CacheOp, Cap, CapRights, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, VCpuReg,
+    VirtAddr, VmAttributes,
 };
 use vm_config::{GuestPhysAddr, MapType, MemFlags, VmConfig};
 
@@ -589,6 +589,32 @@ impl<P: PagingHandler> Vmm<P> {
         Ok(())
     }
 
+    /// Cache maintenance `ops` on host-physical `[hpa, hpa + len)` of VM `i`'s RAM, through
+    /// the frame copies mapped in its stage 2 (mapped, so the kernel accepts them): one call
+    /// per frame and operation.
+    fn flush_guest_range<I: HalInstance>(
+        &self,
+        i: usize,
+        hpa: u64,
+        len: u64,
+        ops: &[CacheOp],
+    ) -> Result<(), SetupError> {
+        let end = hpa + len;
+        for f in &self.vms[i].frames {
+            let (fs, fe) = (f.hpa.get(), f.hpa.get() + (1u64 << f.size.size_bits()));
+            let (s, e) = (hpa.max(fs), end.min(fe));
+            if s >= e {
+                continue;
+            }
+            for &op in ops {
+                I::cell()
+                    .with(|h| h.kernel_mut().page_flush(f.cap, op, s - fs, e - fs))
+                    .map_err(kernel_err(Some(i), "Page_CleanInvalidate_Data / Unify_Instruction (guest image)"))?;
+            }
+        }
+        Ok(())
+    }
+
     fn build_vm<I: HalInstance>(
         &mut self,
         i: usize,
@@ -725,6 +751,15 @@ impl<P: PagingHandler> Vmm<P> {
                     cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
                 copy.copy(VirtAddr(va.get() + (hpa - m.allocation.get())), bytes);
                 cell.with(|h| h.unmap_region(m.allocation)).map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
+                // The guest starts with its MMU and caches off and reads memory, not the
+                // VMM's cached copy (arm64 boot protocol: the image clean to the point of
+                // coherency, no stale instruction lines). QEMU has no caches; boards do.
+                let ops: &[CacheOp] = if what == "kernel" {
+                    &[CacheOp::CleanInvalidateData, CacheOp::UnifyInstruction]
+                } else {
+                    &[CacheOp::CleanInvalidateData]
+                };
+                self.flush_guest_range::<I>(i, hpa, len, ops)?;
             }
             self.vms[i].images.push(PlacedImage { what, gpa: GuestPhysAddr(load), hpa: PhysAddr(hpa), len });
         }

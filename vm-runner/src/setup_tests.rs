@@ -373,3 +373,23 @@ fn fixed_addresses_of_every_vm_are_taken_before_ram_placed_anywhere() {
     // Each kernel landed in its own VM's RAM.
     assert_eq!(rec.copies.iter().map(|c| c.0).collect::<Vec<_>>(), [ram0, cheapest]);
 }
+
+#[test]
+fn images_are_cleaned_to_memory_frame_by_frame_and_the_kernel_unified() {
+    instance!(I);
+    // linux.toml: 256 MiB in 2 MiB frames; a 5 MiB kernel at the base of RAM spans three
+    // frames, a 3000-byte device tree sits inside one.
+    let sys = example("linux.toml");
+    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    I::cell().with(|h| h.kernel_mut().reset_counters());
+    let (kernel, dtb) = (image(6, 5 << 20), image(7, 3000));
+    let images = vec![VmImages { kernel: &kernel, dtb: Some(&dtb), ramdisk: None }];
+    let bundle = Bundle { system: sys, images };
+    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let ram = vmm.vms[0].mappings[0];
+    let in_ram = |f: &&MappedFrame| (ram.gpa.get()..ram.gpa.get() + ram.size_bytes).contains(&f.gpa.get());
+    assert!(vmm.vms[0].frames.iter().filter(in_ram).all(|f| f.size == FrameSize::Large), "2 MiB frames");
+    let flushes = I::cell().with(|h| h.kernel().counters().get(Op::PageFlush));
+    // Kernel: clean+invalidate and unify in each of its 3 frames; DTB: clean+invalidate once.
+    assert_eq!(flushes, 3 * 2 + 1);
+}
