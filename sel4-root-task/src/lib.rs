@@ -5,8 +5,8 @@
 //! and parsed, the IPC buffer registered for the initial thread (via
 //! [`sel4::sys::set_ipc_buffer`], so [`sel4::RealKernel::from_registered_ipc_buffer`] can
 //! take it), and a heap of [`HEAP_BYTES`] behind `alloc`. [`debug_println!`] prints through
-//! `seL4_DebugPutChar`; a panic prints its message and location and suspends the thread
-//! (or halts the kernel when it cannot).
+//! `seL4_DebugPutChar`; a panic prints its message and location and ends a QEMU run with
+//! status 101 (semihosting; on hardware the thread stops).
 //!
 //! Every root task built with this runtime also carries the kernel configuration it was
 //! built for in the ELF section `.capvisor.kconfig`, which `capvisor image` compares with

@@ -100,11 +100,19 @@ pub fn halt() -> ! {
     }
 }
 
+/// The status a panic ends a QEMU run with (Rust's own for a panicking process).
+pub const PANIC_EXIT_STATUS: u32 = 101;
+
+/// Prints the message and location, then ends the run: under QEMU with semihosting the
+/// system exits with [`PANIC_EXIT_STATUS`] (the root task is the VMM; nothing it ran can go
+/// on without it, and a test sees the failure at once instead of at its time limit).
+/// Without semihosting (hardware) the exit request is an undefined instruction and the
+/// thread stops, as [`suspend_self`] would stop it.
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     match info.location() {
         Some(l) => debug_println!("root task panicked at {}:{}:{}: {}", l.file(), l.line(), l.column(), info.message()),
         None => debug_println!("root task panicked: {}", info.message()),
     }
-    suspend_self()
+    crate::semihosting::exit(PANIC_EXIT_STATUS)
 }
