@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use sel4::kernel::{Message, UserContext, VCpuReg};
-use sel4::{CPtr, CapRights, Kernel, ObjectBlueprint, Op, Slot, VirtAddr, VmAttributes, init_cap};
+use sel4::{CPtr, CacheOp, CapRights, Kernel, ObjectBlueprint, Op, Slot, VirtAddr, VmAttributes, init_cap};
 
 #[test]
 fn every_method_counts_once_success_or_failure() {
@@ -46,6 +46,7 @@ fn every_method_counts_once_success_or_failure() {
     let _ = m.page_map(frame.cap(), vs.cap(), VirtAddr(0x1001), r, a);
     let _ = m.page_unmap(frame.cap());
     let _ = m.page_get_address(frame.cap());
+    let _ = m.page_flush(frame.cap(), CacheOp::CleanData, 0, 64);
     let _ = m.page_table_unmap(pt.cap());
     let _ = m.tcb_configure(tcb.cap(), CPtr::NULL, cn.cap(), 0, vs.cap(), VirtAddr(0), Slot::new(0).cap());
     let _ = m.tcb_set_priority(tcb.cap(), init_cap::TCB.cap(), 300);
