@@ -12,69 +12,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
 
-use common::{Boot, boot_prerequisites, capvisor_image, run_qemu, work_dir, workspace};
+use common::{Boot, boot_prerequisites, work_dir, workspace};
 
 const TIMEOUT_S: u64 = 240;
 
-/// One root-task build directory for both QEMU tests; they take turns (a bundle change
-/// rebuilds only the root task).
-static BUILD: Mutex<()> = Mutex::new(());
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
-}
-
-/// Builds the test guest once per process; returns the directory holding its ELF.
-fn guest() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let target = work_dir("vm-test").join("guest");
-        let status = Command::new(cargo())
-            .current_dir(workspace().join("guests/test-guest"))
-            .env("CARGO_TARGET_DIR", &target)
-            .args(["build", "--release", "--target", "aarch64-unknown-none"])
-            .status()
-            .expect("run cargo for the test guest");
-        assert!(status.success(), "building guests/test-guest failed: {status}");
-        target.join("aarch64-unknown-none/release")
-    })
-}
-
-/// Packs `config` with the test guest, builds the root task with it, packs the image and
-/// boots it.
 fn boot_config(prefix: &Path, config: &str, name: &str) -> Boot {
-    let _turn = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = work_dir("vm-test");
-    let bundle = dir.join(format!("{name}.bundle"));
-    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .arg("vms")
-        .arg(workspace().join("configs").join(config))
-        .arg("--search")
-        .arg(guest())
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .expect("run capvisor vms");
-    assert!(out.status.success(), "capvisor vms failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let target = dir.join("cargo");
-    let status = Command::new(cargo())
-        .current_dir(workspace())
-        .env("SEL4_PREFIX", prefix)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("CAPVISOR_VMS", &bundle)
-        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build of the root task with {config} failed: {status}");
-    let built = common::Built {
-        root_task: target.join("aarch64-unknown-none/release/root-task"),
-        loader: target.join("aarch64-unknown-none/release/loader"),
-    };
-    let image = dir.join(format!("{name}.elf"));
-    capvisor_image(prefix, &built, &image);
-    run_qemu(&image, TIMEOUT_S, &dir, name)
+    common::boot_vm_config(prefix, config, "vm-test", name, TIMEOUT_S)
 }
 
 /// Index of the first line at or after `from` containing `marker`.

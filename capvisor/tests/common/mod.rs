@@ -185,3 +185,63 @@ pub fn build_and_boot(prefix: &Path, features: &str, name: &str, timeout_s: u64)
     capvisor_image(prefix, &built, &image);
     run_qemu(&image, timeout_s, &dir, name)
 }
+
+/// Boots of VM configurations take turns in a process (they share a root-task build directory;
+/// a bundle change rebuilds only the root task).
+static VM_BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Builds the test guest (`guests/test-guest`) once per process into `<work>/guest`;
+/// returns the directory holding its ELF.
+pub fn test_guest(work: &str) -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = work_dir(work).join("guest");
+        let status = Command::new(cargo())
+            .current_dir(workspace().join("guests/test-guest"))
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["build", "--release", "--target", "aarch64-unknown-none"])
+            .status()
+            .expect("run cargo for the test guest");
+        assert!(status.success(), "building guests/test-guest failed: {status}");
+        target.join("aarch64-unknown-none/release")
+    })
+}
+
+/// Packs `configs/<config>` with the test guest (`capvisor vms`), builds the root task with
+/// that bundle, packs the image and boots it, all in `<target>/tmp/<work>/`.
+pub fn boot_vm_config(prefix: &Path, config: &str, work: &str, name: &str, timeout_s: u64) -> Boot {
+    let _turn = VM_BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = work_dir(work);
+    let bundle = dir.join(format!("{name}.bundle"));
+    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
+        .arg("vms")
+        .arg(workspace().join("configs").join(config))
+        .arg("--search")
+        .arg(test_guest(work))
+        .arg("-o")
+        .arg(&bundle)
+        .output()
+        .expect("run capvisor vms");
+    assert!(out.status.success(), "capvisor vms failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let target = dir.join("cargo");
+    let status = Command::new(cargo())
+        .current_dir(workspace())
+        .env("SEL4_PREFIX", prefix)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CAPVISOR_VMS", &bundle)
+        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build of the root task with {config} failed: {status}");
+    let built = Built {
+        root_task: target.join("aarch64-unknown-none/release/root-task"),
+        loader: target.join("aarch64-unknown-none/release/loader"),
+    };
+    let image = dir.join(format!("{name}.elf"));
+    capvisor_image(prefix, &built, &image);
+    run_qemu(&image, timeout_s, &dir, name)
+}
