@@ -3,8 +3,10 @@
 //!
 //! Each run starts QEMU and times, on the wall clock from the moment the process is spawned,
 //! the console line `capvisor-init: ready` that the initramfs's `/init` prints once the
-//! kernel has booted and run it; then it types `exit 0` into the console (twice a second
-//! until the shell takes it and `/init` powers off) and waits for QEMU to end. The reference is the direct boot:
+//! kernel has booted and run it; then it types `cat /proc/uptime` (when Linux's own clock
+//! started, to split the boot into the part before Linux's clock runs and the rest) and
+//! `exit 0` into the console (twice a second until the shell takes each) and waits for QEMU
+//! to end. The reference is the direct boot:
 //!
 //! ```text
 //! qemu-system-aarch64 -machine virt,virtualization=on,gic-version=2 -cpu cortex-a57
@@ -109,6 +111,8 @@ pub struct Boot {
     pub lines: Vec<(Duration, String)>,
     /// Exits by kind, if the root task printed its counters.
     pub exits: Vec<(String, u64)>,
+    /// When Linux's clock started (spawn to its zero), from `/proc/uptime` after the marker.
+    pub clock_start: Option<Duration>,
 }
 
 /// The guest files and machine of a Linux VM file.
@@ -206,8 +210,27 @@ pub fn parse_exits(lines: &[String]) -> Vec<(String, u64)> {
     out
 }
 
-/// Starts `cmd`, times the marker, types `exit 0`, waits for the end (or kills QEMU at the
-/// time limit).
+/// The uptime line `cat /proc/uptime` prints (`12.34 5.67`, after an optional `[vm] `
+/// prefix): the first number, seconds since Linux's clock started.
+pub fn parse_uptime(line: &str) -> Option<f64> {
+    let rest = match line.strip_prefix('[') {
+        Some(r) => r.split_once("] ")?.1,
+        None => line,
+    };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let two_decimals = |w: &str| w.split_once('.').is_some_and(|(a, b)| !a.is_empty() && b.len() == 2);
+    match words[..] {
+        [up, idle] if two_decimals(up) && two_decimals(idle) => {
+            idle.parse::<f64>().ok()?;
+            up.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// Starts `cmd`, times the marker, then types `cat /proc/uptime` until the answer comes (when
+/// Linux's clock started, on the wall clock: the time of the answer less its value, to the
+/// 10 ms the file gives) and `exit 0`; waits for the end (or kills QEMU at the time limit).
 pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error> {
     let start = Instant::now();
     let mut child: Child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
@@ -225,26 +248,36 @@ pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error>
     let mut b = Boot::default();
     let mut marker = None;
     let deadline = start + timeout;
-    // Typed until QEMU ends: a line typed while the shell starts can be lost (its line
-    // editor sets the terminal up), and extra ones after power-off are harmless.
-    let mut next_exit = None;
+    // Typed until answered (the uptime) or until QEMU ends (`exit 0`): a line typed while the
+    // shell starts can be lost (its line editor sets the terminal up), and extra ones after
+    // power-off are harmless.
+    let mut next_type = None;
+    let mut clock_start = None;
     loop {
         let now = Instant::now();
-        if let Some(at) = next_exit
+        if let Some(at) = next_type
             && now >= at
         {
+            let line: &[u8] = if clock_start.is_none() { b"cat /proc/uptime\n" } else { b"exit 0\n" };
             if let Some(stdin) = child.stdin.as_mut() {
-                let _ = stdin.write_all(b"exit 0\n");
+                let _ = stdin.write_all(line);
                 let _ = stdin.flush();
             }
-            next_exit = Some(now + Duration::from_millis(500));
+            next_type = Some(now + Duration::from_millis(500));
         }
         let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(100));
         match rx.recv_timeout(wait) {
             Ok((t, line)) => {
                 if marker.is_none() && line.contains(MARKER) {
                     marker = Some(t - start);
-                    next_exit = Some(Instant::now());
+                    next_type = Some(Instant::now());
+                } else if marker.is_some()
+                    && clock_start.is_none()
+                    && let Some(up) = parse_uptime(&line)
+                {
+                    clock_start = (t - start).checked_sub(Duration::from_secs_f64(up));
+                    // Nothing to wait for: `exit 0` right away.
+                    next_type = Some(Instant::now());
                 }
                 b.lines.push((t - start, line));
             }
@@ -259,6 +292,7 @@ pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error>
     let _ = child.wait();
     let _ = reader.join();
     b.to_marker = marker;
+    b.clock_start = clock_start;
     b.exits = parse_exits(&b.lines.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
     Ok(b)
 }
@@ -311,6 +345,10 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
     }
     let timeout = Duration::from_secs(args.timeout);
     let (mut direct, mut capv, mut setup, mut guest_part) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Linux's clock: when it started (direct: from QEMU's start; capvisor: from the VM's
+    // start) and what it read at the marker.
+    let (mut direct_early, mut direct_clocked, mut capv_early, mut capv_clocked) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut exits = Vec::new();
     for run in 1..=args.runs {
         let b = boot(guest.direct_command(), timeout).map_err(spawn("qemu-system-aarch64"))?;
@@ -321,6 +359,10 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
             tail: tail(&b.lines),
         })?;
         direct.push(t);
+        if let Some(z) = b.clock_start {
+            direct_early.push(z);
+            direct_clocked.push(t.saturating_sub(z));
+        }
         if let Some(img) = &args.image {
             let cmd = capvisor_command(&workspace(), img, args.timeout);
             let b = boot(cmd, timeout + Duration::from_secs(10)).map_err(spawn("qemu/run-qemu.sh"))?;
@@ -334,6 +376,10 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
             if let Some(v) = b.at(VM_START) {
                 setup.push(v);
                 guest_part.push(t.saturating_sub(v));
+                if let Some(z) = b.clock_start {
+                    capv_early.push(z.saturating_sub(v));
+                    capv_clocked.push(t.saturating_sub(z));
+                }
             }
             exits = b.exits;
         }
@@ -350,30 +396,62 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
         }
     }
     let name = &guest.vm.name;
-    // Every timing row once: (JSON name, table label, samples, compared with direct QEMU).
-    let mut timings: Vec<(String, &str, &[Duration], bool)> =
-        vec![(format!("{name}_boot_to_init_direct_qemu"), "QEMU direct (reference)", &direct, false)];
+    // Every timing row once: (JSON name, table label, samples, the row it is compared with).
+    type Timing<'a> = (String, &'static str, &'a [Duration], Option<usize>);
+    let mut timings: Vec<Timing<'_>> =
+        vec![(format!("{name}_boot_to_init_direct_qemu"), "QEMU direct (reference)", &direct, None)];
+    let (mut early_ref, mut clocked_ref) = (None, None);
+    if !direct_early.is_empty() {
+        early_ref = Some(timings.len());
+        timings.push((
+            format!("{name}_direct_to_clock_start"),
+            "  of which: QEMU start to Linux's clock",
+            &direct_early,
+            None,
+        ));
+        clocked_ref = Some(timings.len());
+        timings.push((
+            format!("{name}_direct_clock_at_init"),
+            "  of which: Linux's clock at init",
+            &direct_clocked,
+            None,
+        ));
+    }
     if !capv.is_empty() {
-        timings.push((format!("{name}_boot_to_init_capvisor"), "capvisor", &capv, true));
+        timings.push((format!("{name}_boot_to_init_capvisor"), "capvisor", &capv, Some(0)));
         if !setup.is_empty() {
-            timings.push((format!("{name}_capvisor_to_vm_start"), "  of which: QEMU start to VM start", &setup, false));
+            timings.push((format!("{name}_capvisor_to_vm_start"), "  of which: QEMU start to VM start", &setup, None));
             timings.push((
                 format!("{name}_capvisor_vm_start_to_init"),
                 "  of which: VM start to init (guest boot)",
                 &guest_part,
-                true,
+                Some(0),
+            ));
+        }
+        if !capv_early.is_empty() {
+            timings.push((
+                format!("{name}_capvisor_vm_start_to_clock_start"),
+                "    VM start to Linux's clock",
+                &capv_early,
+                early_ref,
+            ));
+            timings.push((
+                format!("{name}_capvisor_clock_at_init"),
+                "    Linux's clock at init",
+                &capv_clocked,
+                clocked_ref,
             ));
         }
     }
-    let (_, dmed, _) = stats(&direct);
-    let ratio = |med: Duration, compared: bool| compared.then(|| med.as_secs_f64() / dmed.as_secs_f64());
+    let median_of = |i: usize| stats(timings[i].2).1.as_secs_f64();
+    let ratio = |med: Duration, reference: Option<usize>| reference.map(|i| med.as_secs_f64() / median_of(i));
 
     if args.json {
-        for (key, _, samples, compared) in &timings {
+        for (key, _, samples, reference) in &timings {
             let (min, med, max) = stats(samples);
             let row = serde_json::json!({
                 "name": key, "value": med.as_secs_f64(), "unit": "s",
-                "reference": compared.then(|| dmed.as_secs_f64()), "ratio": ratio(med, *compared),
+                "reference": reference.map(|i| timings[i].0.clone()), "ratio": ratio(med, *reference),
                 "min": min.as_secs_f64(), "max": max.as_secs_f64(), "runs": samples.len(),
             });
             println!("{row}");
@@ -388,10 +466,10 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
         return Ok(());
     }
     println!("{:<44} {:>10} {:>10} {:>10} {:>7}", "boot to `capvisor-init: ready`", "min", "median", "max", "ratio");
-    for (i, (_, label, samples, compared)) in timings.iter().enumerate() {
+    for (i, (_, label, samples, reference)) in timings.iter().enumerate() {
         let (min, med, max) = stats(samples);
         // The first row is the reference itself.
-        let r = match ratio(med, *compared) {
+        let r = match ratio(med, *reference) {
             Some(r) => format!("{r:.2}"),
             None if i == 0 => "1.00".to_string(),
             None => String::new(),
@@ -403,6 +481,10 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
             med.as_secs_f64(),
             max.as_secs_f64()
         );
+    }
+    if !direct_early.is_empty() {
+        println!("(Linux's clock: when it started, from `cat /proc/uptime` typed after the marker, to its 10 ms;");
+        println!(" direct QEMU's row includes QEMU's own start, the VM's row does not)");
     }
     if args.image.is_none() {
         println!("(no --image: capvisor side not measured)");
@@ -437,6 +519,17 @@ mod tests {
         .collect();
         // Rows outside a table (before the header, after its end) are not counted.
         assert_eq!(parse_exits(&lines), [("MmioRead".to_string(), 442), ("Wfi".to_string(), 41981)]);
+    }
+
+    #[test]
+    fn uptime_lines_parse_with_or_without_the_vm_prefix_and_nothing_else_does() {
+        assert_eq!(parse_uptime("1.65 0.49"), Some(1.65));
+        assert_eq!(parse_uptime("[linux] 12.07 3.10"), Some(12.07));
+        assert_eq!(parse_uptime("[linux] / # cat /proc/uptime"), None);
+        assert_eq!(parse_uptime("capvisor: 1.00 2.00"), None, "a line of the root task's");
+        assert_eq!(parse_uptime("1.6 0.49"), None, "not the file's two decimals");
+        assert_eq!(parse_uptime("[    1.137247] reboot: Power down"), None);
+        assert_eq!(parse_uptime("1.65 0.49 7"), None);
     }
 
     #[test]
