@@ -24,13 +24,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-struct Row {
-    name: String,
-    value: f64,
-    unit: String,
-    /// What the ratio is against: a row's name or a stated bound, and its value.
-    reference: Option<(String, f64)>,
-}
+use common::{BenchRow, print_bench_rows};
 
 /// `bench: <kind> <calls> calls median <m> ticks, min <n> ticks` (ticks per batch) →
 /// (kind, median, min) in ticks per call.
@@ -63,7 +57,7 @@ fn parse_counter(line: &str) -> Option<(String, f64, f64)> {
     }
 }
 
-fn rows() -> Result<Vec<Row>, String> {
+fn rows() -> Result<Vec<BenchRow>, String> {
     let Some(prefix) = common::boot_prerequisites() else {
         return Err("no kernel binary or QEMU (see above)".into());
     };
@@ -82,7 +76,7 @@ fn rows() -> Result<Vec<Row>, String> {
         timing.iter().find(|t| t.0 == kind).cloned().ok_or(format!("no {kind} timing; log: {}", b.log_path.display()))
     };
     let (none, hvc, read, write) = (get("none")?, get("hvc")?, get("mmio_read")?, get("mmio_write")?);
-    let row = |name: &str, v: f64, reference: Option<(&str, f64)>| Row {
+    let row = |name: &str, v: f64, reference: Option<(&str, f64)>| BenchRow {
         name: name.into(),
         value: v,
         unit: "us".into(),
@@ -101,7 +95,7 @@ fn rows() -> Result<Vec<Row>, String> {
         if let Some((kind, measured, predicted)) = parse_counter(line)
             && ["Hvc", "MmioRead", "MmioWrite"].contains(&kind.as_str())
         {
-            rows.push(Row {
+            rows.push(BenchRow {
                 name: format!("vmm_syscalls_per_exit_{kind}"),
                 value: measured,
                 unit: "calls".into(),
@@ -121,25 +115,5 @@ fn main() {
             return;
         }
     };
-    if json {
-        for r in &rows {
-            let (reference, ratio) = match &r.reference {
-                Some((n, v)) => (serde_json::Value::from(n.as_str()), serde_json::Value::from(r.value / v)),
-                None => (serde_json::Value::Null, serde_json::Value::Null),
-            };
-            let obj = serde_json::json!({
-                "name": r.name, "value": r.value, "unit": r.unit, "reference": reference, "ratio": ratio,
-            });
-            println!("{obj}");
-        }
-        return;
-    }
-    println!("{:<34} {:>10} {:<6} {:<34} {:>8}", "name", "value", "unit", "reference", "ratio");
-    for r in &rows {
-        let (reference, ratio) = match &r.reference {
-            Some((n, v)) => (n.as_str(), format!("{:.2}", r.value / v)),
-            None => ("-", "-".into()),
-        };
-        println!("{:<34} {:>10.3} {:<6} {:<34} {:>8}", r.name, r.value, r.unit, reference, ratio);
-    }
+    print_bench_rows(&rows, json);
 }

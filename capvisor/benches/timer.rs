@@ -20,6 +20,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::{BenchRow, print_bench_rows};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -31,16 +33,8 @@ use timer_server::protocol::badge;
 use timer_server::server::Core;
 use timer_server::setup::CALL_RIGHTS;
 
-struct Row {
-    name: String,
-    value: f64,
-    unit: String,
-    /// What the ratio is against: a row's name or a stated bound, and its value.
-    reference: Option<(String, f64)>,
-}
-
 /// Kernel entries per `current_time_nanos` on the model, through hal-sel4's client.
-fn model_rows() -> Vec<Row> {
+fn model_rows() -> Vec<BenchRow> {
     const CALLS: u64 = 1000;
     let mut m = Model::qemu_arm_virt();
     let (ut, _) = m.untyped_slots().into_iter().find(|(_, d)| !d.is_device && d.size_bits >= 16).expect("RAM untyped");
@@ -78,13 +72,13 @@ fn model_rows() -> Vec<Row> {
     let c = hal.kernel().counters();
     let per_call = |n: u64| n as f64 / CALLS as f64;
     vec![
-        Row {
+        BenchRow {
             name: "model: kernel entries per current_time_nanos".into(),
             value: per_call(c.total()),
             unit: "entries".into(),
             reference: Some(("lower bound: one seL4_Call".into(), 1.0)),
         },
-        Row {
+        BenchRow {
             name: "model: seL4_Call per current_time_nanos".into(),
             value: per_call(c.get(Op::Call)),
             unit: "calls".into(),
@@ -94,7 +88,7 @@ fn model_rows() -> Vec<Row> {
 }
 
 /// The rows the root task prints under QEMU, or why there are none.
-fn qemu_rows() -> Result<Vec<Row>, String> {
+fn qemu_rows() -> Result<Vec<BenchRow>, String> {
     let Some(prefix) = common::boot_prerequisites() else {
         return Err("no kernel binary or QEMU (see above)".into());
     };
@@ -123,7 +117,7 @@ fn qemu_rows() -> Result<Vec<Row>, String> {
             Some(r) => Some((format!("qemu: {r}"), value_of(r).ok_or(format!("{name}: no row {r}"))?)),
             None => None,
         };
-        rows.push(Row { name: format!("qemu: {name}"), value: *value, unit: unit.clone(), reference });
+        rows.push(BenchRow { name: format!("qemu: {name}"), value: *value, unit: unit.clone(), reference });
     }
     Ok(rows)
 }
@@ -135,25 +129,5 @@ fn main() {
         Ok(r) => rows.extend(r),
         Err(why) => eprintln!("timer bench: QEMU rows skipped: {why}"),
     }
-    if json {
-        for r in &rows {
-            let (reference, ratio) = match &r.reference {
-                Some((n, v)) => (serde_json::Value::from(n.as_str()), serde_json::Value::from(r.value / v)),
-                None => (serde_json::Value::Null, serde_json::Value::Null),
-            };
-            let obj = serde_json::json!({
-                "name": r.name, "value": r.value, "unit": r.unit, "reference": reference, "ratio": ratio,
-            });
-            println!("{obj}");
-        }
-        return;
-    }
-    println!("{:<48} {:>12} {:<8} {:<36} {:>8}", "name", "value", "unit", "reference", "ratio");
-    for r in &rows {
-        let (reference, ratio) = match &r.reference {
-            Some((n, v)) => (n.as_str(), format!("{:.2}", r.value / v)),
-            None => ("-", "-".into()),
-        };
-        println!("{:<48} {:>12.3} {:<8} {:<36} {:>8}", r.name, r.value, r.unit, reference, ratio);
-    }
+    print_bench_rows(&rows, json);
 }

@@ -469,30 +469,9 @@ fn capvisor_image(prefix: &Path, config: &Path, name: &str) -> PathBuf {
     let tool = env!("CARGO_BIN_EXE_capvisor");
     let out = Command::new(tool).arg("vms").arg(config).arg("-o").arg(&bundle).output().expect("capvisor vms");
     assert!(out.status.success(), "capvisor vms {}:\n{}", config.display(), String::from_utf8_lossy(&out.stderr));
-    let target = dir.join("cargo");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(workspace())
-        .env("SEL4_PREFIX", prefix)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("CAPVISOR_VMS", &bundle)
-        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the root task with {}: {status}", config.display());
-    let rel = target.join("aarch64-unknown-none/release");
+    let built = common::build_with_bundle(prefix, &bundle, &dir.join("cargo"));
     let image = dir.join(format!("{name}.elf"));
-    let out = Command::new(tool)
-        .args(["image", "--root-task"])
-        .arg(rel.join("root-task"))
-        .arg("--loader")
-        .arg(rel.join("loader"))
-        .arg("--sel4-prefix")
-        .arg(prefix)
-        .arg("-o")
-        .arg(&image)
-        .output()
-        .expect("capvisor image");
-    assert!(out.status.success(), "capvisor image:\n{}", String::from_utf8_lossy(&out.stderr));
+    common::capvisor_image(prefix, &built, &image);
     image
 }
 

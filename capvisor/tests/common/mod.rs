@@ -227,21 +227,65 @@ pub fn boot_vm_config(prefix: &Path, config: &str, work: &str, name: &str, timeo
         .output()
         .expect("run capvisor vms");
     assert!(out.status.success(), "capvisor vms failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let target = dir.join("cargo");
-    let status = Command::new(cargo())
-        .current_dir(workspace())
-        .env("SEL4_PREFIX", prefix)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("CAPVISOR_VMS", &bundle)
-        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build of the root task with {config} failed: {status}");
-    let built = Built {
-        root_task: target.join("aarch64-unknown-none/release/root-task"),
-        loader: target.join("aarch64-unknown-none/release/loader"),
-    };
+    let built = build_with_bundle(prefix, &bundle, &dir.join("cargo"));
     let image = dir.join(format!("{name}.elf"));
     capvisor_image(prefix, &built, &image);
     run_qemu(&image, timeout_s, &dir, name)
+}
+
+/// Builds the root task embedding `bundle` (`CAPVISOR_VMS`) and the loader, release, into
+/// `target_dir`.
+pub fn build_with_bundle(prefix: &Path, bundle: &Path, target_dir: &Path) -> Built {
+    let status = Command::new(cargo())
+        .current_dir(workspace())
+        .env("SEL4_PREFIX", prefix)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("CAPVISOR_VMS", bundle)
+        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build of the root task with {} failed: {status}", bundle.display());
+    let out = target_dir.join("aarch64-unknown-none/release");
+    Built { root_task: out.join("root-task"), loader: out.join("loader") }
+}
+
+/// One benchmark row: what was measured and, for a ratio, what it is compared with.
+pub struct BenchRow {
+    /// Row name.
+    pub name: String,
+    /// The measurement.
+    pub value: f64,
+    /// Its unit.
+    pub unit: String,
+    /// The row or bound the ratio is taken against: its name and value.
+    pub reference: Option<(String, f64)>,
+}
+
+/// Prints `rows` as a table, or with `json` one object per row:
+/// `{"name", "value", "unit", "reference", "ratio"}` (`reference` names the row or bound;
+/// both are null for rows without one).
+pub fn print_bench_rows(rows: &[BenchRow], json: bool) {
+    if json {
+        for r in rows {
+            let (reference, ratio) = match &r.reference {
+                Some((n, v)) => (serde_json::Value::from(n.as_str()), serde_json::Value::from(r.value / v)),
+                None => (serde_json::Value::Null, serde_json::Value::Null),
+            };
+            let obj = serde_json::json!({
+                "name": r.name, "value": r.value, "unit": r.unit, "reference": reference, "ratio": ratio,
+            });
+            println!("{obj}");
+        }
+        return;
+    }
+    let w_name = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let w_ref = rows.iter().filter_map(|r| r.reference.as_ref().map(|(n, _)| n.len())).max().unwrap_or(9).max(9);
+    println!("{:<w_name$} {:>12} {:<8} {:<w_ref$} {:>8}", "name", "value", "unit", "reference", "ratio");
+    for r in rows {
+        let (reference, ratio) = match &r.reference {
+            Some((n, v)) => (n.as_str(), format!("{:.2}", r.value / v)),
+            None => ("-", "-".into()),
+        };
+        println!("{:<w_name$} {:>12.3} {:<8} {:<w_ref$} {:>8}", r.name, r.value, r.unit, reference, ratio);
+    }
 }
