@@ -229,7 +229,7 @@ pub fn decode_fault(received: &Received) -> (Option<VcpuBadge>, Exit) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::esr::{AccessSize, FaultStatus};
     use sel4::MessageInfo;

@@ -19,20 +19,7 @@ use crate::esr::{Esr, ec};
 use crate::fault::label;
 use crate::host::{HostPaging, install_model_hal};
 use crate::setup::Vmm;
-use crate::setup::tests::{Recorder, example, image};
-
-macro_rules! instance {
-    ($name:ident) => {
-        struct $name;
-        impl HalInstance for $name {
-            type Kernel = Model;
-            fn cell() -> &'static HalCell<Model> {
-                static CELL: HalCell<Model> = HalCell::new();
-                &CELL
-            }
-        }
-    };
-}
+use crate::setup::tests::{Recorder, example, image, instance};
 
 #[derive(Default)]
 struct TestHost {

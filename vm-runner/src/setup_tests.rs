@@ -29,7 +29,6 @@ macro_rules! instance {
         }
     };
 }
-#[allow(unused_imports)]
 pub(crate) use instance;
 
 /// The example system file, parsed.

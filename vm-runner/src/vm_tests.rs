@@ -564,17 +564,8 @@ fn overlapping_devices_are_refused_when_the_vm_is_built() {
     assert_eq!(VmState::new(&c, Platform::QEMU_VIRT).unwrap_err(), BuildError::Cpus(0));
 }
 
-/// SplitMix64, fixed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+/// SplitMix64, fixed seed (the exit decoder's tests use the same one).
+use crate::exit::tests::Rng;
 
 #[test]
 fn random_exits_and_events_never_panic() {
