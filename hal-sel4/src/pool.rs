@@ -799,11 +799,13 @@ impl UntypedPool {
                 }
             }
         }
+        // A run's highest fit is often its top root's too: plan each address once.
+        candidates.sort_unstable();
+        candidates.dedup();
         let mut best: Option<((u64, u64), u64)> = None;
         for c in candidates {
-            if self.overlapping(c, c + size).is_some() {
-                continue;
-            }
+            // `plan` refuses a range that overlaps an allocation or leaves RAM (a fit at a
+            // root's base may do either); such candidates drop out here.
             let Ok((steps, _)) = self.plan(c, size, KindRequest::Ram, None, 0) else { continue };
             let key = (self.steps_clearing(&steps), plan_cost(&steps, self.fan_out));
             if best.is_none_or(|(k, b)| key < k || (key == k && c > b)) {
