@@ -725,15 +725,21 @@ impl<P: PagingHandler> Vmm<P> {
         }
 
         // ---- images ----
-        let mut wanted: Vec<(&'static str, u64, &[u8])> = Vec::new();
-        wanted.push(("kernel", config.kernel.load_addr.get(), images.kernel));
+        // Each image with the cache maintenance it needs once copied: the guest starts with
+        // its MMU and caches off and reads memory, not the VMM's cached copy (arm64 boot
+        // protocol: the image clean to the point of coherency, and no stale instruction lines
+        // for the kernel). QEMU has no caches; boards do.
+        const DATA: &[CacheOp] = &[CacheOp::CleanInvalidateData];
+        const CODE: &[CacheOp] = &[CacheOp::CleanInvalidateData, CacheOp::UnifyInstruction];
+        let mut wanted: Vec<(&'static str, u64, &[u8], &[CacheOp])> = Vec::new();
+        wanted.push(("kernel", config.kernel.load_addr.get(), images.kernel, CODE));
         if let (Some(d), Some(bytes)) = (&config.dtb, images.dtb) {
-            wanted.push(("dtb", d.load_addr.get(), bytes));
+            wanted.push(("dtb", d.load_addr.get(), bytes, DATA));
         }
         if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
-            wanted.push(("ramdisk", r.load_addr.get(), bytes));
+            wanted.push(("ramdisk", r.load_addr.get(), bytes, DATA));
         }
-        for (what, load, bytes) in wanted {
+        for (what, load, bytes, ops) in wanted {
             let len = bytes.len() as u64;
             let m = self.vms[i]
                 .mappings
@@ -751,14 +757,6 @@ impl<P: PagingHandler> Vmm<P> {
                     cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
                 copy.copy(VirtAddr(va.get() + (hpa - m.allocation.get())), bytes);
                 cell.with(|h| h.unmap_region(m.allocation)).map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
-                // The guest starts with its MMU and caches off and reads memory, not the
-                // VMM's cached copy (arm64 boot protocol: the image clean to the point of
-                // coherency, no stale instruction lines). QEMU has no caches; boards do.
-                let ops: &[CacheOp] = if what == "kernel" {
-                    &[CacheOp::CleanInvalidateData, CacheOp::UnifyInstruction]
-                } else {
-                    &[CacheOp::CleanInvalidateData]
-                };
                 self.flush_guest_range::<I>(i, hpa, len, ops)?;
             }
             self.vms[i].images.push(PlacedImage { what, gpa: GuestPhysAddr(load), hpa: PhysAddr(hpa), len });
