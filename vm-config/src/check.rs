@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::GuestRange;
-use crate::model::{EmulatedKind, InterruptMode, MapType, MemFlags, SystemConfig, VmConfig};
+use crate::model::{EmulatedKind, InterruptMode, MapType, MemFlags, PopulateRam, SystemConfig, VmConfig};
 
 /// Page size of stage-2 mappings: regions are multiples of it.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -179,6 +179,9 @@ pub enum ProblemKind {
         /// The other VM's name.
         other_vm: String,
     },
+    /// `populate_ram = "on_touch"` in a VM with passthrough devices, whose DMA could land
+    /// in RAM that capvisor zeroes when the guest first touches it.
+    OnTouchWithPassthrough,
 }
 
 impl fmt::Display for ProblemKind {
@@ -232,6 +235,10 @@ impl fmt::Display for ProblemKind {
             ProblemKind::HostRangeShared { other_vm } => {
                 write!(f, "the same host-physical memory is also given to VM {other_vm}")
             }
+            ProblemKind::OnTouchWithPassthrough => f.write_str(
+                "\"on_touch\" with passthrough devices: a device's DMA into RAM the guest has not touched yet \
+                 would be zeroed away when the guest first touches it; use \"eager\"",
+            ),
         }
     }
 }
@@ -425,6 +432,11 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
             push(field.clone(), ProblemKind::Misaligned { value: r.host.0, align: PAGE_SIZE });
         }
         windows.push((field, r.guest));
+    }
+    if vm.capvisor.populate_ram == PopulateRam::OnTouch
+        && (vm.passthrough.iter().any(|d| d.region.is_some()) || !vm.passthrough_addresses.is_empty())
+    {
+        push(Field::Key("capvisor.populate_ram"), ProblemKind::OnTouchWithPassthrough);
     }
     for (i, (field, w)) in windows.iter().enumerate() {
         for (j, m) in vm.memory.iter().enumerate() {

@@ -20,13 +20,13 @@ use crate::addr::{GuestPhysAddr, GuestRange};
 use crate::check::{Problem, check_system};
 use crate::model::{
     CapvisorOptions, EmulatedDevice, EmulatedKind, Image, InterruptMode, MapType, MemFlags, MemRegion,
-    PassthroughDevice, PassthroughRegion, SystemConfig, UnhandledMmio, VmConfig,
+    PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 
 /// First bytes of an encoded system.
 pub const MAGIC: [u8; 4] = *b"CVCF";
 /// Encoding version; bumped on any layout change.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Why bytes do not decode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -234,6 +234,7 @@ fn encode_vm(w: &mut Writer, vm: &VmConfig) -> Result<(), DecodeError> {
             w.u64(r.host.0);
         }
     }
+    w.u8(vm.capvisor.populate_ram as u8);
     Ok(())
 }
 
@@ -408,6 +409,11 @@ fn decode_vm(r: &mut Reader<'_>) -> Result<VmConfig, DecodeError> {
     } else {
         None
     };
+    let populate_ram = r.enum_u8("populate_ram", |b| match b {
+        0 => Some(PopulateRam::Eager),
+        1 => Some(PopulateRam::OnTouch),
+        _ => None,
+    })?;
     Ok(VmConfig {
         id,
         name,
@@ -425,7 +431,7 @@ fn decode_vm(r: &mut Reader<'_>) -> Result<VmConfig, DecodeError> {
         passthrough,
         passthrough_addresses,
         excluded_devices,
-        capvisor: CapvisorOptions { unhandled_mmio, gic_irq_lines, vcpu_priority, gic_cpu_interface },
+        capvisor: CapvisorOptions { unhandled_mmio, gic_irq_lines, vcpu_priority, gic_cpu_interface, populate_ram },
     })
 }
 
@@ -472,7 +478,8 @@ mod tests {
         a.passthrough_addresses = vec![GuestRange::new(0x0a00_0000, 0x1000)];
         a.excluded_devices = vec!["/pcie@10000000".into()];
         a.capvisor.unhandled_mmio = UnhandledMmio::InjectAbort;
-        let b = VmConfig::minimal(2, "beta", GuestRange::new(0x4000_0000, 0x80_0000), 0x4000_0000);
+        let mut b = VmConfig::minimal(2, "beta", GuestRange::new(0x4000_0000, 0x80_0000), 0x4000_0000);
+        b.capvisor.populate_ram = PopulateRam::OnTouch;
         SystemConfig { vms: vec![a, b] }
     }
 
@@ -519,15 +526,20 @@ mod tests {
     fn bad_magic_version_and_enum_values_are_named() {
         assert_eq!(decode_system(b"XXXX\x01\x00\x00\x00"), Err(DecodeError::BadMagic));
         assert_eq!(decode_system(b"CV"), Err(DecodeError::BadMagic));
-        assert_eq!(decode_system(b"CVCF\x02\x00\x00\x00"), Err(DecodeError::BadVersion(2)));
+        assert_eq!(decode_system(b"CVCF\x01\x00\x00\x00"), Err(DecodeError::BadVersion(1)));
+        assert_eq!(decode_system(b"CVCF\x03\x00\x00\x00"), Err(DecodeError::BadVersion(3)));
         let sys = SystemConfig { vms: vec![sample().vms[1].clone()] };
         let bytes = encode_system(&sys).unwrap();
-        // The last fields are unhandled_mmio (u8), gic_irq_lines (u16), priority (u8) and an
-        // absent gic_cpu_interface (one 0 byte).
-        let at = bytes.len() - 5;
+        // The last fields are unhandled_mmio (u8), gic_irq_lines (u16), priority (u8), an
+        // absent gic_cpu_interface (one 0 byte) and populate_ram (u8).
+        let at = bytes.len() - 6;
         let mut b = bytes.clone();
         b[at] = 9;
         assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "unhandled_mmio" }));
+        let at = bytes.len() - 1;
+        let mut b = bytes.clone();
+        b[at] = 2;
+        assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "populate_ram" }));
     }
 
     #[test]

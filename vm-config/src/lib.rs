@@ -40,7 +40,7 @@ pub use check::{Field, Part, Problem, ProblemKind};
 pub use codec::{DecodeError, LoadError, decode_system, encode_system, load_system};
 pub use model::{
     CapvisorOptions, EmulatedDevice, EmulatedKind, Image, InterruptMode, MapType, MemFlags, MemRegion,
-    PassthroughDevice, PassthroughRegion, SystemConfig, UnhandledMmio, VmConfig,
+    PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 #[cfg(feature = "std")]
 pub use parse::{

@@ -290,6 +290,9 @@ pub struct CapvisorOptions {
     /// the hardware banks per running vCPU. Kept apart from `passthrough_devices` because
     /// every VM maps the same GICV frames, which for any other device would be a conflict.
     pub gic_cpu_interface: Option<PassthroughRegion>,
+    /// `populate_ram`: whether guest RAM is mapped into the guest before it starts or each
+    /// frame as the guest first touches it.
+    pub populate_ram: PopulateRam,
 }
 
 impl Default for CapvisorOptions {
@@ -299,8 +302,26 @@ impl Default for CapvisorOptions {
             gic_irq_lines: 128,
             vcpu_priority: 100,
             gic_cpu_interface: None,
+            populate_ram: PopulateRam::Eager,
         }
     }
+}
+
+/// When guest RAM enters the guest's stage-2 address space.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum PopulateRam {
+    /// `"eager"`: every frame is mapped before the VM starts. Memory that seL4 did not zero
+    /// (`MAP_RESERVED` RAM outside the kernel's memory) is handed over as found.
+    Eager = 0,
+    /// `"on_touch"`: the frames holding the guest's images are mapped before the VM starts;
+    /// every other frame when the guest first touches it (a stage-2 fault), zeroed first by
+    /// capvisor if seL4 did not zero it. Memory the guest never touches is never written:
+    /// under QEMU that spares both the zeroing and the host's first-touch cost, so a VM with
+    /// RAM the kernel does not manage starts without clearing it. Not for VMs with
+    /// passthrough devices: a device's DMA into a frame the guest has not touched yet would
+    /// be zeroed away at the first touch.
+    OnTouch = 1,
 }
 
 /// What an access to unbacked guest-physical memory does.

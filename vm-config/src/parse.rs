@@ -30,7 +30,7 @@ use crate::check::{
 };
 use crate::model::{
     CapvisorOptions, EmulatedDevice, EmulatedKind, Image, InterruptMode, MapType, MemFlags, MemRegion,
-    PassthroughDevice, PassthroughRegion, SystemConfig, UnhandledMmio, VmConfig,
+    PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 
 /// One error in a configuration file.
@@ -416,7 +416,8 @@ const DEVICES_KEYS: &[&str] = &[
     "disabled",
     "virtual",
 ];
-const CAPVISOR_KEYS: &[&str] = &["unhandled_mmio", "gic_irq_lines", "vcpu_priority", "gic_cpu_interface"];
+const CAPVISOR_KEYS: &[&str] =
+    &["unhandled_mmio", "gic_irq_lines", "vcpu_priority", "gic_cpu_interface", "populate_ram"];
 
 /// Partially built fields; `None` where an error was already reported.
 struct Parts {
@@ -831,6 +832,19 @@ fn parse_capvisor(doc: &mut Doc<'_>, t: &Tbl<'_, '_>, parts: &mut Parts) {
             ),
         }
     }
+    if let Some(v) = t.get("populate_ram")
+        && let Some(s) = doc.string(v, "capvisor.populate_ram")
+    {
+        match s.as_str() {
+            "eager" => o.populate_ram = PopulateRam::Eager,
+            "on_touch" => o.populate_ram = PopulateRam::OnTouch,
+            _ => doc.error_at(
+                v.span(),
+                "capvisor.populate_ram",
+                ErrorKind::UnknownValue { value: s, expected: "\"eager\", \"on_touch\"" },
+            ),
+        }
+    }
     if let Some(n) = opt_int(doc, t, "gic_irq_lines", u16::MAX.into()) {
         o.gic_irq_lines = n as u16;
     }
@@ -1157,6 +1171,28 @@ gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]
         assert!(e.iter().any(|e| e.field == "base"
             && e.line == 1
             && e.kind == ErrorKind::WrongType { expected: "a table", found: "an integer" }));
+    }
+
+    #[test]
+    fn populate_ram_takes_two_values_and_on_touch_refuses_passthrough() {
+        let vm = parse_vm_str("vm.toml", GOOD).unwrap();
+        assert_eq!(vm.capvisor.populate_ram, PopulateRam::Eager, "the default");
+        let e = only(&with(&[("unhandled_mmio = \"abort\"\n", "populate_ram = \"lazily\"\n")]), "populate_ram");
+        assert_eq!(e.field, "capvisor.populate_ram");
+        assert!(matches!(e.kind, ErrorKind::UnknownValue { .. }), "{e}");
+        // GOOD has a passthrough device and address range: DMA could land in untouched RAM.
+        let on_touch = [("unhandled_mmio = \"abort\"\n", "populate_ram = \"on_touch\"\n")];
+        check(&with(&on_touch), "populate_ram", "capvisor.populate_ram", ProblemKind::OnTouchWithPassthrough);
+        let without_passthrough = with(&[
+            on_touch[0],
+            ("    [\"rtc\", 0x0901_0000, 0x0901_0000, 0x1000, 34],\n", ""),
+            ("    [0x0a00_0000, 0x1000],\n", ""),
+        ]);
+        let vm = parse_vm_str("vm.toml", &without_passthrough).unwrap();
+        assert_eq!(vm.capvisor.populate_ram, PopulateRam::OnTouch);
+        // Only the range: still refused.
+        let only_range = with(&[on_touch[0], ("    [\"rtc\", 0x0901_0000, 0x0901_0000, 0x1000, 34],\n", "")]);
+        check(&only_range, "populate_ram", "capvisor.populate_ram", ProblemKind::OnTouchWithPassthrough);
     }
 
     fn check(text: &str, at: &str, field: &str, kind: ProblemKind) {
