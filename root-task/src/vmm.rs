@@ -86,6 +86,43 @@ impl CopyIn for WindowCopy {
         // and it cannot overlap the bundle (guest RAM is not part of this image).
         unsafe { copy_words(dst.get() as *mut u8, bytes) };
     }
+
+    fn zero(&mut self, dst: VirtAddr, len: u64) {
+        // SAFETY: as for `copy`: the HAL mapped `[dst, dst + len)` writable for the VMM (guest
+        // RAM, kept mapped for on-demand zeroing), and nothing in this image lies there.
+        unsafe { zero_words(dst.get() as *mut u8, len as usize) };
+    }
+}
+
+/// Writes `len` zero bytes at `dst`: 64-byte blocks of `stp xzr, xzr` when `dst` is 8-byte
+/// aligned, then the rest with `write_bytes` (same reason as [`copy_words`]).
+///
+/// # Safety
+/// `dst..dst + len` must be writable and mapped.
+unsafe fn zero_words(dst: *mut u8, len: usize) {
+    let blocks = if (dst as usize).is_multiple_of(8) { len / 64 } else { 0 };
+    let done = blocks * 64;
+    if blocks > 0 {
+        // SAFETY: `dst` is 8-byte aligned (checked above), so every `stp` of two x registers
+        // is aligned; `blocks * 64 <= len` bytes are written, which the caller guarantees
+        // are writable.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "stp xzr, xzr, [{t}], #16",
+                "stp xzr, xzr, [{t}], #16",
+                "stp xzr, xzr, [{t}], #16",
+                "stp xzr, xzr, [{t}], #16",
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                t = inout(reg) dst => _,
+                n = inout(reg) blocks => _,
+                options(nostack),
+            );
+        }
+    }
+    // SAFETY: the tail `[done, len)` lies in the caller's writable range.
+    unsafe { core::ptr::write_bytes(dst.add(done), 0, len - done) };
 }
 
 /// Copies `src` to `dst`: 64-byte blocks of 8-byte-aligned load/store pairs when both are
@@ -199,6 +236,15 @@ impl Host for RootHost {
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
         debug_println!("capvisor: {line}");
+    }
+
+    fn zero(&mut self, va: u64, len: u64) -> bool {
+        // SAFETY: the run loop passes only `UntouchedCaps::zero_at` ranges: a frame of the
+        // VM's RAM inside an allocation the setup keeps mapped writable in the HAL's window
+        // while the VM lives; the guest cannot see the frame until the loop maps it after
+        // this returns.
+        unsafe { zero_words(va as *mut u8, len as usize) };
+        true
     }
 
     fn forwarded(&self, bits: u64) -> alloc::vec::Vec<(usize, u16)> {
@@ -429,7 +475,7 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
     for vm in &vmm.vms {
         let ram = vm.mappings.first().map_or((0, 0, 0), |m| (m.gpa.get(), m.hpa.get(), m.size_bytes));
         debug_println!(
-            "capvisor: VM {} \"{}\": {} vCPU(s), RAM {:#x}+{:#x} at host {:#x}, {} stage-2 tables, {} frames",
+            "capvisor: VM {} \"{}\": {} vCPU(s), RAM {:#x}+{:#x} at host {:#x}, {} stage-2 tables, {} frames mapped, {} at first touch",
             vm.index,
             vm.config.name,
             vm.vcpus.len(),
@@ -437,7 +483,8 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
             ram.2,
             ram.1,
             vm.tables.len(),
-            vm.frames.len()
+            vm.frames.len(),
+            vm.untouched.len()
         );
     }
     let mut host = RootHost {

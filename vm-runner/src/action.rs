@@ -61,6 +61,7 @@ use sel4::{Message, Op, UserContext};
 use crate::devices::vgic::Injection;
 use crate::esr::SysRegAccess;
 use crate::fault::unknown_syscall;
+use crate::vm::UntouchedFrame;
 
 /// Why a VM stopped.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -97,6 +98,11 @@ pub enum StopReason {
     },
     /// The run loop did not supply registers an exit needed (a VMM bug, not the guest's).
     MissingRegisters,
+    /// A frame of on-demand RAM could not be zeroed or mapped at the guest's first touch.
+    PopulateFailed {
+        /// Its guest-physical base.
+        gpa: u64,
+    },
 }
 
 impl StopReason {
@@ -109,6 +115,7 @@ impl StopReason {
             StopReason::UnhandledTrap { .. } => 3,
             StopReason::BadFault { .. } => 4,
             StopReason::MissingRegisters => 5,
+            StopReason::PopulateFailed { .. } => 6,
         }
     }
 }
@@ -133,6 +140,9 @@ impl fmt::Display for StopReason {
             StopReason::UnhandledTrap { ip, esr } => write!(f, "unhandled trap, ESR {esr:#x} at pc {ip:#x}"),
             StopReason::BadFault { label } => write!(f, "undecodable fault (label {label})"),
             StopReason::MissingRegisters => f.write_str("VMM error: registers not supplied"),
+            StopReason::PopulateFailed { gpa } => {
+                write!(f, "VMM error: RAM at {gpa:#x} could not be populated at its first touch")
+            }
         }
     }
 }
@@ -333,6 +343,10 @@ pub struct Effects {
     pub wakes: Vec<usize>,
     /// vCPUs to stop (`TCB_Suspend` each).
     pub suspends: Vec<usize>,
+    /// A frame of on-demand RAM to put into the exiting vCPU's stage 2 before it retries:
+    /// zeroed by the VMM if the kernel did not zero it, `Page_Map`, and for a zeroed frame
+    /// `Page_CleanInvalidate_Data` so a guest running with its caches off sees the zeros.
+    pub populate: Option<UntouchedFrame>,
     /// Log lines.
     pub notices: Vec<Notice>,
 }
@@ -351,6 +365,12 @@ impl Effects {
         }
         out.extend(self.wakes.iter().map(|_| Op::TcbResume));
         out.extend(self.suspends.iter().map(|_| Op::TcbSuspend));
+        if let Some(f) = self.populate {
+            out.push(Op::PageMap);
+            if f.zero {
+                out.push(Op::PageFlush);
+            }
+        }
     }
 
     /// Adds `other` after these.
@@ -365,6 +385,7 @@ impl Effects {
             }
         }
         self.suspends.extend(other.suspends);
+        self.populate = self.populate.or(other.populate);
         self.notices.extend(other.notices);
     }
 }

@@ -36,13 +36,16 @@ pub enum ExitKind {
     ConsoleInput,
     /// A parked vCPU's timer deadline (not a fault).
     TimerWake,
+    /// A first touch of on-demand RAM (`populate_ram = "on_touch"`): the frame enters the
+    /// stage 2 and the access is retried.
+    FirstTouch,
     /// Anything else (user exceptions, unknown traps, undecodable faults).
     Other,
 }
 
 impl ExitKind {
     /// Number of kinds.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     /// Every kind, in order.
     pub const ALL: [ExitKind; Self::COUNT] = [
         ExitKind::MmioRead,
@@ -58,6 +61,7 @@ impl ExitKind {
         ExitKind::HostIrq,
         ExitKind::ConsoleInput,
         ExitKind::TimerWake,
+        ExitKind::FirstTouch,
         ExitKind::Other,
     ];
 }

@@ -52,4 +52,4 @@ pub use action::{Action, Effects, Next, Notice, StopReason};
 pub use badge::VcpuBadge;
 pub use counters::{Counters, ExitKind};
 pub use exit::{Exit, decode_fault};
-pub use vm::{Platform, VmState};
+pub use vm::{Platform, UntouchedFrame, VmState};

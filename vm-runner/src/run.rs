@@ -49,7 +49,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use page_table_multiarch::PagingHandler;
-use sel4::{Kernel, Message, Op, Received, UserContext, VCpuReg};
+use sel4::{CacheOp, Kernel, Message, Op, Received, UserContext, VCpuReg, VirtAddr};
 
 use crate::action::{Action, Effects, Next, Notice, StopReason, VcpuStart};
 use crate::badge::{FAULT_BADGE_BIT, VcpuBadge};
@@ -58,7 +58,8 @@ use crate::counters::{Counters, ExitKind};
 use crate::exit::Exit;
 use crate::inject::abort_entry;
 use crate::meter::meter;
-use crate::setup::{SCTLR_EL1_RESET, Vm, Vmm};
+use crate::setup::{MappedFrame, SCTLR_EL1_RESET, Vm, Vmm};
+use crate::vm::UntouchedFrame;
 
 /// Notification badge bit: the console UART has input.
 pub const SIGNAL_CONSOLE: u64 = 1 << 0;
@@ -109,6 +110,12 @@ pub trait Host {
     /// Acknowledges VM `vm`'s forwarded interrupt `irq` (`IRQHandler_Ack`) after the guest's
     /// EOI; returns false when the host holds no handler for it.
     fn ack_irq<K: Kernel>(&mut self, _kernel: &mut K, _vm: usize, _irq: u16) -> bool {
+        false
+    }
+    /// Writes zeros to `[va, va + len)` of the VMM's address space, where the setup left a
+    /// frame of on-demand guest RAM mapped ([`crate::setup::UntouchedCaps::zero_at`]);
+    /// returns false when it cannot (the VM then stops rather than see stale memory).
+    fn zero(&mut self, _va: u64, _len: u64) -> bool {
         false
     }
 }
@@ -435,8 +442,17 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
     host: &mut H,
     ended: &mut [Option<Ended>],
 ) -> Wait {
-    let Action { next, effects: e } = action;
+    let Action { mut next, effects: mut e } = action;
+    let populate = e.populate.take();
     effects(k, vm, e, host);
+    if let Some(f) = populate
+        && !populate_frame(k, vm, f, host)
+    {
+        let reason = StopReason::PopulateFailed { gpa: f.gpa };
+        let a = vm.state.fail(vcpu, reason);
+        effects(k, vm, a.effects, host);
+        next = Next::Stop(reason);
+    }
     let c = vm.vcpus[vcpu];
     let out = vm.state.take_console_output();
     if !out.is_empty() {
@@ -509,6 +525,42 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
         *slot = Some(Ended { reason, status: reason.status() });
     }
     wait
+}
+
+/// Puts a frame of on-demand RAM into the VM's stage 2: zeroed through the VMM's mapping if
+/// the kernel did not zero it, mapped (`Page_Map`), and after zeroing cleaned to the point of
+/// coherency (`Page_CleanInvalidate_Data`, which needs the frame mapped). False, with the
+/// reason logged, if any step fails.
+fn populate_frame<K: Kernel, P: PagingHandler, H: Host>(
+    k: &mut K,
+    vm: &mut Vm<P>,
+    f: UntouchedFrame,
+    host: &mut H,
+) -> bool {
+    let name = vm.state.name();
+    let Some(i) = vm.untouched.iter().position(|u| u.gpa.get() == f.gpa) else {
+        host.log(format_args!("{name}: no capability for RAM at {:#x}", f.gpa));
+        return false;
+    };
+    let u = vm.untouched.swap_remove(i);
+    if let Some(va) = u.zero_at
+        && !host.zero(va.get(), f.size)
+    {
+        host.log(format_args!("{name}: could not zero RAM at {:#x}", f.gpa));
+        return false;
+    }
+    if let Err(err) = k.page_map(u.cap, vm.vspace, VirtAddr(f.gpa), u.rights, u.attrs) {
+        host.log(format_args!("{name}: Page_Map of RAM at {:#x} failed: {err:?}", f.gpa));
+        return false;
+    }
+    if u.zero_at.is_some()
+        && let Err(err) = k.page_flush(u.cap, CacheOp::CleanInvalidateData, 0, f.size)
+    {
+        host.log(format_args!("{name}: cleaning RAM at {:#x} failed: {err:?}", f.gpa));
+        return false;
+    }
+    vm.frames.push(MappedFrame { cap: u.cap, gpa: u.gpa, hpa: u.hpa, size: u.size });
+    true
 }
 
 /// Stops the VM for a failure of the loop's own (not the guest's).

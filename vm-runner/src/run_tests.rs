@@ -20,6 +20,7 @@ use crate::fault::label;
 use crate::host::{HostPaging, install_model_hal};
 use crate::setup::Vmm;
 use crate::setup::tests::{Recorder, example, image, instance};
+use vm_config::SystemConfig;
 
 #[derive(Default)]
 struct TestHost {
@@ -32,6 +33,10 @@ struct TestHost {
     /// Forwarded interrupts by bit (from SIGNAL_IRQ_FIRST), and the ones acknowledged.
     irqs: Vec<(usize, u16)>,
     acked: Vec<(usize, u16)>,
+    /// Zeroings asked for, as (physical address behind the VMM's address, length).
+    zeroed: Vec<(u64, u64)>,
+    /// Refuse to zero (as a host that cannot would).
+    refuse_zero: bool,
 }
 
 impl Host for TestHost {
@@ -65,6 +70,14 @@ impl Host for TestHost {
         }
         known
     }
+    fn zero(&mut self, va: u64, len: u64) -> bool {
+        if self.refuse_zero {
+            return false;
+        }
+        // Called from inside the loop, which holds the HAL: the address is resolved later.
+        self.zeroed.push((va, len));
+        true
+    }
 }
 
 /// A built test-guest VMM on the model, its loop and host.
@@ -76,14 +89,17 @@ struct Rig<I: HalInstance<Kernel = Model>> {
 
 impl<I: HalInstance<Kernel = Model>> Rig<I> {
     fn new(file: &str) -> Self {
-        let sys = example(file);
+        Self::with(example(file), TestHost::default())
+    }
+
+    fn with(sys: SystemConfig, host: TestHost) -> Self {
         let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
         let kernels: Vec<Vec<u8>> = (0..sys.vms.len()).map(|i| image(i as u8, 0x1000)).collect();
         let images = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
         let bundle = Bundle { system: sys, images };
         let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
         let runner = Runner::new(vmm.vms.len());
-        let mut rig = Rig { vmm, runner, host: TestHost::default() };
+        let mut rig = Rig { vmm, runner, host };
         I::cell().with(|h| rig.runner.start(h.kernel_mut(), &mut rig.vmm, &mut rig.host));
         rig
     }
@@ -436,4 +452,101 @@ fn a_forwarded_interrupt_is_injected_and_acknowledged_only_after_the_guests_eoi(
     let entries = rig.exit(0, 0, Message::new(label::VGIC_MAINTENANCE, &[u64::from(lr)]));
     assert_eq!(rig.host.acked, [(0, 79)]);
     assert_eq!(entries, 0, "the test host's acknowledgement makes no model call");
+}
+
+/// test-guest.toml with its 16 MiB of RAM reserved at 0x4000_0000 (device untyped on QEMU
+/// virt: the kernel does not zero it) and populated on first touch.
+fn on_touch_system(map: vm_config::MapType) -> SystemConfig {
+    let mut sys = example("test-guest.toml");
+    sys.vms[0].memory[0].map = map;
+    sys.vms[0].capvisor.populate_ram = vm_config::PopulateRam::OnTouch;
+    sys
+}
+
+/// A 32-bit load from `addr` at `pc` whose data fault status is `dfsc`.
+fn access_status(pc: u64, addr: u64, dfsc: u32) -> Message {
+    let iss = (1 << 24) | (2 << 22) | (1 << 16) | dfsc;
+    Message::new(label::VM_FAULT, &[pc, addr, 0, Esr::new(ec::DABT_LOWER, true, iss).0])
+}
+
+#[test]
+fn on_touch_ram_is_zeroed_mapped_and_retried_at_its_first_touch() {
+    instance!(I);
+    let mut rig = Rig::<I>::with(on_touch_system(vm_config::MapType::Reserved), TestHost::default());
+    let vspace = rig.vmm.vms[0].vspace;
+    let mapped =
+        |rig: &Rig<I>, gpa: u64| rig.model(|m| m.translate(vspace, sel4::VirtAddr(gpa)).map(|t| t.paddr.get()));
+    // The kernel image's frame is in the stage 2, the other seven 2 MiB frames are not.
+    assert_eq!(mapped(&rig, 0x4000_0000), Some(0x4000_0000));
+    let untouched: Vec<u64> = rig.vmm.vms[0].state.untouched().iter().map(|f| f.gpa).collect();
+    assert_eq!(untouched, (1..8).map(|k| 0x4000_0000 + k * 0x20_0000).collect::<Vec<_>>());
+    assert!(rig.vmm.vms[0].state.untouched().iter().all(|f| f.zero && f.size == 0x20_0000));
+    assert_eq!(mapped(&rig, 0x4020_0010), None);
+
+    // First touch: zeroed through the VMM's window, mapped, cleaned, and the load retried
+    // (a bare reply: the PC does not move).
+    let pc_before = rig.model(|m| m.thread_registers(rig.vmm.vms[0].vcpus[0].tcb).pc);
+    let entries = rig.exit(0, 0, access_status(0x4000_0100, 0x4020_0010, 0x07));
+    assert_eq!(rig.runner.next_wait(), Wait::ReplyRecv(Message::new(0, &[])));
+    assert_eq!(rig.host.zeroed.len(), 1);
+    let (va, len) = rig.host.zeroed[0];
+    assert_eq!(len, 0x20_0000);
+    let behind = rig.model(|m| m.translate(sel4::init_cap::VSPACE.cap(), sel4::VirtAddr(va)).map(|t| t.paddr.get()));
+    assert_eq!(behind, Some(0x4020_0000), "the VMM zeroed the frame the guest gets");
+    assert_eq!(mapped(&rig, 0x4020_0010), Some(0x4020_0010));
+    assert_eq!(rig.model(|m| m.thread_registers(rig.vmm.vms[0].vcpus[0].tcb).pc), pc_before);
+    assert_eq!(entries, 2, "Page_Map and Page_CleanInvalidate_Data");
+    assert!(!rig.vmm.vms[0].state.untouched().iter().any(|f| f.gpa == 0x4020_0000));
+
+    // A second vCPU that faulted on the same frame before the map just retries.
+    let entries = rig.exit(0, 0, access_status(0x4000_0104, 0x4020_0800, 0x07));
+    assert_eq!((entries, rig.host.zeroed.len()), (0, 1));
+    assert_eq!(rig.runner.next_wait(), Wait::ReplyRecv(Message::new(0, &[])));
+    let c = rig.vmm.vms[0].state.counters();
+    assert_eq!(c.exits(ExitKind::FirstTouch), 2);
+    assert_eq!(c.exits(ExitKind::UnhandledAccess), 0);
+
+    // A permission fault on mapped RAM is not a first touch.
+    rig.exit(0, 0, access_status(0x4000_0108, 0x4020_0800, 0x0f));
+    let c = rig.vmm.vms[0].state.counters();
+    assert_eq!((c.exits(ExitKind::FirstTouch), c.exits(ExitKind::UnhandledAccess)), (2, 1));
+
+    // An instruction fetch from an untouched frame populates it too.
+    let ifetch = Esr::new(ec::IABT_LOWER, true, 0x07);
+    rig.exit(0, 0, Message::new(label::VM_FAULT, &[0x4060_0000, 0x4060_0000, 1, ifetch.0]));
+    assert_eq!(mapped(&rig, 0x4060_0000), Some(0x4060_0000));
+    assert_eq!(rig.host.zeroed.len(), 2);
+    // Predicted and measured entries agree for every first touch.
+    // (the loop records an exit when the wait that closes it is made: one more exit).
+    let kind = ExitKind::FirstTouch;
+    rig.exit(0, 0, access_status(0x4000_010c, 0x4000_0000, 0x0f));
+    assert_eq!(rig.runner.measured[0].exits(kind), 3);
+    assert_eq!(rig.runner.measured[0].syscalls(kind), rig.vmm.vms[0].state.counters().syscalls(kind));
+    // Page_Map, Page_CleanInvalidate_Data and ReplyRecv twice; ReplyRecv alone once.
+    assert_eq!(rig.vmm.vms[0].state.counters().syscalls(kind), 3 + 1 + 3);
+}
+
+#[test]
+fn on_touch_ram_the_kernel_zeroed_is_mapped_without_zeroing() {
+    instance!(I);
+    let mut rig = Rig::<I>::with(on_touch_system(vm_config::MapType::Alloc), TestHost::default());
+    assert!(rig.vmm.vms[0].state.untouched().iter().all(|f| !f.zero));
+    let gpa = rig.vmm.vms[0].state.untouched()[0].gpa;
+    let entries = rig.exit(0, 0, access_status(0x4000_0100, gpa + 8, 0x07));
+    assert_eq!((entries, rig.host.zeroed.len()), (1, 0), "Page_Map only");
+    let vspace = rig.vmm.vms[0].vspace;
+    assert!(rig.model(|m| m.translate(vspace, sel4::VirtAddr(gpa)).is_some()));
+}
+
+#[test]
+fn a_first_touch_that_cannot_be_zeroed_stops_only_that_vm() {
+    instance!(I);
+    let host = TestHost { refuse_zero: true, ..TestHost::default() };
+    let mut rig = Rig::<I>::with(on_touch_system(vm_config::MapType::Reserved), host);
+    rig.exit(0, 0, access_status(0x4000_0100, 0x4020_0010, 0x07));
+    let reason = StopReason::PopulateFailed { gpa: 0x4020_0000 };
+    assert_eq!(rig.runner.ended[0], Some(Ended { reason, status: 6 }));
+    assert_eq!(rig.runner.next_wait(), Wait::Recv, "no reply: the vCPU stays stopped");
+    let vspace = rig.vmm.vms[0].vspace;
+    assert!(rig.model(|m| m.translate(vspace, sel4::VirtAddr(0x4020_0000)).is_none()), "nothing stale mapped");
 }

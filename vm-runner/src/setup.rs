@@ -46,7 +46,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use hal_sel4::ranges::SlotAllocator;
-use hal_sel4::{HalError, HalInstance, KindRequest, Objects};
+use hal_sel4::{HalError, HalInstance, KindRequest, MemoryKind, Objects};
 use page_table_multiarch::{MappingFlags, PagingHandler};
 use sel4::cap_type::{AsidPool, CNode, Endpoint, Frame, Notification, PageTable, Tcb, VCpu, VSpace};
 use sel4::object::{PAGE_BITS, PAGE_TABLE_INDEX_BITS};
@@ -54,12 +54,12 @@ use sel4::{
     CNodeSlot, CPtr, CacheOp, Cap, CapRights, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, VCpuReg,
     VirtAddr, VmAttributes,
 };
-use vm_config::{GuestPhysAddr, MapType, MemFlags, VmConfig};
+use vm_config::{GuestPhysAddr, MapType, MemFlags, PopulateRam, VmConfig};
 
 use crate::badge::VcpuBadge;
 use crate::book::{Book, BookError};
 use crate::bundle::{Bundle, VmImages};
-use crate::vm::{BuildError, Platform, VmState};
+use crate::vm::{BuildError, Platform, UntouchedFrame, VmState};
 
 /// `SCTLR_EL1` of a vCPU before the guest runs: the kernel's `SCTLR_EL1_VM` (MMU, caches
 /// and alignment checks off, `WFI`/`WFE` not trapped by EL1, EL0 cache maintenance allowed).
@@ -165,6 +165,27 @@ pub struct MappedFrame {
     pub size: FrameSize,
 }
 
+/// A frame of on-demand RAM (`populate_ram = "on_touch"`): its capability copy waits in a
+/// VMM slot, unmapped, until the guest first touches it ([`crate::run`] then maps it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct UntouchedCaps {
+    /// The copy of the frame capability to map (a VMM slot).
+    pub cap: Cap<Frame>,
+    /// Guest-physical address.
+    pub gpa: GuestPhysAddr,
+    /// Host-physical address.
+    pub hpa: PhysAddr,
+    /// Size.
+    pub size: FrameSize,
+    /// Rights of the mapping.
+    pub rights: CapRights,
+    /// Attributes of the mapping.
+    pub attrs: VmAttributes,
+    /// Where the VMM sees the frame to zero it, when the kernel did not zero it (memory from
+    /// device untyped): its allocation stays mapped in the HAL's window while the VM lives.
+    pub zero_at: Option<VirtAddr>,
+}
+
 /// A page table of a guest's stage 2.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct GuestTable {
@@ -229,6 +250,8 @@ pub struct Vm<P: PagingHandler> {
     pub mappings: Vec<GuestMapping>,
     /// Frames mapped into its stage 2.
     pub frames: Vec<MappedFrame>,
+    /// Frames of on-demand RAM not mapped yet.
+    pub untouched: Vec<UntouchedCaps>,
     /// Page tables of its stage 2, in the order they were mapped.
     pub tables: Vec<GuestTable>,
     /// Images copied in.
@@ -273,6 +296,23 @@ pub trait CopyIn {
     /// Copies `bytes` to the root-task virtual address `dst` (the whole range was mapped
     /// writable by `Sel4Hal::map_region` just before).
     fn copy(&mut self, dst: VirtAddr, bytes: &[u8]);
+    /// Writes `len` zero bytes at `dst` (mapped writable, as for [`CopyIn::copy`]).
+    fn zero(&mut self, dst: VirtAddr, len: u64);
+}
+
+/// One frame of a guest mapping, as the setup plans its stage 2.
+struct PlannedFrame {
+    /// The HAL's capability.
+    src: Slot,
+    gpa: u64,
+    hpa: u64,
+    size: FrameSize,
+    /// Index of its mapping in [`Vm::mappings`].
+    mapping: usize,
+    /// Left for the guest's first touch.
+    deferred: bool,
+    /// On-demand RAM the kernel did not zero: the VMM zeroes it.
+    zero: bool,
 }
 
 /// Why a system could not be built (everything made before the failure was freed).
@@ -512,6 +552,7 @@ impl<P: PagingHandler> Vmm<P> {
                 vcpus: Vec::new(),
                 mappings: Vec::new(),
                 frames: Vec::new(),
+                untouched: Vec::new(),
                 tables: Vec::new(),
                 images: Vec::new(),
                 book: None,
@@ -684,21 +725,59 @@ impl<P: PagingHandler> Vmm<P> {
         cell.with(|h| h.kernel_mut().asid_pool_assign(options.asid_pool, vspace))
             .map_err(kernel_err(vm, "ASIDPool_Assign"))?;
 
+        // ---- images, and which frames wait for the guest's first touch ----
+        // Each image with the cache maintenance it needs once copied: the guest starts with
+        // its MMU and caches off and reads memory, not the VMM's cached copy (arm64 boot
+        // protocol: the image clean to the point of coherency, and no stale instruction lines
+        // for the kernel). QEMU has no caches; boards do.
+        const DATA: &[CacheOp] = &[CacheOp::CleanInvalidateData];
+        const CODE: &[CacheOp] = &[CacheOp::CleanInvalidateData, CacheOp::UnifyInstruction];
+        let mut wanted: Vec<(&'static str, u64, &[u8], &[CacheOp])> = Vec::new();
+        wanted.push(("kernel", config.kernel.load_addr.get(), images.kernel, CODE));
+        if let (Some(d), Some(bytes)) = (&config.dtb, images.dtb) {
+            wanted.push(("dtb", d.load_addr.get(), bytes, DATA));
+        }
+        if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
+            wanted.push(("ramdisk", r.load_addr.get(), bytes, DATA));
+        }
+        // With `populate_ram = "on_touch"` the RAM frames holding images are mapped now, the
+        // others when the guest first touches them.
+        let on_touch = config.capvisor.populate_ram == PopulateRam::OnTouch;
+        let holds_image = |gpa: u64, size: u64| {
+            wanted.iter().any(|&(_, load, bytes, _)| {
+                !bytes.is_empty() && load < gpa.saturating_add(size) && gpa < load.saturating_add(bytes.len() as u64)
+            })
+        };
+
         // The frames of every mapping, from the HAL's capability table.
-        let mut planned: Vec<(Slot, u64, u64, FrameSize, CapRights, VmAttributes)> = Vec::new();
-        for m in &self.vms[i].mappings {
+        let mut planned: Vec<PlannedFrame> = Vec::new();
+        for (mi, m) in self.vms[i].mappings.iter().enumerate() {
             let (gpa, hpa) = (m.gpa.get(), m.hpa.get());
             let end = hpa + m.size_bytes;
+            let ram = m.kind == MappingKind::Ram;
             cell.with(|h| {
+                // seL4 zeroes what it retypes from RAM untyped, never device untyped.
+                let zeroed = h.pool().allocation(m.allocation.get()).is_some_and(|a| a.kind == MemoryKind::Ram);
                 for (f, _) in h.frames(m.allocation) {
                     let p = f.paddr.get();
                     if p >= hpa && p < end {
-                        planned.push((f.slot, gpa + (p - hpa), p, f.size, m.rights, m.attrs));
+                        let g = gpa + (p - hpa);
+                        let deferred = on_touch && ram && !holds_image(g, f.size.size_bytes());
+                        planned.push(PlannedFrame {
+                            src: f.slot,
+                            gpa: g,
+                            hpa: p,
+                            size: f.size,
+                            mapping: mi,
+                            deferred,
+                            zero: on_touch && ram && !zeroed,
+                        });
                     }
                 }
             });
         }
-        let needed = tables_needed(planned.iter().map(|f| (f.1, f.3)));
+        // Tables for every frame, deferred ones included: a first touch is then one Page_Map.
+        let needed = tables_needed(planned.iter().map(|f| (f.gpa, f.size)));
         let fan_out = sel4::config::RETYPE_FAN_OUT_LIMIT;
         for chunk in needed.chunks(fan_out as usize) {
             let objs = cell
@@ -714,32 +793,53 @@ impl<P: PagingHandler> Vmm<P> {
         }
         let n = planned.len() as u64;
         let first = self.slots.alloc(n).ok_or(SetupError::Slots { needed: n, free: self.slots.free_count() })?;
-        for (k, &(src, gpa, hpa, size, rights, attrs)) in planned.iter().enumerate() {
+        for (k, f) in planned.iter().enumerate() {
             let slot = Slot::new(first.index() + k as u64);
             let cap: Cap<Frame> = slot.cap();
-            cell.with(|h| h.kernel_mut().cnode_copy(CNodeSlot::root(slot), src, rights))
+            let m = self.vms[i].mappings[f.mapping];
+            cell.with(|h| h.kernel_mut().cnode_copy(CNodeSlot::root(slot), f.src, m.rights))
                 .map_err(kernel_err(vm, "CNode_Copy (frame)"))?;
-            self.vms[i].frames.push(MappedFrame { cap, gpa: GuestPhysAddr(gpa), hpa: PhysAddr(hpa), size });
-            cell.with(|h| h.kernel_mut().page_map(cap, vspace, VirtAddr(gpa), rights, attrs))
+            let (gpa, hpa) = (GuestPhysAddr(f.gpa), PhysAddr(f.hpa));
+            if f.deferred {
+                let (rights, attrs, size) = (m.rights, m.attrs, f.size);
+                self.vms[i].untouched.push(UntouchedCaps { cap, gpa, hpa, size, rights, attrs, zero_at: None });
+                continue;
+            }
+            self.vms[i].frames.push(MappedFrame { cap, gpa, hpa, size: f.size });
+            cell.with(|h| h.kernel_mut().page_map(cap, vspace, VirtAddr(f.gpa), m.rights, m.attrs))
                 .map_err(kernel_err(vm, "Page_Map (guest)"))?;
         }
 
-        // ---- images ----
-        // Each image with the cache maintenance it needs once copied: the guest starts with
-        // its MMU and caches off and reads memory, not the VMM's cached copy (arm64 boot
-        // protocol: the image clean to the point of coherency, and no stale instruction lines
-        // for the kernel). QEMU has no caches; boards do.
-        const DATA: &[CacheOp] = &[CacheOp::CleanInvalidateData];
-        const CODE: &[CacheOp] = &[CacheOp::CleanInvalidateData, CacheOp::UnifyInstruction];
-        let mut wanted: Vec<(&'static str, u64, &[u8], &[CacheOp])> = Vec::new();
-        wanted.push(("kernel", config.kernel.load_addr.get(), images.kernel, CODE));
-        if let (Some(d), Some(bytes)) = (&config.dtb, images.dtb) {
-            wanted.push(("dtb", d.load_addr.get(), bytes, DATA));
+        // On-demand RAM the kernel did not zero: the VMM zeroes each frame before the guest
+        // sees it, through a mapping of the allocation kept while the VM lives (the frames
+        // mapped now are zeroed here, before the images go in; the others at first touch).
+        let mut kept: Vec<(PhysAddr, VirtAddr)> = Vec::new();
+        for (mi, m) in self.vms[i].mappings.iter().enumerate() {
+            if !planned.iter().any(|f| f.mapping == mi && f.zero) || kept.iter().any(|k| k.0 == m.allocation) {
+                continue;
+            }
+            let va =
+                cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
+            kept.push((m.allocation, va));
         }
-        if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
-            wanted.push(("ramdisk", r.load_addr.get(), bytes, DATA));
+        let window = |hpa: PhysAddr, alloc: PhysAddr| {
+            kept.iter().find(|k| k.0 == alloc).map(|k| VirtAddr(k.1.get() + (hpa.get() - alloc.get())))
+        };
+        for f in planned.iter().filter(|f| f.zero && !f.deferred) {
+            let alloc = self.vms[i].mappings[f.mapping].allocation;
+            if let Some(va) = window(PhysAddr(f.hpa), alloc) {
+                copy.zero(va, f.size.size_bytes());
+            }
         }
-        for (what, load, bytes, ops) in wanted {
+        let vmi = &mut self.vms[i];
+        for u in &mut vmi.untouched {
+            let Some(f) = planned.iter().find(|f| f.gpa == u.gpa.get()) else { continue };
+            if f.zero {
+                u.zero_at = window(u.hpa, vmi.mappings[f.mapping].allocation);
+            }
+        }
+
+        for &(what, load, bytes, ops) in &wanted {
             let len = bytes.len() as u64;
             let m = self.vms[i]
                 .mappings
@@ -753,13 +853,34 @@ impl<P: PagingHandler> Vmm<P> {
                 .ok_or(SetupError::Image { vm: i, what, load, len })?;
             let hpa = m.hpa.get() + (load - m.gpa.get());
             if len > 0 {
-                let va =
-                    cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
+                let kept_va = kept.iter().find(|k| k.0 == m.allocation).map(|k| k.1);
+                let va = match kept_va {
+                    Some(va) => va,
+                    None => cell
+                        .with(|h| h.map_region(m.allocation))
+                        .map_err(hal_err(vm, "mapping guest RAM into the VMM"))?,
+                };
                 copy.copy(VirtAddr(va.get() + (hpa - m.allocation.get())), bytes);
-                cell.with(|h| h.unmap_region(m.allocation)).map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
+                if kept_va.is_none() {
+                    cell.with(|h| h.unmap_region(m.allocation))
+                        .map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
+                }
                 self.flush_guest_range::<I>(i, hpa, len, ops)?;
             }
             self.vms[i].images.push(PlacedImage { what, gpa: GuestPhysAddr(load), hpa: PhysAddr(hpa), len });
+        }
+        // The frames zeroed above that hold no image: clean them too.
+        for f in planned.iter().filter(|f| f.zero && !f.deferred && !holds_image(f.gpa, f.size.size_bytes())) {
+            self.flush_guest_range::<I>(i, f.hpa, f.size.size_bytes(), &[CacheOp::CleanInvalidateData])?;
+        }
+        if on_touch {
+            let frames = self.vms[i].untouched.iter().map(|u| UntouchedFrame {
+                gpa: u.gpa.get(),
+                size: u.size.size_bytes(),
+                zero: u.zero_at.is_some(),
+            });
+            let frames = frames.collect();
+            self.vms[i].state.set_untouched(frames);
         }
 
         // ---- the guest CSpace and the vCPUs ----
@@ -833,6 +954,7 @@ impl<P: PagingHandler> Vmm<P> {
                 note(cell.with(|h| h.dealloc_region(r.base, r.size)), Some(vm.index), "freeing VM memory");
             }
             vm.frames.clear();
+            vm.untouched.clear();
             vm.tables.clear();
             vm.vcpus.clear();
         }

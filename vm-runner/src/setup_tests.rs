@@ -48,30 +48,40 @@ pub(crate) fn image(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
-/// Records every copy with the physical address the window maps it to.
+/// Records every copy and every zeroing with the physical address the window maps it to.
 pub(crate) struct Recorder<I: HalInstance<Kernel = Model>> {
     pub copies: Vec<(u64, Vec<u8>)>,
+    /// `(physical address, length)` of each zeroing, in order.
+    pub zeroed: Vec<(u64, u64)>,
     _i: core::marker::PhantomData<I>,
 }
 
 impl<I: HalInstance<Kernel = Model>> Recorder<I> {
     pub(crate) fn new() -> Self {
-        Recorder { copies: Vec::new(), _i: core::marker::PhantomData }
+        Recorder { copies: Vec::new(), zeroed: Vec::new(), _i: core::marker::PhantomData }
     }
+}
+
+/// The physical address of `[dst, dst + len)` in the root task's address space, which must
+/// be mapped writable and contiguous.
+pub(crate) fn window_paddr<I: HalInstance<Kernel = Model>>(dst: VirtAddr, len: u64) -> u64 {
+    I::cell().with(|h| {
+        let t = h.kernel().translate(init_cap::VSPACE.cap(), dst).expect("write to an unmapped address");
+        assert_eq!(t.rights, sel4_model::VmRights::ReadWrite, "write to a read-only mapping");
+        let last = VirtAddr(dst.get() + len.saturating_sub(1));
+        let t2 = h.kernel().translate(init_cap::VSPACE.cap(), last).expect("write runs past the mapping");
+        assert_eq!(t2.paddr.get() - t.paddr.get(), last.get() - dst.get());
+        t.paddr.get()
+    })
 }
 
 impl<I: HalInstance<Kernel = Model>> CopyIn for Recorder<I> {
     fn copy(&mut self, dst: VirtAddr, bytes: &[u8]) {
-        let pa = I::cell().with(|h| {
-            let t = h.kernel().translate(init_cap::VSPACE.cap(), dst).expect("copy into an unmapped address");
-            assert_eq!(t.rights, sel4_model::VmRights::ReadWrite, "copy into a read-only mapping");
-            // The whole range must be mapped, contiguously.
-            let last = VirtAddr(dst.get() + (bytes.len() as u64).saturating_sub(1));
-            let t2 = h.kernel().translate(init_cap::VSPACE.cap(), last).expect("copy runs past the mapping");
-            assert_eq!(t2.paddr.get() - t.paddr.get(), last.get() - dst.get());
-            t.paddr.get()
-        });
-        self.copies.push((pa, bytes.to_vec()));
+        self.copies.push((window_paddr::<I>(dst, bytes.len() as u64), bytes.to_vec()));
+    }
+
+    fn zero(&mut self, dst: VirtAddr, len: u64) {
+        self.zeroed.push((window_paddr::<I>(dst, len), len));
     }
 }
 
@@ -310,9 +320,11 @@ fn tables_needed_by_frame_size() {
 #[test]
 fn guest_ram_left_to_capvisor_goes_where_the_kernel_clears_least() {
     instance!(I);
-    // configs/linux.toml: 256 MiB of RAM anywhere (MAP_ALLOC), on the untyped layout
-    // capvisor's own loader gives the root task.
-    let sys = example("linux.toml");
+    // configs/linux.toml's 256 MiB of RAM, but anywhere (MAP_ALLOC) and mapped before the
+    // VM starts, on the untyped layout capvisor's own loader gives the root task.
+    let mut sys = example("linux.toml");
+    sys.vms[0].memory[0].map = vm_config::MapType::Alloc;
+    sys.vms[0].capvisor.populate_ram = vm_config::PopulateRam::Eager;
     let size = sys.vms[0].memory[0].range.size_bytes;
     let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
     let (highest, highest_cost) = I::cell().with(|h| {
@@ -391,4 +403,39 @@ fn images_are_cleaned_to_memory_frame_by_frame_and_the_kernel_unified() {
     let flushes = I::cell().with(|h| h.kernel().counters().get(Op::PageFlush));
     // Kernel: clean+invalidate and unify in each of its 3 frames; DTB: clean+invalidate once.
     assert_eq!(flushes, 3 * 2 + 1);
+}
+
+#[test]
+fn linux_toml_ram_is_cleared_by_nobody_until_the_guest_touches_it() {
+    instance!(I);
+    // configs/linux.toml as written: 256 MiB reserved at 0x4000_0000 (device untyped, which
+    // the kernel never zeroes), populated on first touch.
+    let sys = example("linux.toml");
+    let size = sys.vms[0].memory[0].range.size_bytes;
+    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    I::cell().with(|h| h.kernel_mut().reset_counters());
+    // A kernel image of 5 MiB + 4 KiB at 0x4000_0000: three 2 MiB frames hold it.
+    let kernel = image(4, (5 << 20) + 0x1000);
+    let bundle = Bundle { system: sys, images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None }] };
+    let mut rec = Recorder::<I>::new();
+    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap();
+    let vm = &vmm.vms[0];
+    let zeroed_by_kernel = I::cell().with(|h| h.kernel().counters().bytes_zeroed);
+    assert!(zeroed_by_kernel < 16 << 20, "the kernel cleared {zeroed_by_kernel:#x} bytes, not the RAM");
+    let ram_frames: Vec<u64> =
+        vm.frames.iter().filter(|f| (0x4000_0000..0x5000_0000).contains(&f.gpa.get())).map(|f| f.gpa.get()).collect();
+    assert_eq!(ram_frames, [0x4000_0000, 0x4020_0000, 0x4040_0000], "only the image's frames are mapped");
+    assert_eq!(vm.untouched.len() as u64, size / (2 << 20) - 3);
+    assert!(vm.untouched.iter().all(|u| u.zero_at.is_some() && u.gpa.get() >= 0x4060_0000));
+    // The VMM zeroed exactly the mapped RAM frames, at their host addresses, before the copy.
+    let mut zeroed = rec.zeroed.clone();
+    zeroed.sort_unstable();
+    assert_eq!(zeroed, [(0x4000_0000, 2 << 20), (0x4020_0000, 2 << 20), (0x4040_0000, 2 << 20)]);
+    assert_eq!(rec.copies.len(), 1);
+    assert_eq!((rec.copies[0].0, rec.copies[0].1.len()), (0x4000_0000, kernel.len()));
+    // The VM's model knows the same frames.
+    let gpas: Vec<u64> = vm.state.untouched().iter().map(|f| f.gpa).collect();
+    let mut want: Vec<u64> = vm.untouched.iter().map(|u| u.gpa.get()).collect();
+    want.sort_unstable();
+    assert_eq!(gpas, want);
 }

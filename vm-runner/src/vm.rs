@@ -25,7 +25,7 @@ use crate::devices::pl011::Pl011;
 use crate::devices::psci::{self, Outcome, Power};
 use crate::devices::vgic::Vgic;
 use crate::devices::vtimer::{VTIMER_PPI, VTimer};
-use crate::esr::DataAbort;
+use crate::esr::{DataAbort, FaultStatus};
 use crate::exit::{Exit, HvcRegs};
 use crate::logonce::{LogOnce, Seen};
 use crate::mmio::{MmioError, MmioMap};
@@ -122,8 +122,23 @@ pub struct VmState {
     logged_addrs: LogOnce,
     logged_sysregs: LogOnce,
     forwarded_irqs: Vec<u16>,
+    /// RAM frames not yet in the stage 2 (`populate_ram = "on_touch"`), by guest address.
+    untouched: Vec<UntouchedFrame>,
+    /// Whether the VM populates RAM on first touch (set by [`VmState::set_untouched`]).
+    on_touch: bool,
     counters: Counters,
     stopped: Option<StopReason>,
+}
+
+/// A frame of guest RAM that enters the stage 2 when the guest first touches it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct UntouchedFrame {
+    /// Guest-physical base.
+    pub gpa: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// capvisor zeroes it first (seL4 did not: memory from device untyped).
+    pub zero: bool,
 }
 
 impl VmState {
@@ -173,6 +188,8 @@ impl VmState {
             logged_addrs: LogOnce::new(LOG_ONCE_CAPACITY),
             logged_sysregs: LogOnce::new(LOG_ONCE_CAPACITY),
             forwarded_irqs,
+            untouched: Vec::new(),
+            on_touch: false,
             counters: Counters::default(),
             stopped: None,
         })
@@ -182,6 +199,41 @@ impl VmState {
     /// (the Linux arm64 boot protocol; 0 without one).
     pub fn boot(&self) -> VcpuStart {
         VcpuStart { vcpu: 0, entry: self.entry, context: self.dtb, reset_sctlr: false }
+    }
+
+    /// Declares the RAM frames that [`crate::setup`] left out of the stage 2 for the guest's
+    /// first touch (`populate_ram = "on_touch"`). From then on a translation fault inside
+    /// guest RAM is a first touch, not an access to nothing.
+    pub fn set_untouched(&mut self, mut frames: Vec<UntouchedFrame>) {
+        frames.sort_unstable_by_key(|f| f.gpa);
+        self.untouched = frames;
+        self.on_touch = true;
+    }
+
+    /// The frames still untouched, by guest address.
+    pub fn untouched(&self) -> &[UntouchedFrame] {
+        &self.untouched
+    }
+
+    /// A stage-2 fault at `addr` with `status` that is a first touch of on-demand RAM: the
+    /// frame to populate (taken off the untouched list), then the retry. A translation fault
+    /// inside RAM that is no longer untouched is a second vCPU that faulted on the same frame
+    /// before the first one's populate: it just retries.
+    fn first_touch(&mut self, addr: u64, status: FaultStatus) -> Option<Action> {
+        if !self.on_touch {
+            return None;
+        }
+        let i = self.untouched.partition_point(|f| f.gpa.saturating_add(f.size) <= addr);
+        if let Some(f) = self.untouched.get(i).copied()
+            && f.gpa <= addr
+        {
+            self.untouched.remove(i);
+            let mut a = Action::just(Next::Resume);
+            a.effects.populate = Some(f);
+            return Some(a);
+        }
+        let in_ram = self.ram.iter().any(|r| r.contains(addr));
+        (in_ram && matches!(status, FaultStatus::Translation(_))).then(|| Action::just(Next::Resume))
     }
 
     /// The VM's name.
@@ -244,6 +296,14 @@ impl VmState {
 
     fn decide(&mut self, vcpu: usize, exit: &Exit, regs: Option<&UserContext>) -> (ExitKind, Action) {
         match *exit {
+            Exit::DataAbort { addr, abort, .. } if let Some(a) = self.first_touch(addr.0, abort.status) => {
+                (ExitKind::FirstTouch, a)
+            }
+            Exit::InstructionAbort { addr, esr, .. }
+                if let Some(a) = self.first_touch(addr.0, FaultStatus::from_code(esr.iss() as u8)) =>
+            {
+                (ExitKind::FirstTouch, a)
+            }
             Exit::DataAbort { ip, addr, abort, .. } => self.data_abort(vcpu, ip, addr.0, &abort, regs),
             Exit::InstructionAbort { ip, addr, .. } => {
                 let kind = AbortKind { instruction: true, write: false };
