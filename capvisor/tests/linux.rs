@@ -565,7 +565,11 @@ fn two_linux_vms() -> PathBuf {
         .unwrap()
         .replace("../guests/linux/artifacts", &art.display().to_string());
     std::fs::write(dir.join("a.toml"), &text).unwrap();
+    // The second VM's RAM comes from the kernel's memory (the first one has the reserved
+    // range at 0x4000_0000), also populated on first touch.
     let b = text.replace("id = 1", "id = 2").replace("name = \"linux\"", "name = \"linux-b\"");
+    let b = b.replace("[0x4000_0000, 0x1000_0000, 0x7, 2]", "[0x4000_0000, 0x1000_0000, 0x7, 0]");
+    assert!(b.contains("0x7, 0]") && b.contains("populate_ram = \"on_touch\""), "linux.toml changed: {b}");
     std::fs::write(dir.join("b.toml"), b).unwrap();
     std::fs::write(dir.join("system.toml"), "[system]\nvms = [\"a.toml\", \"b.toml\"]\n").unwrap();
     dir.join("system.toml")
