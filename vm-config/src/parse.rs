@@ -816,34 +816,34 @@ fn parse_passthrough(doc: &mut Doc<'_>, v: &Value<'_>, i: usize) -> Option<Passt
     Some(PassthroughDevice { name, region, irq: irq as u32 })
 }
 
+/// A string key of `t` that names one of `choices`; an unknown string is an error at it.
+fn choice<T: Copy>(
+    doc: &mut Doc<'_>,
+    t: &Tbl<'_, '_>,
+    key: &str,
+    path: &'static str,
+    choices: &[(&str, T)],
+    expected: &'static str,
+) -> Option<T> {
+    let v = t.get(key)?;
+    let s = doc.string(v, path)?;
+    let found = choices.iter().find(|(name, _)| *name == s).map(|(_, c)| *c);
+    if found.is_none() {
+        doc.error_at(v.span(), path, ErrorKind::UnknownValue { value: s, expected });
+    }
+    found
+}
+
 fn parse_capvisor(doc: &mut Doc<'_>, t: &Tbl<'_, '_>, parts: &mut Parts) {
     doc.keys(t.t, t.path, CAPVISOR_KEYS);
     let o: &mut CapvisorOptions = &mut parts.vm.capvisor;
-    if let Some(v) = t.get("unhandled_mmio")
-        && let Some(s) = doc.string(v, "capvisor.unhandled_mmio")
-    {
-        match s.as_str() {
-            "stop" => o.unhandled_mmio = UnhandledMmio::Stop,
-            "abort" => o.unhandled_mmio = UnhandledMmio::InjectAbort,
-            _ => doc.error_at(
-                v.span(),
-                "capvisor.unhandled_mmio",
-                ErrorKind::UnknownValue { value: s, expected: "\"stop\", \"abort\"" },
-            ),
-        }
+    let choices = [("stop", UnhandledMmio::Stop), ("abort", UnhandledMmio::InjectAbort)];
+    if let Some(c) = choice(doc, t, "unhandled_mmio", "capvisor.unhandled_mmio", &choices, "\"stop\", \"abort\"") {
+        o.unhandled_mmio = c;
     }
-    if let Some(v) = t.get("populate_ram")
-        && let Some(s) = doc.string(v, "capvisor.populate_ram")
-    {
-        match s.as_str() {
-            "eager" => o.populate_ram = PopulateRam::Eager,
-            "on_touch" => o.populate_ram = PopulateRam::OnTouch,
-            _ => doc.error_at(
-                v.span(),
-                "capvisor.populate_ram",
-                ErrorKind::UnknownValue { value: s, expected: "\"eager\", \"on_touch\"" },
-            ),
-        }
+    let choices = [("eager", PopulateRam::Eager), ("on_touch", PopulateRam::OnTouch)];
+    if let Some(c) = choice(doc, t, "populate_ram", "capvisor.populate_ram", &choices, "\"eager\", \"on_touch\"") {
+        o.populate_ram = c;
     }
     if let Some(n) = opt_int(doc, t, "gic_irq_lines", u16::MAX.into()) {
         o.gic_irq_lines = n as u16;
