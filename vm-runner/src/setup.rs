@@ -791,6 +791,20 @@ impl<P: PagingHandler> Vmm<P> {
                 self.vms[i].tables.push(GuestTable { cap, depth, gpa: GuestPhysAddr(gpa) });
             }
         }
+        // On-demand RAM the kernel did not zero: the VMM zeroes each frame before the guest
+        // sees it, through a mapping of the allocation kept while the VM lives (the frames
+        // mapped now are zeroed below, before the images go in; the others at first touch).
+        let mut kept: Vec<(PhysAddr, VirtAddr)> = Vec::new();
+        for (mi, m) in self.vms[i].mappings.iter().enumerate() {
+            if !planned.iter().any(|f| f.mapping == mi && f.zero) || kept.iter().any(|k| k.0 == m.allocation) {
+                continue;
+            }
+            let va =
+                cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
+            kept.push((m.allocation, va));
+        }
+        let kept_at = |alloc: PhysAddr| kept.iter().find(|k| k.0 == alloc).map(|k| k.1);
+        let window = |hpa: u64, alloc: PhysAddr| kept_at(alloc).map(|va| VirtAddr(va.get() + (hpa - alloc.get())));
         let n = planned.len() as u64;
         let first = self.slots.alloc(n).ok_or(SetupError::Slots { needed: n, free: self.slots.free_count() })?;
         for (k, f) in planned.iter().enumerate() {
@@ -802,7 +816,8 @@ impl<P: PagingHandler> Vmm<P> {
             let (gpa, hpa) = (GuestPhysAddr(f.gpa), PhysAddr(f.hpa));
             if f.deferred {
                 let (rights, attrs, size) = (m.rights, m.attrs, f.size);
-                self.vms[i].untouched.push(UntouchedCaps { cap, gpa, hpa, size, rights, attrs, zero_at: None });
+                let zero_at = if f.zero { window(f.hpa, m.allocation) } else { None };
+                self.vms[i].untouched.push(UntouchedCaps { cap, gpa, hpa, size, rights, attrs, zero_at });
                 continue;
             }
             self.vms[i].frames.push(MappedFrame { cap, gpa, hpa, size: f.size });
@@ -810,32 +825,9 @@ impl<P: PagingHandler> Vmm<P> {
                 .map_err(kernel_err(vm, "Page_Map (guest)"))?;
         }
 
-        // On-demand RAM the kernel did not zero: the VMM zeroes each frame before the guest
-        // sees it, through a mapping of the allocation kept while the VM lives (the frames
-        // mapped now are zeroed here, before the images go in; the others at first touch).
-        let mut kept: Vec<(PhysAddr, VirtAddr)> = Vec::new();
-        for (mi, m) in self.vms[i].mappings.iter().enumerate() {
-            if !planned.iter().any(|f| f.mapping == mi && f.zero) || kept.iter().any(|k| k.0 == m.allocation) {
-                continue;
-            }
-            let va =
-                cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
-            kept.push((m.allocation, va));
-        }
-        let window = |hpa: PhysAddr, alloc: PhysAddr| {
-            kept.iter().find(|k| k.0 == alloc).map(|k| VirtAddr(k.1.get() + (hpa.get() - alloc.get())))
-        };
         for f in planned.iter().filter(|f| f.zero && !f.deferred) {
-            let alloc = self.vms[i].mappings[f.mapping].allocation;
-            if let Some(va) = window(PhysAddr(f.hpa), alloc) {
+            if let Some(va) = window(f.hpa, self.vms[i].mappings[f.mapping].allocation) {
                 copy.zero(va, f.size.size_bytes());
-            }
-        }
-        let vmi = &mut self.vms[i];
-        for u in &mut vmi.untouched {
-            let Some(f) = planned.iter().find(|f| f.gpa == u.gpa.get()) else { continue };
-            if f.zero {
-                u.zero_at = window(u.hpa, vmi.mappings[f.mapping].allocation);
             }
         }
 
@@ -853,7 +845,7 @@ impl<P: PagingHandler> Vmm<P> {
                 .ok_or(SetupError::Image { vm: i, what, load, len })?;
             let hpa = m.hpa.get() + (load - m.gpa.get());
             if len > 0 {
-                let kept_va = kept.iter().find(|k| k.0 == m.allocation).map(|k| k.1);
+                let kept_va = kept_at(m.allocation);
                 let va = match kept_va {
                     Some(va) => va,
                     None => cell
@@ -869,8 +861,9 @@ impl<P: PagingHandler> Vmm<P> {
             }
             self.vms[i].images.push(PlacedImage { what, gpa: GuestPhysAddr(load), hpa: PhysAddr(hpa), len });
         }
-        // The frames zeroed above that hold no image: clean them too.
-        for f in planned.iter().filter(|f| f.zero && !f.deferred && !holds_image(f.gpa, f.size.size_bytes())) {
+        // The frames zeroed above (each holds an image, or it would be deferred): clean them
+        // whole, since the images' own cleaning covers only the images' bytes.
+        for f in planned.iter().filter(|f| f.zero && !f.deferred) {
             self.flush_guest_range::<I>(i, f.hpa, f.size.size_bytes(), &[CacheOp::CleanInvalidateData])?;
         }
         if on_touch {
