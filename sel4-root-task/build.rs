@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo::rerun-if-env-changed=SEL4_PREFIX");
-    let Some(prefix) = std::env::var_os("SEL4_PREFIX").filter(|v| !v.is_empty()).map(PathBuf::from) else {
+    println!("cargo::rerun-if-env-changed=PWD");
+    let Some(prefix) = sel4_codegen::prefix::env_path("SEL4_PREFIX") else {
         eprintln!("error: SEL4_PREFIX is not set: point it at an installed seL4 kernel prefix");
         std::process::exit(1);
     };

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo::rerun-if-env-changed=SEL4_PREFIX");
+    println!("cargo::rerun-if-env-changed=PWD");
     let prefix = match sel4_codegen::Prefix::from_env() {
         Ok(p) => p,
         Err(e) => fail(&e.to_string()),
     };
+    // The prefix as an absolute path, for tests that read its headers.
+    println!("cargo::rustc-env=SEL4_PREFIX_RESOLVED={}", prefix.root().display());
     for f in prefix.input_files() {
         println!("cargo::rerun-if-changed={}", f.display());
     }

@@ -273,7 +273,7 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
     let prefix = args
         .sel4_prefix
         .clone()
-        .or_else(|| std::env::var_os("SEL4_PREFIX").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| sel4_codegen::prefix::env_path("SEL4_PREFIX"))
         .ok_or(ImageError::NoPrefix)?;
     let kernel_path = args.kernel.clone().unwrap_or_else(|| prefix.join("bin/kernel.elf"));
     let kernel = read(&kernel_path)?;

@@ -77,7 +77,7 @@ macro_rules! need {
         match $e {
             Ok(v) => v,
             Err(why) => {
-                eprintln!("skipped: {why}");
+                sel4_codegen::skip::cannot_run(&why);
                 return;
             }
         }
@@ -449,7 +449,7 @@ fn capvisor_dtb_refuses_an_initrd_inside_the_kernels_bss() {
 
 /// The installed kernel prefix, or why the capvisor tests cannot run.
 fn sel4_prefix() -> Result<PathBuf, String> {
-    let prefix = std::env::var_os("SEL4_PREFIX").filter(|p| !p.is_empty()).map(PathBuf::from);
+    let prefix = sel4_codegen::prefix::env_path("SEL4_PREFIX");
     let prefix = prefix.ok_or("SEL4_PREFIX is not set")?;
     if !prefix.join("bin/kernel.elf").is_file() {
         return Err(format!("{} has no bin/kernel.elf (a data-only prefix cannot boot)", prefix.display()));

@@ -17,7 +17,7 @@ pub const CC: &str = "aarch64-linux-gnu-gcc";
 pub fn installed_kernel_prefix() -> Result<PathBuf, String> {
     let (var, root) = ["SEL4_KERNEL_PREFIX", "SEL4_PREFIX"]
         .iter()
-        .find_map(|v| std::env::var_os(v).filter(|p| !p.is_empty()).map(|p| (*v, PathBuf::from(p))))
+        .find_map(|v| crate::prefix::env_path(v).map(|p| (*v, p)))
         .ok_or("neither SEL4_KERNEL_PREFIX nor SEL4_PREFIX is set")?;
     if !root.join("libsel4/include/sel4/sel4.h").is_file() {
         return Err(format!(

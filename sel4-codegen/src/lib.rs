@@ -13,6 +13,7 @@ pub mod header_check;
 pub mod interface;
 pub mod objects;
 pub mod prefix;
+pub mod skip;
 pub mod syscalls;
 
 pub use config::{ConfigError, KernelConfig};

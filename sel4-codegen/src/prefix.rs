@@ -6,6 +6,36 @@ use std::path::{Path, PathBuf};
 /// The name of the environment variable that points at the kernel prefix.
 pub const ENV_VAR: &str = "SEL4_PREFIX";
 
+/// The path in the environment variable `var`, `None` when unset or empty. A relative path is
+/// resolved against `$PWD`, the folder the user started cargo (or a script) in: build
+/// scripts and tests run in their own crate's folder, where `../shared/...` as the user typed
+/// it would name another place.
+pub fn env_path(var: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os(var).filter(|v| !v.is_empty())?);
+    Some(resolve_from_pwd(p))
+}
+
+/// `p` made absolute against `$PWD` when it is relative and `$PWD` is an absolute path.
+pub fn resolve_from_pwd(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        return p;
+    }
+    match std::env::var_os("PWD").map(PathBuf::from) {
+        Some(cwd) if cwd.is_absolute() => cwd.join(p),
+        _ => p,
+    }
+}
+
+/// The seL4 interface data (XML, both flavours' `gen_config.json`, the recorded bootinfo):
+/// `$CAPVISOR_SEL4_DATA`, else `../shared/sel4/16.0.0` beside the repository when it is
+/// there. Tests read it here; it is never copied into the repository.
+pub fn shared_data() -> Option<PathBuf> {
+    env_path("CAPVISOR_SEL4_DATA").or_else(|| {
+        let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sel4/16.0.0");
+        beside.is_dir().then_some(beside)
+    })
+}
+
 /// An installed kernel prefix whose required files exist.
 #[derive(Clone, Debug)]
 pub struct Prefix {
@@ -55,11 +85,12 @@ pub const REQUIRED_FILES: [&str; 6] = [
 ];
 
 impl Prefix {
-    /// The prefix named by `SEL4_PREFIX`.
+    /// The prefix named by `SEL4_PREFIX` (a relative path is taken from the folder cargo was
+    /// started in: see [`env_path`]).
     pub fn from_env() -> Result<Self, PrefixError> {
-        match std::env::var_os(ENV_VAR) {
-            Some(v) if !v.is_empty() => Self::new(PathBuf::from(v)),
-            _ => Err(PrefixError::Unset),
+        match env_path(ENV_VAR) {
+            Some(p) => Self::new(p),
+            None => Err(PrefixError::Unset),
         }
     }
 

@@ -147,16 +147,14 @@ fn errors_name_the_file_and_line() {
 
 #[test]
 fn the_checked_in_description_keeps_the_recorded_facts_verbatim() {
-    // The recording ships with the interface data SEL4_PREFIX points at (not with an
-    // installed kernel prefix).
-    let Some(path) =
-        std::env::var_os("SEL4_PREFIX").map(|p| std::path::PathBuf::from(p).join("boot/qemu-arm-virt-bootinfo.txt"))
-    else {
-        eprintln!("skipped: SEL4_PREFIX unset");
+    // The recording ships with the interface data (not with an installed kernel prefix).
+    let Some(data) = sel4_codegen::prefix::shared_data() else {
+        sel4_codegen::skip::cannot_run("no seL4 interface data (set CAPVISOR_SEL4_DATA)");
         return;
     };
+    let path = data.join("boot/qemu-arm-virt-bootinfo.txt");
     let Ok(recorded) = std::fs::read_to_string(&path) else {
-        eprintln!("skipped: no recorded bootinfo at {}", path.display());
+        sel4_codegen::skip::cannot_run(&format!("no recorded bootinfo at {}", path.display()));
         return;
     };
     for line in recorded.lines().filter(|l| !l.starts_with('#')) {

@@ -567,20 +567,17 @@ mod tests {
         use std::string::String;
         use std::vec::Vec;
 
-        let Some(prefix) = option_env!("SEL4_PREFIX").map(PathBuf::from) else {
-            std::eprintln!("skipped: SEL4_PREFIX was not set at build time");
-            return;
-        };
+        let prefix = PathBuf::from(env!("SEL4_PREFIX_RESOLVED"));
         let include = prefix.join("libsel4/include");
         if !include.join("interfaces/sel4_client.h").is_file() {
-            std::eprintln!(
-                "skipped: {} has no libsel4 stubs (interfaces/sel4_client.h); build with SEL4_PREFIX at an installed kernel such as /opt/sel4-16",
+            sel4_codegen::skip::cannot_run(&format!(
+                "{} has no libsel4 stubs (interfaces/sel4_client.h); build with SEL4_PREFIX at an installed kernel (the CMake build's build/sel4/release/prefix)",
                 prefix.display()
-            );
+            ));
             return;
         }
         if !Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success()) {
-            std::eprintln!("skipped: no host C compiler `cc`");
+            sel4_codegen::skip::cannot_run("no host C compiler `cc`");
             return;
         }
 

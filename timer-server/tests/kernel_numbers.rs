@@ -6,13 +6,16 @@ use timer_server::server::{VPPI_EVENT_LABEL, VTIMER_IRQ};
 
 #[test]
 fn vppi_event_label_matches_the_installed_headers() {
-    let Some(prefix) = std::env::var_os("SEL4_PREFIX").filter(|p| !p.is_empty()) else {
-        eprintln!("skipped: SEL4_PREFIX is not set");
+    let Some(prefix) = sel4_codegen::prefix::env_path("SEL4_PREFIX") else {
+        sel4_codegen::skip::cannot_run("SEL4_PREFIX is not set");
         return;
     };
     let path = std::path::Path::new(&prefix).join("libsel4/include/sel4/sel4_arch/types_gen.h");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipped: {} is absent (an interface-data prefix has no C headers)", path.display());
+        sel4_codegen::skip::cannot_run(&format!(
+            "{} is absent (an interface-data prefix has no C headers)",
+            path.display()
+        ));
         return;
     };
     let line = text

@@ -21,9 +21,9 @@ fn config_files() -> Vec<PathBuf> {
     v
 }
 
-/// The untyped list recorded from a real boot, if `SEL4_PREFIX` has it.
+/// The untyped list recorded from a real boot, from the interface data.
 fn recorded_untypeds() -> Option<Vec<UntypedDesc>> {
-    let prefix = std::env::var("SEL4_PREFIX").ok()?;
+    let prefix = sel4_codegen::prefix::shared_data()?;
     let text = std::fs::read_to_string(Path::new(&prefix).join("boot/qemu-arm-virt-bootinfo.txt")).ok()?;
     let mut v = Vec::new();
     for line in text.lines().filter(|l| l.starts_with("UT ")) {

@@ -66,7 +66,7 @@ fn fault_labels_and_layouts_match_the_installed_headers() {
     let root = match installed_kernel_prefix() {
         Ok(r) => r,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            sel4_codegen::skip::cannot_run(&why);
             return;
         }
     };

@@ -25,17 +25,20 @@ pub fn work_dir(name: &str) -> PathBuf {
 
 /// `Some(prefix)` when a boot can run, else `None` after printing why not.
 pub fn boot_prerequisites() -> Option<PathBuf> {
-    let Some(prefix) = std::env::var_os("SEL4_PREFIX").filter(|p| !p.is_empty()).map(PathBuf::from) else {
-        eprintln!("skipped: SEL4_PREFIX is not set");
+    let Some(prefix) = sel4_codegen::prefix::env_path("SEL4_PREFIX") else {
+        sel4_codegen::skip::cannot_run("SEL4_PREFIX is not set");
         return None;
     };
     if !prefix.join("bin/kernel.elf").is_file() {
-        eprintln!("skipped: {} has no bin/kernel.elf (a data-only prefix cannot boot)", prefix.display());
+        sel4_codegen::skip::cannot_run(&format!(
+            "{} has no bin/kernel.elf (a data-only prefix cannot boot)",
+            prefix.display()
+        ));
         return None;
     }
     let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
     if Command::new(&qemu).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        eprintln!("skipped: {qemu} is not installed");
+        sel4_codegen::skip::cannot_run(&format!("{qemu} is not installed"));
         return None;
     }
     Some(prefix)

@@ -10,8 +10,5 @@ pub fn shared_16() -> PathBuf {
 
 /// The prefix named by `SEL4_PREFIX`, else the shared 16.0.0 data.
 pub fn prefix_root() -> PathBuf {
-    match std::env::var_os("SEL4_PREFIX") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => shared_16(),
-    }
+    sel4_codegen::prefix::env_path("SEL4_PREFIX").unwrap_or_else(shared_16)
 }
