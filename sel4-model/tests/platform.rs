@@ -30,7 +30,7 @@ fn the_recorded_qemu_boot_is_what_the_model_hands_over() {
     assert_eq!(bi.cnode_size_bits(), 16);
     let ut = m.untyped_slots();
     assert_eq!(ut.len(), 74);
-    // Spot checks against /work/shared/sel4/16.0.0/boot/qemu-arm-virt-bootinfo.txt.
+    // Spot checks against the interface data's boot/qemu-arm-virt-bootinfo.txt.
     assert_eq!(ut[0].0, Slot::new(76));
     assert_eq!((ut[0].1.paddr, ut[0].1.size_bits, ut[0].1.is_device), (PhysAddr(0), 27, true));
     assert_eq!((ut[39].1.paddr, ut[39].1.size_bits, ut[39].1.is_device), (PhysAddr(0x6000_0000), 16, false));

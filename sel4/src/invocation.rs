@@ -555,7 +555,7 @@ mod tests {
 
     /// Differential check against the kernel's own generated stubs: when the prefix these
     /// bindings were generated from has libsel4's `interfaces/sel4_client.h` (an installed
-    /// kernel such as /opt/sel4-16) and a host C compiler exists, each case is run through
+    /// kernel such as the CMake build's build/sel4/release/prefix) and a host C compiler exists, each case is run through
     /// the real C stub with `seL4_CallWithMRs`/`seL4_SetMR`/`seL4_SetCap` replaced by
     /// recorders, and the recorded tag, caps and words must equal our encoder's.
     #[test]

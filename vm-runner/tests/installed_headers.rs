@@ -3,7 +3,7 @@
 //! `_Static_assert`s: hand-written ABI numbers must not go stale silently.
 //!
 //! Runs when `SEL4_KERNEL_PREFIX` (or else `SEL4_PREFIX`) names a prefix with headers
-//! (`libsel4/include/sel4/sel4.h`, e.g. /opt/sel4-16) and `aarch64-linux-gnu-gcc` exists;
+//! (`libsel4/include/sel4/sel4.h`, e.g. the CMake build's build/sel4/release/prefix) and `aarch64-linux-gnu-gcc` exists;
 //! otherwise it says why it is skipped and passes.
 
 use sel4_codegen::header_check::{CC, check_static_asserts, installed_kernel_prefix};
