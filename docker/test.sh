@@ -3,27 +3,43 @@
 # are expanded by the shell inside the container, on purpose.
 # shellcheck disable=SC2317,SC2016
 # Test the build container: build it (docker/run builds it when needed), check the pinned
-# toolchain and tools inside it, check uid/gid and the read-only kernel mount, run the
-# workspace host build and a build of the `sel4` crate for aarch64-unknown-none inside it, and, when a real kernel and the CMake build are present,
-# build and boot the image inside it (`ninja simulate`).
+# toolchain and tools inside it (the seL4 kernel's build tools too), check uid/gid and that
+# the inputs are mounted read-only, run the workspace host build and a build of the `sel4`
+# crate for aarch64-unknown-none inside it, and build the seL4 kernel and the capvisor image
+# from a fresh build folder inside it and boot it (`ninja simulate`).
 #
 #   docker/test.sh
 #
-# Environment:
+# Environment (relative paths are taken from the folder the script is started in):
+#   SEL4_SOURCE           seL4 16.0.0 tarball or tree for the kernel build (default:
+#                         ../shared/sel4/seL4-16.0.0.tar.gz beside the work tree when it is
+#                         there, else CMake downloads the release)
 #   CAPVISOR_SEL4_DATA    seL4 interface data for the host build (default: ../shared/sel4/16.0.0
-#                         beside the work tree, else /work/shared/sel4/16.0.0)
-#   CAPVISOR_SEL4_KERNEL  an installed kernel (bin/kernel.elf) for the boot (default /opt/sel4-16)
-#   CAPVISOR_SIMULATE_TIMEOUT  seconds for `ninja simulate` (default 900)
+#                         beside the work tree)
+#   CAPVISOR_DOCKER_FLAVOURS  kernel flavours to boot (default "release"; "release debug")
+#   CAPVISOR_SIMULATE_TIMEOUT  seconds for each of configure, build and boot (default 900)
 #   CAPVISOR_KEEP_DOCKERD 1: leave a daemon this script started running
-#   CARGO_TARGET_DIR      passed through (docker/run mounts it)
+#   CARGO_TARGET_DIR      cargo's folder for the host and target builds (default
+#                         build-docker/target: never the host's own target/)
 #
+# The kernel build runs in build-docker/<flavour>, a build folder of this script's own.
 # No daemon and none startable: every check is reported skipped, with the reason, exit 0.
 # Last line: "docker: N passed, N failed, N skipped"; exit status 1 when something failed.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 tree=$(cd "$here/.." && pwd -P)
+caller=$(pwd -P)
+# The caller's relative paths, made absolute before leaving the caller's folder.
+for var in SEL4_SOURCE CAPVISOR_SEL4_DATA CARGO_TARGET_DIR; do
+    if [ -n "${!var:-}" ]; then
+        printf -v "$var" '%s' "$(cd "$caller" && realpath -m -s -- "${!var}")"
+        export "${var?}"
+    fi
+done
 cd "$tree" || exit 1
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$tree/build-docker/target}
+flavours=${CAPVISOR_DOCKER_FLAVOURS:-release}
 
 passed=0 failed=0 skipped=0
 logdir=$(mktemp -d /tmp/capvisor-docker-test.XXXXXX)
@@ -56,7 +72,9 @@ check() {
 
 all_skipped() {
     local why=$1
-    for name in image toolchain tools uid-gid sel4-prefix-read-only host-build target-build simulate; do skip "$name" "$why"; done
+    local name
+    for name in image toolchain tools uid-gid read-only-inputs host-build target-build; do skip "$name" "$why"; done
+    for name in $flavours; do skip "simulate-$name" "$why"; done
     finish
 }
 
@@ -87,6 +105,8 @@ esac
 # --- the image ----------------------------------------------------------------------------
 export CAPVISOR_DOCKER_QUIET=1
 unset SEL4_PREFIX
+sel4_source=${SEL4_SOURCE:-}
+unset SEL4_SOURCE
 check image "$here/run" true || finish
 
 # --- toolchain: what rust-toolchain.toml pins is what the container has ---------------------
@@ -107,11 +127,18 @@ check toolchain toolchain_check && sed -n '1,2p' "$logdir/toolchain.log" | sed '
 tools_check() {
     "$here/run" sh -c '
         set -e
-        for t in aarch64-linux-gnu-gcc cc cmake ninja qemu-system-aarch64 dtc git python3; do
+        for t in aarch64-linux-gnu-gcc cc cmake ninja qemu-system-aarch64 dtc xmllint git python3; do
             command -v "$t" || { echo "missing: $t"; exit 1; }
         done
         qemu-system-aarch64 --version | head -n 1
         cmake --version | head -n 1
+        # The kernel build'"'"'s Python: the modules kernel/sel4-kernel.cmake checks for, from
+        # the pinned sel4-deps.
+        echo "CAPVISOR_SEL4_PYTHON=$CAPVISOR_SEL4_PYTHON"
+        "$CAPVISOR_SEL4_PYTHON" -c "import jinja2, ply, yaml, jsonschema, pyfdt, lxml"
+        v=$("$CAPVISOR_SEL4_PYTHON" -c "import importlib.metadata as m; print(m.version(\"sel4-deps\"))")
+        echo "sel4-deps $v"
+        [ "$v" = 0.9.0 ] || { echo "sel4-deps is $v, not the pinned 0.9.0"; exit 1; }
         # The cross compiler really compiles for AArch64.
         printf "int f(int x) { return x + 1; }\n" > /tmp/t.c
         aarch64-linux-gnu-gcc -c -o /tmp/t.o /tmp/t.c
@@ -157,45 +184,76 @@ uid_check() {
 }
 check uid-gid uid_check
 
-# --- seL4 interface data: mounted read-only, host build inside the container ----------------
+# --- inputs: mounted read-only; host and target builds inside the container -----------------
 data=${CAPVISOR_SEL4_DATA:-}
-if [ -z "$data" ]; then
-    for d in "$tree/../shared/sel4/16.0.0" /work/shared/sel4/16.0.0; do
-        if [ -d "$d/libsel4" ]; then data=$(cd "$d" && pwd -P); break; fi
-    done
+if [ -z "$data" ] && [ -d "$tree/../shared/sel4/16.0.0/libsel4" ]; then
+    data=$(cd "$tree/../shared/sel4/16.0.0" && pwd -P)
 fi
+if [ -z "$sel4_source" ] && [ -f "$tree/../shared/sel4/seL4-16.0.0.tar.gz" ]; then
+    # As a user would type it, relative to the work tree: CMake in the container resolves
+    # it, so docker/run must mount what it names (its -D handling).
+    sel4_source=../shared/sel4/seL4-16.0.0.tar.gz
+fi
+
+# In the container: each argument (a path, or -DNAME=path) is there and cannot be written.
+ro_script='
+    for p in "$@"; do
+        p=${p#-D*=}
+        [ -e "$p" ] || { echo "$p: not mounted"; exit 1; }
+        if [ -d "$p" ]; then probe=$p/.write-probe; else probe=$p; fi
+        if touch "$probe" 2>/dev/null; then echo "$p: writable"; [ -d "$p" ] && rm -f "$probe"; exit 1; fi
+        echo "$p: read-only"
+    done
+'
+if [ -z "$data" ] && [ -z "$sel4_source" ]; then
+    skip read-only-inputs "no interface data and no seL4 source (set CAPVISOR_SEL4_DATA, SEL4_SOURCE)"
+else
+    ro_check() {
+        if [ -n "$data" ]; then
+            # From the environment: passed in absolute, mounted read-only.
+            SEL4_PREFIX=$data CAPVISOR_SEL4_DATA=$data "$here/run" sh -c "$ro_script" sh "$data" || return 1
+        fi
+        if [ -n "$sel4_source" ]; then
+            SEL4_SOURCE=$sel4_source "$here/run" sh -c 'echo "SEL4_SOURCE=$SEL4_SOURCE"; set -- "$SEL4_SOURCE"; '"$ro_script" \
+                sh || return 1
+            # In a -D argument: mounted where CMake in the container will look.
+            "$here/run" sh -c "$ro_script" sh "-DSEL4_SOURCE=$sel4_source" || return 1
+        fi
+    }
+    check read-only-inputs ro_check
+fi
+
 if [ -z "$data" ]; then
-    skip sel4-prefix-read-only "no seL4 interface data (set CAPVISOR_SEL4_DATA)"
     skip host-build "no seL4 interface data (set CAPVISOR_SEL4_DATA)"
     skip target-build "no seL4 interface data (set CAPVISOR_SEL4_DATA)"
 else
-    ro_check() {
-        SEL4_PREFIX=$data "$here/run" sh -c '
-            echo "SEL4_PREFIX=$SEL4_PREFIX"
-            test -d "$SEL4_PREFIX/libsel4" || { echo "not mounted"; exit 1; }
-            if touch "$SEL4_PREFIX/.write-probe" 2>/dev/null; then echo "writable"; rm -f "$SEL4_PREFIX/.write-probe"; exit 1; fi
-            echo "read-only: ok"
-        '
-    }
-    check sel4-prefix-read-only ro_check
-    check host-build env SEL4_PREFIX="$data" "$here/run" cargo build
+    check host-build env SEL4_PREFIX="$data" CAPVISOR_SEL4_DATA="$data" "$here/run" cargo build
     # The no_std core crate for the seL4 target: the target's core/alloc are in the image.
-    check target-build env SEL4_PREFIX="$data" "$here/run" cargo build -p sel4 --target aarch64-unknown-none
+    check target-build env SEL4_PREFIX="$data" CAPVISOR_SEL4_DATA="$data" "$here/run" \
+        cargo build -p sel4 --target aarch64-unknown-none
 fi
 
-# --- boot: a real kernel and the CMake build ------------------------------------------------
-kernel=${CAPVISOR_SEL4_KERNEL:-/opt/sel4-16}
-if [ ! -f "$kernel/bin/kernel.elf" ]; then
-    skip simulate "no installed kernel at $kernel (bin/kernel.elf); set CAPVISOR_SEL4_KERNEL"
-elif [ ! -f "$tree/CMakeLists.txt" ]; then
-    skip simulate "no CMakeLists.txt in the work tree yet"
+# --- boot: the kernel built from source in the container, then the image under QEMU ---------
+# As in the README: cmake on a fresh build folder, then `ninja simulate`, each a docker/run
+# of its own. QEMU ends with the root task's status: 0 after `capvisor: ALL OK`.
+limit=${CAPVISOR_SIMULATE_TIMEOUT:-900}
+simulate_check() {
+    local flavour=$1 dir=build-docker/$1 src_arg=()
+    if [ -n "$sel4_source" ]; then src_arg=("-DSEL4_SOURCE=$sel4_source"); fi
+    echo "SEL4_SOURCE=${sel4_source:-(none: CMake downloads the release)}"
+    rm -rf "$dir"
+    "$here/run" timeout "$limit" cmake -G Ninja -B "$dir" -DCAPVISOR_KERNEL="$flavour" "${src_arg[@]}" \
+        -DCARGO_TARGET_DIR="$tree/build-docker/cargo" -DQEMU_TIMEOUT="$limit" || return 1
+    [ -f "$dir/sel4/$flavour/prefix/bin/kernel.elf" ] || { echo "no kernel built in $dir"; return 1; }
+    "$here/run" timeout "$limit" ninja -C "$dir" simulate || return 1
+    grep -q "capvisor: ALL OK" "$logdir/simulate-$flavour.log" || { echo "no 'capvisor: ALL OK' on the console"; return 1; }
+}
+if [ ! -f "$tree/CMakeLists.txt" ]; then
+    for flavour in $flavours; do skip "simulate-$flavour" "no CMakeLists.txt in the work tree"; done
 else
-    simulate_check() {
-        SEL4_PREFIX=$kernel "$here/run" timeout "${CAPVISOR_SIMULATE_TIMEOUT:-900}" sh -c '
-            cmake -G Ninja -B build-docker -DSEL4_PREFIX="$SEL4_PREFIX" && ninja -C build-docker simulate
-        '
-    }
-    check simulate simulate_check
+    for flavour in $flavours; do
+        check "simulate-$flavour" simulate_check "$flavour" && grep -a "capvisor: ALL OK" "$logdir/simulate-$flavour.log" | sed 's/^/    /'
+    done
 fi
 
 finish
