@@ -23,10 +23,9 @@ function(capvisor_abs_from_cwd out value)
     if(IS_ABSOLUTE "${value}")
         set(${out} "${value}" PARENT_SCOPE)
     else()
-        set(cwd "$ENV{PWD}")
-        if(NOT cwd)
-            set(cwd "${CMAKE_BINARY_DIR}")
-        endif()
+        # The cmake process's own folder (a child started without WORKING_DIRECTORY runs
+        # there); $PWD is only set when a shell started cmake.
+        execute_process(COMMAND pwd OUTPUT_VARIABLE cwd OUTPUT_STRIP_TRAILING_WHITESPACE)
         get_filename_component(abs "${value}" ABSOLUTE BASE_DIR "${cwd}")
         set(${out} "${abs}" PARENT_SCOPE)
     endif()
