@@ -309,8 +309,9 @@ impl VmState {
                 let kind = AbortKind { instruction: true, write: false };
                 (ExitKind::UnhandledAccess, self.unhandled(vcpu, ip, addr.0, kind, false))
             }
+            Exit::Hvc(r) if r.syscall != 0 => (ExitKind::HvcSel4Call, self.hvc(vcpu, &r)),
             Exit::Hvc(r) => (ExitKind::Hvc, self.hvc(vcpu, &r)),
-            Exit::CapFault { ip, .. } => (ExitKind::Hvc, self.psci_from_regs(vcpu, Some(ip), regs)),
+            Exit::CapFault { ip, .. } => (ExitKind::HvcSel4Call, self.psci_from_regs(vcpu, Some(ip), regs)),
             Exit::Smc { .. } | Exit::HvcTrap { .. } => (ExitKind::Smc, self.psci_from_regs(vcpu, None, regs)),
             Exit::Wfx { wfe: false, .. } => (ExitKind::Wfi, self.wfi(vcpu)),
             // Returning to the guest is an exception return, which sets the event register,

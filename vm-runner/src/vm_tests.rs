@@ -67,12 +67,19 @@ fn dabt(addr: u64, size: u32, srt: u32, write: bool) -> Exit {
     Exit::decode(&Message::new(label::VM_FAULT, &[PC, addr, 0, Esr::new(ec::DABT_LOWER, true, iss).0]))
 }
 
+/// A guest `HVC` with `x0`-`x3` and `x7` 0, as seL4 reports it (an unknown system call 0).
 fn hvc(x: [u64; 4]) -> Exit {
+    hvc_x7(x, 0)
+}
+
+/// A guest `HVC` whose `x7` seL4 read as system call number `x7` and does not have.
+fn hvc_x7(x: [u64; 4], x7: i64) -> Exit {
     let mut w = [0u64; 13];
     w[..4].copy_from_slice(&x);
+    w[7] = x7 as u64;
     w[8] = PC;
     w[11] = 0x3c5;
-    w[12] = 0x1234;
+    w[12] = x7 as u64;
     Exit::decode(&Message::new(label::UNKNOWN_SYSCALL, &w))
 }
 
@@ -336,7 +343,21 @@ fn an_hvc_that_collided_with_a_sel4_syscall_number_is_still_psci() {
     assert!(vm.registers_needed(&exit));
     let (a, _) = run(&mut vm, 0, &exit, &regs_with(&[(0, fid::VERSION.into())]));
     assert_eq!(a.next, Next::SetRegister { reg: 0, value: 0x1_0000, pc: PC + 4 });
-    assert_eq!(vm.counters().exits(ExitKind::Hvc), 1);
+    assert_eq!(vm.counters().exits(ExitKind::HvcSel4Call), 1);
+    assert_eq!(vm.counters().exits(ExitKind::Hvc), 0);
+}
+
+#[test]
+fn an_hvc_with_a_sel4_debug_call_number_the_kernel_lacks_is_psci_counted_apart() {
+    let mut vm = vm();
+    // DebugHalt (-11) on a kernel without KernelDebugBuild: an unknown system call.
+    let exit = hvc_x7([fid::VERSION.into(), 0, 0, 0], -11);
+    assert!(!vm.registers_needed(&exit));
+    let (a, ops) = run(&mut vm, 0, &exit, &regs_with(&[]));
+    assert_eq!(a.next, Next::HvcReply { x: [0x1_0000, 0, 0, 0, 0, 0, 0, -11i64 as u64], pc: PC + 4 });
+    assert_eq!(ops, [Op::ReplyRecv]);
+    assert_eq!((vm.counters().exits(ExitKind::HvcSel4Call), vm.counters().exits(ExitKind::Hvc)), (1, 0));
+    assert_eq!(vm.counters().syscalls(ExitKind::HvcSel4Call), 1);
 }
 
 // ---- WFI / WFE / system registers ----
