@@ -3,14 +3,16 @@
 //!
 //! The root task prints its platform description (the format of
 //! `platforms/qemu-arm-virt/README.md`, so `sel4_model::Model::from_platform` boots the
-//! same layout) with [`PLATFORM_PREFIX`], the trace with [`TRACE_PREFIX`] and benchmark rows
-//! with [`BENCH_PREFIX`]. Owns only these strings and pure functions over them.
+//! same layout) with [`PLATFORM_PREFIX`], what of it the HAL is given ([`HalShare`]) with
+//! [`SHARE_PREFIX`], the trace with [`TRACE_PREFIX`] and benchmark rows with
+//! [`BENCH_PREFIX`]. Owns only these strings and pure functions over them.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use sel4::{BootInfo, PhysAddr, VirtAddr};
+use sel4::cap_type::Untyped;
+use sel4::{BootInfo, Cap, PhysAddr, Slot, SlotRegion, UntypedDesc, VirtAddr};
 
 /// Prefix of a trace line on the console.
 pub const TRACE_PREFIX: &str = "HALTRACE ";
@@ -18,6 +20,78 @@ pub const TRACE_PREFIX: &str = "HALTRACE ";
 pub const PLATFORM_PREFIX: &str = "HALPLAT ";
 /// Prefix of a benchmark row on the console.
 pub const BENCH_PREFIX: &str = "HALBENCH ";
+/// Prefix of the line that says what of the bootinfo the HAL is given.
+pub const SHARE_PREFIX: &str = "HALSHARE ";
+
+/// What of a boot's bootinfo the HAL is given: its slot region and every untyped but the
+/// withheld ones. The platform lines describe the bootinfo as the kernel wrote it; the root
+/// task's runtime keeps some of it before the HAL starts (the console's untyped and the
+/// first empty slots, `sel4_root_task::Reserved`), and the model's HAL must be given exactly
+/// what the kernel's was, or the traces part at the first address or slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HalShare {
+    /// The HAL's slots.
+    pub slots: SlotRegion,
+    /// Slots of untyped the HAL is not given.
+    pub withheld_untyped: Vec<Slot>,
+}
+
+impl HalShare {
+    /// All of `bi`: every empty slot and every untyped.
+    pub fn whole(bi: &BootInfo<'_>) -> Self {
+        HalShare { slots: bi.empty(), withheld_untyped: Vec::new() }
+    }
+
+    /// The untyped of `bi` the HAL is given, with their capabilities.
+    pub fn untyped<'a>(&'a self, bi: &BootInfo<'a>) -> impl Iterator<Item = (Cap<Untyped>, UntypedDesc)> + 'a {
+        let first = bi.untyped().start.index();
+        bi.untyped_list()
+            .enumerate()
+            .map(move |(i, d)| (Slot::new(first + i as u64), d))
+            .filter(|(s, _)| !self.withheld_untyped.contains(s))
+            .map(|(s, d)| (s.cap(), d))
+    }
+
+    /// The line (without [`SHARE_PREFIX`]): `slots=START..END withheld_untyped=S,S` (or
+    /// `withheld_untyped=none`).
+    pub fn line(&self) -> String {
+        let withheld = if self.withheld_untyped.is_empty() {
+            String::from("none")
+        } else {
+            self.withheld_untyped.iter().map(|s| format!("{}", s.index())).collect::<Vec<_>>().join(",")
+        };
+        format!("slots={}..{} withheld_untyped={withheld}", self.slots.start.index(), self.slots.end.index())
+    }
+
+    /// Parses [`HalShare::line`]'s output.
+    pub fn parse(line: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("{SHARE_PREFIX}line {line:?}: {why}");
+        let mut slots = None;
+        let mut withheld = None;
+        for word in line.split_whitespace() {
+            match word.split_once('=') {
+                Some(("slots", r)) => {
+                    let (a, b) = r.split_once("..").ok_or_else(|| bad("slots is not START..END"))?;
+                    let n = |x: &str| x.parse::<u64>().map_err(|_| bad("slot is not a number"));
+                    slots = Some(SlotRegion { start: Slot::new(n(a)?), end: Slot::new(n(b)?) });
+                }
+                Some(("withheld_untyped", "none")) => withheld = Some(Vec::new()),
+                Some(("withheld_untyped", list)) => {
+                    let v: Result<Vec<Slot>, String> = list
+                        .split(',')
+                        .map(|x| x.parse::<u64>().map(Slot::new).map_err(|_| bad("untyped slot is not a number")))
+                        .collect();
+                    withheld = Some(v?);
+                }
+                _ => return Err(bad(&format!("unknown field {word:?}"))),
+            }
+        }
+        Ok(HalShare {
+            slots: slots.ok_or_else(|| bad("no slots="))?,
+            withheld_untyped: withheld.ok_or_else(|| bad("no withheld_untyped="))?,
+        })
+    }
+}
 
 /// The lines of `console` that start with `prefix`, without it (and without a trailing
 /// carriage return).

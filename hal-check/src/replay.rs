@@ -1,7 +1,8 @@
-//! The host side of the differential run: [`run_on_model`] sets up a HAL over
-//! `sel4_model::Model` exactly as the root task sets up its own over the real kernel (every
-//! untyped of the bootinfo, every empty slot) and runs [`crate::run_all`] with the same
-//! configuration, collecting the trace; [`model_agrees`] is the per-operation check of the
+//! The host side of the differential run: [`run_on_model_with`] sets up a HAL over
+//! `sel4_model::Model` exactly as the root task sets up its own over the real kernel (the
+//! untyped and slots of the bootinfo its runtime left it, a [`HalShare`]; [`run_on_model`]:
+//! all of them) and runs [`crate::run_all`] with the same configuration, collecting the
+//! trace; [`model_agrees`] is the per-operation check of the
 //! model's own view (watermarks, children, free slots, invariants) against the pool.
 //!
 //! Host only (`std`); owns the model it is given.
@@ -16,16 +17,24 @@ use hal_sel4::{HalConfig, Sel4Hal};
 use sel4::{BootInfo, SlotRegion};
 use sel4_model::Model;
 
+use crate::diff::HalShare;
 use crate::{Config, Counting, Driver, counting, run_all};
 
-/// A HAL over `model`, set up as the root task sets up its own, and its slot region.
+/// A HAL over `model` given all of its bootinfo, and its slot region.
 pub fn hal_over_model(model: Model) -> (Sel4Hal<Counting<Model>>, SlotRegion) {
     let bytes = model.bootinfo_bytes().to_vec();
     let bi = BootInfo::from_bytes(&bytes).expect("the model's bootinfo parses");
-    let region = bi.empty();
-    let hal = Sel4Hal::from_bootinfo(counting(model), &bi, HalConfig::new(region))
+    hal_over_model_with(model, &HalShare::whole(&bi))
+}
+
+/// A HAL over `model` given `share` of its bootinfo, as the root task's was, and its slot
+/// region.
+pub fn hal_over_model_with(model: Model, share: &HalShare) -> (Sel4Hal<Counting<Model>>, SlotRegion) {
+    let bytes = model.bootinfo_bytes().to_vec();
+    let bi = BootInfo::from_bytes(&bytes).expect("the model's bootinfo parses");
+    let hal = Sel4Hal::new(counting(model), share.untyped(&bi), HalConfig::new(share.slots))
         .expect("the model's bootinfo is a valid HAL setup");
-    (hal, region)
+    (hal, share.slots)
 }
 
 /// A per-operation hook that panics, naming the operation, when the model disagrees with
@@ -65,10 +74,19 @@ pub struct Replay {
     pub first_failure: Option<String>,
 }
 
-/// Runs [`run_all`] with `config` on `model`; with `check_each_op`, [`model_agrees`] after
-/// every operation, and the model's invariants at the end either way.
+/// Runs [`run_all`] with `config` on `model`, the HAL given all of its bootinfo; with
+/// `check_each_op`, [`model_agrees`] after every operation, and the model's invariants at the
+/// end either way.
 pub fn run_on_model(model: Model, config: &Config, check_each_op: bool) -> Replay {
-    let (hal, region) = hal_over_model(model);
+    let bytes = model.bootinfo_bytes().to_vec();
+    let bi = BootInfo::from_bytes(&bytes).expect("the model's bootinfo parses");
+    let share = HalShare::whole(&bi);
+    run_on_model_with(model, &share, config, check_each_op)
+}
+
+/// [`run_on_model`] with the HAL given `share` of the bootinfo.
+pub fn run_on_model_with(model: Model, share: &HalShare, config: &Config, check_each_op: bool) -> Replay {
+    let (hal, region) = hal_over_model_with(model, share);
     let outside = hal.kernel().kernel.free_slots() - hal.pool().free_slots();
     let mut trace = Vec::new();
     let mut sink = |s: &str| trace.push(s.to_string());

@@ -65,6 +65,45 @@ fn everything_passes_on_the_recorded_capvisor_boot() {
     assert!(trace.iter().any(|l| l.starts_with("# random: ok")));
 }
 
+/// The HAL given what a root task's runtime left it (the console's device untyped and the
+/// first empty slot withheld, as `sel4_root_task::Reserved` says): everything passes, and no
+/// operation reaches the withheld untyped's addresses or slots.
+#[test]
+fn everything_passes_with_the_console_untyped_and_slot_withheld() {
+    let m = Model::qemu_arm_virt_capvisor();
+    let bi = m.bootinfo();
+    let first = bi.untyped().start.index();
+    let (i, uart_ut) = bi.untyped_list().enumerate().find(|(_, u)| u.paddr == PhysAddr(0x900_0000)).unwrap();
+    let empty = bi.empty();
+    let share = diff::HalShare {
+        slots: SlotRegion { start: Slot::new(empty.start.index() + 1), end: empty.end },
+        withheld_untyped: vec![Slot::new(first + i as u64)],
+    };
+    assert_eq!(diff::HalShare::parse(&share.line()), Ok(share.clone()), "{}", share.line());
+    assert_eq!(share.untyped(&bi).count(), bi.untyped_list().len() - 1);
+    let config = Config { ops: 400, probe_slots: false, ..Config::SELFTEST };
+    let r = replay::run_on_model_with(Model::qemu_arm_virt_capvisor(), &share, &config, true);
+    assert_eq!(r.failures, 0, "{:?}", r.first_failure);
+    // No operation that succeeded names an address inside the withheld untyped.
+    let inside = |l: &str| {
+        l.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter_map(|t| t.strip_prefix("0x"))
+            .filter_map(|t| {
+                u64::from_str_radix(&t.chars().take_while(char::is_ascii_hexdigit).collect::<String>(), 16).ok()
+            })
+            .any(|a| uart_ut.paddr.get() <= a && a < uart_ut.end())
+    };
+    let used: Vec<&String> = r.trace.iter().filter(|l| l.contains("-> ok") && inside(l)).collect();
+    assert!(used.is_empty(), "an operation used the withheld untyped: {used:?}");
+    // Malformed share lines name what is wrong.
+    assert!(diff::HalShare::parse("slots=1..2").unwrap_err().contains("withheld_untyped"));
+    assert!(diff::HalShare::parse("slots=x withheld_untyped=none").is_err());
+    assert_eq!(
+        diff::HalShare::parse("slots=3..9 withheld_untyped=none").unwrap(),
+        diff::HalShare { slots: SlotRegion { start: Slot::new(3), end: Slot::new(9) }, withheld_untyped: vec![] }
+    );
+}
+
 #[test]
 fn the_trace_depends_only_on_the_seed_and_the_platform() {
     let config = Config { ops: 300, ..Config::SELFTEST };
