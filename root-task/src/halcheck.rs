@@ -3,22 +3,26 @@
 //!
 //! Both print what the host needs to repeat the run on the seL4 model: the platform this boot
 //! describes (untyped list, slot ranges, image placement) after `HALPLAT `, in the format
-//! `sel4_model::Model::from_platform` reads. The self-test then prints one line per HAL
+//! `sel4_model::Model::from_platform` reads, and what of it the HAL is given after
+//! `HALSHARE ` (`hal_check::diff::HalShare`: the runtime keeps the console's untyped and
+//! first slots, `sel4_root_task::Reserved`). The self-test then prints one line per HAL
 //! operation after `HALTRACE `, which `capvisor/tests/hal_kernel.rs` compares with the same
-//! sequence run on the model; the benchmark prints rows after `HALBENCH `.
+//! sequence run on the model given the same share; the benchmark prints rows after
+//! `HALBENCH `.
 //!
 //! Owns, while a test runs: the IPC buffer (lent to the HAL as `&mut RealKernel`, given back
-//! at the end), every untyped and every empty slot (the HAL's; the benchmark keeps one
-//! untyped and the last slot for its reference measurement). Never touches: the root task's
-//! own capabilities (slots below bootinfo's empty region).
+//! at the end), every untyped and every empty slot the runtime left to the root task (the
+//! HAL's; the benchmark keeps one untyped and the last slots for its reference measurement).
+//! Never touches: the root task's own capabilities (slots below bootinfo's empty region) or
+//! what the runtime reserved.
 
 use core::arch::asm;
 
 use hal_check::counting;
-use hal_check::diff::{PLATFORM_PREFIX, platform_lines};
+use hal_check::diff::{HalShare, PLATFORM_PREFIX, SHARE_PREFIX, platform_lines};
 use hal_sel4::{HalConfig, Sel4Hal};
 use sel4::{BootInfo, Kernel, RealKernel};
-use sel4_root_task::debug_println;
+use sel4_root_task::{Start, debug_println};
 
 use crate::selftest::{Failure, Message};
 
@@ -56,20 +60,28 @@ fn print_platform(k: &mut RealKernel, bi: &BootInfo<'static>) {
     }
 }
 
+/// What the runtime left to the root task, as the HAL's share.
+fn share(start: &Start) -> HalShare {
+    HalShare { slots: start.empty(), withheld_untyped: start.reserved.untyped.into_iter().collect() }
+}
+
 /// The self-test: scenarios, the random sequence of `Config::SELFTEST`, a full check; all of
 /// it traced.
 #[cfg(feature = "selftest-hal")]
-pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
+pub fn run(start: &Start) -> Result<(), Failure> {
     use hal_check::diff::TRACE_PREFIX;
     use hal_check::{Config, Driver, run_all};
 
+    let bi = start.bootinfo;
     let Some(mut k) = RealKernel::from_registered_ipc_buffer() else {
         return fail("hal-check: the IPC buffer is lent out", 0, 0);
     };
     print_platform(&mut k, bi);
-    let region = bi.empty();
+    let share = share(start);
+    debug_println!("{SHARE_PREFIX}{}", share.line());
+    let region = share.slots;
     let (failures, ops, ticks_used) = {
-        let hal = match Sel4Hal::from_bootinfo(counting(&mut k), bi, HalConfig::new(region)) {
+        let hal = match Sel4Hal::new(counting(&mut k), share.untyped(bi), HalConfig::new(region)) {
             Ok(h) => h,
             Err(e) => {
                 debug_println!("hal-check: HAL setup: {e}");
@@ -93,10 +105,11 @@ pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
     if failures == 0 { Ok(()) } else { fail("hal-check: failures (see the lines above)", failures, 0) }
 }
 
-/// The benchmark: every untyped but the reference one and every empty slot but the last 256
-/// go to the HAL; rows and skipped cases are printed after [`BENCH_PREFIX`].
+/// The benchmark: every untyped of the root task's but the reference one and every empty slot
+/// of the root task's but the last 256 go to the HAL; rows and skipped cases are printed
+/// after [`BENCH_PREFIX`].
 #[cfg(feature = "bench-hal")]
-pub fn bench(bi: &BootInfo<'static>) -> Result<(), Failure> {
+pub fn bench(start: &Start) -> Result<(), Failure> {
     use hal_check::bench;
     use hal_check::diff::BENCH_PREFIX;
     use sel4::{Slot, SlotRegion};
@@ -104,17 +117,15 @@ pub fn bench(bi: &BootInfo<'static>) -> Result<(), Failure> {
     let Some(mut k) = RealKernel::from_registered_ipc_buffer() else {
         return fail("hal-bench: the IPC buffer is lent out", 0, 0);
     };
+    let bi = start.bootinfo;
     print_platform(&mut k, bi);
-    let descs: alloc::vec::Vec<_> = bi.untyped_list().collect();
-    let first = bi.untyped().start.index();
+    let share = share(start);
+    debug_println!("{SHARE_PREFIX}{}", share.line());
+    let (slots, descs): (alloc::vec::Vec<Slot>, alloc::vec::Vec<_>) = start.untyped().unzip();
     let reference = bench::reference_index(&descs);
-    let untyped = descs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != reference)
-        .map(|(i, d)| (Slot::new(first + i as u64).cap(), *d));
+    let untyped = descs.iter().enumerate().filter(|(i, _)| Some(*i) != reference).map(|(i, d)| (slots[i].cap(), *d));
     // The reference's frames go in the last slots of the CNode, outside the HAL's region.
-    let empty = bi.empty();
+    let empty = share.slots;
     let split = Slot::new(empty.end.index() - sel4::config::RETYPE_FAN_OUT_LIMIT);
     let region = SlotRegion { start: empty.start, end: split };
     let scratch = SlotRegion { start: split, end: empty.end };
@@ -122,7 +133,7 @@ pub fn bench(bi: &BootInfo<'static>) -> Result<(), Failure> {
         Ok(mut hal) => {
             let hz = ticks_per_second();
             let mut clock = ticks;
-            let r = reference.map(|i| (Slot::new(first + i as u64).cap(), descs[i]));
+            let r = reference.map(|i| (slots[i].cap(), descs[i]));
             debug_println!("{BENCH_PREFIX}counter_hz={hz}");
             bench::run(&mut hal, r, scratch, &mut clock, hz)
         }

@@ -1,11 +1,12 @@
 //! The self-tests compiled into this build, selected by cargo features (`selftest-*`).
-//! Each takes the bootinfo and returns what failed; `main` runs them in order and reports.
+//! Each takes what the runtime handed `main` (the bootinfo, and what the runtime kept of it)
+//! and returns what failed; `main` runs them in order and reports.
 //!
 //! Owns: the registry. Never touches: capabilities the tests do not create.
 
 use core::fmt;
 
-use sel4::BootInfo;
+use sel4_root_task::Start;
 
 /// Why a self-test failed.
 pub struct Failure {
@@ -38,7 +39,7 @@ pub struct SelfTest {
     /// Name printed in the report.
     pub name: &'static str,
     /// The test.
-    pub run: fn(&BootInfo<'static>) -> Result<(), Failure>,
+    pub run: fn(&Start) -> Result<(), Failure>,
 }
 
 /// The tests of this build.
@@ -62,12 +63,12 @@ mod panic {
     //! Panics on purpose, to show the runtime's panic path: message and location printed,
     //! the thread suspended, nothing after it runs.
 
-    use sel4::BootInfo;
+    use sel4_root_task::Start;
 
     use super::Failure;
 
-    pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
-        panic!("selftest-panic: deliberate panic with {} untyped", bi.untyped_list().len())
+    pub fn run(start: &Start) -> Result<(), Failure> {
+        panic!("selftest-panic: deliberate panic with {} untyped", start.bootinfo.untyped_list().len())
     }
 }
 
@@ -75,14 +76,16 @@ mod panic {
 mod bootinfo {
     //! The bootinfo the kernel handed over is self-consistent and agrees with the device
     //! tree: untyped 16-byte aligned and disjoint, RAM untyped inside the DTB's memory, free slots
-    //! up to the end of the root CNode, the IPC buffer page aligned.
+    //! up to the end of the root CNode, the IPC buffer page aligned; and what the runtime kept
+    //! for the console is the first empty slots and one device untyped.
 
     use boot_image::fdt::Fdt;
-    use sel4::BootInfo;
+    use sel4_root_task::Start;
 
     use super::{Failure, fail};
 
-    pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
+    pub fn run(start: &Start) -> Result<(), Failure> {
+        let bi = start.bootinfo;
         let n = bi.untyped_list().len();
         if n == 0 {
             return fail("no untyped capabilities", 0, 0);
@@ -113,6 +116,21 @@ mod bootinfo {
         }
         if !bi.ipc_buffer_addr().is_multiple_of(4096) {
             return fail("IPC buffer not page aligned", bi.ipc_buffer_addr(), 0);
+        }
+        // What the runtime kept for the console: the first empty slots and a device untyped,
+        // and the root task's share starts right after those slots.
+        let r = start.reserved;
+        if r.slots.is_empty() || r.slots.start != bi.empty().start || start.empty().start != r.slots.end {
+            return fail(
+                "the runtime's slots are not the first empty slots",
+                r.slots.start.index(),
+                r.slots.end.index(),
+            );
+        }
+        let console_ut = r.untyped.and_then(|s| s.index().checked_sub(bi.untyped().start.index()));
+        match console_ut.and_then(|i| bi.untyped_list().nth(i as usize)) {
+            Some(u) if u.is_device && start.untyped().count() + 1 == n => {}
+            _ => return fail("the console's untyped is not one device untyped kept from the root task", 0, 0),
         }
         let Some(dtb) = bi.device_tree() else {
             return fail("no device tree in the extra bootinfo", 0, 0);

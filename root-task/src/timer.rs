@@ -5,7 +5,7 @@
 //! Owns: [`SERVER_STACK`], [`SERVER_IPC`] and the ticker's code page (one server at a time,
 //! enforced by [`start`]). Never touches: capabilities other than those the allocator hands
 //! out and the root task's own image frames it copies (the IPC buffer page and the code
-//! page).
+//! page), found with `sel4_root_task::image`.
 //!
 //! The server thread shares the root task's address space (its code is in this image) but has
 //! its own TCB, stack, IPC buffer, endpoint and CNode (see `timer_server::setup`). Time is the
@@ -38,7 +38,8 @@ use alloc::boxed::Box;
 use sel4::cap_type::{Frame, Granule};
 use sel4::object::PAGE_BITS;
 use sel4::sys::IpcBuffer;
-use sel4::{BootInfo, RealKernel, Slot, VirtAddr, init_cap};
+use sel4::{BootInfo, RealKernel, VirtAddr, init_cap};
+use sel4_root_task::image::image_frame;
 use timer_server::clock::{Clock, ClockError, Frequency};
 use timer_server::server::{Core, Counter, Server};
 use timer_server::setup::{self, CodePage, ObjectAlloc, ServerThread, SetupError, Spawned};
@@ -157,18 +158,6 @@ unsafe extern "C" {
     fn _start();
 }
 
-/// The frame capability of the root-task image page at `vaddr`: the kernel gives the image's
-/// frames in page order in `user_image_frames`, and maps the IPC buffer right after them.
-pub fn image_frame(bi: &BootInfo<'_>, vaddr: u64) -> Option<Slot> {
-    let frames = bi.user_image_frames();
-    let start = bi.ipc_buffer_addr().checked_sub(frames.len() * PAGE)?;
-    if !vaddr.is_multiple_of(PAGE) || vaddr < start {
-        return None;
-    }
-    let i = (vaddr - start) / PAGE;
-    (i < frames.len()).then(|| Slot::new(frames.start.index() + i))
-}
-
 /// The address of the ticker's code page.
 pub fn ticker_page_addr() -> u64 {
     (&raw const capvisor_ticker_page) as u64
@@ -181,7 +170,7 @@ pub enum StartError {
     AlreadyRunning,
     /// The counter frequency is unusable.
     Clock(ClockError),
-    /// The image layout is not what `image_frame` expects (the page at this address).
+    /// The image layout is not what `sel4_root_task::image` expects (the page at this address).
     ImageLayout(u64),
     /// Creating the objects failed.
     Setup(SetupError),
@@ -238,14 +227,14 @@ fn start_inner<A: ObjectAlloc>(
     // The image frames are found by position; check the position against the linker's idea
     // of where the image starts before trusting it.
     let image_start = (_start as *const () as u64) & !(PAGE - 1);
-    let first = image_frame(bi, image_start).ok_or(StartError::ImageLayout(image_start))?;
+    let first = image_frame(bi, VirtAddr(image_start)).ok_or(StartError::ImageLayout(image_start))?;
     if first != bi.user_image_frames().start {
         return Err(StartError::ImageLayout(image_start));
     }
     let ipc_addr = SERVER_IPC.buf.get() as u64;
-    let ipc_frame = image_frame(bi, ipc_addr).ok_or(StartError::ImageLayout(ipc_addr))?;
+    let ipc_frame = image_frame(bi, VirtAddr(ipc_addr)).ok_or(StartError::ImageLayout(ipc_addr))?;
     let code_addr = ticker_page_addr();
-    let code_frame = image_frame(bi, code_addr).ok_or(StartError::ImageLayout(code_addr))?;
+    let code_frame = image_frame(bi, VirtAddr(code_addr)).ok_or(StartError::ImageLayout(code_addr))?;
 
     let state = Box::into_raw(Box::new(Server::new(Core::new(clock), SystemCounter, setup::layout::caps())));
     let thread = ServerThread {

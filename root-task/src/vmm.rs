@@ -8,14 +8,13 @@
 //! built without it has an empty bundle and runs no VM.
 //!
 //! # Console
-//! Output: each VM's finished UART lines, prefixed with its name, through
-//! `seL4_DebugPutChar`, the kernel's own serial console. Input: seL4 has no debug *input*
-//! call, so the root task takes QEMU virt's PL011 itself: it maps the UART's registers
-//! (device frame at 0x0900_0000, shared with the kernel's output, which only writes the data
-//! register) and takes its receive interrupt (SPI 1, IRQ 33, level) through an IRQ handler
-//! that signals the VMM's notification ([`vm_runner::run::SIGNAL_CONSOLE`]); the run loop
-//! drains the receive FIFO and routes each byte to the VM with focus (`Ctrl-A n`). An
-//! interrupt rather than polling, because the VMM sleeps in `Recv` while guests run.
+//! Output: each VM's finished UART lines, prefixed with its name, through the root task's
+//! console (the runtime's PL011 driver, `sel4_root_task::console_write`; no debug system
+//! call). Input: the same UART, whose registers the runtime mapped before `main`
+//! ([`Start::console`]); the VMM takes its receive interrupt (SPI 1, IRQ 33, level) through an
+//! IRQ handler that signals the VMM's notification ([`vm_runner::run::SIGNAL_CONSOLE`]); the
+//! run loop drains the receive FIFO and routes each byte to the VM with focus (`Ctrl-A n`).
+//! An interrupt rather than polling, because the VMM sleeps in `Recv` while guests run.
 //!
 //! # Waking vCPUs parked in `WFI`
 //! With the feature `vmm-timer` (default), the root task starts the timer server
@@ -31,15 +30,18 @@
 //! non-zero VM status in configuration order: for `SYSTEM_OFF` the low byte of the guest's
 //! `x1`, otherwise the stop reason's status.
 //!
-//! Owns: the HAL instance ([`HAL`]) while the VMs run, and the UART registers' mapping.
-//! Never touches: capabilities the HAL and the VMM setup did not make.
+//! Owns: the HAL instance ([`HAL`]) while the VMs run, and the UART's receive side (its
+//! interrupt mask and handler). Never touches: capabilities the HAL and the VMM setup did not
+//! make, nor what the runtime reserved (the console's untyped and slots: the HAL is given
+//! only [`Start::untyped`] and [`Start::empty`]).
 
 use core::fmt;
 
-use hal_sel4::{GlobalPaging, HalCell, HalConfig, HalInstance, KindRequest, Sel4Hal};
+use hal_sel4::{GlobalPaging, HalCell, HalConfig, HalInstance, Sel4Hal};
 use sel4::cap_type::{IrqHandler, Notification};
-use sel4::{BootInfo, CNodeSlot, Cap, CapRights, Kernel, PhysAddr, RealKernel, VirtAddr, init_cap};
-use sel4_root_task::debug_println;
+use sel4::{CNodeSlot, Cap, CapRights, Kernel, RealKernel, VirtAddr, init_cap};
+use sel4_root_task::pl011::{ICR, IMSC, Pl011, RX_INTERRUPTS};
+use sel4_root_task::{Start, debug_println};
 use vm_runner::bundle::Bundle;
 #[cfg(feature = "vmm-timer")]
 use vm_runner::run::WakeKey;
@@ -170,32 +172,14 @@ unsafe fn copy_words(dst: *mut u8, src: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), dst.add(done), src.len() - done) };
 }
 
-/// QEMU virt's PL011: where, and its receive interrupt.
-const UART_BASE: u64 = 0x0900_0000;
+/// QEMU virt's PL011 receive interrupt (SPI 1).
 const UART_IRQ: u64 = 33;
-/// PL011 registers and bits (offsets from the base).
-const DR: usize = 0x000;
-const FR: usize = 0x018;
-const IMSC: usize = 0x038;
-const ICR: usize = 0x044;
-const FR_RXFE: u32 = 1 << 4;
-const RX_INTERRUPTS: u32 = (1 << 4) | (1 << 6);
 
+/// The console UART's receive side: the runtime's mapping of its registers, and the VMM's
+/// handler of its interrupt.
 struct Uart {
-    regs: usize,
+    regs: Pl011,
     irq: Cap<IrqHandler>,
-}
-
-impl Uart {
-    fn read(&self, off: usize) -> u32 {
-        // SAFETY: `regs` maps the PL011's 4 KiB register frame (device memory, mapped by the
-        // HAL for the whole run); `off` is a register offset inside it, 4-byte aligned.
-        unsafe { core::ptr::read_volatile((self.regs + off) as *const u32) }
-    }
-    fn write(&self, off: usize, v: u32) {
-        // SAFETY: as in `read`.
-        unsafe { core::ptr::write_volatile((self.regs + off) as *mut u32, v) }
-    }
 }
 
 /// The VMM's client of the timer server.
@@ -229,9 +213,7 @@ fn timeout_id(key: WakeKey) -> Option<u8> {
 
 impl Host for RootHost {
     fn console_out(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            sel4::sys::debug_put_char(b);
-        }
+        sel4_root_task::console_write(bytes);
     }
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
@@ -268,10 +250,12 @@ impl Host for RootHost {
         // Clear first, then drain: QEMU's PL011 raises RX only as its FIFO goes from empty to
         // one byte, so a byte that arrived after the drain and before a clear would leave
         // the interrupt cleared with the FIFO non-empty, and input would stop for good.
-        u.write(ICR, RX_INTERRUPTS);
+        u.regs.write(ICR, RX_INTERRUPTS);
         let mut n = 0;
-        while n < buf.len() && u.read(FR) & FR_RXFE == 0 {
-            buf[n] = u.read(DR) as u8;
+        while n < buf.len()
+            && let Some(b) = u.regs.get()
+        {
+            buf[n] = b;
             n += 1;
         }
         // The FIFO is drained (it holds 16 bytes, `buf` more): the next byte raises RX again.
@@ -298,7 +282,8 @@ impl Host for RootHost {
 }
 
 /// The timer server, started before the HAL takes the untyped list, with an untyped of its
-/// own (the smallest RAM untyped of at least 1 MiB) and slots from the end of the VMM's.
+/// own (the smallest RAM untyped of the root task's of at least 1 MiB) and slots from the end
+/// of the VMM's.
 #[cfg(feature = "vmm-timer")]
 struct TimerStart {
     server: crate::timer::ServerHandle,
@@ -307,20 +292,14 @@ struct TimerStart {
 }
 
 #[cfg(feature = "vmm-timer")]
-fn start_timer(
-    k: &mut RealKernel,
-    bi: &BootInfo<'static>,
-    slots: sel4::SlotRegion,
-) -> Result<TimerStart, &'static str> {
-    let (i, _) = bi
-        .untyped_list()
-        .enumerate()
+fn start_timer(k: &mut RealKernel, start: &Start, slots: sel4::SlotRegion) -> Result<TimerStart, &'static str> {
+    let (untyped, _) = start
+        .untyped()
         .filter(|(_, u)| !u.is_device && u.size_bits >= 20)
         .min_by_key(|(_, u)| u.size_bits)
         .ok_or("no RAM untyped of 1 MiB for the timer server")?;
-    let untyped = sel4::Slot::new(bi.untyped().start.index() + i as u64);
     let mut arena = timer_server::setup::UntypedArena::new(untyped.cap(), slots);
-    let server = crate::timer::start(k, bi, &mut arena).map_err(|_| "the timer server did not start")?;
+    let server = crate::timer::start(k, start.bootinfo, &mut arena).map_err(|_| "the timer server did not start")?;
     Ok(TimerStart { server, arena, untyped })
 }
 
@@ -363,14 +342,11 @@ fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<
     Ok(out)
 }
 
-/// Maps the UART and routes its receive interrupt to the VMM's notification.
-fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<Uart, &'static str> {
+/// Routes the console UART's receive interrupt to the VMM's notification (the registers are
+/// the runtime's mapping).
+fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011) -> Result<Uart, &'static str> {
     let slots = vmm.slots.alloc(2).ok_or("no VMM slots for the console interrupt")?;
     let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
-    let regs = HAL.with(|h| -> Result<VirtAddr, &'static str> {
-        h.alloc_region(PhysAddr(UART_BASE), 0x1000, KindRequest::Device).map_err(|_| "UART frame")?;
-        h.map_region(PhysAddr(UART_BASE)).map_err(|_| "mapping the UART")
-    })?;
     let ntfn: Cap<Notification> = vmm.ntfn;
     HAL.with(|h| -> Result<(), &'static str> {
         let k = h.kernel_mut();
@@ -382,18 +358,17 @@ fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<Uart, &'static 
             .map_err(|_| "IRQHandler_SetNotification (UART)")?;
         Ok(())
     })?;
-    let u = Uart { regs: regs.get() as usize, irq: irq_slot.cap() };
-    u.write(ICR, RX_INTERRUPTS);
-    u.write(IMSC, u.read(IMSC) | RX_INTERRUPTS);
+    let u = Uart { regs, irq: irq_slot.cap() };
+    u.regs.write(ICR, RX_INTERRUPTS);
+    u.regs.write(IMSC, u.regs.read(IMSC) | RX_INTERRUPTS);
     // Input typed before now sits in the receive holding register with its interrupt
     // already cleared, and the UART takes no more until it is read: drop it, so the next
     // byte raises the interrupt.
     let mut early = 0;
-    while u.read(FR) & FR_RXFE == 0 && early < 64 {
-        let _ = u.read(DR);
+    while early < 64 && u.regs.get().is_some() {
         early += 1;
     }
-    u.write(ICR, RX_INTERRUPTS);
+    u.regs.write(ICR, RX_INTERRUPTS);
     if early > 0 {
         debug_println!("capvisor: console: {early} byte(s) typed before the VMs started were dropped");
     }
@@ -402,7 +377,7 @@ fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<Uart, &'static 
 }
 
 /// Builds and runs the bundle's VMs; returns the exit status.
-pub fn run(bi: &BootInfo<'static>) -> u32 {
+pub fn run(start: &Start) -> u32 {
     let bundle = match Bundle::decode(BUNDLE) {
         Ok(b) => b,
         Err(e) => {
@@ -410,7 +385,7 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
             return 1;
         }
     };
-    let untyped: alloc::vec::Vec<_> = bi.untyped_list().collect();
+    let untyped: alloc::vec::Vec<_> = start.untyped().map(|(_, d)| d).collect();
     let problems = vm_config::check_against_untyped(&bundle.system, &untyped);
     if !problems.is_empty() {
         for p in &problems {
@@ -422,13 +397,13 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
         debug_println!("capvisor: the IPC buffer is taken: no kernel handle for the VMM");
         return 1;
     };
-    let (hal_slots, vmm_slots) = split_slots(bi.empty(), DEFAULT_VMM_SLOTS);
+    let (hal_slots, vmm_slots) = split_slots(start.empty(), DEFAULT_VMM_SLOTS);
     #[cfg(feature = "vmm-timer")]
     let (vmm_slots, kernel, mut timer) = {
         let mut kernel = kernel;
         let cut = sel4::Slot::new(vmm_slots.end.index() - 512);
         let timer_slots = sel4::SlotRegion { start: cut, end: vmm_slots.end };
-        let timer = match start_timer(&mut kernel, bi, timer_slots) {
+        let timer = match start_timer(&mut kernel, start, timer_slots) {
             Ok(t) => Some(t),
             Err(e) => {
                 debug_println!("capvisor: {e}: parked vCPUs will be restarted at once");
@@ -441,13 +416,7 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
     let reserved = timer.as_ref().map(|t| t.untyped);
     #[cfg(not(feature = "vmm-timer"))]
     let reserved: Option<sel4::Slot> = None;
-    let first_ut = bi.untyped().start.index();
-    let untyped = bi
-        .untyped_list()
-        .enumerate()
-        .map(|(i, d)| (sel4::Slot::new(first_ut + i as u64), d))
-        .filter(|(s, _)| Some(*s) != reserved)
-        .map(|(s, d)| (s.cap(), d));
+    let untyped = start.untyped().filter(|(s, _)| Some(*s) != reserved).map(|(s, d)| (s.cap(), d));
     let hal = match Sel4Hal::new(kernel, untyped, HalConfig::new(hal_slots)) {
         Ok(h) => h,
         Err(e) => {
@@ -518,7 +487,7 @@ pub fn run(bi: &BootInfo<'static>) -> u32 {
             return 1;
         }
     }
-    match console_input(&mut vmm) {
+    match console_input(&mut vmm, start.console) {
         Ok(u) => host.uart = Some(u),
         Err(e) => debug_println!("capvisor: console input off: {e}"),
     }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use hal_check::diff::{BENCH_PREFIX, PLATFORM_PREFIX, TRACE_PREFIX, extract};
+use hal_check::diff::{BENCH_PREFIX, HalShare, PLATFORM_PREFIX, SHARE_PREFIX, TRACE_PREFIX, extract};
 use sel4_model::Model;
 
 use crate::common::{self, Boot};
@@ -35,6 +35,15 @@ pub fn platform_text(b: &Boot) -> String {
 pub fn model_of(b: &Boot) -> Model {
     Model::from_platform_named("<platform printed by the root task>", &platform_text(b))
         .unwrap_or_else(|e| panic!("the printed platform does not parse: {e}; log: {}", b.log_path.display()))
+}
+
+/// What of the bootinfo the boot's HAL was given (the line after [`SHARE_PREFIX`]).
+pub fn share(b: &Boot) -> HalShare {
+    let lines = extract(console(b), SHARE_PREFIX);
+    let [line] = lines.as_slice() else {
+        panic!("expected one {SHARE_PREFIX:?} line, found {}; log: {}", lines.len(), b.log_path.display())
+    };
+    HalShare::parse(line).unwrap_or_else(|e| panic!("{e}; log: {}", b.log_path.display()))
 }
 
 /// The trace the boot printed.

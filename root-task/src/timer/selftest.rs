@@ -20,8 +20,10 @@ use timer_server::clock::{Frequency, ns_to_ticks_ceil, ticks_to_ns};
 use timer_server::protocol::{CancelOutcome, ErrorCode, ReplyError, decode_reply, label};
 use timer_server::setup::{self, CALL_RIGHTS, CodePage, ObjectAlloc, UntypedArena, VcpuThreadParams};
 
-use super::{GUEST_PRIORITY, ServerHandle, image_frame, read_counter};
+use super::{GUEST_PRIORITY, ServerHandle, read_counter};
 use crate::selftest::{Failure, Message as Why};
+use sel4_root_task::Start;
+use sel4_root_task::image::image_frame;
 
 fn fail<T>(what: &'static str, a: u64, b: u64) -> Result<T, Failure> {
     Err(Failure { message: Why { what, a, b } })
@@ -32,8 +34,8 @@ const US: u64 = 1_000;
 
 /// The self-tests: see the module docs.
 #[cfg(feature = "selftest-timer")]
-pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
-    with_server(bi, |env| {
+pub fn run(start: &Start) -> Result<(), Failure> {
+    with_server(start, |env| {
         env.now_agrees_with_the_counter(100_000)?;
         env.sleep_until_wakes_on_time()?;
         env.timeouts_fire_in_order()?;
@@ -59,8 +61,8 @@ pub fn run(bi: &BootInfo<'static>) -> Result<(), Failure> {
 
 /// The benchmark rows: see the module docs.
 #[cfg(feature = "bench-timer")]
-pub fn bench(bi: &BootInfo<'static>) -> Result<(), Failure> {
-    with_server(bi, |env| env.bench())
+pub fn bench(start: &Start) -> Result<(), Failure> {
+    with_server(start, |env| env.bench())
 }
 
 /// Clients of the tests: 0 has a notification of its own; 1..=4 share one, with badge bit
@@ -83,11 +85,11 @@ struct Env<'a> {
     idle_late: u64,
 }
 
-fn with_server(bi: &BootInfo<'static>, f: impl FnOnce(&mut Env<'_>) -> Result<(), Failure>) -> Result<(), Failure> {
+fn with_server(start: &Start, f: impl FnOnce(&mut Env<'_>) -> Result<(), Failure>) -> Result<(), Failure> {
     let Some(mut k) = RealKernel::from_registered_ipc_buffer() else {
         return fail("no IPC buffer registered for the root task", 0, 0);
     };
-    let r = with_kernel(&mut k, bi, f);
+    let r = with_kernel(&mut k, start, f);
     // Give the buffer back for the runtime (panic path) and later tests.
     sel4::sys::set_ipc_buffer(k.into_ipc_buffer());
     r
@@ -95,20 +97,18 @@ fn with_server(bi: &BootInfo<'static>, f: impl FnOnce(&mut Env<'_>) -> Result<()
 
 fn with_kernel(
     k: &mut RealKernel,
-    bi: &BootInfo<'static>,
+    start: &Start,
     f: impl FnOnce(&mut Env<'_>) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    // The smallest RAM untyped of at least 1 MiB, and slots at the start of the empty region.
-    let Some((i, _)) = bi
-        .untyped_list()
-        .enumerate()
-        .filter(|(_, u)| !u.is_device && u.size_bits >= 20)
-        .min_by_key(|(_, u)| u.size_bits)
+    let bi = start.bootinfo;
+    // The smallest RAM untyped of at least 1 MiB, and slots at the start of the empty region
+    // (both of what the runtime left to the root task).
+    let Some((ut, _)) =
+        start.untyped().filter(|(_, u)| !u.is_device && u.size_bits >= 20).min_by_key(|(_, u)| u.size_bits)
     else {
         return fail("no RAM untyped of 1 MiB", 0, 0);
     };
-    let ut = Slot::new(bi.untyped().start.index() + i as u64);
-    let empty = bi.empty();
+    let empty = start.empty();
     let slots = SlotRegion {
         start: empty.start,
         end: Slot::new(empty.start.index().saturating_add(512).min(empty.end.index())),
@@ -387,7 +387,7 @@ impl Env<'_> {
     fn a_guest_touching_timer_registers_changes_nothing(&mut self) -> Result<(), Failure> {
         const GUEST_BADGE: u64 = 0x6e;
         const GUEST_IPA: u64 = 0x4000_0000;
-        let Some(code) = image_frame(self.bi, guest_page_addr()) else {
+        let Some(code) = image_frame(self.bi, VirtAddr(guest_page_addr())) else {
             return fail("no image frame for the guest page", guest_page_addr(), 0);
         };
         let Ok(gep) = self.arena.object(self.k, ObjectBlueprint::Endpoint) else { return fail("no endpoint", 0, 0) };
