@@ -6,9 +6,19 @@
 //! (`CAPVISOR_VMS`), pack the boot image and boot it under QEMU with a time limit. They skip,
 //! saying why, when `SEL4_PREFIX` has no kernel or QEMU is missing. The stamped console logs
 //! stay in `<target>/tmp/vm-test/`.
+//!
+//! Containment depends on the kernel: one built with `KernelDebugBuild` performs seL4's debug
+//! system calls for guests too, and a guest's `HVC` with `DebugHalt` in `x7` stops the whole
+//! machine. The containment test reads the kernel's configuration from the prefix it boots
+//! and, on such a kernel, checks that this is what happens instead.
 
 #[path = "common/mod.rs"]
 mod common;
+
+/// The seL4 system call numbers the wild guest issues (its own copy: the guest is built
+/// without a kernel prefix), checked against the kernel's XML below.
+#[path = "../../guests/test-guest/src/sel4_calls.rs"]
+mod guest_calls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +26,32 @@ use std::process::Command;
 use common::{Boot, boot_prerequisites, work_dir, workspace};
 
 const TIMEOUT_S: u64 = 240;
+/// Time limit of a boot that is expected to stop at a guest's `DebugHalt` (debug kernels): the
+/// wild guest gets there within seconds of the VMs' start.
+const HALT_TIMEOUT_S: u64 = 30;
+
+/// The seL4 API calls that fail their capability lookup in a vCPU's empty CSpace and come to
+/// the VMM as capability faults when a guest's `HVC` has their number in `x7` (the others,
+/// NBSend, Reply and Yield, return to the guest without a fault: seL4's `handleInvocation`
+/// drops a failed non-blocking send, `Reply` with no caller and `Yield` do nothing visible).
+const API_CALLS_THAT_FAULT: [&str; 5] = ["Call", "ReplyRecv", "Send", "Recv", "NBRecv"];
+
+/// Whether the kernel at `prefix` was configured with boolean `option` on.
+fn kernel_option(prefix: &Path, option: &str) -> bool {
+    let k = boot_image::kconfig::Kconfig::from_prefix(prefix).unwrap_or_else(|e| panic!("{e}"));
+    k.0.get(option).is_some_and(|v| v == "true")
+}
+
+/// The columns of the counters table row of `kind` printed for VM `name`, if it has one.
+fn counter_row(boot: &Boot, name: &str, kind: &str) -> Option<Vec<String>> {
+    let header = find_from(boot, 0, &format!("capvisor: counters of \"{name}\""))?;
+    boot.lines[header + 1..]
+        .iter()
+        .map(|(_, l)| l)
+        .take_while(|l| l.starts_with("capvisor:   "))
+        .map(|l| l.split_whitespace().skip(1).map(String::from).collect::<Vec<_>>())
+        .find(|cols| cols.first().is_some_and(|k| k == kind))
+}
 
 fn boot_config(prefix: &Path, config: &str, name: &str) -> Boot {
     common::boot_vm_config(prefix, config, "vm-test", name, TIMEOUT_S)
@@ -95,24 +131,58 @@ fn the_test_guest_prints_ticks_starts_its_second_vcpu_and_powers_off_with_status
 #[test]
 fn two_vms_run_side_by_side_and_a_wild_third_is_contained() {
     let Some(prefix) = boot_prerequisites() else { return };
+    if kernel_option(&prefix, "DEBUG_BUILD") {
+        eprintln!(
+            "{} is a debug kernel (KernelDebugBuild): it performs seL4's debug system calls for guests, so a \
+             guest's DebugHalt stops the machine; checking that instead of containment",
+            prefix.display()
+        );
+        a_debug_kernel_halts_at_the_wild_guests_debug_halt(&prefix);
+        return;
+    }
     let boot = boot_config(&prefix, "contained.toml", "contained");
     let log = boot.log_path.display();
     for (name, second) in [("test-guest", true), ("test-guest-b", false)] {
         let m = markers(name, second);
         let refs: Vec<&str> = m.iter().map(String::as_str).collect();
         in_order(&boot, &refs);
+        assert!(counter_row(&boot, name, "HvcSel4Call").is_none(), "{name} put nothing in x7; log: {log}");
     }
-    in_order(
-        &boot,
-        &[
-            "[test-guest-wild] wild: start",
-            "test-guest-wild: vCPU 0: read at 0xa000000",
-            "[test-guest-wild] wild: 7 data aborts, 1 instruction aborts, 1 undefined",
-            "[test-guest-wild] wild: 9 of 9 unknown calls answered",
-            "[test-guest-wild] wild: contained: yes",
-            "capvisor: VM \"test-guest-wild\" ended: powered off, status 0",
-        ],
-    );
+    let all_numbers = guest_calls::API.len() + guest_calls::DEBUG.len();
+    let mut wild = vec![
+        "[test-guest-wild] wild: start".to_string(),
+        "test-guest-wild: vCPU 0: read at 0xa000000".to_string(),
+        "[test-guest-wild] wild: 7 data aborts, 1 instruction aborts, 1 undefined".to_string(),
+        "[test-guest-wild] wild: 9 of 9 unknown calls answered".to_string(),
+        format!(
+            "[test-guest-wild] wild: svc with each of the {all_numbers} seL4 call numbers in x7: {all_numbers} taken at EL1 by this guest"
+        ),
+        format!(
+            "[test-guest-wild] wild: hvc with the {} seL4 API call numbers in x7: survived",
+            guest_calls::API.len()
+        ),
+    ];
+    // Every debug and benchmark number through HVC: reported to the VMM as an unknown system
+    // call on this kernel, answered as PSCI, and the guest went on.
+    for (name, n) in guest_calls::DEBUG {
+        wild.push(format!("[test-guest-wild] wild: hvc x7={n} {name}: answered as PSCI"));
+    }
+    let d = guest_calls::DEBUG.len();
+    wild.push(format!(
+        "[test-guest-wild] wild: {d} of {d} seL4 debug and benchmark numbers through hvc answered as PSCI; continuing"
+    ));
+    wild.push("[test-guest-wild] wild: contained: yes".to_string());
+    wild.push("capvisor: VM \"test-guest-wild\" ended: powered off, status 0".to_string());
+    let refs: Vec<&str> = wild.iter().map(String::as_str).collect();
+    in_order(&boot, &refs);
+    // The VMM's counters saw each of them: the debug numbers as unknown system calls, the API
+    // numbers whose lookup failed as capability faults, each answered with one ReplyRecv or
+    // with a register write, as predicted.
+    let row = counter_row(&boot, "test-guest-wild", "HvcSel4Call")
+        .unwrap_or_else(|| panic!("no HvcSel4Call counters for the wild VM; log: {log}"));
+    let expected = guest_calls::DEBUG.len() + API_CALLS_THAT_FAULT.len();
+    assert_eq!(row.get(1).map(String::as_str), Some(expected.to_string().as_str()), "HvcSel4Call exits: {row:?}");
+    assert_eq!(row.get(3), row.get(4), "measured and predicted system calls per exit: {row:?}");
     // Logged once per address: 0x5000_0000 was written twice.
     let writes = boot.lines.iter().filter(|(_, l)| l.contains("write at 0x50000000")).count();
     assert_eq!(writes, 1, "log: {log}");
@@ -125,6 +195,42 @@ fn two_vms_run_side_by_side_and_a_wild_third_is_contained() {
     assert_eq!(boot.status.code(), Some(0), "log: {log}");
     assert!(boot.line("panicked").is_none(), "log: {log}");
     echo(&boot, "test-guest-wild");
+}
+
+/// On a debug kernel: the wild guest gets through the calls before `DebugHalt` (the kernel
+/// performs `DebugPutChar` and `DebugDumpScheduler` itself, so they come back unanswered by
+/// the VMM), then the kernel halts the whole machine at its `DebugHalt`: no VM finishes and
+/// QEMU runs into its time limit.
+fn a_debug_kernel_halts_at_the_wild_guests_debug_halt(prefix: &Path) {
+    let boot = common::boot_vm_config(prefix, "contained.toml", "vm-test", "contained-debug", HALT_TIMEOUT_S);
+    let log = boot.log_path.display();
+    let halt = guest_calls::DEBUG.iter().position(|(name, _)| *name == "DebugHalt").expect("DebugHalt in the list");
+    let mut m: Vec<String> = vec!["[test-guest-wild] wild: start".into()];
+    for (name, n) in &guest_calls::DEBUG[..halt] {
+        m.push(format!("[test-guest-wild] wild: hvc x7={n} {name}: came back with x0 0x84000000, not from the VMM"));
+    }
+    m.push("Debug halt syscall from user thread".into());
+    let refs: Vec<&str> = m.iter().map(String::as_str).collect();
+    in_order(&boot, &refs);
+    assert!(boot.line("wild: contained:").is_none(), "the wild guest went on past DebugHalt; log: {log}");
+    assert!(boot.line("capvisor: all VMs stopped").is_none(), "the VMM went on past DebugHalt; log: {log}");
+    assert_eq!(boot.status.code(), Some(124), "QEMU stopped by its time limit; log: {log}");
+}
+
+/// The wild guest's seL4 system call numbers are those of the kernel at `SEL4_PREFIX`, name
+/// for name and number for number (its `syscall.xml` through the same code generator that
+/// numbers the `sel4` crate's calls). Host only.
+#[test]
+fn the_wild_guests_sel4_call_numbers_are_the_kernels() {
+    let prefix = sel4_codegen::Prefix::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let config = sel4_codegen::KernelConfig::load(&prefix).unwrap_or_else(|e| panic!("{e}"));
+    let calls = sel4_codegen::syscalls::Syscalls::load(&prefix, &config).unwrap_or_else(|e| panic!("{e}"));
+    let kernel: Vec<(&str, i64)> = calls.all.iter().map(|c| (c.name.as_str(), c.number)).collect();
+    let guest: Vec<(&str, i64)> = guest_calls::API.iter().chain(guest_calls::DEBUG.iter()).copied().collect();
+    assert_eq!(guest, kernel, "guests/test-guest/src/sel4_calls.rs against {}", prefix.root().display());
+    for name in API_CALLS_THAT_FAULT {
+        assert!(guest_calls::API.iter().any(|(n, _)| *n == name), "{name}");
+    }
 }
 
 /// `capvisor plan` on every example configuration: the setup runs on the model, the stage-2

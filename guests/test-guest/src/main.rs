@@ -13,9 +13,10 @@
 //!
 //! Wild mode (entry `_start_wild`, load address + 0x100): does what a broken or hostile
 //! guest does (accesses to no device and to unmapped memory, an undefined instruction,
-//! unknown `HVC` and `SMC` numbers, `HVC` with seL4 system call numbers in `x7`, a jump to
-//! unmapped memory, a pair load from an emulated device), counts the exceptions the VMM
-//! delivers back, and powers off with status 0 if each one came back as expected.
+//! unknown `HVC` and `SMC` numbers, a jump to unmapped memory, a pair load from an emulated
+//! device, and every seL4 system call number of `sel4_calls` in `x7` through `SVC` and
+//! `HVC`), counts the exceptions the VMM delivers back, and powers off with status 0 if each
+//! one came back as expected.
 //!
 //! Bench mode (entry `_start_bench`, load address + 0x200): times VM exits from inside the
 //! guest with the virtual counter, for `cargo bench -p capvisor --bench exits`: per kind
@@ -24,7 +25,7 @@
 //! batches of the ticks a batch takes, and the cheapest batch; then powers off with 0.
 //!
 //! Every `HVC` clears `x7` (or sets it on purpose in wild mode): seL4 reads `x7` of an `HVC`
-//! as a system call number before anything else.
+//! as a system call number before anything else (see README.md).
 
 #![no_std]
 #![no_main]
@@ -32,6 +33,8 @@
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
+
+mod sel4_calls;
 
 global_asm!(
     r#"
@@ -265,6 +268,8 @@ static SECONDARY_UP: Shared = Shared::new();
 static DATA_ABORTS: Shared = Shared::new();
 static INSN_ABORTS: Shared = Shared::new();
 static UNDEFINED: Shared = Shared::new();
+static SVCS: Shared = Shared::new();
+static LAST_SVC_X7: Shared = Shared::new();
 static BAD: Shared = Shared::new();
 
 // ---- system registers ----
@@ -306,6 +311,20 @@ fn hvc(x0: u64, x1: u64, x2: u64, x3: u64, x7: u64) -> u64 {
             inout("x0") x0 => r, inout("x1") x1 => _, inout("x2") x2 => _, inout("x3") x3 => _,
             inout("x4") 0u64 => _, inout("x5") 0u64 => _, inout("x6") 0u64 => _, inout("x7") x7 => _,
             options(nostack))
+    };
+    r
+}
+
+/// `SVC #0` with `x0` and `x7` as given; returns `x0`. An `SVC` at EL1 is taken at EL1, by
+/// this program's own vector (the architecture routes it there; a hypervisor cannot trap it),
+/// so seL4 and the VMM never see it whatever `x7` holds.
+fn svc(x0: u64, x7: u64) -> u64 {
+    let r: u64;
+    // SAFETY: the handler (`guest_sync`) counts the call and returns past it; it restores
+    // every register but those declared here.
+    unsafe {
+        asm!("svc #0",
+            inout("x0") x0 => r, inout("x7") x7 => _, options(nostack))
     };
     r
 }
@@ -353,6 +372,11 @@ extern "C" fn guest_sync(f: &mut Frame) {
         0x00 => {
             UNDEFINED.bump();
             f.elr += 4;
+        }
+        // SVC (ELR is already past it): count it and note x7.
+        0x15 => {
+            SVCS.bump();
+            LAST_SVC_X7.set(f.x[7]);
         }
         _ => {
             BAD.bump();
@@ -517,25 +541,69 @@ fn wild() -> ! {
         answered += u32::from(smc(f) == psci::NOT_SUPPORTED);
     }
     answered += u32::from(smc(psci::VERSION) == 0x1_0000);
-    // HVC with seL4 system call numbers in x7: Call, ReplyRecv, Send, NBSend, Recv, Reply,
-    // Yield, NBRecv, DebugCapIdentify. The ones the kernel performs find nothing in this
-    // guest's CSpace; the ones that fail come to the VMM as cap faults and are answered as
-    // PSCI. Not DebugPutChar, DebugDumpScheduler, DebugHalt, DebugSnapshot or
-    // DebugNameThread: a debug kernel runs those for any thread (see README.md).
-    for n in [-1i64, -2, -3, -4, -5, -6, -7, -8, -12] {
-        let _ = hvc(psci::VERSION, 0, 0, 0, n as u64);
-    }
-    say!("wild: {answered} of 9 unknown calls answered NOT_SUPPORTED or by version; seL4 call numbers survived");
+    say!("wild: {answered} of 9 unknown calls answered NOT_SUPPORTED or by version");
     // WFE traps and comes back.
     // SAFETY: waiting for an event has no effect on memory.
     unsafe { asm!("wfe", options(nomem, nostack)) };
+    let svcs = svc_every_sel4_number();
+    // HVC with the seL4 API call numbers in x7: the kernel performs the call on this
+    // vCPU's CSpace, which holds nothing it can name; the ones that fail their lookup come
+    // to the VMM as cap faults and are answered as PSCI, the others (NBSend, Reply, Yield)
+    // return with x0 as it was.
+    for (_, n) in sel4_calls::API {
+        let _ = hvc(psci::VERSION, 0, 0, 0, n as u64);
+    }
+    say!("wild: hvc with the {} seL4 API call numbers in x7: survived", sel4_calls::API.len());
+    // Last, because a debug kernel stops the whole machine at DebugHalt (README.md).
+    let debug_answered = hvc_every_sel4_debug_number();
     let ok = DATA_ABORTS.get() == data_expected
         && INSN_ABORTS.get() == 1
         && UNDEFINED.get() == 1
         && answered == 9
+        && svcs == sel4_calls::API.len() + sel4_calls::DEBUG.len()
+        && debug_answered == sel4_calls::DEBUG.len()
         && BAD.get() == 0;
     say!("wild: contained: {}", if ok { "yes" } else { "NO" });
     system_off(if ok { 0 } else { 1 })
+}
+
+/// `SVC` with every seL4 system call number in `x7`: each must be taken by this program's own
+/// vector with that `x7` (see [`svc`]). Returns how many were.
+fn svc_every_sel4_number() -> usize {
+    let mut taken = 0;
+    for (name, n) in sel4_calls::API.iter().chain(sel4_calls::DEBUG.iter()) {
+        let before = SVCS.get();
+        let _ = svc(psci::VERSION, *n as u64);
+        if SVCS.get() == before + 1 && LAST_SVC_X7.get() == *n as u64 {
+            taken += 1;
+        } else {
+            say!("wild: svc x7={n} {name}: not taken at EL1 as expected");
+        }
+    }
+    let all = sel4_calls::API.len() + sel4_calls::DEBUG.len();
+    say!("wild: svc with each of the {all} seL4 call numbers in x7: {taken} taken at EL1 by this guest");
+    taken
+}
+
+/// `HVC` with every number of seL4's debug section in `x7` (PSCI `VERSION` in `x0`), one line
+/// each. seL4 reads `x7` of a guest `HVC` as a system call number before anything else; a
+/// kernel without the call (no `KernelDebugBuild`, `KernelPrinting` or benchmarks) reports it
+/// to the VMM as an unknown system call, which the VMM answers as PSCI: `x0` comes back as the
+/// PSCI version. Returns how many were answered so.
+fn hvc_every_sel4_debug_number() -> usize {
+    let mut answered = 0;
+    for (name, n) in sel4_calls::DEBUG {
+        let r = hvc(psci::VERSION, 0, 0, 0, n as u64);
+        if r == 0x1_0000 {
+            answered += 1;
+            say!("wild: hvc x7={n} {name}: answered as PSCI");
+        } else {
+            say!("wild: hvc x7={n} {name}: came back with x0 {r:#x}, not from the VMM");
+        }
+    }
+    let all = sel4_calls::DEBUG.len();
+    say!("wild: {answered} of {all} seL4 debug and benchmark numbers through hvc answered as PSCI; continuing");
+    answered
 }
 
 // ---- bench mode ----
