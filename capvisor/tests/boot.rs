@@ -173,6 +173,43 @@ fn a_root_task_panic_prints_message_and_location_and_ends_the_run_with_101() {
     assert_eq!(boot.status.code(), Some(101), "log: {log}");
 }
 
+/// A root task whose platform names no UART cannot bring up its console: the runtime writes
+/// why (and anything printed before) through semihosting, which QEMU puts on its standard
+/// error, and ends the run with `sel4_root_task::NO_CONSOLE_EXIT_STATUS` (102) instead of
+/// running on unseen. The device tree packed into the image is the kernel's with its PL011's
+/// compatible string renamed.
+#[test]
+fn a_root_task_without_a_uart_says_why_through_semihosting_and_ends_the_run_with_102() {
+    let Some(prefix) = boot_prerequisites() else { return };
+    let built = build_target_crates(&prefix);
+    let mut dtb = std::fs::read(prefix.join("support/kernel.dtb")).expect("read the kernel's DTB");
+    let (from, to) = (b"arm,pl011", b"arm,xl011");
+    let mut renamed = 0;
+    for i in 0..dtb.len().saturating_sub(from.len()) {
+        if &dtb[i..i + from.len()] == from {
+            dtb[i..i + to.len()].copy_from_slice(to);
+            renamed += 1;
+        }
+    }
+    assert!(renamed > 0, "no arm,pl011 in the kernel's DTB");
+    let dtb_path = work_dir().join("no-uart.dtb");
+    std::fs::write(&dtb_path, &dtb).expect("write the DTB");
+    let image = work_dir().join("no-uart.elf");
+    let out = capvisor_image_with(&prefix, built, &image, &["--dtb".as_ref(), dtb_path.as_os_str()]);
+    assert!(out.status.success(), "capvisor image --dtb failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let boot = run_qemu(&image, 10, &[], "no-uart");
+    let log = std::fs::read_to_string(&boot.log_path).expect("read the log");
+    let stderr = log.split("--- stderr ---").nth(1).unwrap_or_default();
+    assert!(
+        stderr
+            .contains("sel4-root-task: no console: the root task found no UART: no arm,pl011 node in the device tree"),
+        "the reason on QEMU's stderr; log: {}",
+        boot.log_path.display()
+    );
+    assert!(boot.first("capvisor root task: started").is_none(), "log: {}", boot.log_path.display());
+    assert_eq!(boot.status.code(), Some(102), "log: {}", boot.log_path.display());
+}
+
 /// A loader that must stop: it prints why and halts, so QEMU runs until the time limit.
 fn assert_loader_halts(boot: &Boot, why: &str) {
     assert!(boot.first(why).is_some(), "no {why:?} in the console; log: {}", boot.log_path.display());
