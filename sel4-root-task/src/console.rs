@@ -46,10 +46,6 @@ pub struct Reserved {
 }
 
 impl Reserved {
-    /// Nothing reserved.
-    pub const NONE: Reserved =
-        Reserved { untyped: None, slots: SlotRegion { start: Slot::new(0), end: Slot::new(0) }, image_frame: None };
-
     /// Bootinfo's empty slots without the runtime's.
     pub fn empty(&self, bi: &BootInfo<'_>) -> SlotRegion {
         let e = bi.empty();
