@@ -10,7 +10,7 @@
 //! type implementing [`HalInstance`] that names it; `GlobalHal<Marker>` then implements
 //! `AxVMHal` by locking that cell and forwarding. The root task does this once:
 //!
-//! ```ignore
+//! ```text
 //! static HAL: HalCell<RealKernel> = HalCell::new();
 //! struct RootHal;
 //! impl HalInstance for RootHal {
