@@ -46,7 +46,11 @@ logdir=$(mktemp -d /tmp/capvisor-docker-test.XXXXXX)
 
 pass() { passed=$((passed + 1)); echo "PASS $1${2:+ ($2)}"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1${2:+: $2}"; }
-skip() { skipped=$((skipped + 1)); echo "SKIP $1: $2"; }
+# With CAPVISOR_REQUIRE_KERNEL=1 (CI) a check that cannot run fails instead.
+skip() {
+    if [ "${CAPVISOR_REQUIRE_KERNEL:-}" = 1 ]; then fail "$1" "cannot run: $2"; return; fi
+    skipped=$((skipped + 1)); echo "SKIP $1: $2"
+}
 finish() {
     echo "logs: $logdir"
     echo "docker: $passed passed, $failed failed, $skipped skipped"
