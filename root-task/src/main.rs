@@ -9,6 +9,8 @@
 //! on (`console_uart` below).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+#[cfg(all(target_os = "none", feature = "bench-exits"))]
+mod bare_fault;
 #[cfg(all(target_os = "none", any(feature = "selftest-hal", feature = "bench-hal")))]
 mod halcheck;
 #[cfg(target_os = "none")]
@@ -77,6 +79,9 @@ mod target {
         }
         if failed == 0 && crate::vmm::configured() {
             debug_println!("capvisor: self-tests OK ({}); running the VMs", TESTS.len());
+            // The exit benchmark's reference, in the same boot, before the VMs exist.
+            #[cfg(feature = "bench-exits")]
+            crate::bare_fault::report(start);
             semihosting::exit(crate::vmm::run(start))
         }
         if failed == 0 {
