@@ -217,6 +217,19 @@ pub fn test_guest(work: &str) -> &'static Path {
 /// Packs `configs/<config>` with the test guest (`capvisor vms`), builds the root task with
 /// that bundle, packs the image and boots it, all in `<target>/tmp/<work>/`.
 pub fn boot_vm_config(prefix: &Path, config: &str, work: &str, name: &str, timeout_s: u64) -> Boot {
+    boot_vm_config_with(prefix, config, work, name, timeout_s, "")
+}
+
+/// [`boot_vm_config`] with the root task's cargo `features` (comma-separated; besides its
+/// defaults).
+pub fn boot_vm_config_with(
+    prefix: &Path,
+    config: &str,
+    work: &str,
+    name: &str,
+    timeout_s: u64,
+    features: &str,
+) -> Boot {
     let _turn = VM_BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = work_dir(work);
     let bundle = dir.join(format!("{name}.bundle"));
@@ -230,7 +243,7 @@ pub fn boot_vm_config(prefix: &Path, config: &str, work: &str, name: &str, timeo
         .output()
         .expect("run capvisor vms");
     assert!(out.status.success(), "capvisor vms failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let built = build_with_bundle(prefix, &bundle, &dir.join("cargo"));
+    let built = build_with_bundle_features(prefix, &bundle, &dir.join("cargo"), features);
     let image = dir.join(format!("{name}.elf"));
     capvisor_image(prefix, &built, &image);
     run_qemu(&image, timeout_s, &dir, name)
@@ -239,15 +252,26 @@ pub fn boot_vm_config(prefix: &Path, config: &str, work: &str, name: &str, timeo
 /// Builds the root task embedding `bundle` (`CAPVISOR_VMS`) and the loader, release, into
 /// `target_dir`.
 pub fn build_with_bundle(prefix: &Path, bundle: &Path, target_dir: &Path) -> Built {
-    let status = Command::new(cargo())
-        .current_dir(workspace())
+    build_with_bundle_features(prefix, bundle, target_dir, "")
+}
+
+/// [`build_with_bundle`] with the root task's cargo `features` (none when empty).
+pub fn build_with_bundle_features(prefix: &Path, bundle: &Path, target_dir: &Path, features: &str) -> Built {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(workspace())
         .env("SEL4_PREFIX", prefix)
         .env("CARGO_TARGET_DIR", target_dir)
         .env("CAPVISOR_VMS", bundle)
-        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build of the root task with {} failed: {status}", bundle.display());
+        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"]);
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    let status = cmd.status().expect("run cargo");
+    assert!(
+        status.success(),
+        "cargo build of the root task with {} (features: {features:?}) failed: {status}",
+        bundle.display()
+    );
     let out = target_dir.join("aarch64-unknown-none/release");
     Built { root_task: out.join("root-task"), loader: out.join("loader") }
 }
