@@ -14,8 +14,9 @@
 //!   the cheapest single `now`.
 //!
 //! Prints a table, or with `--json` one JSON object per row:
-//! `{"name", "value", "unit", "reference", "ratio"}` (`reference` names the row or bound the
-//! ratio is taken against; both are null for rows without one).
+//! `{"name", "value", "unit", "reference", "ratio", "reference_name"}` (`reference` is the
+//! value the ratio is taken against, `reference_name` the row or bound it comes from; all
+//! three are null for rows without one).
 
 #[path = "../tests/common/mod.rs"]
 mod common;

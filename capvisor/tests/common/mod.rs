@@ -289,17 +289,23 @@ pub struct BenchRow {
 }
 
 /// Prints `rows` as a table, or with `json` one object per row:
-/// `{"name", "value", "unit", "reference", "ratio"}` (`reference` names the row or bound;
-/// both are null for rows without one).
+/// `{"name", "value", "unit", "reference", "ratio", "reference_name"}`: `reference` is the
+/// value the ratio is taken against (a number, in the row's unit), `reference_name` names the
+/// row or bound it comes from; all three are null for rows without one.
 pub fn print_bench_rows(rows: &[BenchRow], json: bool) {
     if json {
         for r in rows {
-            let (reference, ratio) = match &r.reference {
-                Some((n, v)) => (serde_json::Value::from(n.as_str()), serde_json::Value::from(r.value / v)),
-                None => (serde_json::Value::Null, serde_json::Value::Null),
+            let (reference, ratio, reference_name) = match &r.reference {
+                Some((n, v)) => (
+                    serde_json::Value::from(*v),
+                    serde_json::Value::from(r.value / v),
+                    serde_json::Value::from(n.as_str()),
+                ),
+                None => (serde_json::Value::Null, serde_json::Value::Null, serde_json::Value::Null),
             };
             let obj = serde_json::json!({
                 "name": r.name, "value": r.value, "unit": r.unit, "reference": reference, "ratio": ratio,
+                "reference_name": reference_name,
             });
             println!("{obj}");
         }
