@@ -23,7 +23,8 @@
 //! lines: `capvisor: starting` (seL4 booted, the root task built the VM: RAM retyped and
 //! zeroed by the kernel, images copied in) and the marker (the guest's own boot), so the
 //! guest's part can be compared with the direct boot too. `--json` prints one row per
-//! number: name, value, unit, reference, ratio.
+//! number: name, value, unit, reference (the reference row's median, or null; its name in
+//! `reference_name`), ratio.
 //!
 //! Owns: starting QEMU, timing, and the report. Never touches: the image build.
 
@@ -451,7 +452,8 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
             let (min, med, max) = stats(samples);
             let row = serde_json::json!({
                 "name": key, "value": med.as_secs_f64(), "unit": "s",
-                "reference": reference.map(|i| timings[i].0.clone()), "ratio": ratio(med, *reference),
+                "reference": reference.map(median_of), "reference_name": reference.map(|i| timings[i].0.clone()),
+                "ratio": ratio(med, *reference),
                 "min": min.as_secs_f64(), "max": max.as_secs_f64(), "runs": samples.len(),
             });
             println!("{row}");
