@@ -13,7 +13,8 @@
 
 set(SEL4_VERSION 16.0.0)
 set(SEL4_COMMIT 6e7c3b733d296cfd88d5fbf635c96e447a882374)
-set(SEL4_URL "https://github.com/seL4/seL4/archive/refs/tags/${SEL4_VERSION}.tar.gz")
+set(SEL4_URL "https://github.com/seL4/seL4/archive/refs/tags/${SEL4_VERSION}.tar.gz" CACHE STRING
+    "Where the build downloads seL4 when no SEL4_SOURCE is given (a mirror; what it serves is verified all the same)")
 set(SEL4_MANIFEST "${CMAKE_CURRENT_LIST_DIR}/seL4-${SEL4_VERSION}.manifest")
 set(SEL4_SOURCE_TOOL "${CMAKE_CURRENT_LIST_DIR}/sel4-source.py")
 
