@@ -17,11 +17,13 @@ pub fn env_path(var: &str) -> Option<PathBuf> {
 
 /// `p` made absolute against `$PWD` when it is relative and `$PWD` is an absolute path.
 pub fn resolve_from_pwd(p: PathBuf) -> PathBuf {
-    if p.is_absolute() {
-        return p;
-    }
-    match std::env::var_os("PWD").map(PathBuf::from) {
-        Some(cwd) if cwd.is_absolute() => cwd.join(p),
+    resolve_against(p, std::env::var_os("PWD").map(PathBuf::from))
+}
+
+/// `p` joined to `cwd` when `p` is relative and `cwd` is an absolute path; else `p`.
+fn resolve_against(p: PathBuf, cwd: Option<PathBuf>) -> PathBuf {
+    match cwd {
+        Some(cwd) if p.is_relative() && cwd.is_absolute() => cwd.join(p),
         _ => p,
     }
 }
@@ -128,5 +130,30 @@ impl Prefix {
     /// Every file generation reads, for `rerun-if-changed`.
     pub fn input_files(&self) -> Vec<PathBuf> {
         REQUIRED_FILES.iter().map(|f| self.root.join(f)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_taken_from_the_callers_folder() {
+        let cwd = Some(PathBuf::from("/home/u/capvisor"));
+        assert_eq!(
+            resolve_against(PathBuf::from("../shared/sel4/16.0.0"), cwd.clone()),
+            PathBuf::from("/home/u/capvisor/../shared/sel4/16.0.0")
+        );
+        assert_eq!(resolve_against(PathBuf::from("/opt/k"), cwd), PathBuf::from("/opt/k"));
+        // No usable folder: the path stays as given (and the prefix check names it).
+        assert_eq!(resolve_against(PathBuf::from("k"), None), PathBuf::from("k"));
+        assert_eq!(resolve_against(PathBuf::from("k"), Some(PathBuf::from("rel"))), PathBuf::from("k"));
+    }
+
+    #[test]
+    fn a_missing_prefix_is_named() {
+        let e = Prefix::new("/nonexistent/capvisor-prefix").unwrap_err();
+        assert_eq!(e, PrefixError::NotADirectory(PathBuf::from("/nonexistent/capvisor-prefix")));
+        assert!(e.to_string().contains("SEL4_PREFIX=/nonexistent/capvisor-prefix is not a directory"), "{e}");
     }
 }
