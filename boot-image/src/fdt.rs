@@ -222,6 +222,38 @@ impl<'a> Fdt<'a> {
         })
     }
 
+    /// The first interrupt of the first node whose `compatible` list contains `compat`, as a
+    /// GIC interrupt ID: its `interrupts` property read with the Arm GIC binding's three cells
+    /// (type, number, flags): an SPI (type 0) is `32 + number`, a PPI (type 1) `16 + number`.
+    /// `None` when no such node has an `interrupts` property the binding can read.
+    pub fn compatible_gic_irq(&self, compat: &str) -> Result<Option<u32>, FdtError> {
+        let mut found = None;
+        // The node being looked at (depth, name), whether it matches, its interrupt.
+        let mut cur: (usize, &[u8], bool, Option<u32>) = (0, &[], false, None);
+        self.walk(|depth, node, prop, value| {
+            if depth != cur.0 || !core::ptr::eq(node, cur.1) {
+                cur = (depth, node, false, None);
+            }
+            match prop {
+                b"compatible" if value.split(|&c| c == 0).any(|s| s == compat.as_bytes()) => cur.2 = true,
+                b"interrupts" => {
+                    cur.3 = match (be32(value, 0), be32(value, 4)) {
+                        (Some(0), Some(n)) => n.checked_add(32),
+                        (Some(1), Some(n)) if n < 16 => Some(16 + n),
+                        _ => None,
+                    }
+                }
+                _ => {}
+            }
+            if cur.2 && cur.3.is_some() {
+                found = cur.3;
+                return true;
+            }
+            false
+        })?;
+        Ok(found)
+    }
+
     /// The first `reg` of the first memory node (`device_type = "memory"`).
     pub fn first_memory(&self) -> Result<Option<Reg>, FdtError> {
         self.first_reg(|_, prop, value| prop == b"device_type" && value.split(|&c| c == 0).next() == Some(b"memory"))
@@ -263,7 +295,16 @@ mod tests {
         let u = w.begin_node("pl011@9000000").unwrap();
         w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
         w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
+        w.property_array_u32("interrupts", &[0, 1, 4]).unwrap();
         w.end_node(u).unwrap();
+        let t = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 0x104, 1, 14, 0x104]).unwrap();
+        w.end_node(t).unwrap();
+        let odd = w.begin_node("odd@0").unwrap();
+        w.property_string("compatible", "test,odd").unwrap();
+        w.property_array_u32("interrupts", &[7, 1, 4]).unwrap();
+        w.end_node(odd).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
     }
@@ -278,6 +319,16 @@ mod tests {
         assert_eq!(fdt.compatible_reg("ns16550a").unwrap(), None);
         assert_eq!(total_size(&blob).unwrap(), blob.len());
         assert_eq!(fdt.used_size().unwrap(), blob.len());
+    }
+
+    #[test]
+    fn finds_interrupts_as_gic_ids() {
+        let blob = qemu_like();
+        let fdt = Fdt::from_bytes(&blob).unwrap();
+        assert_eq!(fdt.compatible_gic_irq("arm,pl011").unwrap(), Some(33), "SPI 1");
+        assert_eq!(fdt.compatible_gic_irq("arm,armv8-timer").unwrap(), Some(29), "PPI 13, the first of its list");
+        assert_eq!(fdt.compatible_gic_irq("test,odd").unwrap(), None, "type 7 is neither SPI nor PPI");
+        assert_eq!(fdt.compatible_gic_irq("ns16550a").unwrap(), None);
     }
 
     #[test]

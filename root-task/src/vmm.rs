@@ -172,8 +172,17 @@ unsafe fn copy_words(dst: *mut u8, src: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), dst.add(done), src.len() - done) };
 }
 
-/// QEMU virt's PL011 receive interrupt (SPI 1).
-const UART_IRQ: u64 = 33;
+/// The console UART's interrupt: the `interrupts` of the same device-tree node whose `reg`
+/// the runtime mapped (`crate::target::console_uart` picks the first PL011).
+fn console_irq(start: &Start) -> Result<u64, &'static str> {
+    let dtb = start.bootinfo.device_tree().ok_or("no device tree in the bootinfo")?;
+    let fdt = boot_image::fdt::Fdt::from_bytes(dtb).map_err(|_| "the device tree does not parse")?;
+    match fdt.compatible_gic_irq("arm,pl011") {
+        Ok(Some(irq)) => Ok(u64::from(irq)),
+        Ok(None) => Err("the PL011's node has no interrupt the GIC binding reads"),
+        Err(_) => Err("the device tree does not parse"),
+    }
+}
 
 /// The console UART's receive side: the runtime's mapping of its registers, and the VMM's
 /// handler of its interrupt.
@@ -344,13 +353,13 @@ fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<
 
 /// Routes the console UART's receive interrupt to the VMM's notification (the registers are
 /// the runtime's mapping).
-fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011) -> Result<Uart, &'static str> {
+fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) -> Result<Uart, &'static str> {
     let slots = vmm.slots.alloc(2).ok_or("no VMM slots for the console interrupt")?;
     let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
     let ntfn: Cap<Notification> = vmm.ntfn;
     HAL.with(|h| -> Result<(), &'static str> {
         let k = h.kernel_mut();
-        k.irq_control_get(init_cap::IRQ_CONTROL.cap(), UART_IRQ, false, CNodeSlot::root(irq_slot))
+        k.irq_control_get(init_cap::IRQ_CONTROL.cap(), irq, false, CNodeSlot::root(irq_slot))
             .map_err(|_| "IRQControl_GetTrigger (UART)")?;
         k.cnode_mint(CNodeSlot::root(ntfn_slot), ntfn.slot(), CapRights::WRITE_ONLY, SIGNAL_CONSOLE)
             .map_err(|_| "CNode_Mint (console signal)")?;
@@ -487,7 +496,7 @@ pub fn run(start: &Start) -> u32 {
             return 1;
         }
     }
-    match console_input(&mut vmm, start.console) {
+    match console_irq(start).and_then(|irq| console_input(&mut vmm, start.console, irq)) {
         Ok(u) => host.uart = Some(u),
         Err(e) => debug_println!("capvisor: console input off: {e}"),
     }
