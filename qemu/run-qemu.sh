@@ -64,7 +64,11 @@ cmd=("$qemu"
 
 if [ "$timeout_s" -gt 0 ]; then
     set +e
-    timeout --kill-after=5 "$timeout_s" "${cmd[@]}"
+    # On a terminal, QEMU must stay in the foreground process group: timeout otherwise puts
+    # it in a group of its own, and its first read of the terminal stops it (SIGTTIN).
+    fg=()
+    if [ -t 0 ]; then fg=(--foreground); fi
+    timeout "${fg[@]}" --kill-after=5 "$timeout_s" "${cmd[@]}"
     status=$?
     set -e
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
