@@ -181,17 +181,44 @@ impl<'a> Fdt<'a> {
     }
 
     /// Finds the first node for which `select(node name, property name, value)` holds for
-    /// some property, and returns its first `reg` entry, decoded with the cell counts of its
-    /// parent (as in the tree; nodes are assumed to sit where `reg` is a CPU address).
+    /// some property and `value_of(new node?, depth, property name, value)` gives a value for
+    /// some property, and returns that value.
+    fn first_of<T>(
+        &self,
+        select: impl Fn(&[u8], &[u8], &[u8]) -> bool,
+        mut value_of: impl FnMut(bool, usize, &[u8], &[u8]) -> Option<T>,
+    ) -> Result<Option<T>, FdtError> {
+        let mut found = None;
+        // The node being looked at (depth, name), whether it matches, its value so far.
+        let mut cur: (usize, &[u8], bool, Option<T>) = (0, &[], false, None);
+        self.walk(|depth, node, prop, value| {
+            let new_node = depth != cur.0 || !core::ptr::eq(node, cur.1);
+            if new_node {
+                cur = (depth, node, false, None);
+            }
+            if let Some(v) = value_of(new_node, depth, prop, value) {
+                cur.3 = Some(v);
+            }
+            if select(node, prop, value) {
+                cur.2 = true;
+            }
+            if cur.2 && cur.3.is_some() {
+                found = cur.3.take();
+                return true;
+            }
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// The first `reg` entry of the first node `select` picks (see [`Self::first_of`]),
+    /// decoded with the cell counts of its parent (as in the tree; nodes are assumed to sit
+    /// where `reg` is a CPU address).
     fn first_reg(&self, select: impl Fn(&[u8], &[u8], &[u8]) -> bool) -> Result<Option<Reg>, FdtError> {
         // Cells declared by the node at each depth, for its children (defaults 2 and 1).
         let mut cells = [(2u32, 1u32); MAX_DEPTH + 1];
-        let mut found: Option<Reg> = None;
-        // The node currently matching and its pending reg, identified by depth and name.
-        let mut cur: (usize, &[u8], bool, Option<Reg>) = (0, &[], false, None);
-        self.walk(|depth, node, prop, value| {
-            if depth != cur.0 || !core::ptr::eq(node, cur.1) {
-                cur = (depth, node, false, None);
+        self.first_of(select, |new_node, depth, prop, value| {
+            if new_node {
                 cells[depth] = (2, 1);
             }
             match prop {
@@ -199,27 +226,17 @@ impl<'a> Fdt<'a> {
                 b"#size-cells" => cells[depth].1 = be32(value, 0).unwrap_or(1),
                 b"reg" => {
                     let (ac, sc) = cells[depth - 1];
-                    cur.3 = read_reg(value, ac, sc);
+                    return read_reg(value, ac, sc);
                 }
                 _ => {}
             }
-            if select(node, prop, value) {
-                cur.2 = true;
-            }
-            if cur.2 && cur.3.is_some() {
-                found = cur.3;
-                return true;
-            }
-            false
-        })?;
-        Ok(found)
+            None
+        })
     }
 
     /// The first `reg` of the first node whose `compatible` list contains `compat`.
     pub fn compatible_reg(&self, compat: &str) -> Result<Option<Reg>, FdtError> {
-        self.first_reg(|_, prop, value| {
-            prop == b"compatible" && value.split(|&c| c == 0).any(|s| s == compat.as_bytes())
-        })
+        self.first_reg(|_, prop, value| is_compatible(prop, value, compat))
     }
 
     /// The first interrupt of the first node whose `compatible` list contains `compat`, as a
@@ -227,37 +244,25 @@ impl<'a> Fdt<'a> {
     /// (type, number, flags): an SPI (type 0) is `32 + number`, a PPI (type 1) `16 + number`.
     /// `None` when no such node has an `interrupts` property the binding can read.
     pub fn compatible_gic_irq(&self, compat: &str) -> Result<Option<u32>, FdtError> {
-        let mut found = None;
-        // The node being looked at (depth, name), whether it matches, its interrupt.
-        let mut cur: (usize, &[u8], bool, Option<u32>) = (0, &[], false, None);
-        self.walk(|depth, node, prop, value| {
-            if depth != cur.0 || !core::ptr::eq(node, cur.1) {
-                cur = (depth, node, false, None);
-            }
-            match prop {
-                b"compatible" if value.split(|&c| c == 0).any(|s| s == compat.as_bytes()) => cur.2 = true,
-                b"interrupts" => {
-                    cur.3 = match (be32(value, 0), be32(value, 4)) {
-                        (Some(0), Some(n)) => n.checked_add(32),
-                        (Some(1), Some(n)) if n < 16 => Some(16 + n),
-                        _ => None,
-                    }
-                }
-                _ => {}
-            }
-            if cur.2 && cur.3.is_some() {
-                found = cur.3;
-                return true;
-            }
-            false
-        })?;
-        Ok(found)
+        self.first_of(
+            |_, prop, value| is_compatible(prop, value, compat),
+            |_, _, prop, value| match (prop, be32(value, 0), be32(value, 4)) {
+                (b"interrupts", Some(0), Some(n)) => n.checked_add(32),
+                (b"interrupts", Some(1), Some(n)) if n < 16 => Some(16 + n),
+                _ => None,
+            },
+        )
     }
 
     /// The first `reg` of the first memory node (`device_type = "memory"`).
     pub fn first_memory(&self) -> Result<Option<Reg>, FdtError> {
         self.first_reg(|_, prop, value| prop == b"device_type" && value.split(|&c| c == 0).next() == Some(b"memory"))
     }
+}
+
+/// Whether `prop` is `compatible` and its list holds `compat`.
+fn is_compatible(prop: &[u8], value: &[u8], compat: &str) -> bool {
+    prop == b"compatible" && value.split(|&c| c == 0).any(|s| s == compat.as_bytes())
 }
 
 fn read_reg(value: &[u8], address_cells: u32, size_cells: u32) -> Option<Reg> {
