@@ -42,10 +42,9 @@ use core::arch::global_asm;
 use core::fmt;
 
 use sel4::cap_type::{Endpoint, Frame};
-use sel4::object::PAGE_BITS;
 use sel4::{BootInfo, Cap, Kernel, Message, ObjectBlueprint, RealKernel, Received, Slot, SlotRegion, VirtAddr};
 use sel4::{init_cap, sys};
-use sel4_root_task::image::{image_frame, image_start};
+use sel4_root_task::image::own_image_frame;
 use sel4_root_task::{Start, debug_println};
 use timer_server::setup::{CodePage, ObjectAlloc, SetupError, UntypedArena, VcpuThreadParams, spawn_vcpu_thread};
 use vm_runner::fault::{label, unknown_syscall};
@@ -61,8 +60,6 @@ pub const SLOTS: u64 = 16;
 const CODE_IPA: u64 = 0x4000_0000;
 /// The badge of the thread's fault endpoint.
 const BADGE: u64 = 0xbf;
-
-const PAGE: u64 = 1 << PAGE_BITS;
 
 // The thread's code, in a page of its own. x19 counts batches, x21 calls; x20 and x22 are a
 // batch's counter readings: the kernel's reply writes only x0-x7 and the PC. `mov x7, #0`
@@ -106,8 +103,6 @@ unsafe extern "C" {
     static capvisor_bare_fault_call: u32;
     /// The `hvc` that reports a batch.
     static capvisor_bare_fault_report: u32;
-    /// The root task's entry point: the first byte of the image (`link.ld`).
-    fn _start();
 }
 
 /// Where a symbol of the code page is in the thread's address space.
@@ -204,12 +199,8 @@ fn measure_with(k: &mut RealKernel, start: &Start) -> Result<[u64; BATCHES], Err
 
 /// The image frame of the code page, after checking the image is where the linker put it.
 fn code_frame(bi: &BootInfo<'_>) -> Result<Cap<Frame>, Error> {
-    let linked = (_start as *const () as u64) & !(PAGE - 1);
-    if image_start(bi) != Some(VirtAddr(linked)) {
-        return Err(Error::ImageLayout(linked));
-    }
     let page = (&raw const capvisor_bare_fault_page) as u64;
-    image_frame(bi, VirtAddr(page)).map(|s| s.cap::<Frame>()).ok_or(Error::ImageLayout(page))
+    own_image_frame(bi, VirtAddr(page)).map(|s| s.cap::<Frame>()).map_err(|at| Error::ImageLayout(at.get()))
 }
 
 /// Creates the endpoint and the thread, answers it, stops it.

@@ -39,7 +39,7 @@ use sel4::cap_type::{Frame, Granule};
 use sel4::object::PAGE_BITS;
 use sel4::sys::IpcBuffer;
 use sel4::{BootInfo, RealKernel, VirtAddr, init_cap};
-use sel4_root_task::image::image_frame;
+use sel4_root_task::image::own_image_frame;
 use timer_server::clock::{Clock, ClockError, Frequency};
 use timer_server::server::{Core, Counter, Server};
 use timer_server::setup::{self, CodePage, ObjectAlloc, ServerThread, SetupError, Spawned};
@@ -154,8 +154,6 @@ global_asm!(
 unsafe extern "C" {
     /// Start of the ticker's code page (defined above).
     static capvisor_ticker_page: [u32; 1024];
-    /// The root task's entry point: the first byte of the image (`link.ld`).
-    fn _start();
 }
 
 /// The address of the ticker's code page.
@@ -226,15 +224,11 @@ fn start_inner<A: ObjectAlloc>(
 
     // The image frames are found by position; check the position against the linker's idea
     // of where the image starts before trusting it.
-    let image_start = (_start as *const () as u64) & !(PAGE - 1);
-    let first = image_frame(bi, VirtAddr(image_start)).ok_or(StartError::ImageLayout(image_start))?;
-    if first != bi.user_image_frames().start {
-        return Err(StartError::ImageLayout(image_start));
-    }
+    let frame = |va: u64| own_image_frame(bi, VirtAddr(va)).map_err(|at| StartError::ImageLayout(at.get()));
     let ipc_addr = SERVER_IPC.buf.get() as u64;
-    let ipc_frame = image_frame(bi, VirtAddr(ipc_addr)).ok_or(StartError::ImageLayout(ipc_addr))?;
+    let ipc_frame = frame(ipc_addr)?;
     let code_addr = ticker_page_addr();
-    let code_frame = image_frame(bi, VirtAddr(code_addr)).ok_or(StartError::ImageLayout(code_addr))?;
+    let code_frame = frame(code_addr)?;
 
     let state = Box::into_raw(Box::new(Server::new(Core::new(clock), SystemCounter, setup::layout::caps())));
     let thread = ServerThread {

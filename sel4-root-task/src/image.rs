@@ -6,7 +6,12 @@
 //! `ipcBuffer - 4096 * len(userImageFrames)`, and the page at `vaddr` is backed by frame
 //! `(vaddr - start) / 4096` of that region.
 //!
-//! Owns: that arithmetic. Never touches: the frames (callers map, unmap or copy them).
+//! Code that unmaps or copies its own image frames first checks that layout against the page
+//! the linker put the image's first byte in ([`own_image_frame`], [`check_own_layout`]):
+//! frames are found by position, so a disagreement must stop it, not pick the wrong frame.
+//!
+//! Owns: that arithmetic and that check. Never touches: the frames (callers map, unmap or
+//! copy them).
 
 use sel4::object::PAGE_BITS;
 use sel4::{BootInfo, Slot, VirtAddr};
@@ -29,6 +34,42 @@ pub fn image_frame(bi: &BootInfo<'_>, vaddr: VirtAddr) -> Option<Slot> {
     }
     let i = (vaddr.get() - start) / PAGE;
     (i < frames.len()).then(|| Slot::new(frames.start.index() + i))
+}
+
+/// `Ok` when the kernel laid the image out from `linked`, the page the image was linked to
+/// start at; else `Err(linked)`.
+pub fn check_layout(bi: &BootInfo<'_>, linked: VirtAddr) -> Result<(), VirtAddr> {
+    if image_start(bi) == Some(linked) { Ok(()) } else { Err(linked) }
+}
+
+/// [`image_frame`] after [`check_layout`]: `Err` names the address that has no frame (the
+/// linked start when the layouts disagree).
+pub fn checked_image_frame(bi: &BootInfo<'_>, linked: VirtAddr, vaddr: VirtAddr) -> Result<Slot, VirtAddr> {
+    check_layout(bi, linked)?;
+    image_frame(bi, vaddr).ok_or(vaddr)
+}
+
+/// The page the root task's image was linked to start at: the page of its entry `_start`,
+/// which the linker script puts first.
+#[cfg(target_os = "none")]
+pub fn linked_start() -> VirtAddr {
+    unsafe extern "C" {
+        /// The runtime's entry point (`rt.rs`).
+        fn _start();
+    }
+    VirtAddr((_start as *const () as u64) & !(PAGE - 1))
+}
+
+/// [`check_layout`] of the running root task.
+#[cfg(target_os = "none")]
+pub fn check_own_layout(bi: &BootInfo<'_>) -> Result<(), VirtAddr> {
+    check_layout(bi, linked_start())
+}
+
+/// [`checked_image_frame`] of the running root task: the frame behind its own page `vaddr`.
+#[cfg(target_os = "none")]
+pub fn own_image_frame(bi: &BootInfo<'_>, vaddr: VirtAddr) -> Result<Slot, VirtAddr> {
+    checked_image_frame(bi, linked_start(), vaddr)
 }
 
 #[cfg(test)]
@@ -64,5 +105,19 @@ mod tests {
         assert_eq!(image_frame(&bi, VirtAddr(0x43_7000)), None);
         assert_eq!(image_frame(&bi, VirtAddr(0x3f_f000)), None);
         assert_eq!(image_frame(&bi, VirtAddr(0x40_0800)), None);
+    }
+
+    #[test]
+    fn frames_are_only_given_when_the_layout_matches_the_link_address() {
+        let bytes = bootinfo(SlotRegion { start: Slot::new(21), end: Slot::new(76) }, 0x43_7000);
+        let bi = BootInfo::from_bytes(&bytes).unwrap();
+        let linked = VirtAddr(0x40_0000);
+        assert_eq!(check_layout(&bi, linked), Ok(()));
+        assert_eq!(checked_image_frame(&bi, linked, VirtAddr(0x40_1000)), Ok(Slot::new(22)));
+        assert_eq!(checked_image_frame(&bi, linked, VirtAddr(0x43_7000)), Err(VirtAddr(0x43_7000)));
+        // Linked one page higher than the kernel's layout: every page would be off by one.
+        let off = VirtAddr(0x40_1000);
+        assert_eq!(check_layout(&bi, off), Err(off));
+        assert_eq!(checked_image_frame(&bi, off, VirtAddr(0x40_1000)), Err(off));
     }
 }

@@ -71,12 +71,6 @@ unsafe extern "Rust" {
     fn __sel4_root_task_console(bi: &BootInfo<'_>) -> Result<PhysAddr, &'static str>;
 }
 
-unsafe extern "C" {
-    /// The entry point above: the first byte of the image (the linker script puts
-    /// `.text._start` first).
-    fn _start();
-}
-
 /// What the runtime hands `main`.
 pub struct Start {
     /// The bootinfo, as the kernel wrote it.
@@ -138,10 +132,7 @@ fn bring_up_console(bi: &BootInfo<'_>) -> Result<(Pl011, Reserved), NoConsole> {
     let uart = unsafe { __sel4_root_task_console(bi) }.map_err(NoConsole::Locate)?;
     // The image frames are found by position from the kernel's layout; check it against the
     // linker's idea of where the image starts before unmapping one of them.
-    let first = (_start as *const () as u64) & !(PAGE as u64 - 1);
-    if crate::image::image_start(bi) != Some(VirtAddr(first)) {
-        return Err(NoConsole::ImageLayout);
-    }
+    crate::image::check_own_layout(bi).map_err(|_| NoConsole::ImageLayout)?;
     let page = VirtAddr(CONSOLE_PAGE.0.get() as u64);
     let plan = console::plan(bi, uart, page).map_err(NoConsole::Console)?;
     let mut k = RealKernel::from_registered_ipc_buffer().ok_or(NoConsole::NoIpcBuffer)?;
