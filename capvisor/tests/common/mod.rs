@@ -55,16 +55,36 @@ pub struct Built {
 /// Builds the root task (with cargo `features`) and the loader, release, into `target_dir` (a
 /// directory of its own: a nested cargo must not wait on the lock of the cargo running us).
 pub fn cargo_build(prefix: &Path, target_dir: &Path, features: &str) -> Built {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .env("SEL4_PREFIX", prefix)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"])
-        .args(["--features", features])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build of root-task ({features}) and loader failed: {status}");
+    build_root_task(prefix, target_dir, None, features)
+}
+
+/// The one cargo build of the root task and the loader behind [`cargo_build`] and
+/// [`build_with_bundle_features`]: release, into `target_dir`, embedding `bundle`
+/// (`CAPVISOR_VMS`) when given, with cargo `features` (none when empty).
+fn build_root_task(prefix: &Path, target_dir: &Path, bundle: Option<&Path>, features: &str) -> Built {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(workspace()).env("SEL4_PREFIX", prefix).env("CARGO_TARGET_DIR", target_dir).args([
+        "build",
+        "--release",
+        "--target",
+        "aarch64-unknown-none",
+        "-p",
+        "root-task",
+        "-p",
+        "loader",
+    ]);
+    if let Some(b) = bundle {
+        cmd.env("CAPVISOR_VMS", b);
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    let status = cmd.status().expect("run cargo");
+    let with = bundle.map_or(String::new(), |b| format!(" with {}", b.display()));
+    assert!(
+        status.success(),
+        "cargo build of the root task{with} (features: {features:?}) and loader failed: {status}"
+    );
     let out = target_dir.join("aarch64-unknown-none/release");
     Built { root_task: out.join("root-task"), loader: out.join("loader") }
 }
@@ -257,23 +277,7 @@ pub fn build_with_bundle(prefix: &Path, bundle: &Path, target_dir: &Path) -> Bui
 
 /// [`build_with_bundle`] with the root task's cargo `features` (none when empty).
 pub fn build_with_bundle_features(prefix: &Path, bundle: &Path, target_dir: &Path, features: &str) -> Built {
-    let mut cmd = Command::new(cargo());
-    cmd.current_dir(workspace())
-        .env("SEL4_PREFIX", prefix)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("CAPVISOR_VMS", bundle)
-        .args(["build", "--release", "--target", "aarch64-unknown-none", "-p", "root-task", "-p", "loader"]);
-    if !features.is_empty() {
-        cmd.args(["--features", features]);
-    }
-    let status = cmd.status().expect("run cargo");
-    assert!(
-        status.success(),
-        "cargo build of the root task with {} (features: {features:?}) failed: {status}",
-        bundle.display()
-    );
-    let out = target_dir.join("aarch64-unknown-none/release");
-    Built { root_task: out.join("root-task"), loader: out.join("loader") }
+    build_root_task(prefix, target_dir, Some(bundle), features)
 }
 
 /// One benchmark row: what was measured and, for a ratio, what it is compared with.
