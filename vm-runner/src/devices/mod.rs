@@ -2,7 +2,9 @@
 //! ([`crate::vm::VmState`]) routes guest accesses and events to them and turns what they say
 //! into [`crate::action::Action`]s.
 
+pub mod cfi_flash;
 pub mod pl011;
+pub mod pl031;
 pub mod psci;
 pub mod vgic;
 pub mod vtimer;
