@@ -10,8 +10,9 @@
 # needs one packed (`capvisor image --dtb`).
 #
 # The machine is QEMU virt with EL2 (virtualization=on), GICv2, one Cortex-A57, at least
-# 2048 MiB (the kernel's platform memory runs to 0xc0000000), console on stdio, and
-# semihosting open to EL0 so the root task can end QEMU with its status.
+# 2048 MiB (the kernel's platform memory runs to 0xc0000000), console on stdio without
+# signals (Ctrl-C and Ctrl-A reach the guest and capvisor's console keys, not QEMU; end a run
+# with Ctrl-A x), and semihosting open to EL0 so the root task can end QEMU with its status.
 #
 # Exit status: the root task's (0 all self-tests passed), 124 on timeout, 2 on bad usage.
 set -euo pipefail
@@ -57,7 +58,8 @@ fi
 cmd=("$qemu"
     -machine virt,virtualization=on,gic-version=2,secure=off
     -cpu cortex-a57 -smp 1 -m "$memory"
-    -nographic -monitor none -serial stdio
+    -display none -monitor none
+    -chardev stdio,id=console,signal=off -serial chardev:console
     -semihosting-config enable=on,userspace=on
     "${boot[@]}"
     "${extra[@]}")

@@ -16,7 +16,7 @@
 //! `CAPVISOR_FETCH=0`; without them or QEMU a test prints `skipped: <why>` and passes.
 //! Console logs go to `<target>/tmp/linux-test/<name>.log`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -84,14 +84,36 @@ macro_rules! need {
     };
 }
 
+/// What the console reader sees: a finished line, or the unfinished line as it stands after
+/// a read (a prompt, an echo while typing).
+enum Seen {
+    Line(String),
+    Partial(String),
+}
+
+/// `line` as a line of VM `vm` without its name, or `None` when it is another VM's (named
+/// otherwise). Unnamed lines count: once the other VMs stop, the one left writes without
+/// its name.
+fn strip_name<'l>(vm: Option<&str>, line: &'l str) -> Option<&'l str> {
+    let Some(vm) = vm else { return Some(line) };
+    match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((name, rest)) if name == vm => Some(rest),
+        Some((name, _)) if !name.contains(' ') => None,
+        _ => Some(line),
+    }
+}
+
 /// A running guest: its console as lines, and its input.
 struct Console {
-    /// Under capvisor, the VM whose lines (`[name] ...`) commands read; `None` for QEMU alone.
+    /// Under capvisor with several VMs, the VM whose lines (`[name] ...`) commands read;
+    /// `None` for QEMU alone or a single VM (whose lines carry no name).
     vm: Option<String>,
     child: Child,
     stdin: Option<ChildStdin>,
-    rx: Receiver<String>,
+    rx: Receiver<Seen>,
     lines: Vec<String>,
+    /// The console's unfinished line, as last seen.
+    partial: String,
     log: PathBuf,
     start: Instant,
 }
@@ -105,14 +127,32 @@ impl Console {
             .spawn()
             .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
         let (tx, rx) = channel();
-        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stdout = child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).split(b'\n') {
-                let Ok(line) = line else { break };
-                let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
-                if tx.send(text).is_err() {
-                    break;
+            let mut line = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                for &b in &buf[..n] {
+                    if b == b'\n' {
+                        let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+                        line.clear();
+                        if tx.send(Seen::Line(text)).is_err() {
+                            return;
+                        }
+                    } else {
+                        line.push(b);
+                    }
                 }
+                if !line.is_empty() && tx.send(Seen::Partial(String::from_utf8_lossy(&line).into_owned())).is_err() {
+                    return;
+                }
+            }
+            if !line.is_empty() {
+                let _ = tx.send(Seen::Line(String::from_utf8_lossy(&line).into_owned()));
             }
         });
         let stdin = child.stdin.take();
@@ -122,6 +162,7 @@ impl Console {
             stdin,
             rx,
             lines: Vec::new(),
+            partial: String::new(),
             log: work_dir().join(format!("{name}.log")),
             start: Instant::now(),
         }
@@ -139,7 +180,9 @@ impl Console {
         let mut got = Vec::new();
         loop {
             match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
+                Ok(Seen::Partial(p)) => self.partial = p,
+                Ok(Seen::Line(line)) => {
+                    self.partial.clear();
                     self.lines.push(line.clone());
                     let finished = done(&line);
                     got.push(line);
@@ -164,19 +207,20 @@ impl Console {
 
     /// Waits until the shell reads what is typed: a line typed while it starts can be lost
     /// (its line editor sets the terminal up), so `echo` is typed until it answers.
+    /// [`strip_name`] for [`Console::vm`].
+    fn strip<'l>(&self, line: &'l str) -> Option<&'l str> {
+        strip_name(self.vm.as_deref(), line)
+    }
+
     fn ready(&mut self) {
-        let prefix = self.vm.as_ref().map(|v| format!("[{v}] "));
         let end = Instant::now() + COMMAND_TIMEOUT;
         loop {
             self.type_line("echo @@ready@@");
             let step = Instant::now() + Duration::from_millis(700);
-            while let Ok(line) = self.rx.recv_timeout(step.saturating_duration_since(Instant::now())) {
+            while let Ok(seen) = self.rx.recv_timeout(step.saturating_duration_since(Instant::now())) {
+                let Seen::Line(line) = seen else { continue };
                 self.lines.push(line.clone());
-                let guest = match &prefix {
-                    None => Some(line.as_str()),
-                    Some(p) => line.strip_prefix(p.as_str()),
-                };
-                if guest.is_some_and(|l| l.starts_with("@@ready@@")) {
+                if self.strip(&line).is_some_and(|l| l.starts_with("@@ready@@")) {
                     self.save();
                     return;
                 }
@@ -189,6 +233,40 @@ impl Console {
         }
     }
 
+    /// Waits until the console's unfinished line satisfies `done` (a prompt, an echo: text
+    /// no newline has followed yet).
+    fn until_partial(&mut self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.partial) {
+            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Seen::Partial(p)) => self.partial = p,
+                Ok(Seen::Line(line)) => {
+                    self.partial.clear();
+                    self.lines.push(line);
+                }
+                Err(_) => {
+                    self.save();
+                    let _ = self.child.kill();
+                    panic!(
+                        "waiting for {what} on the unfinished line (it is {:?}) after {:.1} s; console log: {}",
+                        self.partial,
+                        self.start.elapsed().as_secs_f64(),
+                        self.log.display()
+                    );
+                }
+            }
+        }
+        self.lines.push(format!("{} (unfinished)", self.partial));
+        self.save();
+        self.lines.pop();
+    }
+
+    /// Types bytes as they are: no newline added.
+    fn type_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("console input open");
+        stdin.write_all(bytes).and_then(|()| stdin.flush()).unwrap();
+    }
+
     fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("console input open");
         stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n")).and_then(|()| stdin.flush()).unwrap();
@@ -196,22 +274,13 @@ impl Console {
 
     /// Lines of the VM commands go to, without the VM's prefix.
     fn guest_lines(&self, got: Vec<String>) -> Vec<String> {
-        match &self.vm {
-            None => got,
-            Some(vm) => {
-                let prefix = format!("[{vm}] ");
-                got.iter().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
-            }
-        }
+        got.iter().filter_map(|l| self.strip(l)).map(str::to_string).collect()
     }
 
     /// Reads guest lines (of [`Console::vm`]) until one satisfies `done`.
     fn until_guest(&mut self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
-        let prefix = self.vm.as_ref().map(|v| format!("[{v}] "));
-        let got = self.until(what, timeout, |l| match &prefix {
-            None => done(l),
-            Some(p) => l.strip_prefix(p.as_str()).is_some_and(&done),
-        });
+        let vm = self.vm.clone();
+        let got = self.until(what, timeout, |l| strip_name(vm.as_deref(), l).is_some_and(&done));
         self.guest_lines(got)
     }
 
@@ -238,6 +307,12 @@ impl Console {
             .and_then(|l| l.rsplit("capvisor-init: status ").next())
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(-1);
+        let (qemu_status, lines) = self.wait_end();
+        (reported, qemu_status, lines)
+    }
+
+    /// Closes the input and waits for QEMU to end; returns its status and every line.
+    fn wait_end(mut self) -> (std::process::ExitStatus, Vec<String>) {
         drop(self.stdin.take());
         let end = Instant::now() + BOOT_TIMEOUT;
         let qemu_status = loop {
@@ -250,11 +325,13 @@ impl Console {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        while let Ok(l) = self.rx.recv_timeout(Duration::from_millis(200)) {
-            self.lines.push(l);
+        while let Ok(seen) = self.rx.recv_timeout(Duration::from_millis(200)) {
+            if let Seen::Line(l) = seen {
+                self.lines.push(l);
+            }
         }
         self.save();
-        (reported, qemu_status, self.lines)
+        (qemu_status, self.lines)
     }
 }
 
@@ -475,12 +552,13 @@ fn capvisor_image(prefix: &Path, config: &Path, name: &str) -> PathBuf {
     image
 }
 
-/// Boots a capvisor image (`qemu/run-qemu.sh`), console on `vm`, up to init's marker.
-fn capvisor_boot(image: &Path, vm: &str, extra_qemu: &[String], name: &str) -> Console {
+/// Boots a capvisor image (`qemu/run-qemu.sh`) up to init's marker. With several VMs,
+/// commands read the lines named `[vm] `; a single VM's lines carry no name.
+fn capvisor_boot(image: &Path, vm: Option<&str>, extra_qemu: &[String], name: &str) -> Console {
     let mut cmd = Command::new(workspace().join("qemu/run-qemu.sh"));
     cmd.arg("--timeout").arg("600").arg(image).arg("--").args(extra_qemu);
     let mut c = Console::start(cmd, name);
-    c.vm = Some(vm.to_string());
+    c.vm = vm.map(str::to_string);
     c.until_guest("the init marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
     c.ready();
     c
@@ -507,9 +585,39 @@ fn capvisor_boots_linux_toml_to_a_shell() {
     let prefix = need!(sel4_prefix());
     need!(artifacts());
     let image = capvisor_image(&prefix, &workspace().join("configs/linux.toml"), "capvisor-linux");
-    let mut c = capvisor_boot(&image, "linux", &[], "capvisor-linux");
+    let mut c = capvisor_boot(&image, None, &[], "capvisor-linux");
+    check_console(&mut c);
     check_guest(&mut c, 1);
     capvisor_finish(c, "linux");
+}
+
+/// The console as a person uses it: the first line says where help is, the prompt shows
+/// without Enter, typing echoes as typed, Ctrl-C interrupts the foreground command, and
+/// Ctrl-A ? lists the keys and the VM.
+fn check_console(c: &mut Console) {
+    let first = c.lines.iter().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
+    assert!(first.contains("Ctrl-A ?"), "the first console line says where help is: {first:?}");
+    let prompt = |p: &str| p.ends_with("# ");
+    c.type_line("true");
+    c.until_partial("the prompt, no Enter pressed", COMMAND_TIMEOUT, prompt);
+    c.type_bytes(b"echo typ");
+    c.until_partial("the echo of typed characters", COMMAND_TIMEOUT, |p| p.ends_with("echo typ"));
+    c.type_bytes(b"ed\n");
+    c.until_guest("the typed command's output", COMMAND_TIMEOUT, |l| l == "typed");
+    c.type_line("sleep 100");
+    c.until_guest("the echo of sleep", COMMAND_TIMEOUT, |l| l.ends_with("sleep 100"));
+    // Give the shell time to start sleep in the foreground, then interrupt it.
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = Instant::now();
+    c.type_bytes(&[0x03]);
+    c.until_partial("the prompt after Ctrl-C", COMMAND_TIMEOUT, prompt);
+    assert!(interrupted.elapsed() < Duration::from_secs(60), "sleep 100 ran to its end: Ctrl-C did not reach it");
+    let (_, st) = c.run("true");
+    assert_eq!(st, 0, "the shell answers after Ctrl-C");
+    c.type_bytes(&[0x01, b'?']);
+    let help = c.until("the console's key list", COMMAND_TIMEOUT, |l| l.contains("console: VM 1: linux"));
+    assert!(help.iter().any(|l| l.contains("Ctrl-A x")), "{help:?}");
+    assert!(help.last().unwrap().contains("(running, typing goes here)"), "{help:?}");
 }
 
 #[test]
@@ -517,7 +625,7 @@ fn capvisor_boots_linux_smp_toml_with_both_cpus() {
     let prefix = need!(sel4_prefix());
     need!(artifacts());
     let image = capvisor_image(&prefix, &workspace().join("configs/linux-smp.toml"), "capvisor-linux-smp");
-    let mut c = capvisor_boot(&image, "linux-smp", &[], "capvisor-linux-smp");
+    let mut c = capvisor_boot(&image, None, &[], "capvisor-linux-smp");
     check_guest(&mut c, 2);
     capvisor_finish(c, "linux-smp");
 }
@@ -534,7 +642,7 @@ fn capvisor_boots_linux_disk_toml_with_the_passthrough_disk() {
         "-device".to_string(),
         "virtio-blk-device,drive=d0".to_string(),
     ];
-    let mut c = capvisor_boot(&image, "linux-disk", &qemu, "capvisor-linux-disk");
+    let mut c = capvisor_boot(&image, None, &qemu, "capvisor-linux-disk");
     check_guest(&mut c, 1);
     check_disk(&mut c);
     let log = c.log.clone();
@@ -580,13 +688,13 @@ fn capvisor_a_guest_kernel_panic_ends_only_that_vm() {
     let prefix = need!(sel4_prefix());
     need!(artifacts());
     let image = capvisor_image(&prefix, &two_linux_vms(), "capvisor-two-linux");
-    let mut c = capvisor_boot(&image, "linux", &[], "capvisor-two-linux");
+    let mut c = capvisor_boot(&image, Some("linux"), &[], "capvisor-two-linux");
     // Input goes to the first VM: crash its kernel (sysrq c; panic=-1 resets at once).
     c.type_line("/tests/panic");
     c.until("the first VM stopping", BOOT_TIMEOUT, |l| l.contains("capvisor: linux: stopped: reset"));
     // The second VM still runs and answers once it has focus (Ctrl-A 2).
     c.vm = Some("linux-b".to_string());
-    let up = c.lines.iter().any(|l| l.contains("[linux-b] capvisor-init: ready"));
+    let up = c.lines.iter().any(|l| c.strip(l).is_some_and(|g| g.contains(MARKER)));
     if !up {
         c.until_guest("the second VM's marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
     }
@@ -596,9 +704,11 @@ fn capvisor_a_guest_kernel_panic_ends_only_that_vm() {
     let (out, st) = c.run("uname -r");
     assert_eq!(st, 0);
     assert!(out.iter().any(|l| l.trim() == KERNEL_RELEASE), "{out:?}");
+    // Ctrl-A x ends the run, saying so, with a non-zero status.
     let log = c.log.clone();
-    let (reported, qemu, lines) = c.exit(0);
-    assert_eq!(reported, 0);
+    c.type_bytes(&[0x01, b'x']);
+    c.until("the end from the console", COMMAND_TIMEOUT, |l| l.contains("console: Ctrl-A x: ending the run"));
+    let (qemu, lines) = c.wait_end();
     assert!(
         lines
             .iter()
@@ -607,6 +717,7 @@ fn capvisor_a_guest_kernel_panic_ends_only_that_vm() {
         log.display()
     );
     assert_root_task_reports(&lines, "linux", "reset", 0, &log);
-    assert_root_task_reports(&lines, "linux-b", "powered off", 0, &log);
-    assert_eq!(qemu.code(), Some(0), "log: {}", log.display());
+    assert_root_task_reports(&lines, "linux-b", "ended from the console (Ctrl-A x)", 130, &log);
+    assert!(lines.iter().any(|l| l.contains("capvisor: all VMs stopped, exit status 130")), "log: {}", log.display());
+    assert_eq!(qemu.code(), Some(130), "log: {}", log.display());
 }

@@ -107,7 +107,8 @@ extern "C" fn loader_main(x0: u64) -> ! {
     {
         console::set_base(h.info.uart);
     }
-    log!("started at {loader_start:#x}, EL{}, x0={x0:#x}", cpu::current_el());
+    // The console's first line also says where help is (capvisor's keys work once VMs run).
+    log!("started at {loader_start:#x}, EL{}, x0={x0:#x} (console keys: Ctrl-A ?)", cpu::current_el());
     let el = cpu::current_el();
     if el != 2 {
         fail(&format_args!(

@@ -500,9 +500,14 @@ pub fn run(start: &Start) -> u32 {
         Ok(u) => host.uart = Some(u),
         Err(e) => debug_println!("capvisor: console input off: {e}"),
     }
-    let mut runner = Runner::new(vmm.vms.len());
+    let names: alloc::vec::Vec<&str> = vmm.vms.iter().map(|v| v.config.name.as_str()).collect();
+    let mut runner = Runner::new(&names);
     runner.trace = cfg!(feature = "vmm-trace");
-    debug_println!("capvisor: starting {} VM(s)", vmm.vms.len());
+    debug_println!(
+        "capvisor: starting {} VM(s); typing goes to VM 1 ({}); Ctrl-A ? lists the console keys",
+        vmm.vms.len(),
+        names.first().copied().unwrap_or("none")
+    );
     HAL.with(|h| runner.run(h.kernel_mut(), &mut vmm, &mut host));
     let mut status = 0u32;
     for vm in &vmm.vms {
@@ -517,6 +522,15 @@ pub fn run(start: &Start) -> u32 {
         for line in alloc::format!("{table}").lines() {
             debug_println!("capvisor:   {line}");
         }
+        let c = runner.console_stats(vm.index);
+        debug_println!(
+            "capvisor: console of \"{}\": {} bytes written, {} lines waited for another VM's line, {} cut at the {}-byte hold bound",
+            vm.config.name,
+            c.bytes,
+            c.held_lines,
+            c.cut_lines,
+            vm_runner::console::HOLD_MAX
+        );
         if status == 0 {
             status = u32::from(st);
         }

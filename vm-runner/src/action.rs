@@ -103,6 +103,8 @@ pub enum StopReason {
         /// Its guest-physical base.
         gpa: u64,
     },
+    /// Someone at the console ended the run (`Ctrl-A x`).
+    EndedFromConsole,
 }
 
 impl StopReason {
@@ -116,6 +118,8 @@ impl StopReason {
             StopReason::BadFault { .. } => 4,
             StopReason::MissingRegisters => 5,
             StopReason::PopulateFailed { .. } => 6,
+            // As a shell reports a command ended by Ctrl-C (128 + SIGINT).
+            StopReason::EndedFromConsole => 130,
         }
     }
 }
@@ -143,6 +147,7 @@ impl fmt::Display for StopReason {
             StopReason::PopulateFailed { gpa } => {
                 write!(f, "VMM error: RAM at {gpa:#x} could not be populated at its first touch")
             }
+            StopReason::EndedFromConsole => f.write_str("ended from the console (Ctrl-A x)"),
         }
     }
 }

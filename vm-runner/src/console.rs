@@ -1,10 +1,56 @@
-//! The console multiplexer: one serial console shared by every VM. Output lines carry the
-//! VM's name (the UART model prefixes them); input goes to the VM with focus. `Ctrl-A`
-//! followed by a digit `1`-`9` gives focus to that VM (in system order), `Ctrl-A Ctrl-A`
-//! sends one `Ctrl-A` to the focused VM; anything else after `Ctrl-A` is dropped.
+//! The console multiplexer: one serial terminal shared by every VM and by capvisor's own
+//! messages. Pure state: it turns VM output, capvisor's lines and typed bytes into terminal
+//! bytes and routing decisions; the run loop writes the bytes and delivers the input.
+//!
+//! # Output
+//! A VM's bytes reach the terminal as the guest writes them, so a prompt without a newline
+//! shows at once and a guest's echo shows while one types.
+//! - **Names.** In a system of more than one VM, every terminal line a VM starts begins with
+//!   `[name] `, from the first line to the last (a VM that outlives the others keeps its
+//!   name, so a log reads the same throughout). A system of one VM writes no names: there is
+//!   no one to tell it from, and prompts and full-screen programs look as they would on a
+//!   serial port. capvisor's own lines begin with `capvisor: `.
+//! - **Who has the line.** A VM that starts a line owns it until it writes a newline. The
+//!   VM with focus (the one typing goes to) takes the line at once when it writes: another
+//!   VM's unfinished line is ended there and goes on, named again, on a later line. A VM
+//!   without focus that writes while someone else owns the line has its bytes held until it
+//!   finishes the line (or until [`HOLD_MAX`] bytes); then the owner's line is broken, the
+//!   held line is written whole, and the owner's unfinished line (its prompt, say) is written
+//!   again after it, so typing goes on where it was. The same happens around capvisor's own
+//!   lines ([`Console::note_start`], [`Console::note_end`]).
+//! - **Nothing is lost.** Held output of a VM is bounded by [`HOLD_MAX`] bytes; at the bound
+//!   the held bytes are written as a line of their own, cut where the bound fell, and
+//!   counted ([`OutputStats::cut_lines`]). No byte a VM wrote is dropped here.
+//!
+//! # Input and keys
+//! Typed bytes go to the VM with focus, `Ctrl-C` and every other key included, except for
+//! `Ctrl-A` ([`ESCAPE`]), the prefix of capvisor's keys:
+//! `Ctrl-A ?` (or `h`) lists the keys and the VMs, `Ctrl-A 1`..`9` gives focus to that VM (in
+//! system order), `Ctrl-A x` ends the run, `Ctrl-A Ctrl-A` sends one `Ctrl-A` to the VM. Any
+//! other key after `Ctrl-A` is answered with a hint ([`Routed::UnknownKey`]).
+//!
+//! Owns focus, escape state and the terminal's line state; never touches a device model, a
+//! UART or the kernel.
+
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// The escape byte (`Ctrl-A`).
 pub const ESCAPE: u8 = 0x01;
+/// Most bytes of one VM held while another VM has the terminal's line.
+pub const HOLD_MAX: usize = 1024;
+/// Most bytes of the line owner's unfinished line kept to write it again after an
+/// interruption (a longer line is written again from its last `PARTIAL_MAX` bytes).
+pub const PARTIAL_MAX: usize = 512;
+
+/// The key list `Ctrl-A ?` prints, one line each.
+pub const HELP: [&str; 5] = [
+    "Ctrl-A ?       this help",
+    "Ctrl-A 1..9    typing goes to that VM",
+    "Ctrl-A x       end the run (exit status 130)",
+    "Ctrl-A Ctrl-A  send Ctrl-A to the VM",
+    "any other key, Ctrl-C included, goes to the VM with focus",
+];
 
 /// Where one input byte goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -13,27 +59,82 @@ pub enum Routed {
     Input(usize, u8),
     /// Focus moved to this VM.
     Focus(usize),
-    /// Nothing (the escape itself, or an unknown escape).
+    /// `Ctrl-A ?`: print the keys and the VMs.
+    Help,
+    /// `Ctrl-A x`: end the run.
+    Quit,
+    /// `Ctrl-A` then a key that means nothing (or a VM number with no VM).
+    UnknownKey(u8),
+    /// Nothing yet (the escape itself), or input with no VM to take it.
     Nothing,
 }
 
-/// Focus and escape state.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// What the multiplexer did with one VM's output.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct OutputStats {
+    /// Bytes written to the terminal.
+    pub bytes: u64,
+    /// Lines that waited for another VM's line to finish.
+    pub held_lines: u64,
+    /// Held output written at the [`HOLD_MAX`] bound, before its newline.
+    pub cut_lines: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Vm {
+    name: String,
+    running: bool,
+    held: Vec<u8>,
+    stats: OutputStats,
+}
+
+/// Focus, escape state and the terminal's line state. See the module docs.
+#[derive(Clone, Debug, Default)]
 pub struct Console {
-    vms: usize,
+    vms: Vec<Vm>,
     focus: usize,
     escaped: bool,
+    /// The VM whose unfinished line the terminal shows (`None`: at a line start).
+    owner: Option<usize>,
+    /// That line's bytes since its name (bounded), to write it again after a break.
+    partial: Vec<u8>,
+    /// The owner interrupted by capvisor's lines, to restore at [`Console::note_end`].
+    noted: Option<usize>,
 }
 
 impl Console {
-    /// A console for `vms` VMs, focus on the first.
-    pub fn new(vms: usize) -> Self {
-        Console { vms, focus: 0, escaped: false }
+    /// A console for VMs with these names (all running), focus on the first.
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
+        let vms = names
+            .iter()
+            .map(|n| Vm {
+                name: String::from(n.as_ref()),
+                running: true,
+                held: Vec::new(),
+                stats: OutputStats::default(),
+            })
+            .collect();
+        Console { vms, focus: 0, escaped: false, owner: None, partial: Vec::new(), noted: None }
     }
 
     /// The VM with focus.
     pub fn focus(&self) -> usize {
         self.focus
+    }
+
+    /// The names of the VMs, in system order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.vms.iter().map(|v| v.name.as_str())
+    }
+
+    /// Whether VM `vm` is still running (as far as the console was told).
+    pub fn running(&self, vm: usize) -> bool {
+        self.vms.get(vm).is_some_and(|v| v.running)
+    }
+
+    /// What the console did with VM `vm`'s output.
+    pub fn stats(&self, vm: usize) -> OutputStats {
+        self.vms.get(vm).map(|v| v.stats).unwrap_or_default()
     }
 
     /// Routes one byte typed on the console.
@@ -43,22 +144,204 @@ impl Console {
                 self.escaped = true;
                 return Routed::Nothing;
             }
-            return if self.vms == 0 { Routed::Nothing } else { Routed::Input(self.focus, b) };
+            return if self.focus < self.vms.len() { Routed::Input(self.focus, b) } else { Routed::Nothing };
         }
         self.escaped = false;
         match b {
-            ESCAPE if self.vms > 0 => Routed::Input(self.focus, ESCAPE),
+            ESCAPE if self.focus < self.vms.len() => Routed::Input(self.focus, ESCAPE),
+            b'?' | b'h' | b'H' => Routed::Help,
+            b'x' | b'X' => Routed::Quit,
             b'1'..=b'9' => {
                 let vm = usize::from(b - b'1');
-                if vm < self.vms {
+                if vm < self.vms.len() {
                     self.focus = vm;
                     Routed::Focus(vm)
                 } else {
-                    Routed::Nothing
+                    Routed::UnknownKey(b)
                 }
             }
-            _ => Routed::Nothing,
+            _ => Routed::UnknownKey(b),
         }
+    }
+
+    /// The `Ctrl-A ?` text: the keys, then one line per VM; each line without a newline.
+    pub fn help_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = HELP.iter().map(|l| alloc::format!("console: {l}")).collect();
+        for (i, vm) in self.vms.iter().enumerate() {
+            let state = if vm.running { "running" } else { "stopped" };
+            let focus = if i == self.focus { ", typing goes here" } else { "" };
+            lines.push(alloc::format!("console: VM {}: {} ({state}{focus})", i + 1, vm.name));
+        }
+        lines
+    }
+
+    /// VM `vm` stopped: its held output is written (appended to `out`).
+    pub fn vm_stopped(&mut self, vm: usize, out: &mut Vec<u8>) {
+        if self.vms.get(vm).is_some_and(|v| !v.held.is_empty()) {
+            self.flush_held(vm, out);
+        }
+        if self.owner == Some(vm) {
+            self.break_line(out);
+            self.partial.clear();
+        }
+        if let Some(v) = self.vms.get_mut(vm) {
+            v.running = false;
+        }
+    }
+
+    fn named(&self) -> bool {
+        self.vms.len() > 1
+    }
+
+    fn write_name(&self, vm: usize, out: &mut Vec<u8>) {
+        if self.named()
+            && let Some(v) = self.vms.get(vm)
+        {
+            out.push(b'[');
+            out.extend_from_slice(v.name.as_bytes());
+            out.extend_from_slice(b"] ");
+        }
+    }
+
+    /// Ends the terminal's unfinished line, if there is one.
+    fn break_line(&mut self, out: &mut Vec<u8>) {
+        if self.owner.take().is_some() {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Starts a line for `vm`: its name, and `again` (its unfinished line written again).
+    fn start_line(&mut self, vm: usize, again: bool, out: &mut Vec<u8>) {
+        self.write_name(vm, out);
+        if again {
+            out.extend_from_slice(&self.partial);
+        } else {
+            self.partial.clear();
+        }
+        self.owner = Some(vm);
+    }
+
+    /// Writes `bytes` of the line owner `vm`, up to and including a newline; returns what is
+    /// left after it.
+    fn write_owned<'b>(&mut self, vm: usize, bytes: &'b [u8], out: &mut Vec<u8>) -> &'b [u8] {
+        let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
+        let (chunk, rest) = bytes.split_at(end);
+        out.extend_from_slice(chunk);
+        if let Some(v) = self.vms.get_mut(vm) {
+            v.stats.bytes = v.stats.bytes.saturating_add(chunk.len() as u64);
+        }
+        if chunk.last() == Some(&b'\n') {
+            self.owner = None;
+            self.partial.clear();
+        } else {
+            self.partial.extend_from_slice(chunk);
+            if self.partial.len() > PARTIAL_MAX {
+                let cut = self.partial.len() - PARTIAL_MAX;
+                self.partial.drain(..cut);
+            }
+        }
+        rest
+    }
+
+    /// Writes held bytes on lines of `vm`'s own (they end in at most one newline, at their
+    /// end, but nothing here relies on it).
+    fn write_held(&mut self, vm: usize, mut held: &[u8], out: &mut Vec<u8>) {
+        while !held.is_empty() {
+            if self.owner != Some(vm) {
+                self.break_line(out);
+                self.start_line(vm, false, out);
+            }
+            held = self.write_owned(vm, held, out);
+        }
+    }
+
+    /// Writes VM `vm`'s held bytes as a line of their own, then the interrupted owner's
+    /// unfinished line again.
+    fn flush_held(&mut self, vm: usize, out: &mut Vec<u8>) {
+        let interrupted = self.owner.filter(|o| *o != vm);
+        self.break_line(out);
+        let held = match self.vms.get_mut(vm) {
+            Some(v) => core::mem::take(&mut v.held),
+            None => return,
+        };
+        let saved = core::mem::take(&mut self.partial);
+        self.write_held(vm, &held, out);
+        if let Some(v) = self.vms.get_mut(vm) {
+            v.stats.held_lines = v.stats.held_lines.saturating_add(1);
+            if held.last() != Some(&b'\n') {
+                v.stats.cut_lines = v.stats.cut_lines.saturating_add(1);
+            }
+        }
+        self.break_line(out);
+        self.partial = saved;
+        if let Some(o) = interrupted {
+            self.start_line(o, true, out);
+        }
+    }
+
+    /// VM `vm` wrote `bytes`: appends what the terminal gets to `out`.
+    pub fn output(&mut self, vm: usize, mut bytes: &[u8], out: &mut Vec<u8>) {
+        if vm >= self.vms.len() {
+            return;
+        }
+        while !bytes.is_empty() {
+            match self.owner {
+                None => self.start_line(vm, false, out),
+                Some(o) if o == vm => {}
+                Some(_) if vm == self.focus || !self.named() => self.break_line(out),
+                Some(_) => {
+                    let v = &mut self.vms[vm];
+                    let room = HOLD_MAX.saturating_sub(v.held.len());
+                    let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1).min(room);
+                    let (chunk, rest) = bytes.split_at(end);
+                    v.held.extend_from_slice(chunk);
+                    bytes = rest;
+                    if v.held.last() == Some(&b'\n') || v.held.len() >= HOLD_MAX {
+                        self.flush_held(vm, out);
+                    }
+                    continue;
+                }
+            }
+            if self.owner == Some(vm) {
+                bytes = self.write_owned(vm, bytes, out);
+            }
+        }
+        self.drain_held(out);
+    }
+
+    /// At a line start, other VMs' held bytes go out (the first unfinished one takes the
+    /// line).
+    fn drain_held(&mut self, out: &mut Vec<u8>) {
+        let mut i = 0;
+        while self.owner.is_none() && i < self.vms.len() {
+            if !self.vms[i].held.is_empty() {
+                let held = core::mem::take(&mut self.vms[i].held);
+                self.write_held(i, &held, out);
+                let v = &mut self.vms[i];
+                v.stats.held_lines = v.stats.held_lines.saturating_add(1);
+            }
+            i += 1;
+        }
+    }
+
+    /// Before capvisor writes lines of its own: ends a VM's unfinished line (appended to
+    /// `out`) and remembers it for [`Console::note_end`].
+    pub fn note_start(&mut self, out: &mut Vec<u8>) {
+        if self.noted.is_none() {
+            self.noted = self.owner;
+        }
+        self.break_line(out);
+    }
+
+    /// After capvisor's lines: writes the interrupted VM's unfinished line again.
+    pub fn note_end(&mut self, out: &mut Vec<u8>) {
+        if let Some(o) = self.noted.take()
+            && self.owner.is_none()
+            && self.running(o)
+        {
+            self.start_line(o, true, out);
+        }
+        self.drain_held(out);
     }
 }
 
@@ -66,18 +349,127 @@ impl Console {
 mod tests {
     use super::*;
 
+    fn out(c: &mut Console, vm: usize, s: &str) -> String {
+        let mut o = Vec::new();
+        c.output(vm, s.as_bytes(), &mut o);
+        String::from_utf8(o).unwrap()
+    }
+
     #[test]
     fn input_follows_focus_and_escapes_switch_it() {
-        let mut c = Console::new(2);
+        let mut c = Console::new(&["a", "b"]);
         assert_eq!(c.route(b'a'), Routed::Input(0, b'a'));
+        assert_eq!(c.route(0x03), Routed::Input(0, 0x03), "Ctrl-C goes to the guest");
         assert_eq!(c.route(ESCAPE), Routed::Nothing);
         assert_eq!(c.route(b'2'), Routed::Focus(1));
         assert_eq!(c.route(b'b'), Routed::Input(1, b'b'));
         assert_eq!((c.route(ESCAPE), c.route(ESCAPE)), (Routed::Nothing, Routed::Input(1, ESCAPE)));
-        assert_eq!((c.route(ESCAPE), c.route(b'3')), (Routed::Nothing, Routed::Nothing), "no VM 3");
+        assert_eq!((c.route(ESCAPE), c.route(b'3')), (Routed::Nothing, Routed::UnknownKey(b'3')), "no VM 3");
         assert_eq!(c.focus(), 1);
-        assert_eq!((c.route(ESCAPE), c.route(b'x')), (Routed::Nothing, Routed::Nothing));
+        assert_eq!((c.route(ESCAPE), c.route(b'?')), (Routed::Nothing, Routed::Help));
+        assert_eq!((c.route(ESCAPE), c.route(b'h')), (Routed::Nothing, Routed::Help));
+        assert_eq!((c.route(ESCAPE), c.route(b'x')), (Routed::Nothing, Routed::Quit));
+        assert_eq!((c.route(ESCAPE), c.route(b'q')), (Routed::Nothing, Routed::UnknownKey(b'q')));
         assert_eq!(c.route(b'c'), Routed::Input(1, b'c'), "escape state ends after one byte");
-        assert_eq!(Console::new(0).route(b'a'), Routed::Nothing);
+        let none: [&str; 0] = [];
+        assert_eq!(Console::new(&none).route(b'a'), Routed::Nothing);
+    }
+
+    #[test]
+    fn help_lists_keys_and_vms_with_focus() {
+        let mut c = Console::new(&["linux", "rtos"]);
+        c.route(ESCAPE);
+        c.route(b'2');
+        c.vm_stopped(0, &mut Vec::new());
+        let h = c.help_lines();
+        assert_eq!(h.len(), HELP.len() + 2);
+        assert!(h[0].contains("Ctrl-A ?"));
+        assert_eq!(h[HELP.len()], "console: VM 1: linux (stopped)");
+        assert_eq!(h[HELP.len() + 1], "console: VM 2: rtos (running, typing goes here)");
+    }
+
+    #[test]
+    fn one_vm_passes_bytes_through_at_once_without_names() {
+        let mut c = Console::new(&["linux"]);
+        assert_eq!(out(&mut c, 0, "/ # "), "/ # ", "a prompt shows without a newline");
+        assert_eq!(out(&mut c, 0, "l"), "l", "echo shows as typed");
+        assert_eq!(out(&mut c, 0, "s\r\nbin  dev\r\n/ # "), "s\r\nbin  dev\r\n/ # ");
+        assert_eq!(c.stats(0).bytes, 22);
+        assert_eq!(c.stats(0).held_lines, 0);
+    }
+
+    #[test]
+    fn several_vms_name_each_line_and_the_focused_vm_types_at_once() {
+        let mut c = Console::new(&["a", "b"]);
+        assert_eq!(out(&mut c, 0, "boot\r\n/ # "), "[a] boot\r\n[a] / # ");
+        // b (no focus) finishes a line while a's prompt is on the terminal: a's prompt is
+        // broken, b's line written whole, a's prompt written again.
+        assert_eq!(out(&mut c, 1, "b up"), "", "held until its newline");
+        assert_eq!(out(&mut c, 1, "\r\n"), "\r\n[b] b up\r\n[a] / # ");
+        assert_eq!(c.stats(1).held_lines, 1);
+        // a echoes as it is typed.
+        assert_eq!(out(&mut c, 0, "e"), "e");
+        assert_eq!(out(&mut c, 0, "cho\r\n"), "cho\r\n");
+        // b takes a free line and owns it; a (focus) writing breaks it.
+        assert_eq!(out(&mut c, 1, "b# "), "[b] b# ");
+        assert_eq!(out(&mut c, 0, "x"), "\r\n[a] x");
+        // b goes on: held, and written whole with its name at the next line start.
+        assert_eq!(out(&mut c, 1, "more"), "");
+        assert_eq!(out(&mut c, 0, "\r\n"), "\r\n[b] more");
+        assert_eq!(out(&mut c, 1, " done\n"), " done\n");
+    }
+
+    #[test]
+    fn held_output_is_bounded_cut_and_counted_never_dropped() {
+        let mut c = Console::new(&["a", "b"]);
+        assert_eq!(out(&mut c, 0, "/ # "), "[a] / # ");
+        let long = "y".repeat(HOLD_MAX * 2 + 10);
+        let got = out(&mut c, 1, &long);
+        let ys = got.bytes().filter(|&b| b == b'y').count();
+        assert_eq!(ys, HOLD_MAX * 2, "two full holds written, the rest held");
+        assert_eq!(c.stats(1).cut_lines, 2);
+        assert!(got.ends_with("\r\n[a] / # "), "the prompt is written again: {got:?}");
+        let mut o = Vec::new();
+        c.vm_stopped(1, &mut o);
+        let o = String::from_utf8(o).unwrap();
+        assert_eq!(o.matches('y').count(), 10, "the rest is written when b stops: {o:?}");
+        assert_eq!(c.stats(1).bytes, long.len() as u64);
+        assert_eq!(out(&mut c, 0, "z\n"), "z\n", "a owns its line");
+        assert_eq!(out(&mut c, 0, "w"), "[a] w", "names stay after b stopped");
+    }
+
+    #[test]
+    fn capvisor_lines_break_the_line_and_the_prompt_comes_back() {
+        let mut c = Console::new(&["a"]);
+        out(&mut c, 0, "/ # ec");
+        let mut o = Vec::new();
+        c.note_start(&mut o);
+        o.extend_from_slice(b"capvisor: console: VM 1: a\r\n");
+        c.note_end(&mut o);
+        assert_eq!(String::from_utf8(o).unwrap(), "\r\ncapvisor: console: VM 1: a\r\n/ # ec");
+        assert_eq!(out(&mut c, 0, "ho\r\n"), "ho\r\n");
+        let mut o = Vec::new();
+        c.note_start(&mut o);
+        c.note_end(&mut o);
+        assert!(o.is_empty(), "at a line start nothing is added");
+    }
+
+    #[test]
+    fn a_long_unfinished_line_is_written_again_from_its_tail() {
+        let mut c = Console::new(&["a"]);
+        let long = "p".repeat(PARTIAL_MAX + 100);
+        out(&mut c, 0, &long);
+        let mut o = Vec::new();
+        c.note_start(&mut o);
+        c.note_end(&mut o);
+        assert_eq!(o.len(), 2 + PARTIAL_MAX);
+    }
+
+    #[test]
+    fn output_of_unknown_vms_is_ignored() {
+        let mut c = Console::new(&["a"]);
+        assert_eq!(out(&mut c, 7, "x"), "");
+        c.vm_stopped(7, &mut Vec::new());
+        assert_eq!(c.stats(7), OutputStats::default());
     }
 }

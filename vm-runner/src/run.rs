@@ -42,7 +42,8 @@
 //! the loop counts the entries it *made* ([`crate::meter::Meter`]), the closing `ReplyRecv` or `Recv`
 //! included, per exit kind, in [`Runner::measured`].
 //!
-//! Owns the run-time state of the loop (console focus, measured counters, exit statuses).
+//! Owns the run-time state of the loop (the console multiplexer, measured counters, exit
+//! statuses).
 //! Never creates or frees kernel objects (that is [`crate::setup`]).
 
 use alloc::vec::Vec;
@@ -84,8 +85,16 @@ pub struct WakeKey {
 
 /// What the run loop needs from the machine around it: the console, and a timer.
 pub trait Host {
-    /// Writes finished console lines (already prefixed with the VM's name).
+    /// Writes bytes to the terminal, as they are (the console multiplexer, [`Console`],
+    /// has framed them).
     fn console_out(&mut self, bytes: &[u8]);
+    /// VM `vm` wrote `bytes` to its console. The run loop's own host frames them with the
+    /// console multiplexer; a bare host writes them as they are.
+    fn vm_output(&mut self, _vm: usize, bytes: &[u8]) {
+        self.console_out(bytes);
+    }
+    /// VM `vm` stopped (its held console output is written).
+    fn vm_stopped(&mut self, _vm: usize) {}
     /// Writes one line of the VMM's own log (no newline in `line`).
     fn log(&mut self, line: fmt::Arguments<'_>);
     /// Reads console input that arrived ([`SIGNAL_CONSOLE`]) into `buf` and re-arms the
@@ -157,10 +166,11 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A loop for `vms` VMs, console focus on the first.
-    pub fn new(vms: usize) -> Self {
+    /// A loop for VMs with these names (in system order), console focus on the first.
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
+        let vms = names.len();
         Runner {
-            console: Console::new(vms),
+            console: Console::new(names),
             wait: Wait::Recv,
             open: None,
             measured: (0..vms).map(|_| Counters::default()).collect(),
@@ -184,6 +194,13 @@ impl Runner {
     /// point, `x0` the device tree, EL1h with interrupts masked. A VM whose start fails is
     /// stopped.
     pub fn start<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
+        let mut console = core::mem::take(&mut self.console);
+        let mut tty = Tty { host, console: &mut console };
+        self.start_all(kernel, vmm, &mut tty);
+        self.console = console;
+    }
+
+    fn start_all<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
         for vm in &mut vmm.vms {
             let boot = vm.state.boot();
             if let Err(e) = start_vcpu(kernel, vm, &boot) {
@@ -193,6 +210,7 @@ impl Runner {
                 if let Some(slot) = self.ended.get_mut(vm.index) {
                     *slot = Some(Ended { reason, status: reason.status() });
                 }
+                host.vm_stopped(vm.index);
             }
         }
     }
@@ -205,6 +223,15 @@ impl Runner {
         }
         // The last exit's closing wait was never made.
         self.close(None);
+        // What the VMM prints next starts on a line of its own.
+        let mut out = Vec::new();
+        self.console.note_start(&mut out);
+        host.console_out(&out);
+    }
+
+    /// What the console multiplexer did with VM `vm`'s output.
+    pub fn console_stats(&self, vm: usize) -> crate::console::OutputStats {
+        self.console.stats(vm)
     }
 
     /// Waits once (replying first if the last exit resumes its vCPU) and handles what
@@ -227,7 +254,10 @@ impl Runner {
         closing: Op,
     ) {
         self.close(Some(closing));
-        self.wait = self.handle(kernel, vmm, host, received);
+        let mut console = core::mem::take(&mut self.console);
+        let mut tty = Tty { host, console: &mut console };
+        self.wait = self.handle(kernel, vmm, &mut tty, received);
+        self.console = console;
     }
 
     /// Records the last exit's entries, with the wait that closed it.
@@ -245,7 +275,7 @@ impl Runner {
         &mut self,
         kernel: &mut K,
         vmm: &mut Vmm<P>,
-        host: &mut H,
+        host: &mut Tty<'_, H>,
         received: &Received,
     ) -> Wait {
         if received.badge & FAULT_BADGE_BIT == 0 {
@@ -286,18 +316,41 @@ impl Runner {
         wait
     }
 
-    fn signals<K: Kernel, P: PagingHandler, H: Host>(
+    /// Stops every VM still running, for `reason`: its vCPUs are suspended.
+    fn end_all<K: Kernel, P: PagingHandler, H: Host>(
         &mut self,
         kernel: &mut K,
         vmm: &mut Vmm<P>,
         host: &mut H,
+        reason: StopReason,
+    ) {
+        for vm in &mut vmm.vms {
+            let Some(slot) = self.ended.get_mut(vm.index) else { continue };
+            if slot.is_some() {
+                continue;
+            }
+            *slot = Some(Ended { reason, status: reason.status() });
+            let a = vm.state.end(reason);
+            let mut k = meter(kernel);
+            effects(&mut k, vm, a.effects, host);
+            host.vm_stopped(vm.index);
+        }
+        // No vCPU waits for a reply any more.
+        self.wait = Wait::Recv;
+    }
+
+    fn signals<K: Kernel, P: PagingHandler, H: Host>(
+        &mut self,
+        kernel: &mut K,
+        vmm: &mut Vmm<P>,
+        host: &mut Tty<'_, H>,
         bits: u64,
     ) {
         if bits & SIGNAL_CONSOLE != 0 {
             let mut buf = [0u8; 64];
             let n = host.console_in(kernel, &mut buf);
             for &b in buf.get(..n).unwrap_or(&[]) {
-                match self.console.route(b) {
+                match host.console.route(b) {
                     Routed::Input(v, byte) => {
                         if let Some(vm) = vmm.vms.get_mut(v) {
                             let e = vm.state.console_input(&[byte]);
@@ -310,6 +363,18 @@ impl Runner {
                         if let Some(vm) = vmm.vms.get(v) {
                             host.log(format_args!("console: input goes to {}", vm.state.name()));
                         }
+                    }
+                    Routed::Help => {
+                        let lines = host.console.help_lines();
+                        host.notes(&lines);
+                    }
+                    Routed::UnknownKey(k) => {
+                        let key = char::from(k).escape_default();
+                        host.log(format_args!("console: Ctrl-A {key} is no key (Ctrl-A ? lists them)"));
+                    }
+                    Routed::Quit => {
+                        host.log(format_args!("console: Ctrl-A x: ending the run"));
+                        self.end_all(kernel, vmm, host, StopReason::EndedFromConsole);
                     }
                     Routed::Nothing => {}
                 }
@@ -333,6 +398,78 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// The host as the run loop uses it: VM output and the VMM's lines go through the console
+/// multiplexer, so they share the terminal without breaking each other's lines.
+struct Tty<'a, H> {
+    host: &'a mut H,
+    console: &'a mut Console,
+}
+
+impl<H: Host> Tty<'_, H> {
+    fn note(&mut self, line: fmt::Arguments<'_>) {
+        self.notes(&[line]);
+    }
+
+    /// Lines of the VMM's own, together: a VM's unfinished line is broken once before them
+    /// and written again once after.
+    fn notes<S: fmt::Display>(&mut self, lines: &[S]) {
+        let mut out = Vec::new();
+        self.console.note_start(&mut out);
+        if !out.is_empty() {
+            self.host.console_out(&out);
+        }
+        for line in lines {
+            self.host.log(format_args!("{line}"));
+        }
+        out.clear();
+        self.console.note_end(&mut out);
+        if !out.is_empty() {
+            self.host.console_out(&out);
+        }
+    }
+}
+
+impl<H: Host> Host for Tty<'_, H> {
+    fn console_out(&mut self, bytes: &[u8]) {
+        self.host.console_out(bytes);
+    }
+    fn vm_output(&mut self, vm: usize, bytes: &[u8]) {
+        let mut out = Vec::with_capacity(bytes.len() + 16);
+        self.console.output(vm, bytes, &mut out);
+        if !out.is_empty() {
+            self.host.console_out(&out);
+        }
+    }
+    fn vm_stopped(&mut self, vm: usize) {
+        let mut out = Vec::new();
+        self.console.vm_stopped(vm, &mut out);
+        if !out.is_empty() {
+            self.host.console_out(&out);
+        }
+    }
+    fn log(&mut self, line: fmt::Arguments<'_>) {
+        self.note(line);
+    }
+    fn console_in<K: Kernel>(&mut self, kernel: &mut K, buf: &mut [u8]) -> usize {
+        self.host.console_in(kernel, buf)
+    }
+    fn arm_wake<K: Kernel>(&mut self, kernel: &mut K, key: WakeKey, cntv_cval: u64) -> bool {
+        self.host.arm_wake(kernel, key, cntv_cval)
+    }
+    fn fired<K: Kernel>(&mut self, kernel: &mut K) -> Vec<WakeKey> {
+        self.host.fired(kernel)
+    }
+    fn forwarded(&self, bits: u64) -> Vec<(usize, u16)> {
+        self.host.forwarded(bits)
+    }
+    fn ack_irq<K: Kernel>(&mut self, kernel: &mut K, vm: usize, irq: u16) -> bool {
+        self.host.ack_irq(kernel, vm, irq)
+    }
+    fn zero(&mut self, va: u64, len: u64) -> bool {
+        self.host.zero(va, len)
     }
 }
 
@@ -456,7 +593,7 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
     let c = vm.vcpus[vcpu];
     let out = vm.state.take_console_output();
     if !out.is_empty() {
-        host.console_out(&out);
+        host.vm_output(vm.index, &out);
     }
     let wait = match next {
         Next::Resume => Wait::ReplyRecv(Message::new(0, &[])),
@@ -513,6 +650,7 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
             if let Some(slot) = ended.get_mut(vm.index) {
                 *slot = Some(Ended { reason, status });
             }
+            host.vm_stopped(vm.index);
             host.log(format_args!("{}: exit status {status}", vm.state.name()));
             Wait::Recv
         }
@@ -523,6 +661,7 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
         && slot.is_none()
     {
         *slot = Some(Ended { reason, status: reason.status() });
+        host.vm_stopped(vm.index);
     }
     wait
 }

@@ -98,7 +98,8 @@ impl<I: HalInstance<Kernel = Model>> Rig<I> {
         let images = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
         let bundle = Bundle { system: sys, images };
         let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
-        let runner = Runner::new(vmm.vms.len());
+        let names: Vec<&str> = vmm.vms.iter().map(|v| v.state.name()).collect();
+        let runner = Runner::new(&names);
         let mut rig = Rig { vmm, runner, host };
         I::cell().with(|h| rig.runner.start(h.kernel_mut(), &mut rig.vmm, &mut rig.host));
         rig
@@ -188,7 +189,7 @@ fn an_mmio_write_moves_only_the_pc_and_prints_the_line() {
         assert_eq!((r.pc, r.x[1], r.x[9]), (pc + 4, u64::from(*b), 0x99), "only the PC moved");
         pc += 4;
     }
-    assert_eq!(rig.host.console, b"[test-guest] hi\n");
+    assert_eq!(rig.host.console, b"hi\n", "one VM: its bytes as written");
     // A store of xzr needs no register read: 1 entry, plus the ReplyRecv.
     assert_eq!(rig.exit(0, 0, access(pc, 0x0900_0000, true, 31)), 1);
     // A load into x5: read, write pc..x5 (9 words), and the value lands in x5.
@@ -354,7 +355,7 @@ fn a_vm_that_stops_leaves_the_other_running() {
         r.x[1] = u64::from(b'\n');
     });
     rig.exit(0, 0, access(0x4000_0100, 0x0900_0000, true, 1));
-    assert_eq!(rig.host.console, b"[test-guest] \n");
+    assert_eq!(rig.host.console, b"[test-guest] \n", "a system of two VMs names lines to the end");
     // A fault that claims to be from a VM or vCPU that does not exist is ignored.
     I::cell().with(|h| {
         let m = h.kernel_mut();
@@ -382,6 +383,67 @@ fn console_input_goes_to_the_vm_with_focus() {
     rig.set_regs(1, 0, |r| r.pc = 0x4000_0100);
     rig.exit(1, 0, access(0x4000_0100, 0x0900_0000, false, 4));
     assert_eq!(rig.model(|m| m.thread_registers(rig.tcb(1, 0))).x[4] & 0xff, u64::from(b'b'));
+}
+
+/// Types `bytes` on the console and lets the loop take them.
+fn type_keys<I: HalInstance<Kernel = Model>>(rig: &mut Rig<I>, bytes: &[u8]) {
+    rig.host.input = bytes.to_vec();
+    I::cell().with(|h| {
+        let m = h.kernel_mut();
+        m.signal_from(rig.vmm.ntfn, SIGNAL_CONSOLE);
+        let r = m.recv(rig.vmm.fault_ep);
+        rig.runner.deliver(m, &mut rig.vmm, &mut rig.host, &r, Op::Recv);
+    });
+}
+
+/// VM `vm` writes `text` to its UART, one store per byte.
+fn guest_writes<I: HalInstance<Kernel = Model>>(rig: &mut Rig<I>, vm: usize, text: &[u8]) {
+    for b in text {
+        rig.set_regs(vm, 0, |r| {
+            r.pc = 0x4000_0100;
+            r.x[1] = u64::from(*b);
+        });
+        rig.exit(vm, 0, access(0x4000_0100, 0x0900_0000, true, 1));
+    }
+}
+
+#[test]
+fn two_vms_share_the_terminal_line_by_line_and_a_prompt_comes_back() {
+    instance!(I);
+    let mut rig = Rig::<I>::new("two-vms.toml");
+    guest_writes(&mut rig, 0, b"/ # ");
+    assert_eq!(rig.host.console, b"[test-guest] / # ", "a prompt shows without a newline");
+    guest_writes(&mut rig, 1, b"up\n");
+    let text = String::from_utf8(rig.host.console.clone()).unwrap();
+    assert_eq!(text, "[test-guest] / # \r\n[test-guest-b] up\n[test-guest] / # ");
+    assert_eq!(rig.runner.console_stats(1).held_lines, 1);
+    // A key list, and the prompt written again after it.
+    rig.host.console.clear();
+    type_keys(&mut rig, &[crate::console::ESCAPE, b'?']);
+    assert!(rig.host.log.iter().any(|l| l.contains("Ctrl-A x")), "{:?}", rig.host.log);
+    assert!(rig.host.log.iter().any(|l| l == "console: VM 2: test-guest-b (running)"), "{:?}", rig.host.log);
+    assert_eq!(rig.host.console, b"\r\n[test-guest] / # ");
+    type_keys(&mut rig, &[crate::console::ESCAPE, b'j']);
+    assert!(rig.host.log.iter().any(|l| l == "console: Ctrl-A j is no key (Ctrl-A ? lists them)"));
+}
+
+#[test]
+fn ctrl_a_x_ends_every_vm_with_status_130_and_ctrl_c_goes_to_the_guest() {
+    instance!(I);
+    let mut rig = Rig::<I>::new("two-vms.toml");
+    type_keys(&mut rig, &[0x03]);
+    assert_eq!(rig.runner.measured[0].exits(ExitKind::ConsoleInput), 1, "Ctrl-C is input for the VM");
+    assert!(!rig.runner.all_stopped());
+    type_keys(&mut rig, &[crate::console::ESCAPE, b'x']);
+    assert!(rig.runner.all_stopped());
+    for vm in 0..2 {
+        let e = rig.runner.ended[vm].unwrap();
+        assert_eq!((e.reason, e.status), (StopReason::EndedFromConsole, 130));
+        let tcb = rig.tcb(vm, 0);
+        assert_eq!(rig.model(|m| m.thread_state(tcb)), ThreadState::Inactive, "VM {vm}'s running vCPU suspended");
+    }
+    assert!(rig.host.log.iter().any(|l| l == "console: Ctrl-A x: ending the run"));
+    assert_eq!(rig.runner.next_wait(), Wait::Recv);
 }
 
 #[test]

@@ -162,7 +162,7 @@ impl VmState {
             let dev = match d.kind {
                 EmulatedKind::InterruptController => Device::Gicd,
                 EmulatedKind::Console => {
-                    uarts.push((Pl011::new(&config.name), u16::try_from(d.irq).unwrap_or(0)));
+                    uarts.push((Pl011::new(), u16::try_from(d.irq).unwrap_or(0)));
                     Device::Uart(uarts.len() - 1)
                 }
                 EmulatedKind::Dummy => Device::Dummy,
@@ -500,9 +500,6 @@ impl VmState {
             }
             c.parked = false;
         }
-        for (u, _) in &mut self.uarts {
-            u.flush();
-        }
         e.notices.push(Notice::Stopped(reason));
         Action { next: Next::Stop(reason), effects: e }
     }
@@ -613,6 +610,12 @@ impl VmState {
         self.stop(vcpu, reason)
     }
 
+    /// Stops the VM from outside (no vCPU is waiting for a reply): every running vCPU is
+    /// suspended.
+    pub fn end(&mut self, reason: StopReason) -> Action {
+        self.stop(usize::MAX, reason)
+    }
+
     // ---- events that are not faults ----
 
     /// A forwarded host interrupt arrived (its handler's notification).
@@ -663,7 +666,7 @@ impl VmState {
         self.counters.record(kind, &ops);
     }
 
-    /// Finished console lines of every UART, prefixed with the VM's name; clears them.
+    /// What the guest wrote to its UARTs since the last call, as written; clears it.
     pub fn take_console_output(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         for (u, _) in &mut self.uarts {

@@ -1,25 +1,27 @@
 //! PL011 UART emulation: plain state and functions.
 //!
-//! Output is collected per line and handed out prefixed with the VM's name, so the lines of
-//! several VMs sharing one console stay readable; a line longer than [`LINE_MAX`] is cut.
-//! Input comes from the console multiplexer for the VM that has focus and sits in a bounded
-//! queue the guest reads through `DR`.
+//! Output is handed out byte for byte as the guest writes it ([`Pl011::take_output`]): the
+//! console multiplexer ([`crate::console`]) decides where lines start and which carry the
+//! VM's name. Input comes from the multiplexer for the VM that has focus and sits in a
+//! bounded queue the guest reads through `DR`.
 //!
-//! The transmitter is infinitely fast: `FR.TXFE` is always set and `TXFF` never is. The TX
-//! interrupt follows QEMU's model, which Linux's `amba-pl011` driver is known to work with:
-//! raised by every write to `DR`, cleared by `ICR`. The receive interrupts (`RX`, `RT`) are
-//! levels computed from the queue: raised while it holds data.
+//! The transmitter is as fast as the VMM drains it: the run loop takes the output after
+//! every exit, so the buffer holds a few bytes. Should it ever hold [`OUTPUT_MAX`] bytes,
+//! `FR.TXFF` is set (and `TXFE` cleared) until it is drained, as a real FIFO pushes back; a
+//! guest that writes `DR` regardless has the byte dropped and counted
+//! ([`Pl011::dropped_output`]), as the hardware would. The TX interrupt follows QEMU's
+//! model, which Linux's `amba-pl011` driver is known to work with: raised by every write to
+//! `DR`, cleared by `ICR`. The receive interrupts (`RX`, `RT`) are levels computed from the
+//! queue: raised while it holds data.
 //!
 //! Owns the UART's registers and buffers; never touches the interrupt controller (the caller
-//! reads [`Pl011::irq_level`] after each access).
+//! reads [`Pl011::irq_level`] after each access) nor the terminal.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-/// Longest output line kept before it is emitted anyway.
-pub const LINE_MAX: usize = 240;
-/// Most pending output bytes (finished lines) kept for the console; more are dropped and
-/// counted, so a guest that prints faster than the console drains cannot grow the VMM.
+/// Most output bytes waiting for the console: the transmit FIFO reports full at this many,
+/// so a guest that prints faster than the console drains cannot grow the VMM.
 pub const OUTPUT_MAX: usize = 8192;
 /// Depth of the input queue.
 pub const INPUT_MAX: usize = 256;
@@ -90,8 +92,6 @@ const IDS: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 /// One emulated PL011.
 #[derive(Clone, Debug)]
 pub struct Pl011 {
-    prefix: Vec<u8>,
-    line: Vec<u8>,
     output: Vec<u8>,
     dropped_output: u64,
     input: VecDeque<u8>,
@@ -108,16 +108,16 @@ pub struct Pl011 {
     rsr: u32,
 }
 
+impl Default for Pl011 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pl011 {
-    /// A UART in its reset state whose output lines are prefixed with `[name] `.
-    pub fn new(name: &str) -> Self {
-        let mut prefix = Vec::with_capacity(name.len() + 3);
-        prefix.push(b'[');
-        prefix.extend_from_slice(name.as_bytes());
-        prefix.extend_from_slice(b"] ");
+    /// A UART in its reset state.
+    pub fn new() -> Self {
         Pl011 {
-            prefix,
-            line: Vec::new(),
             output: Vec::new(),
             dropped_output: 0,
             input: VecDeque::new(),
@@ -153,7 +153,7 @@ impl Pl011 {
             reg::DR => self.input.pop_front().map_or(0, u32::from),
             reg::RSR => self.rsr,
             reg::FR => {
-                let mut f = fr::TXFE;
+                let mut f = if self.output.len() >= OUTPUT_MAX { fr::TXFF } else { fr::TXFE };
                 if self.input.is_empty() {
                     f |= fr::RXFE;
                 }
@@ -213,43 +213,19 @@ impl Pl011 {
     }
 
     fn put(&mut self, b: u8) {
-        match b {
-            b'\n' => self.end_line(),
-            b'\r' => {}
-            _ => {
-                self.line.push(b);
-                if self.line.len() >= LINE_MAX {
-                    self.end_line();
-                }
-            }
-        }
-    }
-
-    fn end_line(&mut self) {
-        let need = self.prefix.len() + self.line.len() + 1;
-        if self.output.len() + need > OUTPUT_MAX {
-            self.dropped_output = self.dropped_output.saturating_add(self.line.len() as u64 + 1);
+        if self.output.len() < OUTPUT_MAX {
+            self.output.push(b);
         } else {
-            self.output.extend_from_slice(&self.prefix);
-            self.output.extend_from_slice(&self.line);
-            self.output.push(b'\n');
+            self.dropped_output = self.dropped_output.saturating_add(1);
         }
-        self.line.clear();
     }
 
-    /// Finished output lines, each prefixed with the VM's name; clears them.
+    /// The bytes written since the last call, as written; clears them.
     pub fn take_output(&mut self) -> Vec<u8> {
         core::mem::take(&mut self.output)
     }
 
-    /// Emits the unfinished line as if a newline had been written (when the VM stops).
-    pub fn flush(&mut self) {
-        if !self.line.is_empty() {
-            self.end_line();
-        }
-    }
-
-    /// Output bytes dropped because the console did not drain fast enough.
+    /// Bytes the guest wrote while the transmit FIFO reported full (dropped).
     pub fn dropped_output(&self) -> u64 {
         self.dropped_output
     }
@@ -279,36 +255,38 @@ mod tests {
     }
 
     #[test]
-    fn output_is_emitted_per_line_with_the_vm_name() {
-        let mut u = Pl011::new("vm1");
-        write_str(&mut u, "hello");
-        assert_eq!(u.take_output(), b"", "no newline yet");
-        write_str(&mut u, " world\r\nsecond\n");
-        assert_eq!(u.take_output(), b"[vm1] hello world\n[vm1] second\n");
+    fn output_is_handed_out_as_written() {
+        let mut u = Pl011::new();
+        write_str(&mut u, "/ # ");
+        assert_eq!(u.take_output(), b"/ # ", "a prompt without a newline is there at once");
+        write_str(&mut u, "ls\r\n");
+        assert_eq!(u.take_output(), b"ls\r\n", "bytes unchanged, carriage returns too");
         assert_eq!(u.take_output(), b"");
-        write_str(&mut u, "tail");
-        u.flush();
-        assert_eq!(u.take_output(), b"[vm1] tail\n");
     }
 
     #[test]
-    fn long_lines_are_cut_and_undrained_output_is_bounded() {
-        let mut u = Pl011::new("v");
-        for _ in 0..LINE_MAX {
+    fn undrained_output_pushes_back_and_only_writes_past_full_are_dropped() {
+        let mut u = Pl011::new();
+        for _ in 0..OUTPUT_MAX - 1 {
             u.write(reg::DR, 1, u64::from(b'x'));
         }
-        let out = u.take_output();
-        assert_eq!(out.len(), 4 + LINE_MAX + 1);
-        for _ in 0..100_000 {
-            u.write(reg::DR, 4, u64::from(b'y'));
+        assert_eq!(u.read(reg::FR, 4) as u32 & (fr::TXFF | fr::TXFE), fr::TXFE);
+        u.write(reg::DR, 1, u64::from(b'y'));
+        assert_eq!(u.read(reg::FR, 4) as u32 & (fr::TXFF | fr::TXFE), fr::TXFF, "full");
+        assert_eq!(u.dropped_output(), 0);
+        for _ in 0..10 {
+            u.write(reg::DR, 4, u64::from(b'z'));
         }
-        assert!(u.take_output().len() <= OUTPUT_MAX);
-        assert!(u.dropped_output() > 0);
+        assert_eq!(u.dropped_output(), 10, "written while full");
+        let out = u.take_output();
+        assert_eq!(out.len(), OUTPUT_MAX);
+        assert_eq!(out.last(), Some(&b'y'));
+        assert_eq!(u.read(reg::FR, 4) as u32 & (fr::TXFF | fr::TXFE), fr::TXFE, "drained");
     }
 
     #[test]
     fn flags_and_input() {
-        let mut u = Pl011::new("v");
+        let mut u = Pl011::new();
         assert_eq!(u.read(reg::FR, 4) as u32, fr::TXFE | fr::RXFE);
         assert_eq!(u.push_input(b"ab"), 2);
         assert_eq!(u.read(reg::FR, 4) as u32 & fr::RXFE, 0);
@@ -325,7 +303,7 @@ mod tests {
 
     #[test]
     fn interrupts_follow_the_mask_and_the_queue() {
-        let mut u = Pl011::new("v");
+        let mut u = Pl011::new();
         assert!(!u.irq_level());
         u.write(reg::IMSC, 4, u64::from(int::RX | int::RT));
         assert!(!u.irq_level(), "nothing to receive");
@@ -348,7 +326,7 @@ mod tests {
 
     #[test]
     fn registers_keep_their_implemented_bits_and_ids_read_back() {
-        let mut u = Pl011::new("v");
+        let mut u = Pl011::new();
         assert_eq!(u.read(reg::CR, 4), 0x300, "reset: TXE|RXE");
         assert_eq!(u.read(reg::IFLS, 4), 0x12);
         u.write(reg::IBRD, 4, 0xffff_ffff);
