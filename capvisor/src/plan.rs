@@ -184,11 +184,8 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         h.kernel_mut().reset_counters();
         (h.kernel().free_slots(), h.pool().stats(), h.kernel().live_objects())
     });
-    let views: Vec<VmImages<'_>> = imgs
-        .iter()
-        .map(|i| VmImages { kernel: &i.kernel, dtb: i.dtb.as_deref(), ramdisk: i.ramdisk.as_deref() })
-        .collect();
-    let bundle = Bundle { system: sys.clone(), images: views };
+    let views: Vec<VmImages<'_>> = imgs.iter().map(crate::vms::Images::view).collect();
+    let bundle = Bundle { system: sys.clone(), images: views, rtc_base_seconds: 0 };
     let mut copies = CheckCopies { copies: 0, bytes: 0 };
     let mut vmm = Vmm::<HostPaging<PlanHal>>::build::<PlanHal>(&bundle, &options, &mut copies)
         .map_err(|e| PlanError::Setup { config: args.config.clone(), message: e.to_string() })?;
@@ -321,6 +318,9 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
                 EmulatedKind::InterruptController => "GICv2 distributor",
                 EmulatedKind::Console => "PL011 UART",
                 EmulatedKind::Dummy => "dummy device",
+                EmulatedKind::CfiFlash if d.writable() => "CFI flash (writable for the run)",
+                EmulatedKind::CfiFlash => "CFI flash (read-only)",
+                EmulatedKind::Rtc => "PL031 RTC",
             };
             rows.push((d.range.base.get(), d.range.size_bytes, format!("{kind} \"{}\", emulated (traps)", d.name)));
         }

@@ -92,6 +92,29 @@ pub struct Images {
     pub dtb: Option<Vec<u8>>,
     /// The RAM disk.
     pub ramdisk: Option<Vec<u8>>,
+    /// The flash banks' images (`capvisor.flash_images`, in order), trailing erased bytes
+    /// (0xff) left out.
+    pub flash: Vec<Vec<u8>>,
+}
+
+impl Images {
+    /// The images as the bundle takes them.
+    pub fn view(&self) -> VmImages<'_> {
+        VmImages {
+            kernel: &self.kernel,
+            dtb: self.dtb.as_deref(),
+            ramdisk: self.ramdisk.as_deref(),
+            flash: self.flash.iter().map(Vec::as_slice).collect(),
+        }
+    }
+}
+
+/// The real-time clocks' base: `SOURCE_DATE_EPOCH` when set (reproducible bundles), else the
+/// time the bundle is made.
+pub fn rtc_base_seconds() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    })
 }
 
 /// Finds an image file: beside the configuration, then in each search directory (as
@@ -166,7 +189,15 @@ pub fn load(config: &Path, search: &[PathBuf]) -> Result<(SystemConfig, Vec<Imag
             None => None,
         };
         let dtb = crate::dtb::device_tree(vm, dir, config)?;
-        all.push(Images { kernel, kernel_path: kp, dtb, ramdisk });
+        let mut flash = Vec::new();
+        for f in &vm.flash_images {
+            let mut bytes = read(&find(config, vm, "capvisor.flash_images", &f.path, search)?)?;
+            // A firmware file padded to its bank's size carries mostly erased bytes.
+            let used = bytes.iter().rposition(|&b| b != 0xff).map_or(0, |i| i + 1);
+            bytes.truncate(used);
+            flash.push(bytes);
+        }
+        all.push(Images { kernel, kernel_path: kp, dtb, ramdisk, flash });
     }
     Ok((sys, all))
 }
@@ -174,12 +205,9 @@ pub fn load(config: &Path, search: &[PathBuf]) -> Result<(SystemConfig, Vec<Imag
 /// `capvisor vms`.
 pub fn run(args: &Args) -> Result<(), VmsError> {
     let (sys, images) = load(&args.config, &args.search)?;
-    let views: Vec<VmImages<'_>> = images
-        .iter()
-        .map(|i| VmImages { kernel: &i.kernel, dtb: i.dtb.as_deref(), ramdisk: i.ramdisk.as_deref() })
-        .collect();
-    let bytes =
-        bundle::encode(&sys, &views).map_err(|error| VmsError::Bundle { error, config: args.config.clone() })?;
+    let views: Vec<VmImages<'_>> = images.iter().map(Images::view).collect();
+    let bytes = bundle::encode(&sys, &views, rtc_base_seconds())
+        .map_err(|error| VmsError::Bundle { error, config: args.config.clone() })?;
     std::fs::write(&args.out, &bytes).map_err(|source| VmsError::Io { path: args.out.clone(), source })?;
     for (vm, i) in sys.vms.iter().zip(&images) {
         println!(
@@ -191,6 +219,9 @@ pub fn run(args: &Args) -> Result<(), VmsError> {
             i.dtb.as_ref().map_or(String::new(), |d| format!(", device tree {} bytes", d.len())),
             i.ramdisk.as_ref().map_or(String::new(), |r| format!(", RAM disk {} bytes", r.len())),
         );
+        for (f, bytes) in vm.flash_images.iter().zip(&i.flash) {
+            println!("{}: flash {} from {} ({} bytes before the erased tail)", vm.name, f.device, f.path, bytes.len());
+        }
     }
     println!("{}: {} VMs, {} bytes", args.out.display(), sys.vms.len(), bytes.len());
     Ok(())

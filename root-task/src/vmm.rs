@@ -280,6 +280,11 @@ impl Host for RootHost {
     }
 
     #[cfg(feature = "vmm-timer")]
+    fn now_ns<K: Kernel>(&mut self, kernel: &mut K) -> Option<u64> {
+        self.timer.as_mut()?.client.now(kernel).ok()
+    }
+
+    #[cfg(feature = "vmm-timer")]
     fn fired<K: Kernel>(&mut self, kernel: &mut K) -> alloc::vec::Vec<WakeKey> {
         let Some(t) = self.timer.as_mut() else { return alloc::vec::Vec::new() };
         let mask = t.client.fired(kernel).unwrap_or(0);

@@ -145,6 +145,13 @@ pub enum ProblemKind {
     EntryMisaligned(u64),
     /// An emulated device type capvisor does not implement.
     UnsupportedDevice(u64),
+    /// A CFI flash bank whose size is not a power of two of at least one 256 KiB erase
+    /// block (the size its CFI query reports is a power of two).
+    FlashSize(u64),
+    /// A `flash_images` entry names no emulated CFI flash bank.
+    NotAFlash(String),
+    /// Two `flash_images` entries for one bank.
+    DuplicateFlashImage(String),
     /// An emulated device's window is smaller than its model needs.
     DeviceTooSmall {
         /// Required size.
@@ -215,9 +222,19 @@ impl fmt::Display for ProblemKind {
             ProblemKind::EntryMisaligned(a) => write!(f, "entry point {a:#x} is not 4-byte aligned"),
             ProblemKind::UnsupportedDevice(t) => write!(
                 f,
-                "emulated device type {t:#x} ({}) is not implemented by capvisor (supported: 0x0 meta, 0x1 GICv2 distributor, 0x2 PL011 console)",
+                "emulated device type {t:#x} ({}) is not implemented by capvisor (supported: 0x0 meta, 0x1 GICv2 distributor, 0x2 PL011 console, 0xc0 CFI flash, 0xc1 PL031 RTC: capvisor's numbers)",
                 EmulatedKind::axvisor_name(*t)
             ),
+            ProblemKind::FlashSize(n) => {
+                write!(
+                    f,
+                    "a CFI flash bank of {n:#x} bytes: the size must be a power of two, at least 0x40000 (one erase block)"
+                )
+            }
+            ProblemKind::NotAFlash(d) => {
+                write!(f, "{d:?} is not an emulated CFI flash bank (emu_type 0xc0) of this VM")
+            }
+            ProblemKind::DuplicateFlashImage(d) => write!(f, "a second image for flash bank {d:?}"),
             ProblemKind::DeviceTooSmall { min } => {
                 write!(f, "window is smaller than the {min:#x} bytes the model needs")
             }
@@ -331,11 +348,15 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
         }
     }
     let in_memory = |addr: u64| vm.memory.iter().any(|r| r.range.contains(addr));
+    // Firmware runs in place from its flash bank: the kernel loaded at a read-only bank's
+    // base is that bank's image, entered there.
+    let firmware = vm.firmware_bank().map(|d| d.range);
+    let in_firmware = |addr: u64| firmware.is_some_and(|r| r.contains(addr));
     if !vm.memory.is_empty() {
-        if !in_memory(vm.entry_point.0) {
+        if !in_memory(vm.entry_point.0) && !in_firmware(vm.entry_point.0) {
             push(Field::Key("kernel.entry_point"), ProblemKind::OutsideMemory(vm.entry_point.0));
         }
-        if !in_memory(vm.kernel.load_addr.0) {
+        if !in_memory(vm.kernel.load_addr.0) && firmware.is_none() {
             push(Field::Key("kernel.kernel_load_addr"), ProblemKind::OutsideMemory(vm.kernel.load_addr.0));
         }
         if let Some(d) = &vm.dtb
@@ -397,8 +418,21 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
         if d.range.size_bytes != 0 && d.range.size_bytes < d.kind.min_size_bytes() {
             push(field(Part::Element(2)), ProblemKind::DeviceTooSmall { min: d.kind.min_size_bytes() });
         }
+        if d.kind == EmulatedKind::CfiFlash
+            && (!d.range.size_bytes.is_power_of_two() || d.range.size_bytes < EmulatedKind::CfiFlash.min_size_bytes())
+        {
+            push(field(Part::Element(2)), ProblemKind::FlashSize(d.range.size_bytes));
+        }
         check_irq(d.irq, field(Part::Element(3)), &mut push);
         windows.push((field(Part::Whole), d.range));
+    }
+    for (i, f) in vm.flash_images.iter().enumerate() {
+        let key = Field::Key("capvisor.flash_images");
+        if !vm.emulated.iter().any(|d| d.kind == EmulatedKind::CfiFlash && d.name == f.device) {
+            push(key, ProblemKind::NotAFlash(f.device.clone()));
+        } else if vm.flash_images[..i].iter().any(|g| g.device == f.device) {
+            push(key, ProblemKind::DuplicateFlashImage(f.device.clone()));
+        }
     }
     for (i, d) in vm.passthrough.iter().enumerate() {
         let field = |p| Field::Passthrough(i, p);

@@ -19,14 +19,14 @@ use sel4::PhysAddr;
 use crate::addr::{GuestPhysAddr, GuestRange};
 use crate::check::{Problem, check_system};
 use crate::model::{
-    CapvisorOptions, EmulatedDevice, EmulatedKind, Image, InterruptMode, MapType, MemFlags, MemRegion,
+    CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
     PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 
 /// First bytes of an encoded system.
 pub const MAGIC: [u8; 4] = *b"CVCF";
 /// Encoding version; bumped on any layout change.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 /// Why bytes do not decode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -235,6 +235,11 @@ fn encode_vm(w: &mut Writer, vm: &VmConfig) -> Result<(), DecodeError> {
         }
     }
     w.u8(vm.capvisor.populate_ram as u8);
+    w.count(vm.flash_images.len(), "flash_images")?;
+    for f in &vm.flash_images {
+        w.str(&f.device, "flash device")?;
+        w.str(&f.path, "flash image path")?;
+    }
     Ok(())
 }
 
@@ -414,6 +419,11 @@ fn decode_vm(r: &mut Reader<'_>) -> Result<VmConfig, DecodeError> {
         1 => Some(PopulateRam::OnTouch),
         _ => None,
     })?;
+    let n = r.count(2)?;
+    let mut flash_images = Vec::with_capacity(n);
+    for _ in 0..n {
+        flash_images.push(FlashImage { device: r.str("flash device")?, path: r.str("flash image path")? });
+    }
     Ok(VmConfig {
         id,
         name,
@@ -432,6 +442,7 @@ fn decode_vm(r: &mut Reader<'_>) -> Result<VmConfig, DecodeError> {
         passthrough_addresses,
         excluded_devices,
         capvisor: CapvisorOptions { unhandled_mmio, gic_irq_lines, vcpu_priority, gic_cpu_interface, populate_ram },
+        flash_images,
     })
 }
 
@@ -527,16 +538,17 @@ mod tests {
         assert_eq!(decode_system(b"XXXX\x01\x00\x00\x00"), Err(DecodeError::BadMagic));
         assert_eq!(decode_system(b"CV"), Err(DecodeError::BadMagic));
         assert_eq!(decode_system(b"CVCF\x01\x00\x00\x00"), Err(DecodeError::BadVersion(1)));
-        assert_eq!(decode_system(b"CVCF\x03\x00\x00\x00"), Err(DecodeError::BadVersion(3)));
+        assert_eq!(decode_system(b"CVCF\x02\x00\x00\x00"), Err(DecodeError::BadVersion(2)));
+        assert_eq!(decode_system(b"CVCF\x04\x00\x00\x00"), Err(DecodeError::BadVersion(4)));
         let sys = SystemConfig { vms: vec![sample().vms[1].clone()] };
         let bytes = encode_system(&sys).unwrap();
         // The last fields are unhandled_mmio (u8), gic_irq_lines (u16), priority (u8), an
-        // absent gic_cpu_interface (one 0 byte) and populate_ram (u8).
-        let at = bytes.len() - 6;
+        // absent gic_cpu_interface (one 0 byte), populate_ram (u8) and no flash images (u16).
+        let at = bytes.len() - 8;
         let mut b = bytes.clone();
         b[at] = 9;
         assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "unhandled_mmio" }));
-        let at = bytes.len() - 1;
+        let at = bytes.len() - 3;
         let mut b = bytes.clone();
         b[at] = 2;
         assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "populate_ram" }));

@@ -39,7 +39,7 @@ pub use addr::{GuestPhysAddr, GuestRange};
 pub use check::{Field, Part, Problem, ProblemKind};
 pub use codec::{DecodeError, LoadError, decode_system, encode_system, load_system};
 pub use model::{
-    CapvisorOptions, EmulatedDevice, EmulatedKind, Image, InterruptMode, MapType, MemFlags, MemRegion,
+    CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
     PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 #[cfg(feature = "std")]

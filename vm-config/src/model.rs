@@ -54,6 +54,18 @@ pub struct VmConfig {
     pub excluded_devices: Vec<String>,
     /// The `[capvisor]` table.
     pub capvisor: CapvisorOptions,
+    /// `capvisor.flash_images`: the image each emulated CFI flash bank starts with (a bank
+    /// without one starts erased).
+    pub flash_images: Vec<FlashImage>,
+}
+
+/// A flash bank's starting contents (`capvisor.flash_images` entry `[device, path]`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlashImage {
+    /// The `emu_devices` name of the [`EmulatedKind::CfiFlash`] bank.
+    pub device: String,
+    /// The image file, as written (the image builder resolves it).
+    pub path: String,
 }
 
 impl VmConfig {
@@ -87,7 +99,16 @@ impl VmConfig {
             passthrough_addresses: Vec::new(),
             excluded_devices: Vec::new(),
             capvisor: CapvisorOptions::default(),
+            flash_images: Vec::new(),
         }
+    }
+
+    /// The read-only CFI flash bank whose base is `kernel_load_addr`, when there is one: the
+    /// kernel image is then firmware, that bank's contents, run in place (as QEMU's `-bios`).
+    pub fn firmware_bank(&self) -> Option<&EmulatedDevice> {
+        self.emulated
+            .iter()
+            .find(|d| d.kind == EmulatedKind::CfiFlash && !d.writable() && d.range.base == self.kernel.load_addr)
     }
 
     /// The MPIDR affinity of vCPU `index` (PSCI `CPU_ON` targets use it).
@@ -201,6 +222,13 @@ pub struct EmulatedDevice {
     pub cfg: Vec<u64>,
 }
 
+impl EmulatedDevice {
+    /// A [`EmulatedKind::CfiFlash`] bank the guest may program and erase (`cfg_list = [1]`).
+    pub fn writable(&self) -> bool {
+        self.cfg.first() == Some(&1)
+    }
+}
+
 /// The emulated device types capvisor implements (axvisor's `EmulatedDeviceType` numbers).
 /// axvisor's other types (virtio, IVC, GICv3 partial passthrough) are rejected by the checks
 /// rather than silently dropped.
@@ -213,6 +241,13 @@ pub enum EmulatedKind {
     InterruptController = 0x1,
     /// 0x2, `Console`: a PL011 UART.
     Console = 0x2,
+    /// 0xC0, capvisor's own number (axvisor has no flash type): a CFI NOR flash bank with
+    /// Intel's command set, as QEMU virt's two 64 MiB banks. `cfg_list = [1]` makes it
+    /// writable for the run; without it the bank is read-only. Its image comes from
+    /// `[capvisor] flash_images`.
+    CfiFlash = 0xC0,
+    /// 0xC1, capvisor's own number: a PL031 real-time clock.
+    Rtc = 0xC1,
 }
 
 impl EmulatedKind {
@@ -222,6 +257,8 @@ impl EmulatedKind {
             0x0 => Some(EmulatedKind::Dummy),
             0x1 => Some(EmulatedKind::InterruptController),
             0x2 => Some(EmulatedKind::Console),
+            0xC0 => Some(EmulatedKind::CfiFlash),
+            0xC1 => Some(EmulatedKind::Rtc),
             _ => None,
         }
     }
@@ -232,6 +269,8 @@ impl EmulatedKind {
             0x0 => "meta device",
             0x1 => "interrupt controller",
             0x2 => "console",
+            0xC0 => "capvisor cfi flash",
+            0xC1 => "capvisor pl031 rtc",
             0xA => "ivc channel",
             0x20 => "gic partial passthrough redistributor",
             0x21 => "gic partial passthrough distributor",
@@ -248,7 +287,9 @@ impl EmulatedKind {
     pub const fn min_size_bytes(self) -> u64 {
         match self {
             EmulatedKind::Dummy => 1,
-            EmulatedKind::InterruptController | EmulatedKind::Console => 0x1000,
+            EmulatedKind::InterruptController | EmulatedKind::Console | EmulatedKind::Rtc => 0x1000,
+            // One erase block of QEMU virt's flash.
+            EmulatedKind::CfiFlash => 0x4_0000,
         }
     }
 }

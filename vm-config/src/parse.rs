@@ -29,7 +29,7 @@ use crate::check::{
     check_system, check_vm,
 };
 use crate::model::{
-    CapvisorOptions, EmulatedDevice, EmulatedKind, Image, InterruptMode, MapType, MemFlags, MemRegion,
+    CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
     PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 
@@ -417,7 +417,7 @@ const DEVICES_KEYS: &[&str] = &[
     "virtual",
 ];
 const CAPVISOR_KEYS: &[&str] =
-    &["unhandled_mmio", "gic_irq_lines", "vcpu_priority", "gic_cpu_interface", "populate_ram"];
+    &["unhandled_mmio", "gic_irq_lines", "vcpu_priority", "gic_cpu_interface", "populate_ram", "flash_images"];
 
 /// Partially built fields; `None` where an error was already reported.
 struct Parts {
@@ -860,6 +860,20 @@ fn parse_capvisor(doc: &mut Doc<'_>, t: &Tbl<'_, '_>, parts: &mut Parts) {
             let n = int_el(doc, els[2], path, "size", MAX_ADDR);
             if let (Some(g), Some(h), Some(n)) = (g, h, n) {
                 o.gic_cpu_interface = Some(PassthroughRegion { guest: GuestRange::new(g, n), host: PhysAddr(h) });
+            }
+        }
+    }
+    if let Some(v) = t.get("flash_images")
+        && let Some(a) = doc.array(v, "capvisor.flash_images")
+    {
+        const NAMES: [&str; 2] = ["device", "path"];
+        for (i, e) in a.iter().enumerate() {
+            let path = format!("capvisor.flash_images[{i}]");
+            let Some(els) = doc.entry(e, &path, &NAMES, 2, "2: [device, path]") else { continue };
+            let device = els[0].and_then(|v| doc.string(v, &format!("{path}.device")));
+            let file = els[1].and_then(|v| doc.string(v, &format!("{path}.path")));
+            if let (Some(device), Some(path)) = (device, file) {
+                parts.vm.flash_images.push(FlashImage { device, path });
             }
         }
     }

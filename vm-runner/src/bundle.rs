@@ -6,15 +6,17 @@
 //! task's build script includes it (`CAPVISOR_VMS`), and the root task decodes it with
 //! [`Bundle::decode`], which never trusts a length and never panics.
 //!
-//! # Format (version 1, little-endian)
+//! # Format (version 2, little-endian)
 //!
 //! | bytes | what |
 //! |---|---|
 //! | 8 | magic `CVBUNDLE` |
-//! | 4 | version (1) |
+//! | 4 | version (2) |
 //! | 4 | number of VMs `n` |
+//! | 8 | the real-time clock's base: seconds since 1970 when the bundle was made |
 //! | 8 + `len` | the compact configuration ([`vm_config::encode_system`]), length first |
 //! | per VM, 3 × (8 + `len`) | kernel, device tree, initial RAM disk: length first (0 = none) |
+//! | per VM, one (8 + `len`) per `flash_images` entry | each flash bank's image, in that order |
 //!
 //! Every length is followed by its bytes and then zero padding up to a multiple of 8, so each
 //! image starts 8-byte aligned relative to the bundle.
@@ -29,10 +31,10 @@ use vm_config::{DecodeError, LoadError, SystemConfig, load_system};
 /// First bytes of a bundle.
 pub const MAGIC: [u8; 8] = *b"CVBUNDLE";
 /// The version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The images of one VM, borrowed from the bundle.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct VmImages<'a> {
     /// The kernel (flat binary, loaded at `kernel_load_addr`).
     pub kernel: &'a [u8],
@@ -40,6 +42,9 @@ pub struct VmImages<'a> {
     pub dtb: Option<&'a [u8]>,
     /// The initial RAM disk, if the configuration names one.
     pub ramdisk: Option<&'a [u8]>,
+    /// The flash banks' images, one per `flash_images` entry, in order (trailing erased
+    /// bytes may be left out: a bank reads 0xff past its image).
+    pub flash: Vec<&'a [u8]>,
 }
 
 /// A decoded bundle.
@@ -49,6 +54,8 @@ pub struct Bundle<'a> {
     pub system: SystemConfig,
     /// Images per VM, in configuration order.
     pub images: Vec<VmImages<'a>>,
+    /// Seconds since 1970 when the bundle was made: the VMs' real-time clocks start there.
+    pub rtc_base_seconds: u64,
 }
 
 /// Why bundle bytes are not usable.
@@ -121,12 +128,15 @@ fn put_blob(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Writes a bundle (host side). `images` must have one entry per VM, with a device tree and
 /// a RAM disk exactly where the configuration names one.
-pub fn encode(system: &SystemConfig, images: &[VmImages<'_>]) -> Result<Vec<u8>, BundleError> {
+pub fn encode(system: &SystemConfig, images: &[VmImages<'_>], rtc_base_seconds: u64) -> Result<Vec<u8>, BundleError> {
     if images.len() != system.vms.len() {
         return Err(BundleError::Images { vm: images.len().min(system.vms.len()) });
     }
     for (i, (vm, img)) in system.vms.iter().zip(images).enumerate() {
-        if vm.dtb.is_some() != img.dtb.is_some() || vm.ramdisk.is_some() != img.ramdisk.is_some() {
+        if vm.dtb.is_some() != img.dtb.is_some()
+            || vm.ramdisk.is_some() != img.ramdisk.is_some()
+            || vm.flash_images.len() != img.flash.len()
+        {
             return Err(BundleError::Images { vm: i });
         }
     }
@@ -135,11 +145,17 @@ pub fn encode(system: &SystemConfig, images: &[VmImages<'_>]) -> Result<Vec<u8>,
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(system.vms.len() as u32).to_le_bytes());
+    out.extend_from_slice(&rtc_base_seconds.to_le_bytes());
     put_blob(&mut out, &config);
     for img in images {
         put_blob(&mut out, img.kernel);
         put_blob(&mut out, img.dtb.unwrap_or(&[]));
         put_blob(&mut out, img.ramdisk.unwrap_or(&[]));
+    }
+    for img in images {
+        for f in &img.flash {
+            put_blob(&mut out, f);
+        }
     }
     Ok(out)
 }
@@ -185,6 +201,11 @@ impl<'a> Bundle<'a> {
             return Err(BundleError::BadVersion(version));
         }
         let n = r.u32().ok_or(BundleError::Truncated { offset: 12 })?;
+        let rtc_base_seconds = r
+            .take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or(BundleError::Truncated { offset: 16 })?;
         let system = load_system(r.blob()?).map_err(BundleError::Config)?;
         if usize::try_from(n).ok() != Some(system.vms.len()) {
             return Err(BundleError::VmCount { header: n, config: system.vms.len() });
@@ -198,12 +219,18 @@ impl<'a> Bundle<'a> {
                 kernel,
                 dtb: (!dtb.is_empty()).then_some(dtb),
                 ramdisk: (!ramdisk.is_empty()).then_some(ramdisk),
+                flash: Vec::new(),
             });
+        }
+        for (vm, img) in system.vms.iter().zip(&mut images) {
+            for _ in &vm.flash_images {
+                img.flash.push(r.blob()?);
+            }
         }
         if r.at != bytes.len() {
             return Err(BundleError::TrailingBytes { offset: r.at });
         }
-        Ok(Bundle { system, images })
+        Ok(Bundle { system, images, rtc_base_seconds })
     }
 }
 
@@ -215,6 +242,14 @@ mod tests {
     fn system() -> SystemConfig {
         let mut a = VmConfig::minimal(1, "a", GuestRange::new(0x4000_0000, 0x10_0000), 0x4000_0000);
         a.dtb = Some(Image { path: "a.dtb".into(), load_addr: GuestPhysAddr(0x4008_0000) });
+        a.emulated.push(vm_config::EmulatedDevice {
+            name: "flash1".into(),
+            range: GuestRange::new(0x0400_0000, 0x0400_0000),
+            irq: 0,
+            kind: vm_config::EmulatedKind::CfiFlash,
+            cfg: alloc::vec![1],
+        });
+        a.flash_images.push(vm_config::FlashImage { device: "flash1".into(), path: "vars.fd".into() });
         let b = VmConfig::minimal(2, "b", GuestRange::new(0x4000_0000, 0x10_0000), 0x4000_0000);
         SystemConfig { vms: alloc::vec![a, b] }
     }
@@ -223,14 +258,15 @@ mod tests {
     fn round_trips_with_images_aligned() {
         let sys = system();
         let images = [
-            VmImages { kernel: b"kernel-a", dtb: Some(b"dtb"), ramdisk: None },
-            VmImages { kernel: b"kern-b-longer", dtb: None, ramdisk: None },
+            VmImages { kernel: b"kernel-a", dtb: Some(b"dtb"), ramdisk: None, flash: alloc::vec![b"vars"] },
+            VmImages { kernel: b"kern-b-longer", dtb: None, ramdisk: None, flash: alloc::vec![] },
         ];
-        let bytes = encode(&sys, &images).unwrap();
+        let bytes = encode(&sys, &images, 1_700_000_000).unwrap();
         assert_eq!(bytes.len() % 8, 0);
         let b = Bundle::decode(&bytes).unwrap();
         assert_eq!(b.system, sys);
         assert_eq!(b.images, images);
+        assert_eq!(b.rtc_base_seconds, 1_700_000_000);
         for img in &b.images {
             let off = img.kernel.as_ptr() as usize - bytes.as_ptr() as usize;
             assert_eq!(off % 8, 0, "kernel image 8-byte aligned in the bundle");
@@ -241,10 +277,13 @@ mod tests {
     fn refuses_mismatched_images_and_bad_bytes() {
         let sys = system();
         let missing_dtb = [VmImages { kernel: b"k", ..Default::default() }, VmImages::default()];
-        assert_eq!(encode(&sys, &missing_dtb), Err(BundleError::Images { vm: 0 }));
-        assert_eq!(encode(&sys, &missing_dtb[..1]), Err(BundleError::Images { vm: 1 }));
-        let images = [VmImages { kernel: b"k", dtb: Some(b"d"), ramdisk: None }, VmImages::default()];
-        let bytes = encode(&sys, &images).unwrap();
+        assert_eq!(encode(&sys, &missing_dtb, 0), Err(BundleError::Images { vm: 0 }));
+        assert_eq!(encode(&sys, &missing_dtb[..1], 0), Err(BundleError::Images { vm: 1 }));
+        let missing_flash = [VmImages { kernel: b"k", dtb: Some(b"d"), ..Default::default() }, VmImages::default()];
+        assert_eq!(encode(&sys, &missing_flash, 0), Err(BundleError::Images { vm: 0 }));
+        let images =
+            [VmImages { kernel: b"k", dtb: Some(b"d"), ramdisk: None, flash: alloc::vec![b""] }, VmImages::default()];
+        let bytes = encode(&sys, &images, 0).unwrap();
         assert_eq!(Bundle::decode(b"NOTABUNDLE______"), Err(BundleError::BadMagic));
         let mut v = bytes.clone();
         v[8] = 9;
@@ -261,7 +300,7 @@ mod tests {
         }
         // A huge length word is refused.
         let mut v = bytes.clone();
-        v[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(Bundle::decode(&v), Err(BundleError::Truncated { offset: 16 })));
+        v[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(Bundle::decode(&v), Err(BundleError::Truncated { offset: 24 })));
     }
 }

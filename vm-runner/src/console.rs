@@ -10,14 +10,13 @@
 //!   name, so a log reads the same throughout). A system of one VM writes no names: there is
 //!   no one to tell it from, and prompts and full-screen programs look as they would on a
 //!   serial port. capvisor's own lines begin with `capvisor: `.
-//! - **Who has the line.** A VM that starts a line owns it until it writes a newline. The
-//!   VM with focus (the one typing goes to) takes the line at once when it writes: another
-//!   VM's unfinished line is ended there and goes on, named again, on a later line. A VM
-//!   without focus that writes while someone else owns the line has its bytes held until it
-//!   finishes the line (or until [`HOLD_MAX`] bytes); then the owner's line is broken, the
-//!   held line is written whole, and the owner's unfinished line (its prompt, say) is written
-//!   again after it, so typing goes on where it was. The same happens around capvisor's own
-//!   lines ([`Console::note_start`], [`Console::note_end`]).
+//! - **Focus.** The VM with focus (the one typing goes to) writes to the terminal byte for
+//!   byte. A VM without focus writes whole lines: its bytes are held until it ends a line
+//!   (or until [`HOLD_MAX`] bytes), so lines of several VMs never mix. A held line that is
+//!   ready breaks the focused VM's unfinished line (its prompt, say), is written whole, and
+//!   the unfinished line is written again after it, so typing goes on where it was; the same
+//!   happens around capvisor's own lines ([`Console::note_start`], [`Console::note_end`]).
+//!   What a VM without focus left unfinished (its own prompt) shows when it gets focus.
 //! - **Nothing is lost.** Held output of a VM is bounded by [`HOLD_MAX`] bytes; at the bound
 //!   the held bytes are written as a line of their own, cut where the bound fell, and
 //!   counted ([`OutputStats::cut_lines`]). No byte a VM wrote is dropped here.
@@ -284,43 +283,37 @@ impl Console {
         if vm >= self.vms.len() {
             return;
         }
-        while !bytes.is_empty() {
-            match self.owner {
-                None => self.start_line(vm, false, out),
-                Some(o) if o == vm => {}
-                Some(_) if vm == self.focus || !self.named() => self.break_line(out),
-                Some(_) => {
-                    let v = &mut self.vms[vm];
-                    let room = HOLD_MAX.saturating_sub(v.held.len());
-                    let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1).min(room);
-                    let (chunk, rest) = bytes.split_at(end);
-                    v.held.extend_from_slice(chunk);
-                    bytes = rest;
-                    if v.held.last() == Some(&b'\n') || v.held.len() >= HOLD_MAX {
-                        self.flush_held(vm, out);
-                    }
-                    continue;
+        if self.named() && vm != self.focus {
+            // Without focus: whole lines only, each written when it ends (or fills the hold).
+            while !bytes.is_empty() {
+                let v = &mut self.vms[vm];
+                let room = HOLD_MAX.saturating_sub(v.held.len()).max(1);
+                let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1).min(room);
+                let (chunk, rest) = bytes.split_at(end);
+                v.held.extend_from_slice(chunk);
+                bytes = rest;
+                if v.held.last() == Some(&b'\n') || v.held.len() >= HOLD_MAX {
+                    self.flush_held(vm, out);
                 }
             }
-            if self.owner == Some(vm) {
-                bytes = self.write_owned(vm, bytes, out);
-            }
+            return;
         }
-        self.drain_held(out);
+        while !bytes.is_empty() {
+            if self.owner != Some(vm) {
+                self.break_line(out);
+                self.start_line(vm, false, out);
+            }
+            bytes = self.write_owned(vm, bytes, out);
+        }
     }
 
-    /// At a line start, other VMs' held bytes go out (the first unfinished one takes the
-    /// line).
-    fn drain_held(&mut self, out: &mut Vec<u8>) {
-        let mut i = 0;
-        while self.owner.is_none() && i < self.vms.len() {
-            if !self.vms[i].held.is_empty() {
-                let held = core::mem::take(&mut self.vms[i].held);
-                self.write_held(i, &held, out);
-                let v = &mut self.vms[i];
-                v.stats.held_lines = v.stats.held_lines.saturating_add(1);
-            }
-            i += 1;
+    /// Shows what the VM with focus wrote while it had none (its prompt, say), when the
+    /// terminal is at a line start.
+    fn show_focus(&mut self, out: &mut Vec<u8>) {
+        let f = self.focus;
+        if self.owner.is_none() && self.vms.get(f).is_some_and(|v| !v.held.is_empty()) {
+            let held = core::mem::take(&mut self.vms[f].held);
+            self.write_held(f, &held, out);
         }
     }
 
@@ -335,13 +328,15 @@ impl Console {
 
     /// After capvisor's lines: writes the interrupted VM's unfinished line again.
     pub fn note_end(&mut self, out: &mut Vec<u8>) {
+        // Only the VM with focus gets its line back: after a focus change, the new one's.
         if let Some(o) = self.noted.take()
             && self.owner.is_none()
+            && o == self.focus
             && self.running(o)
         {
             self.start_line(o, true, out);
         }
-        self.drain_held(out);
+        self.show_focus(out);
     }
 }
 
@@ -410,13 +405,28 @@ mod tests {
         // a echoes as it is typed.
         assert_eq!(out(&mut c, 0, "e"), "e");
         assert_eq!(out(&mut c, 0, "cho\r\n"), "cho\r\n");
-        // b takes a free line and owns it; a (focus) writing breaks it.
-        assert_eq!(out(&mut c, 1, "b# "), "[b] b# ");
-        assert_eq!(out(&mut c, 0, "x"), "\r\n[a] x");
-        // b goes on: held, and written whole with its name at the next line start.
+        // b's unfinished line waits; its pieces come out as one line.
+        assert_eq!(out(&mut c, 1, "b# "), "");
+        assert_eq!(out(&mut c, 0, "x"), "[a] x");
         assert_eq!(out(&mut c, 1, "more"), "");
-        assert_eq!(out(&mut c, 0, "\r\n"), "\r\n[b] more");
-        assert_eq!(out(&mut c, 1, " done\n"), " done\n");
+        assert_eq!(out(&mut c, 0, "\r\n"), "\r\n");
+        assert_eq!(out(&mut c, 1, " done\n"), "[b] b# more done\n");
+    }
+
+    #[test]
+    fn a_vm_given_focus_shows_its_unfinished_line() {
+        let mut c = Console::new(&["a", "b"]);
+        assert_eq!(out(&mut c, 0, "/ # "), "[a] / # ");
+        assert_eq!(out(&mut c, 1, "login: "), "");
+        c.route(ESCAPE);
+        assert_eq!(c.route(b'2'), Routed::Focus(1));
+        let mut o = Vec::new();
+        c.note_start(&mut o);
+        o.extend_from_slice(b"capvisor: console: input goes to b\r\n");
+        c.note_end(&mut o);
+        assert_eq!(String::from_utf8(o).unwrap(), "\r\ncapvisor: console: input goes to b\r\n[b] login: ");
+        assert_eq!(out(&mut c, 1, "r"), "r", "b now echoes as typed");
+        assert_eq!(out(&mut c, 0, "late\n"), "\r\n[a] late\n[b] login: r", "a waits for whole lines now");
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub fn generate(config: &VmConfig, initrd: Option<GuestRange>) -> Result<Vec<u8>
     let gicc = config.capvisor.gic_cpu_interface.ok_or(FdtError::NoCpuInterface)?;
     let passthrough: Vec<Described> = config.passthrough.iter().map(describe).collect::<Result<_, _>>()?;
     let uarts: Vec<_> = config.emulated.iter().filter(|d| d.kind == EmulatedKind::Console).collect();
+    let rtcs: Vec<_> = config.emulated.iter().filter(|d| d.kind == EmulatedKind::Rtc).collect();
+    let flash: Vec<GuestRange> =
+        config.emulated.iter().filter(|d| d.kind == EmulatedKind::CfiFlash).map(|d| d.range).collect();
 
     let mut w = FdtWriter::new()?;
     let root = w.begin_node("")?;
@@ -182,7 +185,8 @@ pub fn generate(config: &VmConfig, initrd: Option<GuestRange>) -> Result<Vec<u8>
     }
     w.end_node(chosen)?;
 
-    for m in &config.memory {
+    // Memory the guest cannot write (a firmware's flash image) is not RAM to it.
+    for m in config.memory.iter().filter(|m| m.flags.contains(vm_config::MemFlags::WRITE)) {
         let n = w.begin_node(&format!("memory@{:x}", m.range.base.0))?;
         w.property_string("device_type", "memory")?;
         w.property_array_u64("reg", &reg(&[m.range]))?;
@@ -231,7 +235,7 @@ pub fn generate(config: &VmConfig, initrd: Option<GuestRange>) -> Result<Vec<u8>
     w.property_null("always-on")?;
     w.end_node(timer)?;
 
-    if !uarts.is_empty() {
+    if !uarts.is_empty() || !rtcs.is_empty() {
         let clk = w.begin_node("apb-pclk")?;
         w.property_string("compatible", "fixed-clock")?;
         w.property_u32("#clock-cells", 0)?;
@@ -249,6 +253,28 @@ pub fn generate(config: &VmConfig, initrd: Option<GuestRange>) -> Result<Vec<u8>
         }
         w.property_array_u32("clocks", &[PHANDLE_CLOCK, PHANDLE_CLOCK])?;
         w.property_string_list("clock-names", vec![String::from("uartclk"), String::from("apb_pclk")])?;
+        w.end_node(n)?;
+    }
+
+    for r in &rtcs {
+        let n = w.begin_node(&format!("pl031@{:x}", r.range.base.0))?;
+        w.property_string_list("compatible", vec![String::from("arm,pl031"), String::from("arm,primecell")])?;
+        w.property_array_u64("reg", &reg(&[r.range]))?;
+        if r.irq != 0 {
+            w.property_array_u32("interrupts", &spi_cells(r.irq, IRQ_LEVEL_HIGH))?;
+        }
+        w.property_u32("clocks", PHANDLE_CLOCK)?;
+        w.property_string("clock-names", "apb_pclk")?;
+        w.end_node(n)?;
+    }
+
+    // One node for every bank, as QEMU virt describes its two: firmware finds its variable
+    // store among the banks (EDK2 skips the bank it runs from).
+    if let Some(first) = flash.first() {
+        let n = w.begin_node(&format!("flash@{:x}", first.base.0))?;
+        w.property_string("compatible", "cfi-flash")?;
+        w.property_array_u64("reg", &reg(&flash))?;
+        w.property_u32("bank-width", crate::devices::cfi_flash::BANK_WIDTH as u32)?;
         w.end_node(n)?;
     }
 

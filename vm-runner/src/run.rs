@@ -111,6 +111,11 @@ pub trait Host {
     fn fired<K: Kernel>(&mut self, _kernel: &mut K) -> Vec<WakeKey> {
         Vec::new()
     }
+    /// The VMM's clock in nanoseconds (the timer server's, one call), for the guests'
+    /// real-time clocks; `None` without a timer.
+    fn now_ns<K: Kernel>(&mut self, _kernel: &mut K) -> Option<u64> {
+        None
+    }
     /// The forwarded host interrupts whose bits (from [`SIGNAL_IRQ_FIRST`]) are set in a
     /// signal's `bits`, as (VM index, interrupt ID).
     fn forwarded(&self, _bits: u64) -> Vec<(usize, u16)> {
@@ -201,6 +206,10 @@ impl Runner {
     }
 
     fn start_all<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
+        let now = host.now_ns(kernel).unwrap_or(0);
+        for vm in &mut vmm.vms {
+            vm.state.set_rtc_base(vmm.rtc_base_seconds, now);
+        }
         for vm in &mut vmm.vms {
             let boot = vm.state.boot();
             if let Err(e) = start_vcpu(kernel, vm, &boot) {
@@ -301,6 +310,11 @@ impl Runner {
         let mut regs = None;
         if vm.state.registers_needed(&exit) {
             regs = k.tcb_read_registers(tcb, false).ok();
+        }
+        if vm.state.needs_clock(&exit)
+            && let Some(now) = host.now_ns(&mut k)
+        {
+            vm.state.set_clock(now);
         }
         let before = vm.state.counters().clone();
         let action = vm.state.handle_exit(vcpu, &exit, regs.as_ref());
@@ -461,6 +475,9 @@ impl<H: Host> Host for Tty<'_, H> {
     }
     fn fired<K: Kernel>(&mut self, kernel: &mut K) -> Vec<WakeKey> {
         self.host.fired(kernel)
+    }
+    fn now_ns<K: Kernel>(&mut self, kernel: &mut K) -> Option<u64> {
+        self.host.now_ns(kernel)
     }
     fn forwarded(&self, bits: u64) -> Vec<(usize, u16)> {
         self.host.forwarded(bits)

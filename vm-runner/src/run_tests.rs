@@ -95,8 +95,9 @@ impl<I: HalInstance<Kernel = Model>> Rig<I> {
     fn with(sys: SystemConfig, host: TestHost) -> Self {
         let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
         let kernels: Vec<Vec<u8>> = (0..sys.vms.len()).map(|i| image(i as u8, 0x1000)).collect();
-        let images = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
-        let bundle = Bundle { system: sys, images };
+        let images =
+            kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
+        let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
         let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
         let names: Vec<&str> = vmm.vms.iter().map(|v| v.state.name()).collect();
         let runner = Runner::new(&names);

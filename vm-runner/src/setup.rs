@@ -54,7 +54,7 @@ use sel4::{
     CNodeSlot, CPtr, CacheOp, Cap, CapRights, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, VCpuReg,
     VirtAddr, VmAttributes,
 };
-use vm_config::{GuestPhysAddr, MapType, MemFlags, PopulateRam, VmConfig};
+use vm_config::{EmulatedKind, GuestPhysAddr, MapType, MemFlags, PopulateRam, VmConfig};
 
 use crate::badge::VcpuBadge;
 use crate::book::{Book, BookError};
@@ -274,6 +274,8 @@ pub struct Vmm<P: PagingHandler> {
     pub shared: Vec<Region>,
     /// Slots the VMM may still use for its own capabilities.
     pub slots: SlotAllocator,
+    /// Seconds since 1970 the VMs' real-time clocks start at (the bundle's).
+    pub rtc_base_seconds: u64,
     objects: Vec<(Objects, ObjectBlueprint)>,
 }
 
@@ -449,6 +451,27 @@ pub fn tables_needed(frames: impl IntoIterator<Item = (u64, FrameSize)>) -> Vec<
     set.into_iter().collect()
 }
 
+/// The read-only flash banks' images from `flash_images`: (guest base, image), the image
+/// cut to the bank.
+fn rom_images<'c>(config: &'c VmConfig, images: &'c VmImages<'_>) -> impl Iterator<Item = (u64, &'c [u8])> + 'c {
+    config.flash_images.iter().zip(images.flash.iter()).filter_map(|(f, bytes)| {
+        let d = config.emulated.iter().find(|d| d.kind == EmulatedKind::CfiFlash && d.name == f.device)?;
+        let len = usize::try_from(d.range.size_bytes).unwrap_or(usize::MAX).min(bytes.len());
+        let image = bytes.get(..len)?;
+        (!d.writable() && !image.is_empty()).then_some((d.range.base.get(), image))
+    })
+}
+
+/// Guest ranges of read-only RAM that back read-only flash banks: their `flash_images`, and
+/// the kernel when it is firmware at a bank's base ([`VmConfig::firmware_bank`]).
+fn rom_ranges(config: &VmConfig, images: &VmImages<'_>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = rom_images(config, images).map(|(gpa, i)| (gpa, i.len() as u64)).collect();
+    if let Some(bank) = config.firmware_bank() {
+        out.push((bank.range.base.get(), (images.kernel.len() as u64).min(bank.range.size_bytes)));
+    }
+    out
+}
+
 /// The host alignment a `MAP_ALLOC` region at `gpa` of `size` bytes should have so the
 /// largest frames map it: the largest frame size that divides `gpa` and fits in `size`.
 pub fn alloc_alignment(gpa: u64, size: u64) -> u64 {
@@ -521,6 +544,7 @@ impl<P: PagingHandler> Vmm<P> {
             ntfn: Cap::from_cptr(CPtr::NULL),
             shared: Vec::new(),
             slots: SlotAllocator::new(options.slots),
+            rtc_base_seconds: bundle.rtc_base_seconds,
             objects: Vec::new(),
         };
         let result = vmm.build_all::<I>(bundle, options, copy);
@@ -542,7 +566,11 @@ impl<P: PagingHandler> Vmm<P> {
     ) -> Result<(), SetupError> {
         let cell = I::cell();
         for (i, config) in bundle.system.vms.iter().enumerate() {
-            let state = VmState::new(config, options.platform).map_err(|error| SetupError::State { vm: i, error })?;
+            let mut state =
+                VmState::new(config, options.platform).map_err(|error| SetupError::State { vm: i, error })?;
+            for (f, bytes) in config.flash_images.iter().zip(bundle.images.get(i).map_or(&[][..], |m| &m.flash[..])) {
+                state.load_flash(&f.device, bytes).map_err(|error| SetupError::State { vm: i, error })?;
+            }
             self.vms.push(Vm {
                 index: i,
                 config: config.clone(),
@@ -688,6 +716,20 @@ impl<P: PagingHandler> Vmm<P> {
             let (rights, attrs) = ram_rights(m.flags);
             self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
         }
+        // A read-only flash bank's image is read-only RAM at the bank's base, so the guest
+        // executes from it in place (QEMU's pflash in ROM mode); the rest of the bank traps
+        // to the flash model.
+        for (gpa, len) in rom_ranges(&config, images) {
+            let size = len.next_multiple_of(1 << PAGE_BITS);
+            let hpa = cell
+                .with(|h| h.pool().find_least_clearing(size, alloc_alignment(gpa, size), None))
+                .ok_or(SetupError::NoMemory { vm: i, size })?;
+            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
+                .map_err(hal_err(vm, "flash image"))?;
+            self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
+            let (rights, attrs) = ram_rights(MemFlags::READ | MemFlags::EXECUTE);
+            self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
+        }
         if let Some(g) = config.capvisor.gic_cpu_interface {
             let (gpa, hpa, size) = (g.guest.base.get(), g.host.get(), g.guest.size_bytes);
             let m =
@@ -739,6 +781,9 @@ impl<P: PagingHandler> Vmm<P> {
         }
         if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
             wanted.push(("ramdisk", r.load_addr.get(), bytes, DATA));
+        }
+        for (gpa, image) in rom_images(&config, images) {
+            wanted.push(("flash", gpa, image, CODE));
         }
         // With `populate_ram = "on_touch"` the RAM frames holding images are mapped now, the
         // others when the guest first touches them.

@@ -90,8 +90,9 @@ pub(crate) fn build<I: HalInstance<Kernel = Model>>(
     kernels: &[Vec<u8>],
 ) -> (Result<Vmm<HostPaging<I>>, SetupError>, Recorder<I>, SetupOptions) {
     let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
-    let images: Vec<VmImages<'_>> = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
-    let bundle = Bundle { system: sys.clone(), images };
+    let images: Vec<VmImages<'_>> =
+        kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
+    let bundle = Bundle { system: sys.clone(), images, rtc_base_seconds: 0 };
     let mut rec = Recorder::<I>::new();
     let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec);
     (vmm, rec, options)
@@ -203,8 +204,9 @@ fn teardown_gives_back_every_slot_byte_and_page() {
     let sys = example("two-vms.toml");
     let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
     let kernels = [image(1, 0x1000), image(2, 0x1000)];
-    let images: Vec<VmImages<'_>> = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
-    let bundle = Bundle { system: sys, images };
+    let images: Vec<VmImages<'_>> =
+        kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
+    let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
     let state = || I::cell().with(|h| (h.kernel().free_slots(), h.pool().stats(), h.kernel().live_objects()));
     let mut last = None;
     for round in 0..3 {
@@ -234,7 +236,8 @@ fn a_failed_build_leaves_nothing_behind() {
     let good = image(1, 0x1000);
     let bundle = Bundle {
         system: example("test-guest.toml"),
-        images: vec![VmImages { kernel: &good, dtb: None, ramdisk: None }],
+        images: vec![VmImages { kernel: &good, dtb: None, ramdisk: None, flash: Vec::new() }],
+        rtc_base_seconds: 0,
     };
     Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap().teardown::<I>().unwrap();
     let before = state();
@@ -243,8 +246,9 @@ fn a_failed_build_leaves_nothing_behind() {
     let mut sys = example("two-vms.toml");
     sys.vms[1].memory[0].range.size_bytes = 8 << 30;
     let kernels = [image(1, 0x1000), image(2, 0x1000)];
-    let images: Vec<VmImages<'_>> = kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None }).collect();
-    let bundle = Bundle { system: sys, images };
+    let images: Vec<VmImages<'_>> =
+        kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
+    let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
     let err = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
     assert_eq!(err, SetupError::NoMemory { vm: 1, size: 8 << 30 });
     assert_eq!(state(), before);
@@ -254,7 +258,8 @@ fn a_failed_build_leaves_nothing_behind() {
     let big = image(3, 0x100_0001);
     let bundle = Bundle {
         system: example("test-guest.toml"),
-        images: vec![VmImages { kernel: &big, dtb: None, ramdisk: None }],
+        images: vec![VmImages { kernel: &big, dtb: None, ramdisk: None, flash: Vec::new() }],
+        rtc_base_seconds: 0,
     };
     let err = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
     assert_eq!(err, SetupError::Image { vm: 0, what: "kernel", load: 0x4000_0000, len: 0x100_0001 });
@@ -269,7 +274,11 @@ fn setup_costs_are_what_the_plan_says() {
     let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
     I::cell().with(|h| h.kernel_mut().reset_counters());
     let kernel = image(1, 0x1000);
-    let bundle = Bundle { system: sys, images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None }] };
+    let bundle = Bundle {
+        system: sys,
+        images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None, flash: Vec::new() }],
+        rtc_base_seconds: 0,
+    };
     let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
     let vm = &vmm.vms[0];
     let c = I::cell().with(|h| h.kernel().counters().clone());
@@ -333,7 +342,11 @@ fn guest_ram_left_to_capvisor_goes_where_the_kernel_clears_least() {
     });
     I::cell().with(|h| h.kernel_mut().reset_counters());
     let kernel = image(3, 0x1000);
-    let bundle = Bundle { system: sys, images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None }] };
+    let bundle = Bundle {
+        system: sys,
+        images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None, flash: Vec::new() }],
+        rtc_base_seconds: 0,
+    };
     let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
     let ram = vmm.vms[0].mappings[0];
     assert_eq!(ram.kind, MappingKind::Ram);
@@ -373,9 +386,11 @@ fn fixed_addresses_of_every_vm_are_taken_before_ram_placed_anywhere() {
     sys.vms[0].ramdisk = None;
     sys.vms.push(second);
     let (k0, k1) = (image(4, 0x1000), image(5, 0x1000));
-    let images =
-        vec![VmImages { kernel: &k0, dtb: None, ramdisk: None }, VmImages { kernel: &k1, dtb: None, ramdisk: None }];
-    let bundle = Bundle { system: sys, images };
+    let images = vec![
+        VmImages { kernel: &k0, dtb: None, ramdisk: None, flash: Vec::new() },
+        VmImages { kernel: &k1, dtb: None, ramdisk: None, flash: Vec::new() },
+    ];
+    let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
     let mut rec = Recorder::<I>::new();
     let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(vmm.vms[1].mappings[0].hpa.get(), cheapest, "VM 1 got the range it names");
@@ -396,8 +411,8 @@ fn images_are_cleaned_to_memory_frame_by_frame_and_the_kernel_unified() {
     let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
     I::cell().with(|h| h.kernel_mut().reset_counters());
     let (kernel, dtb) = (image(6, 5 << 20), image(7, 3000));
-    let images = vec![VmImages { kernel: &kernel, dtb: Some(&dtb), ramdisk: None }];
-    let bundle = Bundle { system: sys, images };
+    let images = vec![VmImages { kernel: &kernel, dtb: Some(&dtb), ramdisk: None, flash: Vec::new() }];
+    let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
     let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
     let ram = vmm.vms[0].mappings[0];
     let in_ram = |f: &&MappedFrame| (ram.gpa.get()..ram.gpa.get() + ram.size_bytes).contains(&f.gpa.get());
@@ -418,7 +433,11 @@ fn linux_toml_ram_is_cleared_by_nobody_until_the_guest_touches_it() {
     I::cell().with(|h| h.kernel_mut().reset_counters());
     // A kernel image of 5 MiB + 4 KiB at 0x4000_0000: three 2 MiB frames hold it.
     let kernel = image(4, (5 << 20) + 0x1000);
-    let bundle = Bundle { system: sys, images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None }] };
+    let bundle = Bundle {
+        system: sys,
+        images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None, flash: Vec::new() }],
+        rtc_base_seconds: 0,
+    };
     let mut rec = Recorder::<I>::new();
     let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap();
     let vm = &vmm.vms[0];

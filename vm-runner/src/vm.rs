@@ -16,12 +16,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use sel4::UserContext;
+use sel4::{Op, UserContext};
 use vm_config::{EmulatedKind, GuestRange, InterruptMode, UnhandledMmio, VmConfig};
 
 use crate::action::{AbortKind, Action, Effects, Next, Notice, StopReason, VcpuStart};
 use crate::counters::{Counters, ExitKind};
+use crate::devices::cfi_flash::{CfiFlash, FlashError, FlashStats};
 use crate::devices::pl011::Pl011;
+use crate::devices::pl031::Pl031;
 use crate::devices::psci::{self, Outcome, Power};
 use crate::devices::vgic::Vgic;
 use crate::devices::vtimer::{VTIMER_PPI, VTimer};
@@ -58,6 +60,13 @@ pub enum BuildError {
     },
     /// `cpu_num` is 0 or more than 8.
     Cpus(u8),
+    /// A CFI flash bank's size or image does not fit the model.
+    Flash {
+        /// The device.
+        device: String,
+        /// Why.
+        error: FlashError,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -65,6 +74,7 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Mmio { device, error } => write!(f, "device {device}: {error}"),
             BuildError::Cpus(n) => write!(f, "{n} vCPUs (1 to 8)"),
+            BuildError::Flash { device, error } => write!(f, "flash {device}: {error}"),
         }
     }
 }
@@ -88,6 +98,8 @@ pub struct VcpuState {
 enum Device {
     Gicd,
     Uart(usize),
+    Flash(usize),
+    Rtc(usize),
     Dummy,
 }
 
@@ -114,6 +126,14 @@ pub struct VmState {
     vgic: Vgic,
     vtimer: VTimer,
     uarts: Vec<(Pl011, u16)>,
+    /// CFI flash banks, with their `emu_devices` names.
+    flashes: Vec<(CfiFlash, String)>,
+    /// Real-time clocks and their interrupt IDs.
+    rtcs: Vec<(Pl031, u16)>,
+    /// The VMM's clock (ns) as the run loop last read it for a clock access
+    /// ([`VmState::needs_clock`]), and whether that read is still to be counted.
+    clock_ns: u64,
+    clock_read: bool,
     mmio: MmioMap<Device>,
     ram: Vec<GuestRange>,
     entry: u64,
@@ -158,12 +178,24 @@ impl VmState {
             .collect();
         let mut mmio = MmioMap::new();
         let mut uarts = Vec::new();
+        let mut flashes = Vec::new();
+        let mut rtcs = Vec::new();
         for d in &config.emulated {
             let dev = match d.kind {
                 EmulatedKind::InterruptController => Device::Gicd,
                 EmulatedKind::Console => {
                     uarts.push((Pl011::new(), u16::try_from(d.irq).unwrap_or(0)));
                     Device::Uart(uarts.len() - 1)
+                }
+                EmulatedKind::CfiFlash => {
+                    let bank = CfiFlash::new(d.range.size_bytes, Vec::new(), d.writable())
+                        .map_err(|error| BuildError::Flash { device: d.name.clone(), error })?;
+                    flashes.push((bank, d.name.clone()));
+                    Device::Flash(flashes.len() - 1)
+                }
+                EmulatedKind::Rtc => {
+                    rtcs.push((Pl031::new(0, 0), u16::try_from(d.irq).unwrap_or(0)));
+                    Device::Rtc(rtcs.len() - 1)
                 }
                 EmulatedKind::Dummy => Device::Dummy,
             };
@@ -180,6 +212,10 @@ impl VmState {
             vgic: Vgic::new(config.capvisor.gic_irq_lines, config.cpu_num, platform.list_registers),
             vtimer: VTimer::new(usize::from(config.cpu_num)),
             uarts,
+            flashes,
+            rtcs,
+            clock_ns: 0,
+            clock_read: false,
             mmio,
             ram: config.memory.iter().map(|m| m.range).collect(),
             entry: config.entry_point.0,
@@ -193,6 +229,50 @@ impl VmState {
             counters: Counters::default(),
             stopped: None,
         })
+    }
+
+    /// Gives the writable flash bank `device` its starting contents (a read-only bank's image
+    /// is mapped into the guest as read-only RAM by the setup; its model answers only
+    /// commands and the part of the bank past the image, which reads erased).
+    pub fn load_flash(&mut self, device: &str, image: &[u8]) -> Result<(), BuildError> {
+        let Some((bank, _)) = self.flashes.iter_mut().find(|(_, n)| n == device) else { return Ok(()) };
+        if bank.writable() {
+            *bank = CfiFlash::new(bank.size_bytes(), image.to_vec(), true)
+                .map_err(|error| BuildError::Flash { device: String::from(device), error })?;
+        }
+        Ok(())
+    }
+
+    /// What the guest did to its flash banks, by `emu_devices` name.
+    pub fn flash_stats(&self) -> impl Iterator<Item = (&str, FlashStats)> {
+        self.flashes.iter().map(|(b, n)| (n.as_str(), b.stats()))
+    }
+
+    /// Sets every real-time clock to `seconds` since 1970 at the VMM's clock reading
+    /// `now_ns` (the bundle's base, when the VM starts).
+    pub fn set_rtc_base(&mut self, seconds: u64, now_ns: u64) {
+        for (rtc, _) in &mut self.rtcs {
+            *rtc = Pl031::new(seconds, now_ns);
+        }
+        self.clock_ns = now_ns;
+    }
+
+    /// Whether [`VmState::handle_exit`] needs the VMM's clock for `exit` (an access to a
+    /// real-time clock): the run loop then reads it ([`VmState::set_clock`]) first, one
+    /// call to the timer server, counted in the exit's predicted cost.
+    pub fn needs_clock(&self, exit: &Exit) -> bool {
+        match exit {
+            Exit::DataAbort { addr, abort, .. } if self.stopped.is_none() => {
+                matches!(self.classify(addr.0, abort), Access::Device(Device::Rtc(_), _))
+            }
+            _ => false,
+        }
+    }
+
+    /// The VMM's clock, read for the exit about to be handled.
+    pub fn set_clock(&mut self, now_ns: u64) {
+        self.clock_ns = now_ns;
+        self.clock_read = true;
     }
 
     /// How the run loop starts vCPU 0: at the entry point, `x0` = the device tree's address
@@ -289,7 +369,10 @@ impl VmState {
             Some(r) => (ExitKind::Other, Action::just(Next::Stop(r))),
             None => self.decide(vcpu, exit, regs),
         };
-        let ops = action.ops(regs.is_some());
+        let mut ops = action.ops(regs.is_some());
+        if core::mem::take(&mut self.clock_read) {
+            ops.insert(0, Op::Call);
+        }
         self.counters.record(kind, &ops);
         action
     }
@@ -407,6 +490,15 @@ impl VmState {
                 let v = u.read(off, size);
                 (v, self.uart_irq_update(i))
             }
+            Device::Flash(i) => {
+                let v = self.flashes.get_mut(i).map_or(0, |(b, _)| b.read(off, size));
+                (v, Effects::default())
+            }
+            Device::Rtc(i) => {
+                let now = self.clock_ns;
+                let v = self.rtcs.get_mut(i).map_or(0, |(r, _)| r.read(off, size, now));
+                (v, self.rtc_irq_update(i))
+            }
             Device::Dummy => (0, Effects::default()),
         }
     }
@@ -424,7 +516,35 @@ impl VmState {
                 }
                 self.uart_irq_update(i)
             }
+            Device::Flash(i) => {
+                if let Some((b, _)) = self.flashes.get_mut(i) {
+                    b.write(off, size, value);
+                }
+                Effects::default()
+            }
+            Device::Rtc(i) => {
+                let now = self.clock_ns;
+                if let Some((r, _)) = self.rtcs.get_mut(i) {
+                    r.write(off, size, value, now);
+                }
+                self.rtc_irq_update(i)
+            }
             Device::Dummy => Effects::default(),
+        }
+    }
+
+    /// The clock's match interrupt as of the last clock reading: checked at each access (no
+    /// timer is armed for a future match; a guest that waits for the alarm without reading
+    /// the clock sees it at its next access).
+    fn rtc_irq_update(&mut self, i: usize) -> Effects {
+        let Some((r, irq)) = self.rtcs.get(i) else { return Effects::default() };
+        let (level, irq) = (r.irq_level(self.clock_ns), *irq);
+        if irq == 0 {
+            return Effects::default();
+        }
+        match self.vgic.set_spi_level(irq, level) {
+            Some(target) if level => self.fill(target),
+            _ => Effects::default(),
         }
     }
 

@@ -45,8 +45,11 @@ fn the_test_guests_have_the_devices_and_policies_their_files_give() {
         for b in b"up\n" {
             step(vm, &access(0x0900_0000, true), u64::from(*b));
         }
-        let line = format!("[{}] up\n", vm.name());
-        assert_eq!(vm.take_console_output(), line.as_bytes());
+        assert_eq!(vm.take_console_output(), b"up\n", "the UART hands bytes on as written");
+        // The writable CFI flash bank at 0x0400_0000 answers a CFI query with 'Q' per chip.
+        step(vm, &access(0x0400_0154, true), 0x0098_0098);
+        let (next, _) = step(vm, &access(0x0400_0040, false), 0);
+        assert_eq!(next, Next::SetRegister { reg: 1, value: 0x0051_0051, pc: 0x4000_0104 });
     }
     // test-guest injects an abort for an access to nothing; test-guest-b stops.
     let (next, _) = step(&mut vms[0], &access(0x0c00_0000, false), 0);
@@ -59,8 +62,9 @@ fn the_test_guests_have_the_devices_and_policies_their_files_give() {
     assert_eq!(n, 1);
     // The other VM is unaffected.
     assert_eq!(vms[0].stopped(), None);
-    // One ReplyRecv per exit: the TYPER read, three UART writes, the injected abort.
-    assert_eq!(vms[0].counters().op(Op::ReplyRecv), 5);
+    // One ReplyRecv per exit: the TYPER read, three UART writes, the flash query and read,
+    // the injected abort.
+    assert_eq!(vms[0].counters().op(Op::ReplyRecv), 7);
 }
 
 #[test]

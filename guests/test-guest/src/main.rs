@@ -203,6 +203,9 @@ pub struct Frame {
 
 const UART: u64 = 0x0900_0000;
 const GICD: u64 = 0x0800_0000;
+/// The emulated PL031 real-time clock and writable CFI flash bank (configs/test-guest.toml).
+const RTC: u64 = 0x0901_0000;
+const FLASH: u64 = 0x0400_0000;
 const GICC: u64 = 0x0801_0000;
 const VTIMER_PPI: u32 = 27;
 
@@ -479,6 +482,45 @@ extern "C" fn guest_secondary(context: u64) -> ! {
     }
 }
 
+/// A CFI command to both chips of the 32-bit bank (each answers in its own half).
+fn flash_cmd(offset: u64, cmd: u32) {
+    mmio_write(FLASH + offset, cmd << 16 | cmd);
+}
+
+/// Programs a word of the emulated flash and reads it back, then erases its block, as a
+/// firmware's flash driver does; the line says what went wrong first.
+fn flash_check() -> Result<(), &'static str> {
+    flash_cmd(0x55 * 4, 0x98);
+    if mmio_read(FLASH + 0x10 * 4) != 0x0051_0051 {
+        return Err("CFI query: no 'Q' at word 0x10");
+    }
+    flash_cmd(0, 0xff);
+    if mmio_read(FLASH + 0x100) != 0xffff_ffff {
+        return Err("not erased at the start");
+    }
+    flash_cmd(0x100, 0x40);
+    mmio_write(FLASH + 0x100, 0x1234_5678);
+    flash_cmd(0, 0x70);
+    if mmio_read(FLASH) & 0x00b0_00b0 != 0x0080_0080 {
+        return Err("program: status not ready or an error bit set");
+    }
+    flash_cmd(0, 0xff);
+    if mmio_read(FLASH + 0x100) != 0x1234_5678 {
+        return Err("program: the word does not read back");
+    }
+    flash_cmd(0x100, 0x20);
+    flash_cmd(0x100, 0xd0);
+    flash_cmd(0, 0x70);
+    if mmio_read(FLASH) & 0x00b0_00b0 != 0x0080_0080 {
+        return Err("erase: status not ready or an error bit set");
+    }
+    flash_cmd(0, 0xff);
+    if mmio_read(FLASH + 0x100) != 0xffff_ffff {
+        return Err("erase: the block does not read erased");
+    }
+    Ok(())
+}
+
 fn normal() -> ! {
     let mpidr = sysreg_read!("mpidr_el1");
     say!("UART ok: vCPU 0, mpidr {mpidr:#x}, PSCI version {:#x}", hvc(psci::VERSION, 0, 0, 0, 0));
@@ -486,6 +528,15 @@ fn normal() -> ! {
     let typer = mmio_read(GICD + 0x004);
     say!("GICD_TYPER {typer:#x}: {} interrupt lines, {} CPUs", 32 * ((typer & 0x1f) + 1), ((typer >> 5) & 7) + 1);
     let mut status = 0;
+    // The real-time clock: seconds since 1970, from the bundle's build time on.
+    let rtc_start = mmio_read(RTC);
+    match flash_check() {
+        Ok(()) => say!("flash: CFI query, word programmed and read back, block erased"),
+        Err(e) => {
+            say!("flash: {e}");
+            status = 4;
+        }
+    }
     if timer_ticks() {
         say!("10 timer ticks");
     } else {
@@ -500,6 +551,22 @@ fn normal() -> ! {
             say!("second vCPU failed: {r:#x}");
             status = 2;
         }
+    }
+    // The clock goes on: it shows the next second within 3 s of the virtual counter.
+    let freq = sysreg_read!("cntfrq_el0");
+    let deadline = counter() + 3 * freq;
+    let mut rtc_end = mmio_read(RTC);
+    while rtc_end == rtc_start && counter() < deadline {
+        let next = counter() + freq / 100;
+        while counter() < next {}
+        rtc_end = mmio_read(RTC);
+    }
+    // 2023-11-14: any bundle is younger.
+    if rtc_start >= 1_700_000_000 && rtc_end > rtc_start {
+        say!("rtc: ok, running");
+    } else {
+        say!("rtc: {rtc_start} then {rtc_end}");
+        status = 5;
     }
     if BAD.get() != 0 {
         status = 3;

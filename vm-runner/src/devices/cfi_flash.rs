@@ -256,6 +256,11 @@ impl CfiFlash {
         self.size_bytes
     }
 
+    /// Whether the guest may program and erase it.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
     /// Whether the bank is in read-array mode (reads return contents).
     pub fn in_read_array_mode(&self) -> bool {
         self.mode == Mode::ReadArray
