@@ -98,6 +98,13 @@ impl CopyIn for CheckCopies {
         let mapped = PlanHal::cell().with(|h| h.kernel().translate(sel4::init_cap::VSPACE.cap(), dst).is_some());
         assert!(mapped, "plan: zeroing at {dst}, which the VMM has not mapped");
     }
+
+    fn fill(&mut self, dst: VirtAddr, len: u64, _byte: u8) {
+        if len > 0 {
+            let mapped = PlanHal::cell().with(|h| h.kernel().translate(sel4::init_cap::VSPACE.cap(), dst).is_some());
+            assert!(mapped, "plan: filling at {dst}, which the VMM has not mapped");
+        }
+    }
 }
 
 fn images(
@@ -262,6 +269,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         for r in vm.regions() {
             let kind = vm.mappings.iter().find(|m| m.hpa == r.base).map_or("memory", |m| match m.kind {
                 MappingKind::Ram => "guest RAM",
+                MappingKind::FlashRom => "flash contents",
                 MappingKind::GicCpuInterface => "GICV",
                 MappingKind::Device => "passthrough",
             });
@@ -304,6 +312,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         for m in &vm.mappings {
             let what = match m.kind {
                 MappingKind::Ram => "RAM",
+                MappingKind::FlashRom => "flash contents (read-only in read-array mode)",
                 MappingKind::GicCpuInterface => "GICC (host GICV)",
                 MappingKind::Device => "passthrough",
             };

@@ -238,6 +238,18 @@ impl Host for RootHost {
         true
     }
 
+    fn update_flash(&mut self, va: u64, data: Option<&[u8]>, len: u64) -> bool {
+        // SAFETY: the run loop passes only ranges inside a `FlashRomMapping`: a writable
+        // flash bank's contents, which the setup keeps mapped writable in the HAL's window
+        // while the VM lives (the guest maps them read-only); `data` is the VMM's heap.
+        let dst = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, len as usize) };
+        match data {
+            Some(d) => dst.iter_mut().zip(d).for_each(|(b, &v)| *b &= v),
+            None => dst.fill(0xff),
+        }
+        true
+    }
+
     fn forwarded(&self, bits: u64) -> alloc::vec::Vec<(usize, u16)> {
         self.irqs
             .iter()

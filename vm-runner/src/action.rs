@@ -53,6 +53,7 @@
 //! Performing a one-word (pc-only) `TCB_WriteRegisters` needs a prefix-length register
 //! write in the kernel trait; [`Next::registers_to_write`] says which words and how many.
 
+use crate::devices::cfi_flash::FlashOp;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -188,8 +189,15 @@ pub enum Next {
         pc: u64,
     },
     /// No reply: the vCPU waits (`WFI`) until an interrupt is injected for it or its virtual
-    /// timer's deadline passes; it then restarts at the `WFI`, which completes.
+    /// timer's deadline passes. It restarts after the `WFI` (`resume_at`, written first with
+    /// a one-word `TCB_WriteRegisters`): restarted at the `WFI` itself, a guest that waits
+    /// with interrupts unmasked (EDK2's idle loop) would take the interrupt before the
+    /// instruction, return to it, and wait again, never getting past it.
     Park {
+        /// Where the vCPU goes on: the `WFI`'s address + 4; `None` when the run loop did not
+        /// supply registers (it restarts at the `WFI`, which completes when interrupts are
+        /// masked, as Linux's idle loop has them).
+        resume_at: Option<u64>,
         /// Arm a wake-up at the vCPU's virtual timer deadline (`CNTV_CTL`, `CNTV_CVAL`): seL4
         /// masks the virtual timer of a vCPU that is not running, so nothing else would wake
         /// it. False while the kernel holds the timer PPI masked awaiting acknowledgement:
@@ -352,8 +360,27 @@ pub struct Effects {
     /// zeroed by the VMM if the kernel did not zero it, `Page_Map`, and for a zeroed frame
     /// `Page_CleanInvalidate_Data` so a guest running with its caches off sees the zeros.
     pub populate: Option<UntouchedFrame>,
+    /// A writable flash bank left or entered read-array mode: its read-only mapping of the
+    /// contents leaves the guest's stage 2 (so reads trap to the model) or comes back, with
+    /// the blocks that changed meanwhile written into it first.
+    pub flash_rom: Option<FlashRom>,
+    /// Program and erase operations on flash banks whose contents the VMM keeps (written
+    /// through the VMM's mapping of them, before `flash_rom`; no kernel entry).
+    pub flash_ops: Vec<(usize, FlashOp)>,
     /// Log lines.
     pub notices: Vec<Notice>,
+}
+
+/// A change of a flash bank's read-only mapping ([`Effects::flash_rom`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlashRom {
+    /// The bank (in `emu_devices` order among the flash banks).
+    pub bank: usize,
+    /// Frames of the mapping (`Page_Unmap` or `Page_Map` each).
+    pub frames: usize,
+    /// `Some`: map again, then clean these changed erase blocks to memory (a
+    /// `Page_CleanInvalidate_Data` each); `None`: unmap.
+    pub map: Option<Vec<u32>>,
 }
 
 impl Effects {
@@ -376,6 +403,15 @@ impl Effects {
                 out.push(Op::PageFlush);
             }
         }
+        if let Some(r) = &self.flash_rom {
+            match &r.map {
+                None => out.extend((0..r.frames).map(|_| Op::PageUnmap)),
+                Some(dirty) => {
+                    out.extend((0..r.frames).map(|_| Op::PageMap));
+                    out.extend(dirty.iter().map(|_| Op::PageFlush));
+                }
+            }
+        }
     }
 
     /// Adds `other` after these.
@@ -391,6 +427,8 @@ impl Effects {
         }
         self.suspends.extend(other.suspends);
         self.populate = self.populate.or(other.populate);
+        self.flash_rom = self.flash_rom.take().or(other.flash_rom);
+        self.flash_ops.extend(other.flash_ops);
         self.notices.extend(other.notices);
     }
 }
@@ -429,8 +467,15 @@ impl Action {
                 v.extend([Op::TcbWriteRegisters, Op::ReplyRecv]);
             }
             // The virtual timer deadline (CNTV_CTL, CNTV_CVAL) goes to the timer server.
-            Next::Park { arm_timer: true } => v.extend([Op::VCpuReadReg, Op::VCpuReadReg, Op::Call, Op::Recv]),
-            Next::Park { arm_timer: false } => v.push(Op::Recv),
+            Next::Park { resume_at, arm_timer } => {
+                if resume_at.is_some() {
+                    v.push(Op::TcbWriteRegisters);
+                }
+                if arm_timer {
+                    v.extend([Op::VCpuReadReg, Op::VCpuReadReg, Op::Call]);
+                }
+                v.push(Op::Recv);
+            }
             Next::Off | Next::Stop(_) => v.push(Op::Recv),
             Next::InjectAbort(_) => {
                 if !registers_fetched {
@@ -489,8 +534,12 @@ mod tests {
         assert_eq!(m.info.label(), 0, "label 0 resumes the thread");
         assert_eq!(m.words(), &[9, 1, 2, 3, 4, 5, 6, 7, 0x4000_0004]);
         assert_eq!(Next::Resume.reply().unwrap().words(), &[] as &[u64]);
-        assert_eq!(Next::Park { arm_timer: true }.reply(), None);
-        assert_eq!(Action::just(Next::Park { arm_timer: false }).ops(false), [Op::Recv]);
+        assert_eq!(Next::Park { resume_at: None, arm_timer: true }.reply(), None);
+        assert_eq!(Action::just(Next::Park { resume_at: None, arm_timer: false }).ops(false), [Op::Recv]);
+        assert_eq!(
+            Action::just(Next::Park { resume_at: Some(4), arm_timer: false }).ops(true),
+            [Op::TcbReadRegisters, Op::TcbWriteRegisters, Op::Recv]
+        );
         assert_eq!(Next::Stop(StopReason::PoweredOff).reply(), None);
     }
 

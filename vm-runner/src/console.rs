@@ -209,10 +209,12 @@ impl Console {
         }
     }
 
-    /// Starts a line for `vm`: its name, and `again` (its unfinished line written again).
+    /// Starts a line for `vm`: its name, and `again` (its unfinished line written again,
+    /// unless it holds terminal control sequences, which must not run twice: a full-screen
+    /// program redraws itself anyway).
     fn start_line(&mut self, vm: usize, again: bool, out: &mut Vec<u8>) {
         self.write_name(vm, out);
-        if again {
+        if again && !self.partial.contains(&0x1b) {
             out.extend_from_slice(&self.partial);
         } else {
             self.partial.clear();
@@ -462,6 +464,16 @@ mod tests {
         c.note_start(&mut o);
         c.note_end(&mut o);
         assert!(o.is_empty(), "at a line start nothing is added");
+    }
+
+    #[test]
+    fn control_sequences_are_not_written_again() {
+        let mut c = Console::new(&["a"]);
+        out(&mut c, 0, "\x1b[2J\x1b[01;01H");
+        let mut o = Vec::new();
+        c.note_start(&mut o);
+        c.note_end(&mut o);
+        assert_eq!(o, b"\r\n", "a cleared screen is not cleared again");
     }
 
     #[test]

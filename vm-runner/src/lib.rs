@@ -48,7 +48,7 @@ pub mod run;
 pub mod setup;
 pub mod vm;
 
-pub use action::{Action, Effects, Next, Notice, StopReason};
+pub use action::{Action, Effects, FlashRom, Next, Notice, StopReason};
 pub use badge::VcpuBadge;
 pub use counters::{Counters, ExitKind};
 pub use exit::{Exit, decode_fault};

@@ -50,12 +50,13 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use page_table_multiarch::PagingHandler;
-use sel4::{CacheOp, Kernel, Message, Op, Received, UserContext, VCpuReg, VirtAddr};
+use sel4::{CacheOp, CapRights, Kernel, Message, Op, Received, UserContext, VCpuReg, VirtAddr};
 
-use crate::action::{Action, Effects, Next, Notice, StopReason, VcpuStart};
+use crate::action::{Action, Effects, FlashRom, Next, Notice, StopReason, VcpuStart};
 use crate::badge::{FAULT_BADGE_BIT, VcpuBadge};
 use crate::console::{Console, Routed};
 use crate::counters::{Counters, ExitKind};
+use crate::devices::cfi_flash::{BLOCK_BYTES, FlashOp};
 use crate::exit::Exit;
 use crate::inject::abort_entry;
 use crate::meter::meter;
@@ -130,6 +131,13 @@ pub trait Host {
     /// frame of on-demand guest RAM mapped ([`crate::setup::UntouchedCaps::zero_at`]);
     /// returns false when it cannot (the VM then stops rather than see stale memory).
     fn zero(&mut self, _va: u64, _len: u64) -> bool {
+        false
+    }
+    /// Applies a flash program (`Some(data)`: each byte ANDed with `data`) or erase
+    /// (`None`: `len` bytes of 0xff) at `va` of the VMM's address space, inside a flash
+    /// bank's contents the setup keeps mapped ([`crate::setup::FlashRomMapping::va`]);
+    /// returns false when it cannot.
+    fn update_flash(&mut self, _va: u64, _data: Option<&[u8]>, _len: u64) -> bool {
         false
     }
 }
@@ -488,6 +496,9 @@ impl<H: Host> Host for Tty<'_, H> {
     fn zero(&mut self, va: u64, len: u64) -> bool {
         self.host.zero(va, len)
     }
+    fn update_flash(&mut self, va: u64, data: Option<&[u8]>, len: u64) -> bool {
+        self.host.update_flash(va, data, len)
+    }
 }
 
 /// Starts a vCPU as [`VcpuStart`] says.
@@ -541,8 +552,63 @@ fn effects<K: Kernel, P: PagingHandler, H: Host>(k: &mut K, vm: &mut Vm<P>, e: E
             host.log(format_args!("{name}: TCB_Suspend of vCPU {v} failed: {err:?}"));
         }
     }
+    for (bank, op) in &e.flash_ops {
+        flash_op(vm, *bank, op, host);
+    }
+    if let Some(r) = &e.flash_rom {
+        flash_rom(k, vm, r, host);
+    }
     for n in &e.notices {
-        notice(host, name, n);
+        notice(host, vm.state.name(), n);
+    }
+}
+
+/// Programs or erases a flash bank's contents, which the VMM keeps.
+fn flash_op<P: PagingHandler, H: Host>(vm: &Vm<P>, bank: usize, op: &FlashOp, host: &mut H) {
+    let Some(m) = vm.flash_rom.iter().find(|m| m.bank == bank) else { return };
+    let (offset, data, len) = match op {
+        FlashOp::Program { offset, bytes } => (*offset, Some(bytes.as_slice()), bytes.len() as u64),
+        FlashOp::Erase { block } => (u64::from(*block) * BLOCK_BYTES, None, BLOCK_BYTES),
+    };
+    // The model checked the range against the bank; the mapping is the bank's size.
+    if offset.checked_add(len).is_none_or(|end| end > m.size_bytes)
+        || !host.update_flash(m.va.get() + offset, data, len)
+    {
+        host.log(format_args!("{}: flash change at {offset:#x} ({len} bytes) not applied", vm.state.name()));
+    }
+}
+
+/// Takes a flash bank's contents out of the guest's stage 2, or maps them again and cleans
+/// the blocks that changed to memory.
+fn flash_rom<K: Kernel, P: PagingHandler, H: Host>(k: &mut K, vm: &Vm<P>, r: &FlashRom, host: &mut H) {
+    let name = vm.state.name();
+    let Some(m) = vm.flash_rom.iter().find(|m| m.bank == r.bank) else {
+        host.log(format_args!("{name}: flash bank {} has no mapping to change", r.bank));
+        return;
+    };
+    let (base, end) = (m.gpa.get(), m.gpa.get().saturating_add(m.size_bytes));
+    let frames = || vm.frames.iter().filter(move |f| f.gpa.get() >= base && f.gpa.get() < end);
+    let Some(dirty) = &r.map else {
+        for f in frames() {
+            if let Err(err) = k.page_unmap(f.cap) {
+                host.log(format_args!("{name}: Page_Unmap of flash at {:#x} failed: {err:?}", f.gpa.get()));
+            }
+        }
+        return;
+    };
+    for f in frames() {
+        if let Err(err) = k.page_map(f.cap, vm.vspace, VirtAddr(f.gpa.get()), CapRights::READ_ONLY, m.attrs) {
+            host.log(format_args!("{name}: Page_Map of flash at {:#x} failed: {err:?}", f.gpa.get()));
+        }
+    }
+    for &b in dirty {
+        let gpa = base + u64::from(b) * BLOCK_BYTES;
+        if let Some(f) = frames().find(|f| gpa < f.gpa.get() + f.size.size_bytes()) {
+            let start = gpa - f.gpa.get();
+            if let Err(err) = k.page_flush(f.cap, CacheOp::CleanInvalidateData, start, start + BLOCK_BYTES) {
+                host.log(format_args!("{name}: cleaning flash at {gpa:#x} failed: {err:?}"));
+            }
+        }
     }
 }
 
@@ -643,22 +709,30 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
                 fail(k, vm, vcpu, StopReason::MissingRegisters, host)
             }
         }
-        Next::Park { arm_timer } => {
-            if arm_timer {
-                let ctl = k.vcpu_read_reg(c.vcpu, VCpuReg::CntvCtl).unwrap_or(0);
-                let armed = if ctl & (CNTV_ENABLE | CNTV_IMASK) == CNTV_ENABLE {
-                    let cval = k.vcpu_read_reg(c.vcpu, VCpuReg::CntvCval).unwrap_or(0);
-                    host.arm_wake(k, WakeKey { vm: vm.index, vcpu }, cval)
-                } else {
-                    // No deadline: only an interrupt wakes it.
-                    true
-                };
-                if !armed {
-                    let e = vm.state.timer_wake(vcpu);
-                    effects(k, vm, e, host);
+        Next::Park { resume_at, arm_timer } => {
+            let moved = resume_at.is_none_or(|pc| {
+                let ctx = UserContext { pc, ..regs.unwrap_or_default() };
+                k.tcb_write_registers_prefix(c.tcb, false, &ctx, 1).is_ok()
+            });
+            if !moved {
+                fail(k, vm, vcpu, StopReason::MissingRegisters, host)
+            } else {
+                if arm_timer {
+                    let ctl = k.vcpu_read_reg(c.vcpu, VCpuReg::CntvCtl).unwrap_or(0);
+                    let armed = if ctl & (CNTV_ENABLE | CNTV_IMASK) == CNTV_ENABLE {
+                        let cval = k.vcpu_read_reg(c.vcpu, VCpuReg::CntvCval).unwrap_or(0);
+                        host.arm_wake(k, WakeKey { vm: vm.index, vcpu }, cval)
+                    } else {
+                        // No deadline: only an interrupt wakes it.
+                        true
+                    };
+                    if !armed {
+                        let e = vm.state.timer_wake(vcpu);
+                        effects(k, vm, e, host);
+                    }
                 }
+                Wait::Recv
             }
-            Wait::Recv
         }
         Next::Off => Wait::Recv,
         Next::Stop(reason) => {

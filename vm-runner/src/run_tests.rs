@@ -281,14 +281,16 @@ fn wfi_arms_a_wake_up_or_restarts_at_once_without_a_timer() {
         m.vcpu_write_reg(vcpu, VCpuReg::CntvCval, 12345).unwrap();
     });
     let wfi = Message::new(label::VCPU_FAULT, &[Esr::new(ec::WFX, true, 0).0]);
-    // No timer: parked, then restarted at once (TCB_Resume).
-    assert_eq!(rig.exit(0, 0, wfi), 3, "two VCPU_ReadRegs and a TCB_Resume");
+    // No timer: parked, then restarted at once (TCB_Resume), after the WFI.
+    let pc = rig.model(|m| m.thread_registers(rig.tcb(0, 0)).pc);
+    assert_eq!(rig.exit(0, 0, wfi), 5, "TCB_ReadRegisters, TCB_WriteRegisters (pc), two VCPU_ReadRegs, TCB_Resume");
+    rig.model(|m| assert_eq!(m.thread_registers(rig.tcb(0, 0)).pc, pc + 4, "it goes on after the WFI"));
     assert_eq!(rig.runner.next_wait(), Wait::Recv);
     assert_eq!(rig.host.armed, vec![(WakeKey { vm: 0, vcpu: 0 }, 12345)]);
     rig.model(|m| assert_eq!(m.thread_state(rig.tcb(0, 0)), ThreadState::Runnable));
     // With a timer: parked until the timer fires.
     rig.host.timer = true;
-    assert_eq!(rig.exit(0, 0, wfi), 2);
+    assert_eq!(rig.exit(0, 0, wfi), 4);
     rig.model(|m| assert_eq!(m.thread_state(rig.tcb(0, 0)), ThreadState::BlockedOnReply));
     rig.host.fired.push(WakeKey { vm: 0, vcpu: 0 });
     I::cell().with(|h| {
@@ -303,7 +305,7 @@ fn wfi_arms_a_wake_up_or_restarts_at_once_without_a_timer() {
     // A disabled timer needs no wake-up: parked until an interrupt.
     rig.model(|m| m.vcpu_write_reg(vcpu, VCpuReg::CntvCtl, 0).unwrap());
     rig.host.armed.clear();
-    assert_eq!(rig.exit(0, 0, wfi), 1, "one VCPU_ReadRegs");
+    assert_eq!(rig.exit(0, 0, wfi), 3, "TCB_ReadRegisters, TCB_WriteRegisters (pc), one VCPU_ReadRegs");
     assert!(rig.host.armed.is_empty());
 }
 

@@ -99,6 +99,25 @@ pub enum MappingKind {
     GicCpuInterface,
     /// A passthrough device window.
     Device,
+    /// The contents of a writable flash bank, read-only while the bank is in read-array mode
+    /// ([`FlashRomMapping`]).
+    FlashRom,
+}
+
+/// A writable flash bank's contents as read-only memory in the guest's stage 2, and the
+/// VMM's own mapping of it through which the run loop writes changed blocks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FlashRomMapping {
+    /// The bank's index among the VM's flash banks.
+    pub bank: usize,
+    /// Guest-physical base (the bank's).
+    pub gpa: GuestPhysAddr,
+    /// Size (the bank's).
+    pub size_bytes: u64,
+    /// Where the VMM sees the contents (kept mapped while the VM lives).
+    pub va: VirtAddr,
+    /// Attributes of the guest's mapping.
+    pub attrs: VmAttributes,
 }
 
 /// One guest-physical range and the host memory behind it.
@@ -258,6 +277,8 @@ pub struct Vm<P: PagingHandler> {
     pub images: Vec<PlacedImage>,
     /// The stage-2 book (dropped before teardown frees the HAL's frames).
     pub book: Option<Book<P>>,
+    /// Writable flash banks mapped read-only in read-array mode.
+    pub flash_rom: Vec<FlashRomMapping>,
     regions: Vec<Region>,
     objects: Vec<(Objects, ObjectBlueprint)>,
 }
@@ -300,6 +321,16 @@ pub trait CopyIn {
     fn copy(&mut self, dst: VirtAddr, bytes: &[u8]);
     /// Writes `len` zero bytes at `dst` (mapped writable, as for [`CopyIn::copy`]).
     fn zero(&mut self, dst: VirtAddr, len: u64);
+    /// Writes `len` bytes of `byte` at `dst` (mapped writable, as for [`CopyIn::copy`]).
+    fn fill(&mut self, dst: VirtAddr, len: u64, byte: u8) {
+        let chunk = [byte; 4096];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len() as u64);
+            self.copy(VirtAddr(dst.get() + done), &chunk[..n as usize]);
+            done += n;
+        }
+    }
 }
 
 /// One frame of a guest mapping, as the setup plans its stage 2.
@@ -584,6 +615,7 @@ impl<P: PagingHandler> Vmm<P> {
                 tables: Vec::new(),
                 images: Vec::new(),
                 book: None,
+                flash_rom: Vec::new(),
                 regions: Vec::new(),
                 objects: Vec::new(),
             });
@@ -729,6 +761,19 @@ impl<P: PagingHandler> Vmm<P> {
             self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
             let (rights, attrs) = ram_rights(MemFlags::READ | MemFlags::EXECUTE);
             self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
+        }
+        // A writable flash bank is also read-only memory holding its contents, mapped while
+        // the bank reads as an array (the run loop takes it away for commands).
+        for d in config.emulated.iter().filter(|d| d.kind == EmulatedKind::CfiFlash && d.writable()) {
+            let (gpa, size) = (d.range.base.get(), d.range.size_bytes);
+            let hpa = cell
+                .with(|h| h.pool().find_least_clearing(size, alloc_alignment(gpa, size), None))
+                .ok_or(SetupError::NoMemory { vm: i, size })?;
+            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
+                .map_err(hal_err(vm, "flash bank contents"))?;
+            self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
+            let (rights, attrs) = ram_rights(MemFlags::READ);
+            self.vms[i].mappings.push(GuestMapping::new(MappingKind::FlashRom, gpa, hpa, size, rights, attrs));
         }
         if let Some(g) = config.capvisor.gic_cpu_interface {
             let (gpa, hpa, size) = (g.guest.base.get(), g.host.get(), g.guest.size_bytes);
@@ -905,6 +950,40 @@ impl<P: PagingHandler> Vmm<P> {
                 self.flush_guest_range::<I>(i, hpa, len, ops)?;
             }
             self.vms[i].images.push(PlacedImage { what, gpa: GuestPhysAddr(load), hpa: PhysAddr(hpa), len });
+        }
+        // Writable flash banks: their image, erased bytes after it, through a mapping the
+        // VMM keeps for the blocks the guest changes.
+        for m in self.vms[i].mappings.clone().iter().filter(|m| m.kind == MappingKind::FlashRom) {
+            let Some(d) = config.emulated.iter().find(|d| d.kind == EmulatedKind::CfiFlash && d.range.base == m.gpa)
+            else {
+                continue;
+            };
+            let image = config
+                .flash_images
+                .iter()
+                .position(|f| f.device == d.name)
+                .and_then(|k| images.flash.get(k).copied())
+                .unwrap_or(&[]);
+            let image = image.get(..(m.size_bytes as usize).min(image.len())).unwrap_or(&[]);
+            let va = cell
+                .with(|h| h.map_region(m.allocation))
+                .map_err(hal_err(vm, "mapping flash contents into the VMM"))?;
+            let at = VirtAddr(va.get() + (m.hpa.get() - m.allocation.get()));
+            copy.copy(at, image);
+            copy.fill(VirtAddr(at.get() + image.len() as u64), m.size_bytes - image.len() as u64, 0xff);
+            self.flush_guest_range::<I>(i, m.hpa.get(), m.size_bytes, &[CacheOp::CleanInvalidateData])?;
+            let end = m.gpa.get() + m.size_bytes;
+            let frames = self.vms[i].frames.iter().filter(|f| f.gpa.get() >= m.gpa.get() && f.gpa.get() < end).count();
+            if let Some(bank) = self.vms[i].state.set_flash_rom(&d.name, frames) {
+                let attrs = m.attrs;
+                self.vms[i].flash_rom.push(FlashRomMapping {
+                    bank,
+                    gpa: m.gpa,
+                    size_bytes: m.size_bytes,
+                    va: at,
+                    attrs,
+                });
+            }
         }
         // The frames zeroed above (each holds an image, or it would be deferred): clean them
         // whole, since the images' own cleaning covers only the images' bytes.

@@ -115,7 +115,15 @@ fn setup_leaves_the_expected_objects() {
     assert_eq!(ram.hpa.get() % (2 << 20), 0);
     let large = vm.frames.iter().filter(|f| f.size == FrameSize::Large).count();
     let small = vm.frames.iter().filter(|f| f.size == FrameSize::Small).count();
-    assert_eq!((large, small), (8, 2), "RAM in 2 MiB frames, the 8 KiB GICV in two 4 KiB frames");
+    assert_eq!(
+        (large, small),
+        (9, 2),
+        "RAM and the 2 MiB flash bank in 2 MiB frames, the 8 KiB GICV in two 4 KiB frames"
+    );
+    // The writable flash bank: its contents read-only in the stage 2, kept by the VMM.
+    let flash = vm.mappings.iter().find(|m| m.kind == MappingKind::FlashRom).unwrap();
+    assert_eq!((flash.gpa.get(), flash.size_bytes, flash.rights.write), (0x0400_0000, 0x20_0000, false));
+    assert_eq!(vm.flash_rom.len(), 1);
     let gicc = vm.mappings.iter().find(|m| m.kind == MappingKind::GicCpuInterface).unwrap();
     assert_eq!((gicc.gpa.get(), gicc.hpa.get(), gicc.size_bytes), (0x0801_0000, 0x0804_0000, 0x2000));
 
@@ -145,9 +153,13 @@ fn setup_leaves_the_expected_objects() {
         m.check_invariants().unwrap_or_else(|e| panic!("{e:?}"));
     });
 
-    // The kernel image landed at the host address behind its guest address.
-    assert_eq!(rec.copies.len(), 1);
+    // The kernel image landed at the host address behind its guest address; then the flash
+    // bank's contents were written erased, all 2 MiB of them.
     assert_eq!(rec.copies[0], (ram.hpa.get(), kernel.clone()));
+    let flash = vm.mappings.iter().find(|m| m.kind == MappingKind::FlashRom).unwrap();
+    let fill = &rec.copies[1..];
+    assert!(fill.iter().all(|(hpa, b)| *hpa >= flash.hpa.get() && b.iter().all(|&x| x == 0xff)));
+    assert_eq!(fill.iter().map(|(_, b)| b.len() as u64).sum::<u64>(), 0x20_0000);
     assert_eq!(
         vm.images,
         vec![PlacedImage { what: "kernel", gpa: GuestPhysAddr(0x4000_0000), hpa: ram.hpa, len: 0x1_2345 }]
@@ -191,7 +203,8 @@ fn the_book_and_the_sel4_tables_agree_on_every_page() {
             }
         });
     }
-    assert_eq!(checked, (0x100_0000 + 0x80_0000) / 4096 + 2 * 2);
+    // RAM of both VMs, their GICV pages, their 2 MiB flash banks.
+    assert_eq!(checked, (0x100_0000 + 0x80_0000) / 4096 + 2 * 2 + 2 * 0x20_0000 / 4096);
     // The two VMs share the GICV frames and nothing else.
     let a: Vec<u64> = vmm.vms[0].frames.iter().map(|f| f.hpa.get()).collect();
     let shared: Vec<u64> = vmm.vms[1].frames.iter().map(|f| f.hpa.get()).filter(|p| a.contains(p)).collect();

@@ -19,7 +19,7 @@ use core::fmt;
 use sel4::{Op, UserContext};
 use vm_config::{EmulatedKind, GuestRange, InterruptMode, UnhandledMmio, VmConfig};
 
-use crate::action::{AbortKind, Action, Effects, Next, Notice, StopReason, VcpuStart};
+use crate::action::{AbortKind, Action, Effects, FlashRom, Next, Notice, StopReason, VcpuStart};
 use crate::counters::{Counters, ExitKind};
 use crate::devices::cfi_flash::{CfiFlash, FlashError, FlashStats};
 use crate::devices::pl011::Pl011;
@@ -128,6 +128,9 @@ pub struct VmState {
     uarts: Vec<(Pl011, u16)>,
     /// CFI flash banks, with their `emu_devices` names.
     flashes: Vec<(CfiFlash, String)>,
+    /// Per flash bank: the frames of its read-only mapping and whether it is in the stage 2
+    /// now, for a bank the guest reads in place ([`VmState::set_flash_rom`]).
+    flash_rom: Vec<Option<(usize, bool)>>,
     /// Real-time clocks and their interrupt IDs.
     rtcs: Vec<(Pl031, u16)>,
     /// The VMM's clock (ns) as the run loop last read it for a clock access
@@ -212,6 +215,7 @@ impl VmState {
             vgic: Vgic::new(config.capvisor.gic_irq_lines, config.cpu_num, platform.list_registers),
             vtimer: VTimer::new(usize::from(config.cpu_num)),
             uarts,
+            flash_rom: alloc::vec![None; flashes.len()],
             flashes,
             rtcs,
             clock_ns: 0,
@@ -241,6 +245,19 @@ impl VmState {
                 .map_err(|error| BuildError::Flash { device: String::from(device), error })?;
         }
         Ok(())
+    }
+
+    /// The writable flash bank `device` is also a read-only mapping of its contents in the
+    /// guest's stage 2, of `frames` frames, mapped now: reads in read-array mode go to memory
+    /// (as on QEMU, and as firmware expects: it copies from flash with any load); a command
+    /// takes the mapping away until the bank is back in read-array mode. Returns the bank's
+    /// index.
+    pub fn set_flash_rom(&mut self, device: &str, frames: usize) -> Option<usize> {
+        let i = self.flashes.iter().position(|(_, n)| n == device)?;
+        *self.flash_rom.get_mut(i)? = Some((frames, true));
+        // The mapping holds the contents; the model answers commands and hands out changes.
+        self.flashes.get_mut(i)?.0.keep_outside();
+        Some(i)
     }
 
     /// What the guest did to its flash banks, by `emu_devices` name.
@@ -353,6 +370,8 @@ impl VmState {
                 matches!(self.classify(addr.0, abort), Access::Device(..)) && abort.srt != 31
             }
             Exit::Smc { .. } | Exit::HvcTrap { .. } | Exit::CapFault { .. } | Exit::SysReg { .. } => true,
+            // The `WFI`'s address, to go on after it.
+            Exit::Wfx { wfe: false, .. } => true,
             _ => false,
         }
     }
@@ -396,7 +415,7 @@ impl VmState {
             Exit::Hvc(r) => (ExitKind::Hvc, self.hvc(vcpu, &r)),
             Exit::CapFault { ip, .. } => (ExitKind::HvcSel4Call, self.psci_from_regs(vcpu, Some(ip), regs)),
             Exit::Smc { .. } | Exit::HvcTrap { .. } => (ExitKind::Smc, self.psci_from_regs(vcpu, None, regs)),
-            Exit::Wfx { wfe: false, .. } => (ExitKind::Wfi, self.wfi(vcpu)),
+            Exit::Wfx { wfe: false, .. } => (ExitKind::Wfi, self.wfi(vcpu, regs)),
             // Returning to the guest is an exception return, which sets the event register,
             // so the re-executed WFE completes instead of trapping again.
             Exit::Wfx { wfe: true, .. } => (ExitKind::Wfe, Action::just(Next::Resume)),
@@ -517,10 +536,21 @@ impl VmState {
                 self.uart_irq_update(i)
             }
             Device::Flash(i) => {
-                if let Some((b, _)) = self.flashes.get_mut(i) {
-                    b.write(off, size, value);
+                let mut e = Effects::default();
+                let Some((b, _)) = self.flashes.get_mut(i) else { return e };
+                b.write(off, size, value);
+                if let Some(Some((frames, mapped))) = self.flash_rom.get_mut(i) {
+                    e.flash_ops = b.take_ops().into_iter().map(|op| (i, op)).collect();
+                    let array = b.in_read_array_mode();
+                    if *mapped && !array {
+                        *mapped = false;
+                        e.flash_rom = Some(FlashRom { bank: i, frames: *frames, map: None });
+                    } else if !*mapped && array {
+                        *mapped = true;
+                        e.flash_rom = Some(FlashRom { bank: i, frames: *frames, map: Some(b.take_dirty()) });
+                    }
                 }
-                Effects::default()
+                e
             }
             Device::Rtc(i) => {
                 let now = self.clock_ns;
@@ -686,15 +716,19 @@ impl VmState {
 
     /// `WFI`: park the vCPU unless an interrupt can be delivered to it now, in which case it
     /// is injected and the re-executed `WFI` completes.
-    fn wfi(&mut self, vcpu: usize) -> Action {
+    /// A trapped `WFI` completes: the vCPU goes on after it, at once when an interrupt is
+    /// ready for it, else once one is (see [`Next::Park`]).
+    fn wfi(&mut self, vcpu: usize, regs: Option<&UserContext>) -> Action {
+        let after = regs.map(|r| r.pc.wrapping_add(4));
         let effects = self.fill(vcpu);
         if !effects.injections.is_empty() {
-            return Action { next: Next::Resume, effects };
+            let next = after.map_or(Next::Resume, |pc| Next::Advance { pc });
+            return Action { next, effects };
         }
         if let Some(c) = self.vcpus.get_mut(vcpu) {
             c.parked = true;
         }
-        Action { next: Next::Park { arm_timer: !self.vtimer.is_masked(vcpu) }, effects }
+        Action { next: Next::Park { resume_at: after, arm_timer: !self.vtimer.is_masked(vcpu) }, effects }
     }
 
     fn maintenance(&mut self, vcpu: usize, lr: Option<u8>) -> Action {

@@ -368,8 +368,11 @@ fn wfi_parks_until_an_interrupt_is_injected() {
     enable_irq(&mut vm, 0, UART_IRQ);
     run(&mut vm, 0, &dabt(UART + pl011::reg::IMSC, 2, 1, true), &regs_with(&[(1, u64::from(pl011::int::RX))]));
     let (a, ops) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
-    assert_eq!(a.next, Next::Park { arm_timer: true });
-    assert_eq!(ops, [Op::VCpuReadReg, Op::VCpuReadReg, Op::Call, Op::Recv]);
+    assert_eq!(a.next, Next::Park { resume_at: Some(PC + 4), arm_timer: true }, "it goes on after the WFI");
+    assert_eq!(
+        ops,
+        [Op::TcbReadRegisters, Op::TcbWriteRegisters, Op::VCpuReadReg, Op::VCpuReadReg, Op::Call, Op::Recv]
+    );
     assert!(vm.vcpu(0).unwrap().parked);
     // Console input raises the UART's interrupt: injected, and the parked vCPU woken.
     let e = vm.console_input(b"x");
@@ -393,9 +396,9 @@ fn wfi_with_an_interrupt_waiting_injects_it_and_resumes() {
     assert_eq!(vm.host_irq(40).injections, [], "queued: no free list register");
     vm.vgic.maintenance(0, 2);
     let (a, ops) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
-    assert_eq!(a.next, Next::Resume);
+    assert_eq!(a.next, Next::Advance { pc: PC + 4 }, "the WFI completes");
     assert_eq!(a.effects.injections, [Injection { vcpu: 0, lr: 2, virq: 40, priority: 0, group: 0 }]);
-    assert_eq!(ops, [Op::VCpuInjectIrq, Op::ReplyRecv]);
+    assert_eq!(ops, [Op::TcbReadRegisters, Op::VCpuInjectIrq, Op::TcbWriteRegisters, Op::ReplyRecv]);
 }
 
 #[test]
@@ -462,7 +465,13 @@ fn a_vcpu_whose_timer_ppi_awaits_acknowledgement_parks_without_a_deadline() {
     gicd_write(&mut vm, 0, gicd::CTLR, 1);
     run(&mut vm, 0, &Exit::decode(&Message::new(label::VPPI_EVENT, &[27])), &regs_with(&[]));
     let (a, ops) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
-    assert_eq!((a.next, ops), (Next::Park { arm_timer: false }, vec![Op::Recv]));
+    assert_eq!(
+        (a.next, ops),
+        (
+            Next::Park { resume_at: Some(PC + 4), arm_timer: false },
+            vec![Op::TcbReadRegisters, Op::TcbWriteRegisters, Op::Recv]
+        )
+    );
     assert!(vm.vcpu(0).unwrap().parked);
 }
 
@@ -508,7 +517,7 @@ fn an_sgi_to_a_parked_vcpu_injects_and_wakes_it() {
     run(&mut vm, 0, &hvc([fid::CPU_ON_64.into(), 1, RAM, 0]), &regs_with(&[]));
     enable_irq(&mut vm, 1, 3);
     let (a, _) = run(&mut vm, 1, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
-    assert_eq!(a.next, Next::Park { arm_timer: true });
+    assert_eq!(a.next, Next::Park { resume_at: Some(PC + 4), arm_timer: true });
     let a = gicd_write(&mut vm, 0, gicd::SGIR, (0b10 << 16) | 3);
     assert_eq!(a.effects.injections, [Injection { vcpu: 1, lr: 0, virq: 3, priority: 0, group: 0 }]);
     assert_eq!(a.effects.wakes, [1]);

@@ -44,7 +44,7 @@
 //! mapping (the VMM may map the bank read-only while [`CfiFlash::in_read_array_mode`]) or
 //! the interrupt controller (the device has no interrupt).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -207,14 +207,39 @@ enum Block {
     Bytes(Vec<u8>),
 }
 
+/// A change to a bank whose contents live outside the model ([`CfiFlash::keep_outside`]),
+/// for its keeper to apply.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum FlashOp {
+    /// Program: each byte at `offset + i` becomes `old & bytes[i]`.
+    Program {
+        /// Offset in the bank.
+        offset: u64,
+        /// The data.
+        bytes: Vec<u8>,
+    },
+    /// Erase: the block reads `0xFF`.
+    Erase {
+        /// The block's index ([`BLOCK_BYTES`] each).
+        block: u32,
+    },
+}
+
 /// One emulated flash bank.
 #[derive(Clone, Debug)]
 pub struct CfiFlash {
+    /// The contents live outside the model: changes are handed out as [`FlashOp`]s.
+    outside: bool,
+    /// Changes not yet taken ([`CfiFlash::take_ops`]); one command's worth at most.
+    ops: Vec<FlashOp>,
     size_bytes: u64,
     writable: bool,
     image: Vec<u8>,
     /// Blocks programmed or erased since the image was loaded.
     blocks: BTreeMap<u32, Block>,
+    /// Blocks changed since [`CfiFlash::take_dirty`] last asked (a copy of the contents
+    /// elsewhere, the VMM's read-only mapping of the bank, needs them).
+    dirty: BTreeSet<u32>,
     /// One bit per block: locked.
     locked: Vec<u64>,
     mode: Mode,
@@ -238,10 +263,13 @@ impl CfiFlash {
             return Err(FlashError::ImageTooLarge { image_bytes, size_bytes });
         }
         Ok(CfiFlash {
+            outside: false,
+            ops: Vec::new(),
             size_bytes,
             writable,
             image,
             blocks: BTreeMap::new(),
+            dirty: BTreeSet::new(),
             locked: vec![0; blocks.div_ceil(64) as usize],
             mode: Mode::ReadArray,
             status: sr::READY,
@@ -254,6 +282,27 @@ impl CfiFlash {
     /// The bank's size.
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
+    }
+
+    /// From now on the contents live outside the model (the VMM's memory, which the guest
+    /// reads in place): program and erase become [`FlashOp`]s ([`CfiFlash::take_ops`]) and
+    /// reads of contents answer `0xFF`. The image given to [`CfiFlash::new`] is dropped:
+    /// the keeper holds it. The model's memory then stays bounded whatever the guest does.
+    pub fn keep_outside(&mut self) {
+        self.outside = true;
+        self.image = Vec::new();
+        self.blocks.clear();
+    }
+
+    /// The changes made since the last call, in order; clears them.
+    pub fn take_ops(&mut self) -> Vec<FlashOp> {
+        core::mem::take(&mut self.ops)
+    }
+
+    /// The erase blocks (by index, each [`BLOCK_BYTES`] long) whose contents changed since
+    /// the last call; clears the set.
+    pub fn take_dirty(&mut self) -> Vec<u32> {
+        core::mem::take(&mut self.dirty).into_iter().collect()
     }
 
     /// Whether the guest may program and erase it.
@@ -467,7 +516,12 @@ impl CfiFlash {
         if !self.may_change(block, block, sr::ERASE_ERROR) {
             return;
         }
-        self.blocks.insert(block, Block::Erased);
+        if self.outside {
+            self.ops.push(FlashOp::Erase { block });
+        } else {
+            self.blocks.insert(block, Block::Erased);
+        }
+        self.dirty.insert(block);
         self.stats.erases = self.stats.erases.saturating_add(1);
     }
 
@@ -494,6 +548,9 @@ impl CfiFlash {
 
     /// The contents at `a` (inside the bank).
     fn byte_at(&self, a: u64) -> u8 {
+        if self.outside {
+            return 0xff;
+        }
         match self.blocks.get(&block_index(a)) {
             Some(Block::Erased) => 0xff,
             Some(Block::Bytes(v)) => v.get((a % BLOCK_BYTES) as usize).copied().unwrap_or(0xff),
@@ -504,11 +561,20 @@ impl CfiFlash {
     /// Programs one byte at `a` (inside the bank): only clears bits. A block is copied
     /// out of the image only when a bit actually changes.
     fn program_byte(&mut self, a: u64, data: u8) {
+        if self.outside {
+            self.dirty.insert(block_index(a));
+            match self.ops.last_mut() {
+                Some(FlashOp::Program { offset, bytes }) if *offset + bytes.len() as u64 == a => bytes.push(data),
+                _ => self.ops.push(FlashOp::Program { offset: a, bytes: alloc::vec![data] }),
+            }
+            return;
+        }
         let old = self.byte_at(a);
         if old & data == old {
             return;
         }
         let block = block_index(a);
+        self.dirty.insert(block);
         let image = &self.image;
         let slot = self.blocks.entry(block).or_insert_with(|| Block::Bytes(image_block(image, block)));
         if let Block::Erased = slot {
@@ -949,6 +1015,25 @@ mod tests {
     }
 
     /// xorshift64: a small deterministic generator for the hostile tests.
+    #[test]
+    fn contents_kept_outside_come_out_as_program_and_erase_ops() {
+        let mut f = CfiFlash::new(4 * BLOCK_BYTES, vec![0x55; 16], true).unwrap();
+        f.keep_outside();
+        assert_eq!(f.stored_bytes(), 0);
+        // Word program (EDK2: 0x40 then the data) at 0x100: one op of 4 bytes.
+        send(&mut f, 0, 0x40, 0x40);
+        f.write(0x100, 4, 0x1234_5678);
+        assert_eq!(f.read(0, 4), 0x0080_0080, "status: ready");
+        assert_eq!(f.take_ops(), [FlashOp::Program { offset: 0x100, bytes: vec![0x78, 0x56, 0x34, 0x12] }]);
+        // Block erase of block 2.
+        send(&mut f, 2 * BLOCK_BYTES, 0, 0x20);
+        send(&mut f, 2 * BLOCK_BYTES, 0, 0xd0);
+        assert_eq!(f.take_ops(), [FlashOp::Erase { block: 2 }]);
+        assert_eq!(f.take_dirty(), [0, 2]);
+        assert_eq!(f.take_ops(), []);
+        assert_eq!(f.stored_bytes(), 0, "nothing stored in the model");
+    }
+
     fn xorshift(s: &mut u64) -> u64 {
         *s ^= *s << 13;
         *s ^= *s >> 7;
