@@ -21,6 +21,11 @@
 //! - **Images**: the kernel, device tree and RAM disk are copied in through the root task's
 //!   own mapping of the RAM (`Sel4Hal::map_region`, unmapped again afterwards). seL4 zeroes
 //!   RAM it retypes, so the rest of guest memory starts as zero.
+//! - **Flash banks** (emulated CFI flash): a read-only bank's image, or the kernel when it is
+//!   firmware loaded at the bank's base, is read-only RAM at the bank's base, so the guest
+//!   runs it in place; a writable bank's whole contents are RAM mapped read-only while the
+//!   bank reads as an array ([`FlashRomMapping`], kept mapped in the VMM too: the run loop
+//!   applies program and erase there and takes the mapping away for commands).
 //! - **vCPUs**: a TCB and a VCPU per vCPU, bound with `VCPU_SetTCB`; `SCTLR_EL1` set to the
 //!   kernel's reset value and `VMPIDR_EL2` to the vCPU's affinity; priority from the
 //!   configuration (below the VMM's); the guest's stage 2 as VSpace; and a CSpace of its
