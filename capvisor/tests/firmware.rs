@@ -118,7 +118,7 @@ impl Run {
     /// firmware polls its UART).
     fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("console input open");
-        for b in line.bytes().chain([b'\r']) {
+        for b in line.bytes().chain(*b"\r") {
             stdin.write_all(&[b]).and_then(|()| stdin.flush()).unwrap();
             std::thread::sleep(Duration::from_millis(30));
         }
