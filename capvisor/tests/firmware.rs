@@ -55,23 +55,8 @@ fn sel4_prefix() -> Result<PathBuf, String> {
 
 /// The firmware (`guests/uefi/artifacts/QEMU_EFI.fd`), fetched if missing, or why not.
 fn firmware() -> Result<PathBuf, String> {
-    let file = workspace().join("guests/uefi/artifacts/QEMU_EFI.fd");
-    if file.is_file() {
-        return Ok(file);
-    }
-    if std::env::var("CAPVISOR_FETCH").is_ok_and(|v| v == "0") {
-        return Err("no UEFI firmware and CAPVISOR_FETCH=0 (run guests/uefi/fetch-firmware)".into());
-    }
-    let out = Command::new(workspace().join("guests/uefi/fetch-firmware"))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run guests/uefi/fetch-firmware: {e}"))?;
-    if !out.status.success() || !file.is_file() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
-        return Err(format!("guests/uefi/fetch-firmware failed ({}): {last}", out.status));
-    }
-    Ok(file)
+    common::fetched("guests/uefi/artifacts", &["QEMU_EFI.fd"], "guests/uefi/fetch-firmware")
+        .map(|d| d.join("QEMU_EFI.fd"))
 }
 
 /// A running capvisor: everything its console printed, as bytes, and its input.

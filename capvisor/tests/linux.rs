@@ -50,24 +50,11 @@ fn artifacts() -> Result<PathBuf, String> {
         if Command::new(qemu()).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
             return Err(format!("{} is not installed", qemu()));
         }
-        let dir = workspace().join("guests/linux/artifacts");
-        let have = |d: &Path| ["Image", "initramfs.cpio.gz", "disk.ext4"].iter().all(|f| d.join(f).is_file());
-        if have(&dir) {
-            return Ok(dir);
-        }
-        if std::env::var("CAPVISOR_FETCH").is_ok_and(|v| v == "0") {
-            return Err("no guest artifacts and CAPVISOR_FETCH=0 (run guests/linux/fetch-artifacts)".into());
-        }
-        let out = Command::new(workspace().join("guests/linux/fetch-artifacts"))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run guests/linux/fetch-artifacts: {e}"))?;
-        if !out.status.success() || !have(&dir) {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let last = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
-            return Err(format!("guests/linux/fetch-artifacts failed ({}): {last}", out.status));
-        }
-        Ok(dir)
+        common::fetched(
+            "guests/linux/artifacts",
+            &["Image", "initramfs.cpio.gz", "disk.ext4"],
+            "guests/linux/fetch-artifacts",
+        )
     })
     .clone()
 }

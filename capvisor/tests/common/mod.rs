@@ -326,3 +326,27 @@ pub fn print_bench_rows(rows: &[BenchRow], json: bool) {
         println!("{:<w_name$} {:>12.3} {:<8} {:<w_ref$} {:>8}", r.name, r.value, r.unit, reference, ratio);
     }
 }
+
+/// `dir` (under the workspace) once it holds every one of `files`, running the fetch script
+/// `script` (under the workspace; it fetches from Debian's registry, as root) the first time,
+/// unless `CAPVISOR_FETCH=0`; or why not.
+pub fn fetched(dir: &str, files: &[&str], script: &str) -> Result<PathBuf, String> {
+    let dir = workspace().join(dir);
+    let have = |d: &Path| files.iter().all(|f| d.join(f).is_file());
+    if have(&dir) {
+        return Ok(dir);
+    }
+    if std::env::var("CAPVISOR_FETCH").is_ok_and(|v| v == "0") {
+        return Err(format!("no {} and CAPVISOR_FETCH=0 (run {script})", dir.display()));
+    }
+    let out = Command::new(workspace().join(script))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if !out.status.success() || !have(&dir) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+        return Err(format!("{script} failed ({}): {last}", out.status));
+    }
+    Ok(dir)
+}

@@ -57,7 +57,7 @@ pub mod reg {
     /// DMA control.
     pub const DMACR: u64 = 0x048;
     /// First of the peripheral and PrimeCell ID registers.
-    pub const ID_BASE: u64 = 0xfe0;
+    pub const ID_BASE: u64 = super::super::primecell::ID_BASE;
 }
 
 /// Flag register bits.
@@ -172,15 +172,9 @@ impl Pl011 {
             reg::RIS => self.raw_status(),
             reg::MIS => self.raw_status() & self.imsc,
             reg::DMACR => self.dmacr,
-            w if (reg::ID_BASE..reg::ID_BASE + 0x20).contains(&w) => {
-                let i = ((w - reg::ID_BASE) / 4) as usize;
-                IDS.get(i).copied().map_or(0, u32::from)
-            }
-            _ => 0,
+            w => super::primecell::id_register(&IDS, w).unwrap_or(0),
         };
-        let shift = (offset & 3) * 8;
-        let mask = if size >= 4 { u64::from(u32::MAX) } else { (1u64 << (u32::from(size) * 8)) - 1 };
-        (u64::from(v) >> shift) & mask
+        super::primecell::read_part(v, offset, size)
     }
 
     /// A guest write of `size` bytes at `offset`. Writes to part of a register other than

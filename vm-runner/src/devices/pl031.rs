@@ -39,7 +39,7 @@ pub mod reg {
     /// Interrupt clear (write-only).
     pub const ICR: u64 = 0x1c;
     /// First of the peripheral and PrimeCell ID registers.
-    pub const ID_BASE: u64 = 0xfe0;
+    pub const ID_BASE: u64 = super::super::primecell::ID_BASE;
 }
 
 /// The match interrupt's bit in `IMSC`, `RIS`, `MIS` and `ICR`.
@@ -143,15 +143,9 @@ impl Pl031 {
             reg::IMSC => self.imsc,
             reg::RIS => u32::from(self.raw_status(now_ns)),
             reg::MIS => u32::from(self.raw_status(now_ns)) & self.imsc,
-            w if (reg::ID_BASE..reg::ID_BASE + 0x20).contains(&w) => {
-                let i = ((w - reg::ID_BASE) / 4) as usize;
-                IDS.get(i).copied().map_or(0, u32::from)
-            }
-            _ => 0,
+            w => super::primecell::id_register(&IDS, w).unwrap_or(0),
         };
-        let shift = (offset & 3) * 8;
-        let mask = if size >= 4 { u64::from(u32::MAX) } else { (1u64 << (u32::from(size) * 8)) - 1 };
-        (u64::from(v) >> shift) & mask
+        super::primecell::read_part(v, offset, size)
     }
 
     /// A guest write of `size` bytes at `offset` at time `now_ns`. Writes to part of a
