@@ -21,6 +21,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[macro_use]
 mod common;
 use common::workspace;
 
@@ -28,18 +29,6 @@ use common::workspace;
 /// gets room.
 const SHELL_TIMEOUT: Duration = Duration::from_secs(240);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-macro_rules! need {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(why) => {
-                sel4_codegen::skip::cannot_run(&why);
-                return;
-            }
-        }
-    };
-}
 
 fn sel4_prefix() -> Result<PathBuf, String> {
     let prefix = sel4_codegen::prefix::env_path("SEL4_PREFIX").ok_or("SEL4_PREFIX is not set")?;

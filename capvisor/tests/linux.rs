@@ -31,6 +31,7 @@ const MARKER: &str = "capvisor-init: ready";
 /// The kernel the artifacts hold (fetch-artifacts pins it).
 const KERNEL_RELEASE: &str = "6.1.0-50-arm64";
 
+#[macro_use]
 mod common;
 use common::workspace;
 
@@ -57,18 +58,6 @@ fn artifacts() -> Result<PathBuf, String> {
         )
     })
     .clone()
-}
-
-macro_rules! need {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(why) => {
-                sel4_codegen::skip::cannot_run(&why);
-                return;
-            }
-        }
-    };
 }
 
 /// What the console reader sees: a finished line, or the unfinished line as it stands after

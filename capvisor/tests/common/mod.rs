@@ -7,6 +7,22 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+
+/// The value of a `Result<_, String>` that says why a test cannot run, or: print
+/// `skipped: <why>` (a failure under `CAPVISOR_REQUIRE_KERNEL=1`) and return from the test.
+/// For suites that include this module with `#[macro_use]`.
+#[allow(unused_macros)]
+macro_rules! need {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(why) => {
+                sel4_codegen::skip::cannot_run(&why);
+                return;
+            }
+        }
+    };
+}
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
