@@ -502,7 +502,9 @@ fn rom_images<'c>(config: &'c VmConfig, images: &'c VmImages<'_>) -> impl Iterat
 /// the kernel when it is firmware at a bank's base ([`VmConfig::firmware_bank`]).
 fn rom_ranges(config: &VmConfig, images: &VmImages<'_>) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = rom_images(config, images).map(|(gpa, i)| (gpa, i.len() as u64)).collect();
-    if let Some(bank) = config.firmware_bank() {
+    if let Some(bank) = config.firmware_bank()
+        && !images.kernel.is_empty()
+    {
         out.push((bank.range.base.get(), (images.kernel.len() as u64).min(bank.range.size_bytes)));
     }
     out
@@ -936,8 +938,14 @@ impl<P: PagingHandler> Vmm<P> {
                         && load >= m.gpa.get()
                         && load.checked_add(len).is_some_and(|e| e <= m.gpa.get() + m.size_bytes)
                 })
-                .copied()
-                .ok_or(SetupError::Image { vm: i, what, load, len })?;
+                .copied();
+            let Some(m) = m else {
+                // Nothing to place (an image planned as empty, firmware whose bank is absent).
+                if len == 0 {
+                    continue;
+                }
+                return Err(SetupError::Image { vm: i, what, load, len });
+            };
             let hpa = m.hpa.get() + (load - m.gpa.get());
             if len > 0 {
                 let kept_va = kept_at(m.allocation);
