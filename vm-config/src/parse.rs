@@ -1440,6 +1440,35 @@ gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]
     }
 
     #[test]
+    fn flash_banks_and_their_images_are_checked_by_line_and_field() {
+        let flash = r#"["uart0", 0x0900_0000, 0x1000, 33, 0x2, []],
+    ["flash1", 0x0400_0000, 0x0400_0000, 0, 0xC0, [1]],
+    ["rtc", 0x0903_0000, 0x1000, 40, 0xC1, []],"#;
+        let good = with(&[(r#"["uart0", 0x0900_0000, 0x1000, 33, 0x2, []],"#, flash)]);
+        let good = good.replacen(
+            "unhandled_mmio = \"abort\"",
+            "unhandled_mmio = \"abort\"\nflash_images = [[\"flash1\", \"vars.fd\"]]",
+            1,
+        );
+        let vm = parse_vm_str("vm.toml", &good).unwrap_or_else(|e| panic!("{e}"));
+        let bank = vm.emulated.iter().find(|d| d.kind == EmulatedKind::CfiFlash).unwrap();
+        assert!(bank.writable());
+        assert_eq!(vm.flash_images, [FlashImage { device: "flash1".into(), path: "vars.fd".into() }]);
+        assert!(vm.emulated.iter().any(|d| d.kind == EmulatedKind::Rtc));
+        // An image for a device that is no flash bank, at the key's line.
+        check(
+            &good.replace(r#"[["flash1", "vars.fd"]]"#, r#"[["uart0", "vars.fd"]]"#),
+            "flash_images",
+            "capvisor.flash_images",
+            ProblemKind::NotAFlash("uart0".into()),
+        );
+        // A bank whose size is not a power of two, at its element.
+        let e = only(&good.replace("0x0400_0000, 0, 0xC0", "0x0300_0000, 0, 0xC0"), "\"flash1\"");
+        assert_eq!(e.field, "devices.emu_devices[2].length", "{e}");
+        assert_eq!(e.kind, ErrorKind::Check(ProblemKind::FlashSize(0x0300_0000)), "{e}");
+    }
+
+    #[test]
     fn axvisor_features_capvisor_lacks_are_named() {
         let e = only(&with(&[("cmdline", "bios_path = \"x.bin\"\ncmdline")]), "bios_path");
         assert!(matches!(e.kind, ErrorKind::Unsupported(_)));
