@@ -271,7 +271,12 @@ impl Env<'_> {
             // signals of the same expiry accumulate meanwhile (it runs on to the end of its
             // step: same priority as this task). Polling once collects them, so a wake-up is
             // exactly one expiry (the ticker, lower in priority, cannot run in between).
-            let bits = self.k.wait(self.shared) | self.k.poll(self.shared);
+            // A yield first: should a kernel tick have cut the server's step short (a host
+            // that lends QEMU's CPU to others makes that likelier), the server, runnable at
+            // this task's priority, finishes the step before the poll.
+            let first = self.k.wait(self.shared);
+            self.k.yield_now();
+            let bits = first | self.k.poll(self.shared);
             let t = self.direct_ns();
             round += 1;
             if bits & (1 << WATCHDOG) != 0 {
