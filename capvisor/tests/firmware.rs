@@ -30,18 +30,6 @@ use common::workspace;
 const SHELL_TIMEOUT: Duration = Duration::from_secs(240);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn sel4_prefix() -> Result<PathBuf, String> {
-    let prefix = sel4_codegen::prefix::env_path("SEL4_PREFIX").ok_or("SEL4_PREFIX is not set")?;
-    if !prefix.join("bin/kernel.elf").is_file() {
-        return Err(format!("{} has no bin/kernel.elf (a data-only prefix cannot boot)", prefix.display()));
-    }
-    let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
-    if Command::new(&qemu).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        return Err(format!("{qemu} is not installed"));
-    }
-    Ok(prefix)
-}
-
 /// The firmware (`guests/uefi/artifacts/QEMU_EFI.fd`), fetched if missing, or why not.
 fn firmware() -> Result<PathBuf, String> {
     common::fetched("guests/uefi/artifacts", &["QEMU_EFI.fd"], "guests/uefi/fetch-firmware")
@@ -101,7 +89,7 @@ impl Run {
 
 #[test]
 fn capvisor_boots_uefi_firmware_to_its_shell() {
-    let prefix = need!(sel4_prefix());
+    let Some(prefix) = common::boot_prerequisites() else { return };
     need!(firmware());
     let dir = common::work_dir("firmware-test");
     let bundle = dir.join("uefi.bundle");

@@ -121,11 +121,6 @@ impl Console {
         self.focus
     }
 
-    /// The names of the VMs, in system order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.vms.iter().map(|v| v.name.as_str())
-    }
-
     /// Whether VM `vm` is still running (as far as the console was told).
     pub fn running(&self, vm: usize) -> bool {
         self.vms.get(vm).is_some_and(|v| v.running)
@@ -244,15 +239,15 @@ impl Console {
         rest
     }
 
-    /// Writes held bytes on lines of `vm`'s own (they end in at most one newline, at their
-    /// end, but nothing here relies on it).
-    fn write_held(&mut self, vm: usize, mut held: &[u8], out: &mut Vec<u8>) {
-        while !held.is_empty() {
+    /// Writes `bytes` of `vm` on lines of its own: another VM's unfinished line is ended
+    /// first, and each line `vm` starts carries its name.
+    fn write_lines(&mut self, vm: usize, mut bytes: &[u8], out: &mut Vec<u8>) {
+        while !bytes.is_empty() {
             if self.owner != Some(vm) {
                 self.break_line(out);
                 self.start_line(vm, false, out);
             }
-            held = self.write_owned(vm, held, out);
+            bytes = self.write_owned(vm, bytes, out);
         }
     }
 
@@ -266,7 +261,7 @@ impl Console {
             None => return,
         };
         let saved = core::mem::take(&mut self.partial);
-        self.write_held(vm, &held, out);
+        self.write_lines(vm, &held, out);
         if let Some(v) = self.vms.get_mut(vm) {
             v.stats.held_lines = v.stats.held_lines.saturating_add(1);
             if held.last() != Some(&b'\n') {
@@ -300,13 +295,7 @@ impl Console {
             }
             return;
         }
-        while !bytes.is_empty() {
-            if self.owner != Some(vm) {
-                self.break_line(out);
-                self.start_line(vm, false, out);
-            }
-            bytes = self.write_owned(vm, bytes, out);
-        }
+        self.write_lines(vm, bytes, out);
     }
 
     /// Shows what the VM with focus wrote while it had none (its prompt, say), when the
@@ -315,7 +304,7 @@ impl Console {
         let f = self.focus;
         if self.owner.is_none() && self.vms.get(f).is_some_and(|v| !v.held.is_empty()) {
             let held = core::mem::take(&mut self.vms[f].held);
-            self.write_held(f, &held, out);
+            self.write_lines(f, &held, out);
         }
     }
 

@@ -207,10 +207,16 @@ impl Runner {
     /// point, `x0` the device tree, EL1h with interrupts masked. A VM whose start fails is
     /// stopped.
     pub fn start<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
+        self.with_tty(host, |r, tty| r.start_all(kernel, vmm, tty));
+    }
+
+    /// Runs `f` with `host` wrapped in the console multiplexer (lent out of the runner for
+    /// the call).
+    fn with_tty<H: Host, R>(&mut self, host: &mut H, f: impl FnOnce(&mut Self, &mut Tty<'_, H>) -> R) -> R {
         let mut console = core::mem::take(&mut self.console);
-        let mut tty = Tty { host, console: &mut console };
-        self.start_all(kernel, vmm, &mut tty);
+        let r = f(self, &mut Tty { host, console: &mut console });
         self.console = console;
+        r
     }
 
     fn start_all<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
@@ -271,10 +277,7 @@ impl Runner {
         closing: Op,
     ) {
         self.close(Some(closing));
-        let mut console = core::mem::take(&mut self.console);
-        let mut tty = Tty { host, console: &mut console };
-        self.wait = self.handle(kernel, vmm, &mut tty, received);
-        self.console = console;
+        self.wait = self.with_tty(host, |r, tty| r.handle(kernel, vmm, tty, received));
     }
 
     /// Records the last exit's entries, with the wait that closed it.
@@ -438,16 +441,17 @@ impl<H: Host> Tty<'_, H> {
     /// Lines of the VMM's own, together: a VM's unfinished line is broken once before them
     /// and written again once after.
     fn notes<S: fmt::Display>(&mut self, lines: &[S]) {
-        let mut out = Vec::new();
-        self.console.note_start(&mut out);
-        if !out.is_empty() {
-            self.host.console_out(&out);
-        }
+        self.framed(Console::note_start);
         for line in lines {
             self.host.log(format_args!("{line}"));
         }
-        out.clear();
-        self.console.note_end(&mut out);
+        self.framed(Console::note_end);
+    }
+
+    /// Writes to the terminal what `step` of the console multiplexer produces, if anything.
+    fn framed(&mut self, step: impl FnOnce(&mut Console, &mut Vec<u8>)) {
+        let mut out = Vec::new();
+        step(self.console, &mut out);
         if !out.is_empty() {
             self.host.console_out(&out);
         }
@@ -459,18 +463,10 @@ impl<H: Host> Host for Tty<'_, H> {
         self.host.console_out(bytes);
     }
     fn vm_output(&mut self, vm: usize, bytes: &[u8]) {
-        let mut out = Vec::with_capacity(bytes.len() + 16);
-        self.console.output(vm, bytes, &mut out);
-        if !out.is_empty() {
-            self.host.console_out(&out);
-        }
+        self.framed(|c, out| c.output(vm, bytes, out));
     }
     fn vm_stopped(&mut self, vm: usize) {
-        let mut out = Vec::new();
-        self.console.vm_stopped(vm, &mut out);
-        if !out.is_empty() {
-            self.host.console_out(&out);
-        }
+        self.framed(|c, out| c.vm_stopped(vm, out));
     }
     fn log(&mut self, line: fmt::Arguments<'_>) {
         self.note(line);
@@ -586,8 +582,8 @@ fn flash_rom<K: Kernel, P: PagingHandler, H: Host>(k: &mut K, vm: &Vm<P>, r: &Fl
         host.log(format_args!("{name}: flash bank {} has no mapping to change", r.bank));
         return;
     };
-    let (base, end) = (m.gpa.get(), m.gpa.get().saturating_add(m.size_bytes));
-    let frames = || vm.frames.iter().filter(move |f| f.gpa.get() >= base && f.gpa.get() < end);
+    let base = m.gpa.get();
+    let frames = || vm.frames.iter().filter(|f| m.holds(f.gpa));
     let Some(dirty) = &r.map else {
         for f in frames() {
             if let Err(err) = k.page_unmap(f.cap) {

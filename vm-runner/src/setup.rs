@@ -125,6 +125,13 @@ pub struct FlashRomMapping {
     pub attrs: VmAttributes,
 }
 
+impl FlashRomMapping {
+    /// Whether the guest frame at `gpa` is one of the bank's.
+    pub fn holds(&self, gpa: GuestPhysAddr) -> bool {
+        gpa.get() >= self.gpa.get() && gpa.get() - self.gpa.get() < self.size_bytes
+    }
+}
+
 /// One guest-physical range and the host memory behind it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct GuestMapping {
@@ -723,6 +730,27 @@ impl<P: PagingHandler> Vmm<P> {
         Ok(())
     }
 
+    /// RAM for `size` bytes of VM `i` at guest `gpa`, wherever the kernel clears least (its
+    /// first retype into a boot untyped clears the whole untyped, which is most of the cost
+    /// of building a VM), aligned as `gpa` is so the largest frames map it; recorded as the
+    /// VM's. Returns the host address.
+    fn alloc_ram<I: HalInstance>(
+        &mut self,
+        i: usize,
+        gpa: u64,
+        size: u64,
+        during: &'static str,
+    ) -> Result<u64, SetupError> {
+        let cell = I::cell();
+        let hpa = cell
+            .with(|h| h.pool().find_least_clearing(size, alloc_alignment(gpa, size), None))
+            .ok_or(SetupError::NoMemory { vm: i, size })?;
+        cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
+            .map_err(hal_err(Some(i), during))?;
+        self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
+        Ok(hpa)
+    }
+
     fn build_vm<I: HalInstance>(
         &mut self,
         i: usize,
@@ -739,18 +767,7 @@ impl<P: PagingHandler> Vmm<P> {
             let (gpa, size) = (m.range.base.get(), m.range.size_bytes);
             let hpa = match m.map {
                 MapType::Identical | MapType::Reserved => gpa,
-                MapType::Alloc => {
-                    // Wherever the kernel clears least: its first retype into a boot untyped
-                    // clears the whole untyped, which is most of the cost of building a VM.
-                    let align = alloc_alignment(gpa, size);
-                    let hpa = cell
-                        .with(|h| h.pool().find_least_clearing(size, align, None))
-                        .ok_or(SetupError::NoMemory { vm: i, size })?;
-                    cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
-                        .map_err(hal_err(vm, "guest RAM"))?;
-                    self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
-                    hpa
-                }
+                MapType::Alloc => self.alloc_ram::<I>(i, gpa, size, "guest RAM")?,
             };
             let (rights, attrs) = ram_rights(m.flags);
             self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
@@ -760,12 +777,7 @@ impl<P: PagingHandler> Vmm<P> {
         // to the flash model.
         for (gpa, len) in rom_ranges(&config, images) {
             let size = len.next_multiple_of(1 << PAGE_BITS);
-            let hpa = cell
-                .with(|h| h.pool().find_least_clearing(size, alloc_alignment(gpa, size), None))
-                .ok_or(SetupError::NoMemory { vm: i, size })?;
-            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
-                .map_err(hal_err(vm, "flash image"))?;
-            self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
+            let hpa = self.alloc_ram::<I>(i, gpa, size, "flash image")?;
             let (rights, attrs) = ram_rights(MemFlags::READ | MemFlags::EXECUTE);
             self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
         }
@@ -773,12 +785,7 @@ impl<P: PagingHandler> Vmm<P> {
         // the bank reads as an array (the run loop takes it away for commands).
         for d in config.emulated.iter().filter(|d| d.kind == EmulatedKind::CfiFlash && d.writable()) {
             let (gpa, size) = (d.range.base.get(), d.range.size_bytes);
-            let hpa = cell
-                .with(|h| h.pool().find_least_clearing(size, alloc_alignment(gpa, size), None))
-                .ok_or(SetupError::NoMemory { vm: i, size })?;
-            cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
-                .map_err(hal_err(vm, "flash bank contents"))?;
-            self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
+            let hpa = self.alloc_ram::<I>(i, gpa, size, "flash bank contents")?;
             let (rights, attrs) = ram_rights(MemFlags::READ);
             self.vms[i].mappings.push(GuestMapping::new(MappingKind::FlashRom, gpa, hpa, size, rights, attrs));
         }
@@ -985,17 +992,11 @@ impl<P: PagingHandler> Vmm<P> {
             copy.copy(at, image);
             copy.fill(VirtAddr(at.get() + image.len() as u64), m.size_bytes - image.len() as u64, 0xff);
             self.flush_guest_range::<I>(i, m.hpa.get(), m.size_bytes, &[CacheOp::CleanInvalidateData])?;
-            let end = m.gpa.get() + m.size_bytes;
-            let frames = self.vms[i].frames.iter().filter(|f| f.gpa.get() >= m.gpa.get() && f.gpa.get() < end).count();
+            let mut rom = FlashRomMapping { bank: 0, gpa: m.gpa, size_bytes: m.size_bytes, va: at, attrs: m.attrs };
+            let frames = self.vms[i].frames.iter().filter(|f| rom.holds(f.gpa)).count();
             if let Some(bank) = self.vms[i].state.set_flash_rom(&d.name, frames) {
-                let attrs = m.attrs;
-                self.vms[i].flash_rom.push(FlashRomMapping {
-                    bank,
-                    gpa: m.gpa,
-                    size_bytes: m.size_bytes,
-                    va: at,
-                    attrs,
-                });
+                rom.bank = bank;
+                self.vms[i].flash_rom.push(rom);
             }
         }
         // The frames zeroed above (each holds an image, or it would be deferred): clean them

@@ -21,7 +21,7 @@ use vm_config::{EmulatedKind, GuestRange, InterruptMode, UnhandledMmio, VmConfig
 
 use crate::action::{AbortKind, Action, Effects, FlashRom, Next, Notice, StopReason, VcpuStart};
 use crate::counters::{Counters, ExitKind};
-use crate::devices::cfi_flash::{CfiFlash, FlashError, FlashStats};
+use crate::devices::cfi_flash::{CfiFlash, FlashError};
 use crate::devices::pl011::Pl011;
 use crate::devices::pl031::Pl031;
 use crate::devices::psci::{self, Outcome, Power};
@@ -118,6 +118,17 @@ enum PsciResult {
     Done(Action),
 }
 
+/// One CFI flash bank of a VM.
+#[derive(Clone, Debug)]
+struct FlashBank {
+    model: CfiFlash,
+    /// Its `emu_devices` name.
+    name: String,
+    /// For a bank the guest reads in place ([`VmState::set_flash_rom`]): the frames of its
+    /// read-only mapping, and whether the mapping is in the stage 2 now.
+    rom: Option<(usize, bool)>,
+}
+
 /// The state of one VM.
 #[derive(Clone, Debug)]
 pub struct VmState {
@@ -126,11 +137,8 @@ pub struct VmState {
     vgic: Vgic,
     vtimer: VTimer,
     uarts: Vec<(Pl011, u16)>,
-    /// CFI flash banks, with their `emu_devices` names.
-    flashes: Vec<(CfiFlash, String)>,
-    /// Per flash bank: the frames of its read-only mapping and whether it is in the stage 2
-    /// now, for a bank the guest reads in place ([`VmState::set_flash_rom`]).
-    flash_rom: Vec<Option<(usize, bool)>>,
+    /// CFI flash banks.
+    flashes: Vec<FlashBank>,
     /// Real-time clocks and their interrupt IDs.
     rtcs: Vec<(Pl031, u16)>,
     /// The VMM's clock (ns) as the run loop last read it for a clock access
@@ -193,7 +201,7 @@ impl VmState {
                 EmulatedKind::CfiFlash => {
                     let bank = CfiFlash::new(d.range.size_bytes, Vec::new(), d.writable())
                         .map_err(|error| BuildError::Flash { device: d.name.clone(), error })?;
-                    flashes.push((bank, d.name.clone()));
+                    flashes.push(FlashBank { model: bank, name: d.name.clone(), rom: None });
                     Device::Flash(flashes.len() - 1)
                 }
                 EmulatedKind::Rtc => {
@@ -215,7 +223,6 @@ impl VmState {
             vgic: Vgic::new(config.capvisor.gic_irq_lines, config.cpu_num, platform.list_registers),
             vtimer: VTimer::new(usize::from(config.cpu_num)),
             uarts,
-            flash_rom: alloc::vec![None; flashes.len()],
             flashes,
             rtcs,
             clock_ns: 0,
@@ -239,9 +246,9 @@ impl VmState {
     /// is mapped into the guest as read-only RAM by the setup; its model answers only
     /// commands and the part of the bank past the image, which reads erased).
     pub fn load_flash(&mut self, device: &str, image: &[u8]) -> Result<(), BuildError> {
-        let Some((bank, _)) = self.flashes.iter_mut().find(|(_, n)| n == device) else { return Ok(()) };
-        if bank.writable() {
-            *bank = CfiFlash::new(bank.size_bytes(), image.to_vec(), true)
+        let Some(bank) = self.flashes.iter_mut().find(|b| b.name == device) else { return Ok(()) };
+        if bank.model.writable() {
+            bank.model = CfiFlash::new(bank.model.size_bytes(), image.to_vec(), true)
                 .map_err(|error| BuildError::Flash { device: String::from(device), error })?;
         }
         Ok(())
@@ -253,16 +260,12 @@ impl VmState {
     /// takes the mapping away until the bank is back in read-array mode. Returns the bank's
     /// index.
     pub fn set_flash_rom(&mut self, device: &str, frames: usize) -> Option<usize> {
-        let i = self.flashes.iter().position(|(_, n)| n == device)?;
-        *self.flash_rom.get_mut(i)? = Some((frames, true));
+        let i = self.flashes.iter().position(|b| b.name == device)?;
+        let bank = self.flashes.get_mut(i)?;
+        bank.rom = Some((frames, true));
         // The mapping holds the contents; the model answers commands and hands out changes.
-        self.flashes.get_mut(i)?.0.keep_outside();
+        bank.model.keep_outside();
         Some(i)
-    }
-
-    /// What the guest did to its flash banks, by `emu_devices` name.
-    pub fn flash_stats(&self) -> impl Iterator<Item = (&str, FlashStats)> {
-        self.flashes.iter().map(|(b, n)| (n.as_str(), b.stats()))
     }
 
     /// Sets every real-time clock to `seconds` since 1970 at the VMM's clock reading
@@ -510,7 +513,7 @@ impl VmState {
                 (v, self.uart_irq_update(i))
             }
             Device::Flash(i) => {
-                let v = self.flashes.get_mut(i).map_or(0, |(b, _)| b.read(off, size));
+                let v = self.flashes.get_mut(i).map_or(0, |b| b.model.read(off, size));
                 (v, Effects::default())
             }
             Device::Rtc(i) => {
@@ -537,9 +540,9 @@ impl VmState {
             }
             Device::Flash(i) => {
                 let mut e = Effects::default();
-                let Some((b, _)) = self.flashes.get_mut(i) else { return e };
+                let Some(FlashBank { model: b, rom, .. }) = self.flashes.get_mut(i) else { return e };
                 b.write(off, size, value);
-                if let Some(Some((frames, mapped))) = self.flash_rom.get_mut(i) {
+                if let Some((frames, mapped)) = rom {
                     e.flash_ops = b.take_ops().into_iter().map(|op| (i, op)).collect();
                     let array = b.in_read_array_mode();
                     if *mapped && !array {
@@ -569,18 +572,18 @@ impl VmState {
     fn rtc_irq_update(&mut self, i: usize) -> Effects {
         let Some((r, irq)) = self.rtcs.get(i) else { return Effects::default() };
         let (level, irq) = (r.irq_level(self.clock_ns), *irq);
-        if irq == 0 {
-            return Effects::default();
-        }
-        match self.vgic.set_spi_level(irq, level) {
-            Some(target) if level => self.fill(target),
-            _ => Effects::default(),
-        }
+        self.device_line(irq, level)
     }
 
     fn uart_irq_update(&mut self, i: usize) -> Effects {
         let Some((u, irq)) = self.uarts.get(i) else { return Effects::default() };
         let (level, irq) = (u.irq_level(), *irq);
+        self.device_line(irq, level)
+    }
+
+    /// An emulated device's interrupt line `irq` (0: it has none) is at `level`: the
+    /// distributor follows it, and an interrupt that became deliverable is injected.
+    fn device_line(&mut self, irq: u16, level: bool) -> Effects {
         if irq == 0 {
             return Effects::default();
         }
