@@ -187,6 +187,88 @@ impl<'a> Plan<'a> {
         Ok(plan)
     }
 
+    /// The kernel image as seL4 reserves it at boot: from its first segment's physical
+    /// address to the page-rounded end of its last (`get_p_reg_kernel_img`, up to `ki_end`).
+    pub fn kernel_image(&self) -> PhysRange {
+        let segs = self.regions.iter().filter(|r| matches!(r.part, Part::KernelSegment(_)));
+        let (lo, hi) = segs.fold((u64::MAX, 0), |(lo, hi), r| (lo.min(r.range.start), hi.max(r.range.end)));
+        PhysRange { start: lo, end: page_up(hi).unwrap_or(hi) }
+    }
+
+    /// Where the device tree of `dtb_bytes` lands: at the top of the slot, page aligned, as
+    /// the loader copies it (`loader/src/start.rs`).
+    pub fn dtb(&self, dtb_bytes: u64) -> PhysRange {
+        let end = self.boot.dtb_slot_end;
+        let start = end.saturating_sub(page_up(dtb_bytes).unwrap_or(u64::MAX));
+        PhysRange { start, end: start.saturating_add(dtb_bytes) }
+    }
+
+    /// Where seL4 16.0.0 (AArch64, hypervisor, 44-bit physical addresses: a 4 KiB VSpace and
+    /// three levels of paging below it) will make the root task's boot objects, for a device
+    /// tree of `dtb_bytes` (the slot's size gives an upper bound) and a root CNode of
+    /// 2^`cnode_size_bits` slots, as `init_freemem` and `create_rootserver_objects` do: RAM
+    /// less the kernel image, the device tree and the user image; the topmost free region
+    /// whose end, less the objects' size rounded down to their largest alignment, still lies
+    /// in it; the objects from there. `None` if no region fits (the kernel would not boot).
+    pub fn boot_objects(&self, dtb_bytes: u64, cnode_size_bits: u32) -> Option<PhysRange> {
+        const PAGE_BITS: u32 = 12;
+        let b = &self.boot;
+        let extra = if dtb_bytes == 0 { 0 } else { 16 + dtb_bytes };
+        let extra_bits = if extra == 0 {
+            0
+        } else {
+            let rounded = page_up(extra)?;
+            let mut msb = 63 - rounded.leading_zeros();
+            if extra > 1 << msb {
+                msb += 1;
+            }
+            msb
+        };
+        // The initial thread's virtual region: the image, the IPC buffer, the bootinfo frame
+        // and the extra bootinfo.
+        let v_start = b.ui_p_start.wrapping_sub(b.pv_offset);
+        let v_end = b.ui_p_end.wrapping_sub(b.pv_offset) + 2 * PAGE + if extra_bits > 0 { 1 << extra_bits } else { 0 };
+        let n_paging = |bits: u32| {
+            let lo = v_start >> bits;
+            let hi = (v_end + (1 << bits) - 1) >> bits;
+            hi - lo
+        };
+        let tables = n_paging(39) + n_paging(30) + n_paging(21);
+        let cnode_bits = cnode_size_bits + 5;
+        let size = (1u64 << cnode_bits)
+            + (1 << 11) // TCB
+            + 3 * PAGE // IPC buffer, bootinfo frame, ASID pool
+            + if extra_bits > 0 { 1 << extra_bits } else { 0 }
+            + PAGE // VSpace
+            + tables * PAGE;
+        let max_bits = cnode_bits.max(PAGE_BITS).max(extra_bits);
+        let kernel = self.kernel_image();
+        let dtb = self.dtb(dtb_bytes);
+        let mut reserved = [(kernel.start, kernel.end), (dtb.start, dtb.end), (b.ui_p_start, b.ui_p_end)];
+        reserved.sort_unstable();
+        let mut free: Vec<(u64, u64)> = Vec::new();
+        for &(rs, re) in &b.ram[..b.ram_count] {
+            let mut at = rs;
+            for &(s, e) in &reserved {
+                if e <= at || s >= re || s == e {
+                    continue;
+                }
+                if s > at {
+                    free.push((at, s));
+                }
+                at = at.max(e);
+            }
+            if at < re {
+                free.push((at, re));
+            }
+        }
+        free.iter().rev().find_map(|&(s, e)| {
+            let unaligned = e.checked_sub(size)?;
+            let start = unaligned & !((1u64 << max_bits) - 1);
+            (start >= s).then_some(PhysRange { start, end: start + size })
+        })
+    }
+
     /// The payload bytes for this plan, with the segments' bytes in it or left to the
     /// firmware to place.
     pub fn encode(&self, placement: Placement) -> Vec<u8> {
@@ -240,6 +322,49 @@ mod tests {
             uart: 0x900_0000,
             tcr_el2: crate::pagetable::tcr_el2(false),
         }
+    }
+
+    /// The boot recorded in `platforms/qemu-arm-virt/bootinfo-capvisor.txt` (debug kernel, a
+    /// 7568-byte device tree): the root task's image at 0xbf7ab000, its boot objects from the
+    /// root CNode at 0xbf400000 to the end of the TCB at 0xbf60d800.
+    #[test]
+    fn boot_objects_land_where_the_recorded_boot_put_them() {
+        let mut boot = BootInfo {
+            kernel_entry: 0,
+            kernel_offset: 0,
+            ui_p_start: 0xbf7a_b000,
+            ui_p_end: 0xc000_0000,
+            pv_offset: 0xbf7a_b000 - 0x40_0000,
+            v_entry: 0x40_0000,
+            dtb_slot_start: 0xbf6a_b000,
+            dtb_slot_end: 0xbf7a_b000,
+            dtb_probe: 0,
+            uart: 0,
+            tcr_el2: 0,
+            ram: [(0, 0); payload::MAX_RAM],
+            ram_count: 1,
+        };
+        boot.ram[0] = (0x6000_0000, 0xc000_0000);
+        let kernel = PhysRange { start: 0x6000_0000, end: 0x6023_e123 };
+        let plan = Plan {
+            regions: alloc::vec![Region { part: Part::KernelSegment(0), range: kernel }],
+            copies: Vec::new(),
+            boot,
+            embedded_dtb: None,
+        };
+        assert_eq!(plan.kernel_image(), PhysRange { start: 0x6000_0000, end: 0x6023_f000 });
+        assert_eq!(plan.dtb(7568), PhysRange { start: 0xbf7a_9000, end: 0xbf7a_ad90 });
+        assert_eq!(plan.boot_objects(7568, 16), Some(PhysRange { start: 0xbf40_0000, end: 0xbf60_d800 }));
+        // A 64 KiB tree: the same start, a larger extra bootinfo; a 1 MiB one moves them down.
+        let upper = plan.boot_objects(64 << 10, 16).expect("fits");
+        assert_eq!(upper.start, 0xbf40_0000);
+        assert!(upper.end > 0xbf60_d800, "{upper}");
+        assert_eq!(plan.boot_objects(1 << 20, 16).map(|r| r.start), Some(0xbf20_0000));
+        // No room at all: the kernel would not boot.
+        let mut tiny = plan.clone();
+        tiny.boot.ram[0] = (0xbf60_0000, 0xc000_0000);
+        tiny.regions.clear();
+        assert_eq!(tiny.boot_objects(7568, 16), None);
     }
 
     #[test]

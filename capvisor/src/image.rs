@@ -52,6 +52,10 @@ pub struct Args {
     /// The installed kernel prefix [default: $SEL4_PREFIX].
     #[arg(long)]
     pub sel4_prefix: Option<PathBuf>,
+    /// The system or VM file the root task's bundle was packed from, so that a placement the
+    /// check refuses is named at its line (without it: at the VM and field).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Output ELF; the flat binary goes to OUT.bin.
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
@@ -118,6 +122,14 @@ pub enum ImageError {
         prefix: PathBuf,
         /// One line per differing option.
         diff: String,
+    },
+    /// The VMs in the root task's bundle do not fit where the kernel and root task will sit.
+    #[error("{}: the VMs it carries cannot sit where the configuration puts them:\n{message}", root_task.display())]
+    Placement {
+        /// The root task.
+        root_task: PathBuf,
+        /// One refusal per line.
+        message: String,
     },
     /// No loader found.
     #[error("no loader ELF: pass --loader or set CAPVISOR_LOADER (looked at {looked})")]
@@ -337,6 +349,7 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
         }
         err => ImageError::Plan { kernel: kernel_path.clone(), root_task: args.root_task.clone(), err },
     })?;
+    let kept = check_placement(args, &prefix, &root, &plan, &platform_dtb_path)?;
     let (elf, segments) = elf_image(&plan, base, &flat, entry);
     flat.extend_from_slice(&plan.encode(Placement::Payload));
     let bin_path = {
@@ -361,7 +374,58 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
     for r in &plan.regions {
         println!("capvisor image:   {r}");
     }
+    println!("capvisor image: host memory the kernel and the root task will keep (checked against the VMs):");
+    print!("{}", crate::placement::describe(&kept));
     Ok(())
+}
+
+/// The bundle inside a root-task ELF: the VM configuration at a page boundary of a loadable
+/// segment's bytes (the root task keeps it page aligned), if it carries one.
+fn embedded_system(root: &[u8]) -> Option<vm_config::SystemConfig> {
+    let elf = Elf::parse(root).ok()?;
+    elf.load_segments().find_map(|s| {
+        let data = elf.segment_data(&s);
+        (0..data.len())
+            .step_by(4096)
+            .filter(|&at| data[at..].starts_with(&vm_runner::bundle::MAGIC))
+            .find_map(|at| vm_runner::bundle::decode_system(&data[at..]).ok())
+    })
+}
+
+/// Checks where the root task's VMs sit against the memory this plan leaves them; returns
+/// what the kernel and the root task keep.
+fn check_placement(
+    args: &Args,
+    prefix: &Path,
+    root: &[u8],
+    plan: &Plan<'_>,
+    platform_dtb: &Path,
+) -> Result<Vec<vm_config::place::Span>, ImageError> {
+    // The tree QEMU passes is the one the kernel build recorded (same machine options); an
+    // embedded one is known.
+    let dtb_bytes = match plan.embedded_dtb {
+        Some(d) => d.len() as u64,
+        None => std::fs::metadata(platform_dtb).map_or(args.dtb_max, |m| m.len()),
+    };
+    let build = crate::placement::kernel_build(Some(prefix))
+        .map_err(|message| ImageError::Input { path: prefix.join("support/platform_gen.json"), message })?;
+    let (mem, kept) = crate::placement::from_plan(plan, dtb_bytes, &build)
+        .map_err(|message| ImageError::Placement { root_task: args.root_task.clone(), message })?;
+    let Some(sys) = embedded_system(root) else { return Ok(kept) };
+    let message = match &args.config {
+        Some(config) => match vm_config::check_placement_file(config, &sys, &mem) {
+            Ok(()) => return Ok(kept),
+            Err(e) => e.to_string(),
+        },
+        None => {
+            let problems = vm_config::check_placement(&sys, &mem);
+            if problems.is_empty() {
+                return Ok(kept);
+            }
+            problems.iter().map(|p| format!("{}: {p}", p.field)).collect::<Vec<_>>().join("\n")
+        }
+    };
+    Err(ImageError::Placement { root_task: args.root_task.clone(), message })
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 mod bench_linux;
 mod dtb;
 mod image;
+mod placement;
 mod plan;
+mod svg;
 mod vms;
 
 /// capvisor: a hypervisor on seL4.

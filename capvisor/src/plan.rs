@@ -34,6 +34,11 @@ pub struct Args {
     /// Directories to look for guest images in (as `capvisor vms`).
     #[arg(long)]
     pub search: Vec<PathBuf>,
+    /// Also draw what the placement check sees as an SVG picture: host-physical memory (the
+    /// kernel, the root task, each VM's regions, devices) and each VM's guest-physical map,
+    /// refusals in red. Written even when the check refuses the system.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 /// What went wrong.
@@ -171,6 +176,23 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     let sys = vm_config::parse_system_file(&args.config)?;
     let mut notes = Vec::new();
     let imgs = images(&args.config, &sys, &args.search, &mut notes)?;
+    // The placement check `capvisor vms` makes, for a bundle of these images.
+    let bundle_bytes: usize = imgs
+        .iter()
+        .map(|i| {
+            i.kernel.len()
+                + i.dtb.as_ref().map_or(0, Vec::len)
+                + i.ramdisk.as_ref().map_or(0, Vec::len)
+                + i.flash.iter().map(Vec::len).sum::<usize>()
+        })
+        .sum();
+    let (host, kept) = crate::placement::for_bundle(bundle_bytes as u64 + 4096, None).map_err(PlanError::Platform)?;
+    let placed = vm_config::check_placement_file(&args.config, &sys, &host);
+    if let Some(svg) = &args.svg {
+        let text = crate::svg::draw(&sys, &host, &kept, placed.as_ref().err());
+        std::fs::write(svg, text).map_err(|source| PlanError::Io { path: svg.clone(), source })?;
+    }
+    placed?;
     let model = match &args.platform {
         None => Model::qemu_arm_virt_capvisor(),
         Some(p) => {

@@ -52,6 +52,9 @@ pub enum VmsError {
         /// Where it looked.
         searched: String,
     },
+    /// The platform the placement check needs could not be read.
+    #[error("placement check: {0}")]
+    Platform(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -208,6 +211,9 @@ pub fn run(args: &Args) -> Result<(), VmsError> {
     let views: Vec<VmImages<'_>> = images.iter().map(Images::view).collect();
     let bytes = bundle::encode(&sys, &views, rtc_base_seconds())
         .map_err(|error| VmsError::Bundle { error, config: args.config.clone() })?;
+    // Nothing is written for VMs that cannot sit where their files put them.
+    let (mem, _) = crate::placement::for_bundle(bytes.len() as u64, None).map_err(VmsError::Platform)?;
+    vm_config::check_placement_file(&args.config, &sys, &mem)?;
     std::fs::write(&args.out, &bytes).map_err(|source| VmsError::Io { path: args.out.clone(), source })?;
     for (vm, i) in sys.vms.iter().zip(&images) {
         println!(

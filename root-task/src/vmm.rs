@@ -57,6 +57,11 @@ struct Aligned<T: ?Sized>(T);
 
 static BUNDLE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vms.bundle")));
 
+/// capvisor's facts about the platform (its RAM, what the kernel and the console keep), which
+/// the placement check reads beside this boot's untyped list: the same file `capvisor vms` and
+/// `capvisor image` predict from.
+const PLATFORM_FACTS: &str = include_str!("../../platforms/qemu-arm-virt/placement.txt");
+
 /// The bundle `capvisor vms` wrote, or nothing.
 static BUNDLE: &[u8] = &BUNDLE_BYTES.0;
 
@@ -412,11 +417,22 @@ pub fn run(start: &Start) -> u32 {
         }
     };
     let untyped: alloc::vec::Vec<_> = start.untyped().map(|(_, d)| d).collect();
-    let problems = vm_config::check_against_untyped(&bundle.system, &untyped);
+    let facts = match vm_config::Facts::parse(PLATFORM_FACTS) {
+        Ok(f) => f,
+        Err(e) => {
+            debug_println!("capvisor: platforms/qemu-arm-virt/placement.txt: {e}");
+            return 1;
+        }
+    };
+    let problems = vm_config::check_placement(&bundle.system, &vm_config::HostMemory::from_bootinfo(&facts, &untyped));
     if !problems.is_empty() {
         for p in &problems {
-            debug_println!("capvisor: {p}");
+            debug_println!("capvisor: {}: {p}", p.field);
         }
+        debug_println!(
+            "capvisor: {} VM placement problems against this boot's untyped memory: no VM started",
+            problems.len()
+        );
         return 1;
     }
     let Some(kernel) = RealKernel::from_registered_ipc_buffer() else {

@@ -11,8 +11,9 @@
 //! - [`model`]: the compact, checked form ([`VmConfig`], [`SystemConfig`]): plain `no_std`
 //!   structs with typed addresses;
 //! - [`check`]: every rule a configuration must satisfy, in `no_std` code, so that the host
-//!   tool and the root task run the same checks; [`untyped`] adds the one check only the
-//!   target can make, against the kernel's real untyped list;
+//!   tool and the root task run the same checks; [`place`] checks where the VMs sit in
+//!   host-physical memory, against the platform predicted before boot or read from the real
+//!   bootinfo, with the same rules on both sides;
 //! - [`codec`]: a small hand-written byte encoding of the compact form (the root task embeds
 //!   the bytes and decodes them; the decoder never trusts a length);
 //! - `parse` (feature `std`): TOML to [`VmConfig`], every error naming file, line, column and
@@ -33,7 +34,7 @@ pub mod codec;
 pub mod model;
 #[cfg(feature = "std")]
 pub mod parse;
-pub mod untyped;
+pub mod place;
 
 pub use addr::{GuestPhysAddr, GuestRange};
 pub use check::{Field, Part, Problem, ProblemKind};
@@ -44,6 +45,7 @@ pub use model::{
 };
 #[cfg(feature = "std")]
 pub use parse::{
-    ConfigError, ConfigErrors, ErrorKind, parse_system_file, parse_system_str, parse_vm_file, parse_vm_str,
+    ConfigError, ConfigErrors, ErrorKind, check_placement_file, parse_system_file, parse_system_str, parse_vm_file,
+    parse_vm_str,
 };
-pub use untyped::{UntypedProblem, check_against_untyped};
+pub use place::{Facts, HostMemory, PlaceKind, PlaceProblem, check_placement};

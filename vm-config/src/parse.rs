@@ -32,6 +32,7 @@ use crate::model::{
     CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
     PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
+use crate::place::{HostMemory, PlaceProblem, check_placement};
 
 /// One error in a configuration file.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -92,6 +93,8 @@ pub enum ErrorKind {
     Unsupported(&'static str),
     /// A rule of [`crate::check`].
     Check(ProblemKind),
+    /// Where a VM sits in host-physical memory ([`crate::place`]).
+    Place(PlaceProblem),
 }
 
 impl fmt::Display for ErrorKind {
@@ -107,6 +110,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::WrongLength { expected, found } => write!(f, "{found} elements; expected {expected}"),
             ErrorKind::Unsupported(why) => write!(f, "not supported by capvisor: {why}"),
             ErrorKind::Check(p) => write!(f, "{p}"),
+            ErrorKind::Place(p) => write!(f, "{p}"),
         }
     }
 }
@@ -978,6 +982,50 @@ fn finish_system(vms: Vec<(String, String, VmConfig)>) -> Result<SystemConfig, C
         errors.extend(doc.errors);
     }
     Err(ConfigErrors(errors))
+}
+
+/// Checks where the VMs of the system in `path` (as [`parse_system_file`] read it into `sys`)
+/// sit in host-physical memory against `mem`, and names each refusal at its VM file's line,
+/// column and field.
+pub fn check_placement_file(path: &Path, sys: &SystemConfig, mem: &HostMemory) -> Result<(), ConfigErrors> {
+    let problems = check_placement(sys, mem);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let sources = system_sources(path)?;
+    let mut errors = Vec::new();
+    for p in problems {
+        let Some((file, text)) = sources.get(p.vm) else { continue };
+        let mut doc = Doc::new(file, text);
+        let _ = parse_vm_doc(&mut doc);
+        doc.errors.clear();
+        let path = p.field.to_string();
+        let span = doc.span_of(&path);
+        doc.error_at(span, &path, ErrorKind::Place(p));
+        errors.extend(doc.errors);
+    }
+    Err(ConfigErrors(errors))
+}
+
+/// The display name and text of each VM file of the system in `path`, in order.
+fn system_sources(path: &Path) -> Result<Vec<(String, String)>, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = read(path, &name)?;
+    let mut doc = Doc::new(&name, &text);
+    let Some(root) = parse_root(&mut doc) else { return Err(ConfigErrors(doc.errors)) };
+    let Some(vms) = root.get_ref().get("system").and_then(|s| s.get_ref().as_table()).and_then(|t| t.get("vms")) else {
+        return Ok(std::vec![(name, text)]);
+    };
+    let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut out = Vec::new();
+    for e in vms.get_ref().as_array().map(|a| a.iter().collect::<Vec<_>>()).unwrap_or_default() {
+        if let Some(rel) = e.get_ref().as_str() {
+            let p = dir.join(rel);
+            let display = p.display().to_string();
+            out.push((display.clone(), read(&p, &display)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Parses a system file from disk; VM files are found relative to its directory.

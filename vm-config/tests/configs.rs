@@ -1,11 +1,11 @@
-//! The example configurations in `configs/` parse, survive the compact encoding, and fit the
-//! untyped memory seL4 16.0.0 actually handed a root task on QEMU virt (the recorded bootinfo
-//! in `$SEL4_PREFIX/boot`, when the prefix has it).
+//! The example configurations in `configs/` parse, survive the compact encoding, and sit where
+//! the root task's placement check allows them on the untyped memory seL4 16.0.0 actually
+//! handed a root task on QEMU virt (the recorded bootinfo in the interface data, when given).
 
 use std::path::{Path, PathBuf};
 
 use sel4::{PhysAddr, UntypedDesc};
-use vm_config::{check_against_untyped, decode_system, encode_system, load_system, parse_system_file};
+use vm_config::{Facts, HostMemory, check_placement, decode_system, encode_system, load_system, parse_system_file};
 
 fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -19,6 +19,13 @@ fn config_files() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// The platform facts of QEMU virt (`platforms/qemu-arm-virt/placement.txt`).
+fn facts() -> Facts {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/qemu-arm-virt/placement.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Facts::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The untyped list recorded from a real boot, from the interface data.
@@ -54,7 +61,7 @@ fn every_example_config_parses_round_trips_and_fits_the_recorded_untypeds() {
         assert_eq!(decode_system(&bytes).as_ref(), Ok(&sys), "{}", f.display());
         assert_eq!(load_system(&bytes).as_ref(), Ok(&sys));
         if let Some(uts) = &untypeds {
-            let problems = check_against_untyped(&sys, uts);
+            let problems = check_placement(&sys, &HostMemory::from_bootinfo(&facts(), uts));
             assert!(problems.is_empty(), "{}: {problems:?}", f.display());
         }
     }
@@ -72,7 +79,7 @@ fn two_vms_is_the_two_test_guests() {
 #[test]
 fn the_recorded_untypeds_do_not_back_a_gicv_outside_device_memory() {
     // A negative control for the check above: the same system with the GIC CPU interface
-    // moved onto RAM is refused (identity-mapped device memory must be device untyped).
+    // moved onto RAM is refused (passthrough only on device memory the platform lists).
     let Some(uts) = recorded_untypeds() else {
         println!("SEL4_PREFIX has no recorded bootinfo: skipped");
         return;
@@ -81,5 +88,7 @@ fn the_recorded_untypeds_do_not_back_a_gicv_outside_device_memory() {
     if let Some(g) = sys.vms[0].capvisor.gic_cpu_interface.as_mut() {
         g.host = PhysAddr(0x7000_0000);
     }
-    assert_eq!(check_against_untyped(&sys, &uts).len(), 1);
+    let problems = check_placement(&sys, &HostMemory::from_bootinfo(&facts(), &uts));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].to_string().contains("not device memory"), "{}", problems[0]);
 }

@@ -189,6 +189,21 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The configuration at the start of a bundle, decoded and checked; the images after it are not
+/// read (`capvisor image` finds the bundle inside a root-task ELF, where more bytes follow).
+pub fn decode_system(bytes: &[u8]) -> Result<SystemConfig, BundleError> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(8) != Some(&MAGIC[..]) {
+        return Err(BundleError::BadMagic);
+    }
+    let version = r.u32().ok_or(BundleError::Truncated { offset: 8 })?;
+    if version != VERSION {
+        return Err(BundleError::BadVersion(version));
+    }
+    r.take(12).ok_or(BundleError::Truncated { offset: 12 })?;
+    load_system(r.blob()?).map_err(BundleError::Config)
+}
+
 impl<'a> Bundle<'a> {
     /// Decodes and checks a bundle (`vm_config::load_system` runs every configuration rule).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, BundleError> {

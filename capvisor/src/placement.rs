@@ -1,0 +1,262 @@
+//! The host-physical memory that the placement check (`vm_config::place`) sees before boot,
+//! and how the tool knows it:
+//! - the RAM the kernel manages and the device ranges: the kernel build's
+//!   `support/platform_gen.json` (`$SEL4_PREFIX`, else the interface data
+//!   `$CAPVISOR_SEL4_DATA`);
+//! - what neither says (the machine's RAM, the devices the kernel drives, the console UART):
+//!   capvisor's facts, `platforms/qemu-arm-virt/placement.txt`, built into the tool;
+//! - the kernel image: its ELF (`bin/kernel.elf` of the prefix), placed at its physical
+//!   addresses by the image tool; without one, the facts' bound from the start of managed RAM;
+//! - the root task, its device tree and the objects seL4 makes for it at boot: exactly from
+//!   the image tool's plan when the root-task ELF is known (`capvisor image`,
+//!   [`from_plan`]); else (`capvisor vms`, `plan`) the top of RAM, sized by the bundle plus the
+//!   facts' allowance.
+//!
+//! Owns: assembling that picture and printing it. Never touches: the rules (`vm_config::place`).
+
+use std::path::{Path, PathBuf};
+
+use boot_image::PhysRange;
+use boot_image::elf::Elf;
+use boot_image::plan::Plan;
+use vm_config::place::{Facts, HostMemory, Span, Use};
+
+/// capvisor's facts about QEMU virt.
+pub const FACTS: &str = include_str!("../../platforms/qemu-arm-virt/placement.txt");
+
+/// The root CNode's size in slots (log 2) that the kernel is built with (`ROOT_CNODE_SIZE_BITS`).
+pub const ROOT_CNODE_SIZE_BITS: u32 = 16;
+
+/// The facts built into the tool.
+pub fn facts() -> Facts {
+    Facts::parse(FACTS).unwrap_or_else(|e| panic!("platforms/qemu-arm-virt/placement.txt: {e}"))
+}
+
+/// What the kernel build says about the platform.
+pub struct KernelBuild {
+    /// RAM the kernel manages.
+    pub managed: Vec<(u64, u64)>,
+    /// Device ranges.
+    pub devices: Vec<(u64, u64)>,
+    /// The kernel ELF, when the prefix has one.
+    pub kernel_elf: Option<PathBuf>,
+}
+
+/// Reads the kernel build's platform description from `prefix` (else `$SEL4_PREFIX`, else the
+/// interface data).
+pub fn kernel_build(prefix: Option<&Path>) -> Result<KernelBuild, String> {
+    let root = prefix
+        .map(Path::to_path_buf)
+        .or_else(|| sel4_codegen::prefix::env_path("SEL4_PREFIX"))
+        .or_else(sel4_codegen::prefix::shared_data)
+        .ok_or("no kernel build to read the platform from: set SEL4_PREFIX (or CAPVISOR_SEL4_DATA)")?;
+    let source = root.join("support/platform_gen.json");
+    let text = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", source.display()))?;
+    let ranges = |key: &str| -> Result<Vec<(u64, u64)>, String> {
+        let list = json.get(key).and_then(|v| v.as_array()).ok_or(format!("{}: no {key:?} list", source.display()))?;
+        list.iter()
+            .map(|r| match (r.get("start").and_then(|v| v.as_u64()), r.get("end").and_then(|v| v.as_u64())) {
+                (Some(s), Some(e)) if s < e => Ok((s, e)),
+                _ => Err(format!("{}: {key}: {r} is not {{start, end}} with start < end", source.display())),
+            })
+            .collect()
+    };
+    let kernel = root.join("bin/kernel.elf");
+    Ok(KernelBuild {
+        managed: ranges("memory")?,
+        devices: ranges("devices")?,
+        kernel_elf: kernel.is_file().then_some(kernel),
+    })
+}
+
+fn page_up(x: u64) -> u64 {
+    x.saturating_add(0xfff) & !0xfff
+}
+
+fn kept(start: u64, end: u64, what: String) -> Span {
+    Span { start, end, used: Use::Taken, what }
+}
+
+/// The kernel image: its ELF's physical extent, else the facts' bound.
+fn kernel_span(build: &KernelBuild, facts: &Facts) -> Result<Span, String> {
+    let base = build.managed.first().map_or(0, |r| r.0);
+    match &build.kernel_elf {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let elf = Elf::parse(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+            let (lo, hi) = elf.paddr_bounds();
+            Ok(kept(lo, page_up(hi), "the seL4 kernel image".into()))
+        }
+        None => Ok(kept(
+            base,
+            base + facts.kernel_at_most,
+            format!("the seL4 kernel image (at most {} KiB; no kernel ELF to read)", facts.kernel_at_most >> 10),
+        )),
+    }
+}
+
+/// The picture for a bundle of `bundle_bytes` before the root task is built: the root task at
+/// the top of RAM, its size bounded by the bundle and the facts' allowance.
+pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<(HostMemory, Vec<Span>), String> {
+    let facts = facts();
+    let build = kernel_build(prefix)?;
+    let top = build.managed.iter().map(|r| r.1).max().unwrap_or(0);
+    let size = page_up(bundle_bytes) + facts.root_task_at_most;
+    let kept = vec![
+        kernel_span(&build, &facts)?,
+        kept(
+            top.saturating_sub(size),
+            top,
+            format!(
+                "the root task (at most {} KiB for its code, device tree and boot objects, and this system's {} KiB \
+                 bundle)",
+                facts.root_task_at_most >> 10,
+                page_up(bundle_bytes) >> 10
+            ),
+        ),
+    ];
+    let mem = HostMemory::predicted(&facts, &build.managed, &build.devices, &kept);
+    Ok((mem, kept))
+}
+
+/// The picture once the image tool has placed everything: the kernel image, the device tree
+/// of `dtb_bytes`, the root task's image and its boot objects, exactly.
+pub fn from_plan(plan: &Plan<'_>, dtb_bytes: u64, build: &KernelBuild) -> Result<(HostMemory, Vec<Span>), String> {
+    let facts = facts();
+    let k = plan.kernel_image();
+    let d = plan.dtb(dtb_bytes);
+    let objects = plan.boot_objects(dtb_bytes, ROOT_CNODE_SIZE_BITS).ok_or(
+        "no RAM left for the objects seL4 makes for the root task at boot (its CNode, VSpace, TCB): the kernel \
+         would not boot",
+    )?;
+    let r = PhysRange { start: plan.boot.ui_p_start, end: plan.boot.ui_p_end };
+    let kept = vec![
+        kept(k.start, k.end, "the seL4 kernel image".into()),
+        kept(objects.start, objects.end, "the root task's boot objects (made by seL4 at boot)".into()),
+        kept(d.start & !0xfff, page_up(d.end), format!("the device tree the kernel copies ({dtb_bytes} bytes)")),
+        kept(r.start, r.end, "the root task's image (with its VM bundle)".into()),
+    ];
+    let mem = HostMemory::predicted(&facts, &build.managed, &build.devices, &kept);
+    Ok((mem, kept))
+}
+
+/// One line per kept span, for the tools' output: `  [start, end) what`.
+pub fn describe(kept: &[Span]) -> String {
+    let mut out = String::new();
+    for s in kept {
+        out.push_str(&format!("  placement: {:#x} {:#x} {}\n", s.start, s.end, s.what));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sel4::{PhysAddr, UntypedDesc};
+    use vm_config::model::{MemFlags, MemRegion, PassthroughDevice, PassthroughRegion};
+    use vm_config::{GuestRange, MapType, SystemConfig, VmConfig, check_placement};
+
+    /// The root task's picture of a real boot by capvisor's loader: the untyped list that
+    /// `platforms/qemu-arm-virt/bootinfo-capvisor.txt` recorded.
+    fn booted() -> HostMemory {
+        let text = include_str!("../../platforms/qemu-arm-virt/bootinfo-capvisor.txt");
+        let mut untyped = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with("UT ")) {
+            let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)).expect(name);
+            untyped.push(UntypedDesc {
+                paddr: PhysAddr(u64::from_str_radix(field("paddr=").trim_start_matches("0x"), 16).expect("hex")),
+                size_bits: field("size_bits=").parse().expect("size_bits"),
+                is_device: field("device=") == "true",
+            });
+        }
+        assert!(untyped.len() > 40, "the recorded untyped list");
+        HostMemory::from_bootinfo(&facts(), &untyped)
+    }
+
+    /// The tools' picture before boot, for a small bundle.
+    fn predicted() -> HostMemory {
+        for_bundle(64 << 10, None).expect("the kernel build's platform (SEL4_PREFIX or the interface data)").0
+    }
+
+    fn system(memory: Vec<MemRegion>, passthrough: Vec<PassthroughDevice>) -> SystemConfig {
+        let mut vm = VmConfig::minimal(1, "wrong", GuestRange::new(0x4000_0000, 0x100_0000), 0x4000_0000);
+        vm.memory.extend(memory);
+        vm.passthrough = passthrough;
+        SystemConfig { vms: vec![vm] }
+    }
+
+    fn ram(base: u64, size: u64, map: MapType) -> MemRegion {
+        MemRegion { range: GuestRange::new(base, size), flags: MemFlags(0x7), map }
+    }
+
+    /// The wrong placements of issue 14, each refused by the tools' prediction and by the root
+    /// task's check of a real boot, at the same entries.
+    #[test]
+    fn the_root_task_refuses_what_the_tools_refuse() {
+        let on_ram = PassthroughDevice {
+            name: "disk".into(),
+            region: Some(PassthroughRegion {
+                guest: GuestRange::new(0x0a00_0000, 0x1000),
+                host: PhysAddr(0x7000_0000),
+            }),
+            irq: 0,
+        };
+        let cases: Vec<(&str, SystemConfig, &str)> = vec![
+            ("over the kernel", system(vec![ram(0x6000_0000, 0x10_0000, MapType::Identical)], vec![]), "collides with"),
+            (
+                "over the root task",
+                system(vec![ram(0xbfe0_0000, 0x10_0000, MapType::Identical)], vec![]),
+                "collides with",
+            ),
+            (
+                "reserved on the console UART",
+                system(vec![ram(0x0900_0000, 0x1000, MapType::Reserved)], vec![]),
+                "the UART the root task uses for the console",
+            ),
+            (
+                "reserved on device MMIO",
+                system(vec![ram(0x0a00_0000, 0x1000, MapType::Reserved)], vec![]),
+                "would hand the guest a host device",
+            ),
+            (
+                "identical past the end of RAM",
+                system(vec![ram(0xc000_0000, 0x1000_0000, MapType::Identical)], vec![]),
+                "is device memory, not RAM",
+            ),
+            ("more RAM than there is", system(vec![ram(0x5000_0000, 0x1_0000_0000, MapType::Alloc)], vec![]), "need 4"),
+            ("passthrough on RAM", system(vec![], vec![on_ram]), "not device memory"),
+        ];
+        let (tools, root) = (predicted(), booted());
+        for (what, sys, words) in &cases {
+            let t = check_placement(sys, &tools);
+            let r = check_placement(sys, &root);
+            assert!(!t.is_empty() && t.iter().any(|p| p.to_string().contains(words)), "{what}: tools: {t:?}");
+            assert!(!r.is_empty() && r.iter().any(|p| p.to_string().contains(words)), "{what}: root task: {r:?}");
+            let fields = |v: &[vm_config::PlaceProblem]| {
+                let mut f: Vec<String> = v.iter().map(|p| p.field.to_string()).collect();
+                f.dedup();
+                f
+            };
+            assert_eq!(fields(&t), fields(&r), "{what}: tools {t:?}, root task {r:?}");
+        }
+    }
+
+    #[test]
+    fn every_example_configuration_fits_both_pictures() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let (tools, root) = (predicted(), booted());
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("configs/") {
+            let p = e.expect("entry").path();
+            if p.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let sys = vm_config::parse_system_file(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(check_placement(&sys, &tools), vec![], "{}", p.display());
+            assert_eq!(check_placement(&sys, &root), vec![], "{}", p.display());
+            n += 1;
+        }
+        assert!(n >= 9, "{n} configurations");
+    }
+}

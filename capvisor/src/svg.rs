@@ -1,0 +1,182 @@
+//! `capvisor plan --svg FILE`: a picture of what the placement check sees.
+//!
+//! Left, host-physical memory: the platform's RAM and devices, what the kernel, the root task
+//! and the console keep, and every fixed range a VM claims (identity-mapped and reserved RAM,
+//! passthrough windows), in address order. Right, one column per VM: its guest-physical map
+//! (RAM, emulated devices, passthrough). A range the check refuses is red, with the reason.
+//! Rows are in address order, not to scale (host memory spans 2^44 bytes; a page would vanish).
+//!
+//! Owns: the drawing. Never touches: the rules (`vm_config::place`).
+
+use std::fmt::Write as _;
+
+use vm_config::place::{HostMemory, Span, Use};
+use vm_config::{EmulatedKind, Field, MapType, Part, SystemConfig};
+
+const ROW: u32 = 22;
+const COL: u32 = 430;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn size(n: u64) -> String {
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+struct Row {
+    start: u64,
+    end: u64,
+    label: String,
+    fill: &'static str,
+    bad: Option<String>,
+}
+
+fn fill_of(used: Use) -> &'static str {
+    match used {
+        Use::Ram => "#cfe8cf",
+        Use::UnmanagedRam => "#e6f2d0",
+        Use::Device => "#d4e1f5",
+        Use::Taken => "#c8c8c8",
+    }
+}
+
+const VM_FILLS: [&str; 4] = ["#ffe4b3", "#f3d1f0", "#d1f0ee", "#f0ead1"];
+
+fn column(out: &mut String, x: u32, title: &str, rows: &[Row]) -> u32 {
+    let _ = writeln!(out, r#"<text x="{x}" y="20" font-weight="bold">{}</text>"#, esc(title));
+    let mut y = 32;
+    for r in rows {
+        let (stroke, fill) = if r.bad.is_some() { ("#d00000", "#ffb3b3") } else { ("#555555", r.fill) };
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x}" y="{y}" width="{}" height="{}" fill="{fill}" stroke="{stroke}"/>"#,
+            COL - 20,
+            ROW - 2
+        );
+        let text = format!("{:#012x}-{:#012x} {:>8}  {}", r.start, r.end, size(r.end - r.start), r.label);
+        let _ = writeln!(out, r#"<text x="{}" y="{}">{}</text>"#, x + 4, y + 15, esc(&text));
+        y += ROW;
+        if let Some(why) = &r.bad {
+            let _ = writeln!(out, r##"<text x="{}" y="{}" fill="#d00000">{}</text>"##, x + 8, y + 12, esc(why));
+            y += ROW - 4;
+        }
+    }
+    y
+}
+
+/// The SVG text for `sys` placed on `mem`; `kept` are the kernel's and root task's spans.
+pub fn draw(sys: &SystemConfig, mem: &HostMemory, _kept: &[Span], errors: Option<&vm_config::ConfigErrors>) -> String {
+    let problems = vm_config::check_placement(sys, mem);
+    let why = |vm: usize, field: &Field| {
+        let mine: Vec<String> =
+            problems.iter().filter(|p| p.vm == vm && &p.field == field).map(|p| p.kind.to_string()).collect();
+        (!mine.is_empty()).then(|| mine.join("; "))
+    };
+    // Host: the platform's spans (kept ones once), then each VM's fixed claims.
+    let mut host: Vec<Row> = Vec::new();
+    for s in &mem.spans {
+        host.push(Row { start: s.start, end: s.end, label: s.what.clone(), fill: fill_of(s.used), bad: None });
+    }
+    let mut guests: Vec<(String, Vec<Row>)> = Vec::new();
+    for (i, vm) in sys.vms.iter().enumerate() {
+        let fill = VM_FILLS[i % VM_FILLS.len()];
+        let mut rows = Vec::new();
+        for (j, m) in vm.memory.iter().enumerate() {
+            let field = Field::Memory(j, Part::Whole);
+            let (kind, fixed) = match m.map {
+                MapType::Alloc => ("RAM, placed by capvisor (MAP_ALLOC)", false),
+                MapType::Identical => ("RAM at the same host address (MAP_IDENTICAL)", true),
+                MapType::Reserved => ("RAM the kernel does not manage (MAP_RESERVED)", true),
+            };
+            let (s, e) = (m.range.base.get(), m.range.end_saturating());
+            let bad = why(i, &field);
+            rows.push(Row { start: s, end: e, label: kind.into(), fill, bad: bad.clone() });
+            if fixed {
+                host.push(Row { start: s, end: e, label: format!("{}: {field}", vm.name), fill, bad });
+            }
+        }
+        for d in &vm.emulated {
+            let kind = match d.kind {
+                EmulatedKind::InterruptController => "GICv2 distributor",
+                EmulatedKind::Console => "PL011 UART",
+                EmulatedKind::Dummy => "dummy device",
+                EmulatedKind::CfiFlash => "CFI flash",
+                EmulatedKind::Rtc => "PL031 clock",
+            };
+            let (s, e) = (d.range.base.get(), d.range.end_saturating());
+            rows.push(Row {
+                start: s,
+                end: e,
+                label: format!("{kind} {:?} (emulated)", d.name),
+                fill: "#ffffff",
+                bad: None,
+            });
+        }
+        for (j, d) in vm.passthrough.iter().enumerate() {
+            let Some(r) = &d.region else { continue };
+            let field = Field::Passthrough(j, Part::Element(2));
+            let bad = why(i, &field);
+            let (s, e) = (r.guest.base.get(), r.guest.end_saturating());
+            let host_end = r.host.0.saturating_add(r.guest.size_bytes);
+            rows.push(Row { start: s, end: e, label: format!("{} (passthrough)", d.name), fill, bad: bad.clone() });
+            host.push(Row {
+                start: r.host.0,
+                end: host_end,
+                label: format!("{}: passthrough {}", vm.name, d.name),
+                fill,
+                bad,
+            });
+        }
+        for (j, r) in vm.passthrough_addresses.iter().enumerate() {
+            let field = Field::PassthroughAddress(j, Part::Whole);
+            let bad = why(i, &field);
+            let (s, e) = (r.base.get(), r.end_saturating());
+            rows.push(Row { start: s, end: e, label: "passthrough address".into(), fill, bad: bad.clone() });
+            host.push(Row { start: s, end: e, label: format!("{}: {field}", vm.name), fill, bad });
+        }
+        if let Some(g) = &vm.capvisor.gic_cpu_interface {
+            let field = Field::Key("capvisor.gic_cpu_interface");
+            let bad = why(i, &field);
+            let (s, e) = (g.guest.base.get(), g.guest.end_saturating());
+            rows.push(Row { start: s, end: e, label: "GIC CPU interface (host GICV)".into(), fill, bad: bad.clone() });
+            let host_end = g.host.0.saturating_add(g.guest.size_bytes);
+            host.push(Row { start: g.host.0, end: host_end, label: format!("{}: GICV", vm.name), fill, bad });
+        }
+        rows.sort_by_key(|r| (r.start, r.end));
+        guests.push((format!("guest-physical memory of {}", vm.name), rows));
+    }
+    host.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    let n_bad = problems.len();
+
+    let mut body = String::new();
+    let mut height = column(&mut body, 10, "host-physical memory", &host);
+    for (k, (title, rows)) in guests.iter().enumerate() {
+        height = height.max(column(&mut body, 10 + COL * (k as u32 + 1), title, rows));
+    }
+    let summary = match errors {
+        None => "placement: every VM fits".to_string(),
+        Some(e) => format!("placement: {n_bad} refused ({} messages, see capvisor plan)", e.0.len()),
+    };
+    let _ = writeln!(
+        body,
+        r#"<text x="10" y="{}" fill="{}">{}</text>"#,
+        height + 16,
+        if errors.is_some() { "#d00000" } else { "#006000" },
+        esc(&summary)
+    );
+    let width = COL * (guests.len() as u32 + 1) + 20;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" font-family=\"monospace\" \
+         font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{body}</svg>\n",
+        height + 30
+    )
+}
