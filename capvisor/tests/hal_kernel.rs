@@ -122,6 +122,85 @@ fn recorded_capvisor_platform_matches_this_boot() {
     );
 }
 
+/// `capvisor image` predicts where the kernel and the root task will sit (the placement check
+/// refuses VM ranges there before boot); the boot's own bootinfo says where they are. RAM the
+/// kernel manages that no untyped covers is exactly: the kernel image less the boot code seL4
+/// frees after boot (its first 64 KiB, `.boot`, which comes back as RAM untyped), the root
+/// task's boot objects, the device tree and the root task's image.
+#[test]
+fn placement_predicted_by_the_image_tool_is_where_this_boot_put_things() {
+    let Some(prefix) = common::boot_prerequisites() else { return };
+    let b = selftest_boot(&prefix);
+    let log = b.log_path.display();
+    let booted = Platform::parse("<boot>", &hal_common::platform_text(b)).expect("printed platform parses");
+    // The same build the boot ran, placed again.
+    let dir = common::work_dir("hal-kernel");
+    let built = common::Built {
+        root_task: dir.join("cargo/aarch64-unknown-none/release/root-task"),
+        loader: dir.join("cargo/aarch64-unknown-none/release/loader"),
+    };
+    let o = common::capvisor_image_with(&prefix, &built, &dir.join("placement.elf"), &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "capvisor image: {}", String::from_utf8_lossy(&o.stderr));
+    let kept: Vec<(u64, u64, String)> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("placement: "))
+        .map(|l| {
+            let mut w = l.splitn(3, ' ');
+            let hex =
+                |s: Option<&str>| u64::from_str_radix(s.expect("field").trim_start_matches("0x"), 16).expect("hex");
+            (hex(w.next()), hex(w.next()), w.next().unwrap_or("").to_string())
+        })
+        .collect();
+    let find = |what: &str| {
+        kept.iter().find(|k| k.2.contains(what)).unwrap_or_else(|| panic!("no {what:?} in the prediction:\n{out}"))
+    };
+    let kernel = find("kernel image");
+    let objects = find("boot objects");
+    let dtb = find("device tree");
+    let image = find("root task's image");
+    eprintln!(
+        "predicted:\n{out}booted: image at {:#x}, boot objects {:?}",
+        booted.image_paddr.get(),
+        booted.rootserver
+    );
+    assert_eq!(image.0, booted.image_paddr.get(), "the root task's image; log: {log}");
+    assert_eq!(objects.0, booted.rootserver.cnode.get(), "the root CNode opens the boot objects; log: {log}");
+    assert_eq!(objects.1, booted.rootserver.tcb.get() + 2048, "the TCB closes them; log: {log}");
+    // The gaps in the RAM untyped list, between the start of the kernel and the end of RAM.
+    let mut ram: Vec<(u64, u64)> =
+        booted.untyped.iter().filter(|u| !u.is_device).map(|u| (u.paddr.get(), u.end())).collect();
+    ram.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut at = kernel.0;
+    for (s, e) in ram.iter().copied().filter(|r| r.1 > kernel.0) {
+        if s > at {
+            gaps.push((at, s));
+        }
+        at = at.max(e);
+    }
+    if at < image.1 {
+        gaps.push((at, image.1));
+    }
+    let first_ut =
+        ram.iter().find(|r| r.0 == kernel.0).expect("the freed boot code is RAM untyped at the kernel's base");
+    assert_eq!(
+        gaps.first(),
+        Some(&(first_ut.1, kernel.1)),
+        "the kernel image past its boot code; gaps {gaps:x?}; log: {log}"
+    );
+    assert_eq!(gaps.get(1), Some(&(objects.0, objects.1)), "the boot objects; gaps {gaps:x?}; log: {log}");
+    let (ds, de) = *gaps.get(2).expect("the device tree's gap");
+    assert!(
+        dtb.0 == ds && de <= dtb.1,
+        "the device tree {ds:#x}..{de:#x} inside the predicted {:#x}..{:#x}",
+        dtb.0,
+        dtb.1
+    );
+    assert_eq!(gaps.get(3), Some(&(image.0, image.1)), "the root task's image; gaps {gaps:x?}; log: {log}");
+    assert_eq!(gaps.len(), 4, "nothing else is kept; gaps {gaps:x?}");
+}
+
 const HEADER: &str = "\
 # seL4 16.0.0 on QEMU virt (cortex-a57, -m 2048, virtualization=on, gic-version=2) booted by capvisor's own
 # loader (`capvisor image`), as the root task built with `selftest-hal` printed it (HALPLAT lines). Generated:

@@ -702,7 +702,7 @@ root-task-at-most 0x100_0000
         ];
         for (r, words) in cases {
             for (name, mem) in [("predicted", predicted()), ("booted", booted())] {
-                let sys = sys_with(vec![r.clone()], vec![]);
+                let sys = sys_with(vec![r], vec![]);
                 let got = kinds(&sys, &mem);
                 assert!(
                     got.len() == 1 && got[0].starts_with("kernel.memory_regions[0]: ") && got[0].contains(words),
