@@ -394,7 +394,7 @@ fn embedded_system(root: &[u8]) -> Option<vm_config::SystemConfig> {
 
 /// Checks where the root task's VMs sit against the memory this plan leaves them; returns
 /// what the kernel and the root task keep.
-fn check_placement(
+pub(crate) fn check_placement(
     args: &Args,
     prefix: &Path,
     root: &[u8],

@@ -45,11 +45,10 @@ pub struct KernelBuild {
 /// Reads the kernel build's platform description from `prefix` (else `$SEL4_PREFIX`, else the
 /// interface data).
 pub fn kernel_build(prefix: Option<&Path>) -> Result<KernelBuild, String> {
-    let root = prefix
-        .map(Path::to_path_buf)
-        .or_else(|| sel4_codegen::prefix::env_path("SEL4_PREFIX"))
-        .or_else(sel4_codegen::prefix::shared_data)
-        .ok_or("no kernel build to read the platform from: set SEL4_PREFIX (or CAPVISOR_SEL4_DATA)")?;
+    let root = match prefix {
+        Some(p) => p.to_path_buf(),
+        None => kernel_build_root()?,
+    };
     let source = root.join("support/platform_gen.json");
     let text = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", source.display()))?;
@@ -68,6 +67,13 @@ pub fn kernel_build(prefix: Option<&Path>) -> Result<KernelBuild, String> {
         devices: ranges("devices")?,
         kernel_elf: kernel.is_file().then_some(kernel),
     })
+}
+
+/// `$SEL4_PREFIX`, else the interface data.
+pub fn kernel_build_root() -> Result<PathBuf, String> {
+    sel4_codegen::prefix::env_path("SEL4_PREFIX")
+        .or_else(sel4_codegen::prefix::shared_data)
+        .ok_or_else(|| "no kernel build to read the platform from: set SEL4_PREFIX (or CAPVISOR_SEL4_DATA)".to_string())
 }
 
 fn page_up(x: u64) -> u64 {
@@ -109,9 +115,8 @@ pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<(HostMemor
             top.saturating_sub(size),
             top,
             format!(
-                "the root task (at most {} KiB for its code, device tree and boot objects, and this system's {} KiB \
-                 bundle)",
-                facts.root_task_at_most >> 10,
+                "the root task (predicted: at most {} MiB, and this system's {} KiB bundle)",
+                facts.root_task_at_most >> 20,
                 page_up(bundle_bytes) >> 10
             ),
         ),
@@ -258,5 +263,133 @@ mod tests {
             n += 1;
         }
         assert!(n >= 9, "{n} configurations");
+    }
+}
+
+/// The tools refuse a wrong placement before anything is built: `capvisor vms` writes no bundle,
+/// `capvisor plan` plans nothing, and `capvisor image` makes no image of a root task that carries
+/// the same VMs; each names the entry.
+#[cfg(test)]
+mod tools {
+    use std::path::{Path, PathBuf};
+
+    use boot_image::PhysRange;
+    use boot_image::elf::EM_AARCH64;
+    use boot_image::elf::write::{OutSegment, executable};
+    use boot_image::plan::{Plan, PlanInput};
+    use vm_runner::bundle::{self, VmImages};
+
+    /// A directory with `wrong.toml` (the test guest's file with RAM put over the kernel and a
+    /// MAP_RESERVED region on virtio-mmio) and a 4 KiB raw kernel image beside it.
+    fn wrong_system(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("capvisor-placement-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let good = include_str!("../../configs/test-guest.toml");
+        let text = good
+            .replace(r#"kernel_path = "test-guest""#, r#"kernel_path = "k.bin""#)
+            .replace(
+                "    [0x4000_0000, 0x100_0000, 0x7, 0],\n",
+                "    [0x4000_0000, 0x100_0000, 0x7, 0],\n    [0x6000_0000, 0x10_0000, 0x7, 1],\n    [0x0a00_0000, 0x1000, 0x7, 2],\n",
+            );
+        assert_ne!(text, good, "the test guest's file changed shape");
+        std::fs::write(dir.join("wrong.toml"), text).expect("write");
+        std::fs::write(dir.join("k.bin"), vec![0u8; 4096]).expect("write");
+        dir
+    }
+
+    fn assert_names_both(message: &str, with_lines: bool) {
+        let lines: Vec<&str> = message.lines().filter(|l| l.contains("VM \"test-guest\"")).collect();
+        assert_eq!(lines.len(), 2, "{message}");
+        assert!(
+            lines[0].contains("kernel.memory_regions[1]") && lines[0].contains("collides with the seL4 kernel image"),
+            "{message}"
+        );
+        assert!(
+            lines[1].contains("kernel.memory_regions[2]") && lines[1].contains("would hand the guest a host device"),
+            "{message}"
+        );
+        if with_lines {
+            assert!(lines[0].contains("wrong.toml:29:5: ") && lines[1].contains("wrong.toml:30:5: "), "{message}");
+        }
+    }
+
+    #[test]
+    fn vms_and_plan_refuse_at_the_line() {
+        let dir = wrong_system("vms");
+        let out = dir.join("vms.bundle");
+        let e = crate::vms::run(&crate::vms::Args { config: dir.join("wrong.toml"), search: vec![], out: out.clone() })
+            .expect_err("vms refuses");
+        assert_names_both(&e.to_string(), true);
+        assert!(!out.exists(), "no bundle is written");
+        let e = crate::plan::plan(&crate::plan::Args {
+            config: dir.join("wrong.toml"),
+            platform: None,
+            search: vec![],
+            svg: Some(dir.join("wrong.svg")),
+        })
+        .expect_err("plan refuses");
+        assert_names_both(&e.to_string(), true);
+        let svg = std::fs::read_to_string(dir.join("wrong.svg")).expect("the picture is drawn anyway");
+        assert!(svg.contains("#d00000") && svg.contains("2 refused"), "red and counted");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn image_refuses_a_root_task_carrying_them() {
+        let dir = wrong_system("image");
+        let sys = vm_config::parse_system_file(&dir.join("wrong.toml")).expect("parses: only placement is wrong");
+        let kernel_bytes = [0u8; 4096];
+        let images = [VmImages { kernel: &kernel_bytes, dtb: None, ramdisk: None, flash: Vec::new() }];
+        let bundle = bundle::encode(&sys, &images, 0).expect("encode");
+        // A root task whose data segment holds the bundle at a page boundary, as the root task
+        // keeps it.
+        let mut data = vec![0u8; 0x1000];
+        data.extend_from_slice(&bundle);
+        let code = [0u8; 64];
+        let root = executable(
+            EM_AARCH64,
+            0x40_0000,
+            &[
+                OutSegment { vaddr: 0x40_0000, paddr: 0x40_0000, data: &code, memsz: 0x1000, flags: 5 },
+                OutSegment { vaddr: 0x40_1000, paddr: 0x40_1000, data: &data, memsz: data.len() as u64, flags: 6 },
+            ],
+        );
+        let kernel = executable(
+            EM_AARCH64,
+            0x80_6000_0000,
+            &[OutSegment { vaddr: 0x80_6000_0000, paddr: 0x6000_0000, data: &code, memsz: 0x22_a000, flags: 7 }],
+        );
+        let ram = [PhysRange { start: 0x6000_0000, end: 0xc000_0000 }];
+        let plan = Plan::new(&PlanInput {
+            kernel: &kernel,
+            root_task: &root,
+            ram: &ram,
+            loader: PhysRange { start: 0x4800_0000, end: 0x4801_0000 },
+            dtb_max_bytes: 1 << 20,
+            embedded_dtb: None,
+            dtb_probe: None,
+            uart: 0x0900_0000,
+            tcr_el2: 0,
+        })
+        .expect("plan");
+        let prefix = super::kernel_build_root().expect("a kernel build (SEL4_PREFIX or the interface data)");
+        let mut args = crate::image::Args {
+            kernel: None,
+            root_task: dir.join("root-task"),
+            dtb: None,
+            dtb_probe: None,
+            dtb_max: 1 << 20,
+            loader: None,
+            sel4_prefix: None,
+            config: None,
+            out: dir.join("image.elf"),
+        };
+        let no_dtb = Path::new("/nonexistent/kernel.dtb");
+        let e = crate::image::check_placement(&args, &prefix, &root, &plan, no_dtb).expect_err("image refuses");
+        assert_names_both(&e.to_string(), false);
+        args.config = Some(dir.join("wrong.toml"));
+        let e = crate::image::check_placement(&args, &prefix, &root, &plan, no_dtb).expect_err("image refuses");
+        assert_names_both(&e.to_string(), true);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

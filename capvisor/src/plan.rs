@@ -187,12 +187,16 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         })
         .sum();
     let (host, kept) = crate::placement::for_bundle(bundle_bytes as u64 + 4096, None).map_err(PlanError::Platform)?;
-    let placed = vm_config::check_placement_file(&args.config, &sys, &host);
-    if let Some(svg) = &args.svg {
-        let text = crate::svg::draw(&sys, &host, &kept, placed.as_ref().err());
-        std::fs::write(svg, text).map_err(|source| PlanError::Io { path: svg.clone(), source })?;
+    let (host, _) = (host, kept);
+    let draw = |placed: &[crate::svg::Placed], errors: Option<&vm_config::ConfigErrors>| -> Result<(), PlanError> {
+        let Some(svg) = &args.svg else { return Ok(()) };
+        let text = crate::svg::draw(&sys, &host, placed, errors);
+        std::fs::write(svg, text).map_err(|source| PlanError::Io { path: svg.clone(), source })
+    };
+    if let Err(e) = vm_config::check_placement_file(&args.config, &sys, &host) {
+        draw(&[], Some(&e))?;
+        return Err(e.into());
     }
-    placed?;
     let model = match &args.platform {
         None => Model::qemu_arm_virt_capvisor(),
         Some(p) => {
@@ -218,6 +222,23 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     let mut copies = CheckCopies { copies: 0, bytes: 0 };
     let mut vmm = Vmm::<HostPaging<PlanHal>>::build::<PlanHal>(&bundle, &options, &mut copies)
         .map_err(|e| PlanError::Setup { config: args.config.clone(), message: e.to_string() })?;
+    let mut placed = Vec::new();
+    for (i, vm) in vmm.vms.iter().enumerate() {
+        for m in &vm.mappings {
+            let what = match m.kind {
+                MappingKind::Ram
+                    if vm.config.memory.iter().any(|r| r.map != vm_config::MapType::Alloc && r.range.base == m.gpa) =>
+                {
+                    continue;
+                }
+                MappingKind::Ram => format!("RAM capvisor placed for guest {:#x}", m.gpa.get()),
+                MappingKind::FlashRom => format!("flash contents for guest {:#x}", m.gpa.get()),
+                MappingKind::GicCpuInterface | MappingKind::Device => continue,
+            };
+            placed.push(crate::svg::Placed { vm: i, hpa: m.hpa.get(), size: m.size_bytes, what });
+        }
+    }
+    draw(&placed, None)?;
 
     let mut out = String::new();
     let w = &mut out;

@@ -407,37 +407,41 @@ fn mib(n: u64) -> String {
     }
 }
 
-impl fmt::Display for PlaceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl PlaceKind {
+    /// The words, naming the part of the range they are about unless it is `whole`.
+    fn words(&self, f: &mut fmt::Formatter<'_>, whole: Option<GuestRange>) -> fmt::Result {
+        let part = |start: u64, end: u64| match whole {
+            Some(w) if w.base.0 == start && w.end() == Some(end) => String::new(),
+            _ => format!("its part {} ", span(start, end)),
+        };
         match self {
             PlaceKind::Collides { what, start, end } => write!(f, "collides with {what} {}", span(*start, *end)),
             PlaceKind::WrongMemory { need, found, what, start, end } => {
-                let at = format!("its part {}", span(*start, *end));
+                let at = format!("{}is", part(*start, *end));
                 match (need, found) {
                     (Need::Ram, Use::UnmanagedRam) => write!(
                         f,
-                        "{at} is {what}: MAP_IDENTICAL needs RAM the kernel manages; give RAM the kernel does not \
+                        "{at} {what}: MAP_IDENTICAL needs RAM the kernel manages; give RAM the kernel does not \
                          manage as map_type 2 (MAP_RESERVED)"
                     ),
-                    (Need::Ram, _) => write!(f, "{at} is {what}, not RAM"),
+                    (Need::Ram, _) => write!(f, "{at} {what}, not RAM"),
                     (Need::UnmanagedRam, Use::Ram) => write!(
                         f,
-                        "{at} is {what}: MAP_RESERVED is only for RAM the kernel does not manage; use map_type 1 \
+                        "{at} {what}: MAP_RESERVED is only for RAM the kernel does not manage; use map_type 1 \
                          (MAP_IDENTICAL) or 0 (MAP_ALLOC)"
                     ),
                     (Need::UnmanagedRam, _) => write!(
                         f,
-                        "{at} is {what}, not RAM: a MAP_RESERVED region there would hand the guest a host device; \
+                        "{at} {what}, not RAM: a MAP_RESERVED region there would hand the guest a host device; \
                          give a device as devices.passthrough_devices"
                     ),
-                    (Need::Device, _) => write!(
-                        f,
-                        "{at} is {what}, not device memory: passthrough is only for devices the platform lists"
-                    ),
+                    (Need::Device, _) => {
+                        write!(f, "{at} {what}, not device memory: passthrough is only for devices the platform lists")
+                    }
                 }
             }
             PlaceKind::Nothing { start, end } => {
-                write!(f, "has no memory or device of this platform behind its part {}", span(*start, *end))
+                write!(f, "{}has no memory or device of this platform behind it", part(*start, *end))
             }
             PlaceKind::NotEnoughRam { needed, available } => write!(
                 f,
@@ -450,14 +454,19 @@ impl fmt::Display for PlaceKind {
     }
 }
 
+impl fmt::Display for PlaceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.words(f, None)
+    }
+}
+
 impl fmt::Display for PlaceProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            PlaceKind::NotEnoughRam { .. } => {
-                write!(f, "VM {:?}: guest RAM {}: {}", self.vm_name, self.host, self.kind)
-            }
-            _ => write!(f, "VM {:?}: host {} {}", self.vm_name, self.host, self.kind),
+            PlaceKind::NotEnoughRam { .. } => write!(f, "VM {:?}: guest RAM {}: ", self.vm_name, self.host)?,
+            _ => write!(f, "VM {:?}: host {} ", self.vm_name, self.host)?,
         }
+        self.kind.words(f, Some(self.host))
     }
 }
 
