@@ -189,10 +189,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The configuration at the start of a bundle, decoded and checked; the images after it are not
-/// read (`capvisor image` finds the bundle inside a root-task ELF, where more bytes follow).
-pub fn decode_system(bytes: &[u8]) -> Result<SystemConfig, BundleError> {
-    let mut r = Reader { bytes, at: 0 };
+/// The header and configuration at the start of a bundle: the VM count the header gives, the
+/// clock's base and the decoded, checked configuration; `r` is left at the first image.
+fn decode_head(r: &mut Reader<'_>) -> Result<(u32, u64, SystemConfig), BundleError> {
     if r.take(8) != Some(&MAGIC[..]) {
         return Err(BundleError::BadMagic);
     }
@@ -200,28 +199,27 @@ pub fn decode_system(bytes: &[u8]) -> Result<SystemConfig, BundleError> {
     if version != VERSION {
         return Err(BundleError::BadVersion(version));
     }
-    r.take(12).ok_or(BundleError::Truncated { offset: 12 })?;
-    load_system(r.blob()?).map_err(BundleError::Config)
+    let n = r.u32().ok_or(BundleError::Truncated { offset: 12 })?;
+    let rtc_base_seconds = r
+        .take(8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or(BundleError::Truncated { offset: 16 })?;
+    let system = load_system(r.blob()?).map_err(BundleError::Config)?;
+    Ok((n, rtc_base_seconds, system))
+}
+
+/// The configuration at the start of a bundle, decoded and checked; the images after it are not
+/// read (`capvisor image` finds the bundle inside a root-task ELF, where more bytes follow).
+pub fn decode_system(bytes: &[u8]) -> Result<SystemConfig, BundleError> {
+    decode_head(&mut Reader { bytes, at: 0 }).map(|(_, _, system)| system)
 }
 
 impl<'a> Bundle<'a> {
     /// Decodes and checks a bundle (`vm_config::load_system` runs every configuration rule).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, BundleError> {
         let mut r = Reader { bytes, at: 0 };
-        if r.take(8) != Some(&MAGIC[..]) {
-            return Err(BundleError::BadMagic);
-        }
-        let version = r.u32().ok_or(BundleError::Truncated { offset: 8 })?;
-        if version != VERSION {
-            return Err(BundleError::BadVersion(version));
-        }
-        let n = r.u32().ok_or(BundleError::Truncated { offset: 12 })?;
-        let rtc_base_seconds = r
-            .take(8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-            .ok_or(BundleError::Truncated { offset: 16 })?;
-        let system = load_system(r.blob()?).map_err(BundleError::Config)?;
+        let (n, rtc_base_seconds, system) = decode_head(&mut r)?;
         if usize::try_from(n).ok() != Some(system.vms.len()) {
             return Err(BundleError::VmCount { header: n, config: system.vms.len() });
         }
@@ -282,6 +280,13 @@ mod tests {
         assert_eq!(b.system, sys);
         assert_eq!(b.images, images);
         assert_eq!(b.rtc_base_seconds, 1_700_000_000);
+        // Inside a root-task image more bytes follow: the configuration still reads, the whole
+        // bundle does not.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0xaa; 100]);
+        assert_eq!(decode_system(&longer), Ok(sys.clone()));
+        assert!(matches!(Bundle::decode(&longer), Err(BundleError::TrailingBytes { .. })));
+        assert_eq!(decode_system(&bytes[..20]), Err(BundleError::Truncated { offset: 16 }));
         for img in &b.images {
             let off = img.kernel.as_ptr() as usize - bytes.as_ptr() as usize;
             assert_eq!(off % 8, 0, "kernel image 8-byte aligned in the bundle");
