@@ -220,15 +220,7 @@ impl HostMemory {
                 m.add(s, e, Use::UnmanagedRam, &format!("RAM the kernel does not manage (part of {})", r.what));
             }
         }
-        let listed = subtract(devices, &ram);
-        for d in &facts.devices {
-            if listed.iter().any(|&(s, e)| s <= d.start && d.end <= e) {
-                m.add(d.start, d.end, Use::Device, &d.what);
-            }
-        }
-        for (s, e) in listed {
-            m.add(s, e, Use::Device, "device memory");
-        }
+        m.add_devices(facts, &subtract(devices, &ram));
         m
     }
 
@@ -265,16 +257,21 @@ impl HostMemory {
             }
         }
         let device: Vec<(u64, u64)> = untyped.iter().filter(|u| u.is_device).map(|u| (u.paddr.0, u.end())).collect();
-        let listed = subtract(&device, &ram);
+        m.add_devices(facts, &subtract(&device, &ram));
+        m
+    }
+
+    /// Device memory: `listed`, with the facts' names for the devices inside it first (the
+    /// first span of a rank names a piece).
+    fn add_devices(&mut self, facts: &Facts, listed: &[(u64, u64)]) {
         for d in &facts.devices {
             if listed.iter().any(|&(s, e)| s <= d.start && d.end <= e) {
-                m.add(d.start, d.end, Use::Device, &d.what);
+                self.add(d.start, d.end, Use::Device, &d.what);
             }
         }
-        for (s, e) in listed {
-            m.add(s, e, Use::Device, "device memory");
+        for &(s, e) in listed {
+            self.add(s, e, Use::Device, "device memory");
         }
-        m
     }
 
     /// The span that decides what `addr` is.
