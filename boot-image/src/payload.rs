@@ -540,6 +540,45 @@ pub fn encode(info: &BootInfo, loads: &[Load<'_>], dtb: Option<&[u8]>, placement
     out
 }
 
+/// Rewrites every checksum of a payload so that each matches the bytes it covers: the
+/// copies' file bytes in the payload (where the canonical layout puts them), the DTB, the
+/// copy table, then the header. Whatever lengths do not fit in `bytes` are left alone. For
+/// tests and the fuzzers, so that damaged fields reach the checks behind the checksums.
+#[cfg(any(test, feature = "alloc"))]
+pub fn reseal(bytes: &mut [u8]) {
+    if bytes.len() < HEADER_BYTES {
+        return;
+    }
+    let get = |b: &[u8], at: usize| word(&b[at..], 0);
+    let put = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    let len = bytes.len() as u64;
+    let table = HEADER_BYTES as u64;
+    let count = get(bytes, W_COPY_COUNT * 8);
+    let table_end = count.checked_mul(COPY_BYTES as u64).and_then(|n| n.checked_add(table)).filter(|&e| e <= len);
+    if let Some(table_end) = table_end {
+        let dtb_end = table_end.checked_add(get(bytes, W_DTB_LEN * 8)).filter(|&e| e <= len);
+        if let Some(dtb_end) = dtb_end {
+            let sum = checksum(&bytes[table_end as usize..dtb_end as usize]);
+            put(bytes, W_DTB_SUM * 8, sum);
+            let mut at = align8(dtb_end);
+            for i in 0..count as usize {
+                let entry = HEADER_BYTES + i * COPY_BYTES;
+                if get(bytes, entry) & COPY_IN_PLACE != 0 {
+                    continue;
+                }
+                let Some(end) = at.checked_add(get(bytes, entry + 8)).filter(|&e| e <= len) else { break };
+                let sum = checksum(&bytes[at as usize..end as usize]);
+                put(bytes, entry + 32, sum);
+                at = align8(end);
+            }
+        }
+        let sum = checksum(&bytes[HEADER_BYTES..table_end as usize]);
+        put(bytes, W_TABLE_SUM * 8, sum);
+    }
+    let sum = checksum(&bytes[HEADER_SUM_FROM..HEADER_BYTES]);
+    put(bytes, W_HEADER_SUM * 8, sum);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,14 +781,6 @@ mod tests {
         assert!(matches!(Payload::parse(&bad), Err(PayloadError::Checksum { part: "device tree", .. })));
     }
 
-    /// Re-seals a damaged table so that only the structural checks can catch it.
-    fn reseal_table(bad: &mut [u8], count: usize) {
-        let sum = checksum(&bad[HEADER_BYTES..HEADER_BYTES + count * COPY_BYTES]);
-        bad[W_TABLE_SUM * 8..W_TABLE_SUM * 8 + 8].copy_from_slice(&sum.to_le_bytes());
-        let sum = checksum(&bad[HEADER_SUM_FROM..HEADER_BYTES]);
-        bad[W_HEADER_SUM * 8..W_HEADER_SUM * 8 + 8].copy_from_slice(&sum.to_le_bytes());
-    }
-
     #[test]
     fn inconsistent_tables_with_valid_checksums_are_refused() {
         let bytes = sample(Placement::Payload);
@@ -758,28 +789,56 @@ mod tests {
         // A copy whose bytes run past the end.
         let mut bad = bytes.clone();
         set(&mut bad, entry(0, 1), u64::MAX);
-        reseal_table(&mut bad, 2);
+        reseal(&mut bad);
         assert_eq!(Payload::parse(&bad).err(), Some(PayloadError::BadField { field: "copy" }));
         // A file size larger than the memory size.
         let mut bad = bytes.clone();
         set(&mut bad, entry(1, 3), 8);
-        reseal_table(&mut bad, 2);
+        reseal(&mut bad);
         assert_eq!(Payload::parse(&bad).err(), Some(PayloadError::BadField { field: "copy" }));
         // One copy marked in place while its bytes are still in the payload: the layout
         // no longer accounts for every byte.
         let mut bad = bytes.clone();
         set(&mut bad, entry(1, 0), COPY_IN_PLACE);
-        reseal_table(&mut bad, 2);
+        reseal(&mut bad);
         assert_eq!(Payload::parse(&bad).err(), Some(PayloadError::BadField { field: "total" }));
         // A file size one short: its last byte is now in a gap, which must be zero.
         let mut bad = bytes.clone();
         set(&mut bad, entry(0, 1), 2);
-        reseal_table(&mut bad, 2);
+        reseal(&mut bad);
         assert_eq!(Payload::parse(&bad).err(), Some(PayloadError::BadField { field: "padding" }));
         // Flags this loader does not know.
         let mut bad = bytes.clone();
         set(&mut bad, entry(0, 0), 2);
-        reseal_table(&mut bad, 2);
+        reseal(&mut bad);
         assert_eq!(Payload::parse(&bad).err(), Some(PayloadError::BadField { field: "copy flags" }));
+    }
+
+    #[test]
+    fn reseal_makes_every_checksum_match_and_leaves_a_sealed_payload_alone() {
+        for placement in [Placement::Payload, Placement::InPlace] {
+            let bytes = sample(placement);
+            let mut same = bytes.clone();
+            reseal(&mut same);
+            assert_eq!(same, bytes, "{placement:?}");
+            // Any prefix: lengths that run past the end are left alone, nothing panics.
+            for n in 0..bytes.len() {
+                let mut cut = bytes[..n].to_vec();
+                reseal(&mut cut);
+            }
+        }
+        // A changed byte of a copy and of the DTB, and a changed header word: all sealed again.
+        let mut bad = sample(Placement::Payload);
+        let c = Payload::parse(&bad).unwrap().copies().nth(1).unwrap();
+        let Source::Payload { offset } = c.source else { panic!("{c:?}") };
+        bad[offset as usize] ^= 1;
+        bad[HEADER_BYTES + 2 * COPY_BYTES] ^= 1;
+        bad[W_UART * 8] ^= 1;
+        reseal(&mut bad);
+        let p = Payload::parse(&bad).unwrap();
+        assert_eq!(p.info.uart, info().uart ^ 1);
+        for c in p.copies() {
+            c.verify(p.source_bytes(&c).unwrap()).unwrap();
+        }
     }
 }
