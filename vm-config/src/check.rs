@@ -15,6 +15,9 @@ use crate::model::{EmulatedKind, InterruptMode, MapType, MemFlags, PopulateRam, 
 
 /// Page size of stage-2 mappings: regions are multiples of it.
 pub const PAGE_SIZE: u64 = 0x1000;
+/// Bytes of a GICv2 CPU interface (`GICC_CTLR` at 0 to `GICC_DIR` at 0x1000), the size of
+/// the host GICV window `capvisor.gic_cpu_interface` maps.
+pub const GIC_CPU_INTERFACE_BYTES: u64 = 0x2000;
 /// Interrupt IDs 1020 to 1023 are special in the GIC architecture.
 pub const MAX_IRQ_LINES: u16 = 1024;
 
@@ -96,6 +99,8 @@ impl fmt::Display for Field {
 pub enum ProblemKind {
     /// `cpu_num` is 0.
     NoCpus,
+    /// `capvisor.gic_cpu_interface` is not one GICv2 CPU interface.
+    GicCpuInterfaceSize(u64),
     /// More vCPUs than a GICv2 distributor addresses.
     TooManyCpus(u64),
     /// `phys_cpu_ids` has a different length than `cpu_num`.
@@ -195,6 +200,10 @@ impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProblemKind::NoCpus => f.write_str("a VM needs at least one vCPU (cpu_num = 0)"),
+            ProblemKind::GicCpuInterfaceSize(n) => write!(
+                f,
+                "size {n:#x}: a GICv2 CPU interface (the host's GICV) is {GIC_CPU_INTERFACE_BYTES:#x} bytes"
+            ),
             ProblemKind::TooManyCpus(n) => {
                 write!(f, "{n} vCPUs; a GICv2 distributor addresses at most {}", VmConfig::MAX_CPUS)
             }
@@ -465,6 +474,9 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
         if !r.host.is_aligned(12) {
             push(field.clone(), ProblemKind::Misaligned { value: r.host.0, align: PAGE_SIZE });
         }
+        if r.guest.size_bytes != GIC_CPU_INTERFACE_BYTES {
+            push(field.clone(), ProblemKind::GicCpuInterfaceSize(r.guest.size_bytes));
+        }
         windows.push((field, r.guest));
     }
     if vm.capvisor.populate_ram == PopulateRam::OnTouch
@@ -633,6 +645,20 @@ mod tests {
                 ("devices.emu_devices[1].length".into(), ProblemKind::ZeroSize),
             ]
         );
+    }
+
+    #[test]
+    fn a_gic_cpu_interface_is_one_gicv2_cpu_interface() {
+        let mut v = vm();
+        v.capvisor.gic_cpu_interface =
+            Some(PassthroughRegion { guest: GuestRange::new(0x0801_0000, 0x2e_0000_0000), host: PhysAddr(0x0804_0000) });
+        assert_eq!(
+            kinds(&v).first(),
+            Some(&(String::from("capvisor.gic_cpu_interface"), ProblemKind::GicCpuInterfaceSize(0x2e_0000_0000)))
+        );
+        v.capvisor.gic_cpu_interface =
+            Some(PassthroughRegion { guest: GuestRange::new(0x0801_0000, 0x2000), host: PhysAddr(0x0804_0000) });
+        assert_eq!(kinds(&v), vec![]);
     }
 
     #[test]
