@@ -210,7 +210,8 @@ pub enum Next {
     /// Deliver a synchronous external abort: enter the guest's vector, as the hardware
     /// would had the access reached a bus with nothing on it.
     InjectAbort(AbortKind),
-    /// No reply: the VM stops ([`Effects::suspends`] lists its other running vCPUs).
+    /// No reply: the VM stops ([`Effects::suspends`] lists every vCPU of it that is on, the
+    /// exiting one included: it may not be waiting for a reply at all).
     Stop(StopReason),
 }
 

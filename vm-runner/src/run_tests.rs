@@ -132,6 +132,28 @@ impl<I: HalInstance<Kernel = Model>> Rig<I> {
         })
     }
 
+    /// Lets the loop handle `msg` as vCPU `from` of `vm` *sent* it to the fault endpoint of
+    /// its vCPU `to`, as a guest can: an `HVC` with seL4's `Send` in `x7` naming that
+    /// endpoint (the guest CSpace holds those of all its vCPUs). The sender does not wait for
+    /// a reply: it runs on.
+    fn send(&mut self, vm: usize, from: usize, to: usize, msg: Message) {
+        let tcb = self.tcb(vm, from);
+        let badge = VcpuBadge { vm: vm as u8, vcpu: to as u8 }.to_badge();
+        I::cell().with(|h| {
+            let m = h.kernel_mut();
+            let closing = match self.runner.next_wait() {
+                Wait::ReplyRecv(r) => {
+                    m.reply(&r);
+                    Op::ReplyRecv
+                }
+                Wait::Recv => Op::Recv,
+            };
+            m.enqueue_send(self.vmm.fault_ep, Some(tcb), badge, msg);
+            let r: Received = m.recv(self.vmm.fault_ep);
+            self.runner.deliver(m, &mut self.vmm, &mut self.host, &r, closing);
+        });
+    }
+
     /// Sets registers of a vCPU thread as the guest would have them.
     fn set_regs(&mut self, vm: usize, vcpu: usize, f: impl FnOnce(&mut UserContext)) {
         let tcb = self.tcb(vm, vcpu);
@@ -366,6 +388,37 @@ fn a_vm_that_stops_leaves_the_other_running() {
         rig.runner.deliver(m, &mut rig.vmm, &mut rig.host, &fake, Op::Recv);
     });
     assert_eq!(rig.runner.stray, 1);
+}
+
+/// Found by the fuzz guest (`capvisor/tests/fuzz_guest.rs`): a guest sends its own fault
+/// endpoint a message the VMM cannot decode (`UnknownSyscall` with 4 of its 13 words). The VM
+/// stops, but the vCPU that sent it never waited for a reply: unless the stop suspends it
+/// too, a VM reported stopped keeps running, for good, at its vCPUs' priority.
+#[test]
+fn a_vm_stopped_by_a_message_its_vcpu_sent_runs_no_vcpu() {
+    instance!(I);
+    let mut rig = Rig::<I>::new("test-guest.toml");
+    rig.exit(0, 0, hvc(0x4000_0200, [u64::from(fid::CPU_ON_64), 1, 0x4000_1000, 0]));
+    rig.send(0, 0, 0, Message::new(label::UNKNOWN_SYSCALL, &[0; 4]));
+    assert_eq!(rig.runner.ended[0].map(|e| e.reason), Some(StopReason::BadFault { label: label::UNKNOWN_SYSCALL }));
+    for vcpu in 0..2 {
+        assert_eq!(rig.model(|m| m.thread_state(rig.tcb(0, vcpu))), ThreadState::Inactive, "vCPU {vcpu}");
+    }
+}
+
+/// As [`a_vm_stopped_by_a_message_its_vcpu_sent_runs_no_vcpu`], for a vCPU the VMM takes to
+/// be waiting in `WFI` (a sent `WFI` exit parks it in the VMM's state while it runs on) and a
+/// stop that names the other vCPU.
+#[test]
+fn a_vm_stopped_after_a_sent_wfi_exit_runs_no_vcpu() {
+    instance!(I);
+    let mut rig = Rig::<I>::new("test-guest.toml");
+    rig.send(0, 0, 0, Message::new(label::VCPU_FAULT, &[Esr::new(ec::WFX, true, 0).0]));
+    assert!(rig.vmm.vms[0].state.vcpu(0).is_some_and(|c| c.parked), "the VMM takes vCPU 0 to wait in WFI");
+    assert_eq!(rig.model(|m| m.thread_state(rig.tcb(0, 0))), ThreadState::Runnable, "a send does not block");
+    rig.send(0, 0, 1, Message::new(label::UNKNOWN_SYSCALL, &[0; 4]));
+    assert!(rig.runner.ended[0].is_some());
+    assert_eq!(rig.model(|m| m.thread_state(rig.tcb(0, 0))), ThreadState::Inactive);
 }
 
 #[test]

@@ -423,7 +423,7 @@ impl VmState {
             // so the re-executed WFE completes instead of trapping again.
             Exit::Wfx { wfe: true, .. } => (ExitKind::Wfe, Action::just(Next::Resume)),
             Exit::SysReg { access, .. } => {
-                let Some(r) = regs else { return (ExitKind::SysReg, self.stop(vcpu, StopReason::MissingRegisters)) };
+                let Some(r) = regs else { return (ExitKind::SysReg, self.stop(StopReason::MissingRegisters)) };
                 let pc = r.pc.wrapping_add(4);
                 let mut a = Action::just(if access.read && access.rt != 31 {
                     Next::SetRegister { reg: access.rt, value: 0, pc }
@@ -440,14 +440,14 @@ impl VmState {
             Exit::VgicMaintenance { lr } => (ExitKind::VgicMaintenance, self.maintenance(vcpu, lr)),
             Exit::Vppi { irq } => (ExitKind::Vppi, self.vppi(vcpu, irq)),
             Exit::UserException { ip, number, .. } => {
-                (ExitKind::Other, self.stop(vcpu, StopReason::UnhandledTrap { ip, esr: number }))
+                (ExitKind::Other, self.stop(StopReason::UnhandledTrap { ip, esr: number }))
             }
             Exit::VcpuOther { esr } => {
                 let ip = regs.map_or(0, |r| r.pc);
-                (ExitKind::Other, self.stop(vcpu, StopReason::UnhandledTrap { ip, esr: esr.0 }))
+                (ExitKind::Other, self.stop(StopReason::UnhandledTrap { ip, esr: esr.0 }))
             }
             Exit::Unknown { label } | Exit::Malformed { label, .. } => {
-                (ExitKind::Other, self.stop(vcpu, StopReason::BadFault { label }))
+                (ExitKind::Other, self.stop(StopReason::BadFault { label }))
             }
         }
     }
@@ -487,7 +487,7 @@ impl VmState {
             } else {
                 match regs.and_then(|r| r.x.get(usize::from(abort.srt))) {
                     Some(v) => *v & abort.size.mask(),
-                    None => return (ExitKind::MmioWrite, self.stop(vcpu, StopReason::MissingRegisters)),
+                    None => return (ExitKind::MmioWrite, self.stop(StopReason::MissingRegisters)),
                 }
             };
             let effects = self.device_write(vcpu, dev, off, size, value);
@@ -633,7 +633,7 @@ impl VmState {
         let mut a = match self.unhandled {
             UnhandledMmio::InjectAbort => Action::just(Next::InjectAbort(kind)),
             UnhandledMmio::Stop => {
-                self.stop(vcpu, StopReason::Abort { ip, addr, instruction: kind.instruction, write: kind.write })
+                self.stop(StopReason::Abort { ip, addr, instruction: kind.instruction, write: kind.write })
             }
         };
         if let Some(n) = notice {
@@ -642,13 +642,15 @@ impl VmState {
         a
     }
 
-    /// Stops the VM: the exiting vCPU is not resumed, the others that could run are
-    /// suspended, the UARTs' unfinished lines are flushed.
-    fn stop(&mut self, vcpu: usize, reason: StopReason) -> Action {
+    /// Stops the VM: the exiting vCPU is not resumed, and every vCPU that is on is
+    /// suspended, the exiting one and any parked one included: neither is sure to be waiting.
+    /// A guest can send its own fault endpoint a message that reads as any exit (one that
+    /// stops the VM, a `WFI`) and run on, and a VM reported stopped must run nothing.
+    fn stop(&mut self, reason: StopReason) -> Action {
         self.stopped = Some(reason);
         let mut e = Effects::default();
         for (i, c) in self.vcpus.iter_mut().enumerate() {
-            if i != vcpu && c.power == Power::On && !c.parked {
+            if c.power == Power::On {
                 e.suspends.push(i);
             }
             c.parked = false;
@@ -683,13 +685,13 @@ impl VmState {
                     c.parked = false;
                 }
                 if self.vcpus.iter().all(|c| c.power == Power::Off) {
-                    PsciResult::Done(self.stop(vcpu, StopReason::AllCpusOff))
+                    PsciResult::Done(self.stop(StopReason::AllCpusOff))
                 } else {
                     PsciResult::Done(Action::just(Next::Off))
                 }
             }
-            Outcome::SystemOff => PsciResult::Done(self.stop(vcpu, StopReason::PoweredOff)),
-            Outcome::SystemReset => PsciResult::Done(self.stop(vcpu, StopReason::Reset)),
+            Outcome::SystemOff => PsciResult::Done(self.stop(StopReason::PoweredOff)),
+            Outcome::SystemReset => PsciResult::Done(self.stop(StopReason::Reset)),
         }
     }
 
@@ -709,7 +711,7 @@ impl VmState {
     /// register file, result through `TCB_WriteRegisters`. `ip` is the fault PC when the
     /// message has it (else the register file's PC: a trapped `SMC` stops at itself).
     fn psci_from_regs(&mut self, vcpu: usize, ip: Option<u64>, regs: Option<&UserContext>) -> Action {
-        let Some(r) = regs else { return self.stop(vcpu, StopReason::MissingRegisters) };
+        let Some(r) = regs else { return self.stop(StopReason::MissingRegisters) };
         let pc = ip.unwrap_or(r.pc).wrapping_add(4);
         match self.psci(vcpu, [r.x[0], r.x[1], r.x[2], r.x[3]]) {
             PsciResult::Value(value, effects) => Action { next: Next::SetRegister { reg: 0, value, pc }, effects },
@@ -761,16 +763,17 @@ impl VmState {
         Action { next: Next::Resume, effects: self.fill(vcpu) }
     }
 
-    /// Stops the VM for a reason the run loop found (a kernel invocation it needed failed):
-    /// the same clean stop as one `handle_exit` decides, with its effects.
-    pub fn fail(&mut self, vcpu: usize, reason: StopReason) -> Action {
-        self.stop(vcpu, reason)
+    /// Stops the VM for a reason the run loop found (a kernel invocation it needed failed)
+    /// while handling an exit of vCPU `_vcpu`: the same clean stop as one `handle_exit`
+    /// decides, with its effects (every vCPU suspended alike).
+    pub fn fail(&mut self, _vcpu: usize, reason: StopReason) -> Action {
+        self.stop(reason)
     }
 
     /// Stops the VM from outside (no vCPU is waiting for a reply): every running vCPU is
     /// suspended.
     pub fn end(&mut self, reason: StopReason) -> Action {
-        self.stop(usize::MAX, reason)
+        self.stop(reason)
     }
 
     // ---- events that are not faults ----

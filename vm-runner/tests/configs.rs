@@ -59,7 +59,8 @@ fn the_test_guests_have_the_devices_and_policies_their_files_give() {
         next,
         Next::Stop(StopReason::Abort { ip: 0x4000_0100, addr: 0x0c00_0000, instruction: false, write: true })
     );
-    assert_eq!(n, 1);
+    // TCB_Suspend of its vCPU, then the Recv.
+    assert_eq!(n, 2);
     // The other VM is unaffected.
     assert_eq!(vms[0].stopped(), None);
     // One ReplyRecv per exit: the TYPER read, three UART writes, the flash query and read,
