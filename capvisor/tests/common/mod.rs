@@ -366,3 +366,29 @@ pub fn fetched(dir: &str, files: &[&str], script: &str) -> Result<PathBuf, Strin
     }
     Ok(dir)
 }
+
+/// The normal-mode test guest's console lines, in order (`guests/test-guest/README.md`):
+/// `second_vcpu` when its VM has two vCPUs; `named` when the system has several VMs, so its
+/// lines begin with `[name] `.
+pub fn test_guest_lines(name: &str, second_vcpu: bool, named: bool) -> Vec<String> {
+    let p = |s: &str| if named { format!("[{name}] {s}") } else { s.to_string() };
+    let cpus = if second_vcpu { 2 } else { 1 };
+    let mut m = vec![
+        p("UART ok: vCPU 0, mpidr 0x80000000, PSCI version 0x10000"),
+        p(&format!("GICD_TYPER {:#x}: 128 interrupt lines, {cpus} CPUs", 3 | ((cpus - 1) << 5))),
+        p("flash: CFI query, word programmed and read back, block erased"),
+    ];
+    for i in 1..=10 {
+        m.push(p(&format!("tick {i}")));
+    }
+    m.push(p("10 timer ticks"));
+    if second_vcpu {
+        m.push(p("vCPU 1 up: context 0x5ec0, mpidr 0x80000001"));
+        m.push(p("second vCPU up"));
+    } else {
+        m.push(p("no second vCPU (CPU_ON: invalid parameters)"));
+    }
+    m.push(p("rtc: ok, running"));
+    m.push(p("SYSTEM_OFF status 0"));
+    m
+}

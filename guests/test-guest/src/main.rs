@@ -24,8 +24,13 @@
 //! write) and, as the lower bound, the loop around them with no exit: the median over
 //! batches of the ticks a batch takes, and the cheapest batch; then powers off with 0.
 //!
-//! Every `HVC` clears `x7` (or sets it on purpose in wild mode): seL4 reads `x7` of an `HVC`
-//! as a system call number before anything else (see README.md).
+//! Fuzz mode (entry `_start_fuzz`, load address + 0x300): a seeded loop of random
+//! instruction words, system registers, memory accesses, calls, forged exits, `CPU_ON` and
+//! `WFI`/`WFE` storms, recovering through these vectors (the "current EL, SP_EL0" group takes
+//! what the words cause); see [`fuzz`].
+//!
+//! Every `HVC` clears `x7` (or sets it on purpose in wild and fuzz modes): seL4 reads `x7` of
+//! an `HVC` as a system call number before anything else (see README.md).
 
 #![no_std]
 #![no_main]
@@ -52,6 +57,11 @@ _start_wild:
 .global _start_bench
 _start_bench:
     mov x19, #2
+    b 1f
+.balign 0x100
+.global _start_fuzz
+_start_fuzz:
+    mov x19, #3
 1:
     mov x1, #(3 << 20)          // CPACR_EL1.FPEN: the compiler uses SIMD registers
     msr cpacr_el1, x1
@@ -66,8 +76,8 @@ _start_bench:
 2:  wfe
     b 2b
 
-.global secondary_entry
-secondary_entry:
+// vCPU 1 (PSCI CPU_ON): FP on, its own stack, these vectors, then `main` with the context.
+.macro SECONDARY main
     mov x19, x0
     mov x1, #(3 << 20)
     msr cpacr_el1, x1
@@ -78,9 +88,19 @@ secondary_entry:
     msr vbar_el1, x1
     isb
     mov x0, x19
-    bl guest_secondary
+    bl \main
 3:  wfe
     b 3b
+.endm
+
+.global secondary_entry
+secondary_entry:
+    SECONDARY guest_secondary
+
+// vCPU 1 in fuzz mode.
+.global fuzz_secondary_entry
+fuzz_secondary_entry:
+    SECONDARY fuzz_secondary
 .ltorg
 
 // An exception frame: x0-x30, ELR, SPSR, ESR, FAR (280 bytes, 288 with padding).
@@ -139,10 +159,10 @@ secondary_entry:
 .balign 2048
 .global vectors
 vectors:
-    .balign 0x80            // current EL, SP_EL0: not used
-    b unexpected
-    .balign 0x80
-    b unexpected
+    .balign 0x80            // current EL, SP_EL0: only the fuzz mode's words run so
+    b sync_entry
+    .balign 0x80            // IRQ
+    b irq_entry
     .balign 0x80
     b unexpected
     .balign 0x80
@@ -294,6 +314,9 @@ macro_rules! sysreg_write {
     }};
 }
 
+mod fuzz;
+mod fuzz_abi;
+
 // ---- PSCI ----
 
 mod psci {
@@ -358,6 +381,9 @@ fn system_off(status: u64) -> ! {
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_sync(f: &mut Frame) {
+    if fuzz::mode() {
+        return fuzz::on_sync(f);
+    }
     let ec = (f.esr >> 26) & 0x3f;
     let external = f.esr & 0x3f == 0x10;
     match ec {
@@ -391,6 +417,9 @@ extern "C" fn guest_sync(f: &mut Frame) {
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_irq(_f: &mut Frame) {
+    if fuzz::mode() {
+        return fuzz::on_irq();
+    }
     let iar = mmio_read(GICC + 0x0c);
     let id = iar & 0x3ff;
     if id == 1023 {
@@ -414,6 +443,9 @@ extern "C" fn guest_irq(_f: &mut Frame) {
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_unexpected(f: &mut Frame) {
+    if fuzz::mode() {
+        return fuzz::on_unexpected(f);
+    }
     say!("unexpected exception: esr {:#x} elr {:#x}", f.esr, f.elr);
     system_off(8);
 }
@@ -727,6 +759,7 @@ extern "C" fn guest_main(mode: u64) -> ! {
     match mode {
         1 => wild(),
         2 => bench(),
+        3 => fuzz::run(),
         _ => normal(),
     }
 }
