@@ -200,10 +200,9 @@ impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProblemKind::NoCpus => f.write_str("a VM needs at least one vCPU (cpu_num = 0)"),
-            ProblemKind::GicCpuInterfaceSize(n) => write!(
-                f,
-                "size {n:#x}: a GICv2 CPU interface (the host's GICV) is {GIC_CPU_INTERFACE_BYTES:#x} bytes"
-            ),
+            ProblemKind::GicCpuInterfaceSize(n) => {
+                write!(f, "size {n:#x}: a GICv2 CPU interface (the host's GICV) is {GIC_CPU_INTERFACE_BYTES:#x} bytes")
+            }
             ProblemKind::TooManyCpus(n) => {
                 write!(f, "{n} vCPUs; a GICv2 distributor addresses at most {}", VmConfig::MAX_CPUS)
             }
@@ -650,8 +649,10 @@ mod tests {
     #[test]
     fn a_gic_cpu_interface_is_one_gicv2_cpu_interface() {
         let mut v = vm();
-        v.capvisor.gic_cpu_interface =
-            Some(PassthroughRegion { guest: GuestRange::new(0x0801_0000, 0x2e_0000_0000), host: PhysAddr(0x0804_0000) });
+        v.capvisor.gic_cpu_interface = Some(PassthroughRegion {
+            guest: GuestRange::new(0x0801_0000, 0x2e_0000_0000),
+            host: PhysAddr(0x0804_0000),
+        });
         assert_eq!(
             kinds(&v).first(),
             Some(&(String::from("capvisor.gic_cpu_interface"), ProblemKind::GicCpuInterfaceSize(0x2e_0000_0000)))
