@@ -66,7 +66,7 @@ pub fn read_configs(dir: &Path) -> Result<Vec<ConfigFile>, String> {
 }
 
 /// A device tree like the one QEMU `virt` gives the loader: memory, a GICv2, a PL011.
-pub fn host_dtb() -> Option<Vec<u8>> {
+pub fn host_dtb() -> Result<Vec<u8>, String> {
     const HOST: &str = r#"
 [base]
 id = 1
@@ -84,10 +84,10 @@ memory_regions = [[0x4000_0000, 0x8000_0000, 0x7, 0]]
 interrupt_mode = "emu"
 emu_devices = [["gicd", 0x0800_0000, 0x1_0000, 0, 0x1, []], ["uart0", 0x0900_0000, 0x1000, 33, 0x2, []]]
 [capvisor]
-gic_cpu_interface = [0x0801_0000, 0x0801_0000, 0x1_0000]
+gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]
 "#;
-    let vm = vm_config::parse_vm_str("host", HOST).ok()?;
-    vm_runner::fdt::generate(&vm, None).ok()
+    let vm = vm_config::parse_vm_str("the host device tree's configuration", HOST).map_err(|e| e.to_string())?;
+    vm_runner::fdt::generate(&vm, None).map_err(|e| format!("the host device tree: {e}"))
 }
 
 /// A 64-byte arm64 `Image` header (`text_offset`, `image_size`, `flags`), then `pad` bytes.
@@ -168,7 +168,7 @@ impl Images {
         let ramdisk = vm.ramdisk.as_ref().map(|_| Mix(11).bytes(64));
         let dtb = match DtbSource::of(vm) {
             DtbSource::None => None,
-            DtbSource::File(_) => Some(host_dtb().ok_or("the host device tree")?),
+            DtbSource::File(_) => Some(host_dtb()?),
             DtbSource::Generate => {
                 let initrd = vm.ramdisk.as_ref().map(|r| GuestRange::new(r.load_addr.0, 64));
                 Some(vm_runner::fdt::generate(vm, initrd).map_err(|e| format!("{}: {e}", vm.name))?)
@@ -227,7 +227,7 @@ pub fn boot_payload() -> Result<Vec<(String, Vec<u8>)>, String> {
             OutSegment { vaddr: 0x40_1000, paddr: 0x40_1000, data: &code[..16], memsz: 0x3000, flags: 6 },
         ],
     );
-    let dtb = host_dtb().ok_or("the host device tree")?;
+    let dtb = host_dtb()?;
     let mut out = Vec::new();
     for (dtb_name, embedded_dtb) in [("dtb", Some(dtb.as_slice())), ("nodtb", None)] {
         let input = PlanInput {
