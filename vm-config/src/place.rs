@@ -81,6 +81,9 @@ pub struct Facts {
     pub taken: Vec<Span>,
     /// Names of device ranges, for messages.
     pub devices: Vec<Span>,
+    /// The host's GIC virtual CPU interface (GICV): the only device memory a VM's
+    /// `capvisor.gic_cpu_interface` may map (a `gicv` line; it is device memory too).
+    pub gicv: Option<Span>,
     /// Bytes the kernel image takes at most from the start of the RAM it manages (used when
     /// no kernel ELF is given).
     pub kernel_at_most: u64,
@@ -114,7 +117,7 @@ fn number(s: &str) -> Option<u64> {
 
 impl Facts {
     /// Reads a facts file. Lines: `ram START..END WHAT`, `taken START..END WHAT`,
-    /// `device START..END WHAT`, `kernel-at-most BYTES`, `root-task-at-most BYTES`; `#` starts a
+    /// `device START..END WHAT`, `gicv START..END WHAT`, `kernel-at-most BYTES`, `root-task-at-most BYTES`; `#` starts a
     /// comment.
     pub fn parse(text: &str) -> Result<Facts, FactsError> {
         let mut facts = Facts::default();
@@ -127,7 +130,7 @@ impl Facts {
             let (key, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
             let rest = rest.trim();
             match key {
-                "ram" | "taken" | "device" => {
+                "ram" | "taken" | "device" | "gicv" => {
                     let (range, what) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
                     let what = what.trim();
                     let (a, b) = range.split_once("..").ok_or_else(|| err(format!("{range:?} is not START..END")))?;
@@ -142,7 +145,11 @@ impl Facts {
                         "taken" => (&mut facts.taken, Use::Taken),
                         _ => (&mut facts.devices, Use::Device),
                     };
-                    list.push(Span { start, end, used, what: what.to_string() });
+                    let span = Span { start, end, used, what: what.to_string() };
+                    if key == "gicv" {
+                        facts.gicv = Some(span.clone());
+                    }
+                    list.push(span);
                 }
                 "kernel-at-most" | "root-task-at-most" => {
                     let n = number(rest).ok_or_else(|| err(format!("{rest:?} is not a number")))?;
@@ -190,6 +197,8 @@ fn subtract(ranges: &[(u64, u64)], minus: &[(u64, u64)]) -> Vec<(u64, u64)> {
 pub struct HostMemory {
     /// The spans, in the order added (the first of equal rank names a piece).
     pub spans: Vec<Span>,
+    /// The host's GICV, when the facts name it.
+    pub gicv: Option<Span>,
 }
 
 /// A piece of a range and what is there (`None`: nothing the platform lists).
@@ -207,7 +216,7 @@ impl HostMemory {
     /// ranges (both from the kernel build's `platform_gen.json`); `kept` is what the kernel image
     /// and the root task will occupy, with words.
     pub fn predicted(facts: &Facts, managed: &[(u64, u64)], devices: &[(u64, u64)], kept: &[Span]) -> HostMemory {
-        let mut m = HostMemory::default();
+        let mut m = HostMemory { gicv: facts.gicv.clone(), ..HostMemory::default() };
         for s in kept.iter().chain(&facts.taken) {
             m.add(s.start, s.end, Use::Taken, &s.what);
         }
@@ -229,7 +238,7 @@ impl HostMemory {
     /// the facts say is taken, and RAM that no untyped covers (the kernel image, the device
     /// tree, the root task and its boot objects).
     pub fn from_bootinfo(facts: &Facts, untyped: &[UntypedDesc]) -> HostMemory {
-        let mut m = HostMemory::default();
+        let mut m = HostMemory { gicv: facts.gicv.clone(), ..HostMemory::default() };
         for s in &facts.taken {
             m.add(s.start, s.end, Use::Taken, &s.what);
         }
@@ -334,6 +343,8 @@ pub enum Need {
     UnmanagedRam,
     /// A passthrough window.
     Device,
+    /// The host GICV behind a VM's GIC CPU interface.
+    Gicv,
 }
 
 /// Why a range is refused.
@@ -357,6 +368,15 @@ pub enum PlaceKind {
         /// Its name.
         what: String,
         /// The part of the range.
+        start: u64,
+        /// One past its end.
+        end: u64,
+    },
+    /// A GIC CPU interface mapped from something other than the host's GICV.
+    NotGicv {
+        /// The host's GICV, in words.
+        what: String,
+        /// Its start.
         start: u64,
         /// One past its end.
         end: u64,
@@ -432,11 +452,16 @@ impl PlaceKind {
                         "{at} {what}, not RAM: a MAP_RESERVED region there would hand the guest a host device; \
                          give a device as devices.passthrough_devices"
                     ),
-                    (Need::Device, _) => {
+                    (Need::Device | Need::Gicv, _) => {
                         write!(f, "{at} {what}, not device memory: passthrough is only for devices the platform lists")
                     }
                 }
             }
+            PlaceKind::NotGicv { what, start, end } => write!(
+                f,
+                "is not inside {what} {}: a VM's GIC CPU interface is the host's virtual CPU interface, nothing else",
+                span(*start, *end)
+            ),
             PlaceKind::Nothing { start, end } => {
                 write!(f, "{}has no memory or device of this platform behind it", part(*start, *end))
             }
@@ -493,7 +518,7 @@ fn claims(vm: &crate::model::VmConfig) -> Vec<(Field, GuestRange, Need)> {
         v.push((Field::PassthroughAddress(j, Part::Whole), *r, Need::Device));
     }
     if let Some(r) = &vm.capvisor.gic_cpu_interface {
-        v.push((Field::Key("capvisor.gic_cpu_interface"), GuestRange::new(r.host.0, r.guest.size_bytes), Need::Device));
+        v.push((Field::Key("capvisor.gic_cpu_interface"), GuestRange::new(r.host.0, r.guest.size_bytes), Need::Gicv));
     }
     v
 }
@@ -501,7 +526,7 @@ fn claims(vm: &crate::model::VmConfig) -> Vec<(Field, GuestRange, Need)> {
 fn fits(need: Need, used: Use) -> bool {
     matches!(
         (need, used),
-        (Need::Ram, Use::Ram) | (Need::UnmanagedRam, Use::UnmanagedRam) | (Need::Device, Use::Device)
+        (Need::Ram, Use::Ram) | (Need::UnmanagedRam, Use::UnmanagedRam) | (Need::Device | Need::Gicv, Use::Device)
     )
 }
 
@@ -539,6 +564,11 @@ pub fn check_placement(sys: &SystemConfig, mem: &HostMemory) -> Vec<PlaceProblem
                         push(PlaceKind::Nothing { start: s, end: e });
                     }
                     _ => {}
+                }
+            }
+            if let (Need::Gicv, Some(g), false) = (need, &mem.gicv, wrong) {
+                if host.base.0 < g.start || end > g.end {
+                    push(PlaceKind::NotGicv { what: g.what.clone(), start: g.start, end: g.end });
                 }
             }
         }
@@ -581,6 +611,7 @@ ram 0x4000_0000..0xc000_0000 the machine's RAM
 taken 0x800_0000..0x800_1000 the GIC distributor the kernel drives
 taken 0x900_0000..0x900_1000 the UART the root task uses for the console
 device 0xa00_0000..0xa00_4000 the virtio-mmio windows
+gicv 0x804_0000..0x805_0000 the GIC virtual CPU interface (GICV)
 kernel-at-most 0x40_0000
 root-task-at-most 0x100_0000
 ";
@@ -755,6 +786,23 @@ root-task-at-most 0x100_0000
             assert_eq!(got.len(), 2, "{got:?}");
             assert!(got[0].contains("RAM the kernel manages, not device memory"), "{got:?}");
             assert!(got[1].contains("collides with the GIC distributor the kernel drives"), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn a_gic_cpu_interface_maps_only_the_hosts_gicv() {
+        let mut sys = sys_with(vec![region(0x4000_0000, 0x1000, MapType::Alloc)], vec![]);
+        let gicc =
+            |host: u64| Some(PassthroughRegion { guest: GuestRange::new(0x801_0000, 0x2000), host: PhysAddr(host) });
+        for mem in [predicted(), booted()] {
+            sys.vms[0].capvisor.gic_cpu_interface = gicc(0x804_0000);
+            assert_eq!(kinds(&sys, &mem), Vec::<String>::new());
+            sys.vms[0].capvisor.gic_cpu_interface = gicc(0xa00_0000);
+            let got = kinds(&sys, &mem);
+            assert!(
+                got.len() == 1 && got[0].contains("is not inside the GIC virtual CPU interface (GICV) [0x8040000"),
+                "{got:?}"
+            );
         }
     }
 
