@@ -566,10 +566,10 @@ pub fn check_placement(sys: &SystemConfig, mem: &HostMemory) -> Vec<PlaceProblem
                     _ => {}
                 }
             }
-            if let (Need::Gicv, Some(g), false) = (need, &mem.gicv, wrong) {
-                if host.base.0 < g.start || end > g.end {
-                    push(PlaceKind::NotGicv { what: g.what.clone(), start: g.start, end: g.end });
-                }
+            if let (Need::Gicv, Some(g), false) = (need, &mem.gicv, wrong)
+                && (host.base.0 < g.start || end > g.end)
+            {
+                push(PlaceKind::NotGicv { what: g.what.clone(), start: g.start, end: g.end });
             }
         }
     }
