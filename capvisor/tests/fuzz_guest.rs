@@ -25,9 +25,10 @@
 //! - `CAPVISOR_FUZZ_SEED=S`: start at seed S instead (one seed, or the first of the long
 //!   mode's), to reproduce a run.
 //! - `CAPVISOR_FUZZ_ITERATIONS=I`: each seed's length (0: until its time limit).
-//! - `CAPVISOR_FUZZ_DEBUG_REGISTERS=1`: let the guest write the debug registers too
-//!   (`fuzz_abi::FLAG_DEBUG_REGISTERS`; on seL4 16.0.0 as capvisor configures it this stops
-//!   the whole machine, so the run fails).
+//! - `CAPVISOR_FUZZ_DEBUG_REGISTERS=1`: let the guest write the debug registers too, arming
+//!   software step first (`fuzz_abi::FLAG_DEBUG_REGISTERS`). seL4 16.0.0 as capvisor
+//!   configures it leaves them to whoever runs next, so the machine stops and the run fails;
+//!   a kernel built with `HardwareDebugAPI` passes.
 //!
 //! Logs: `<target>/tmp/fuzz-guest/seed-<seed>/console.log` (stamped), `qemu.stderr` beside it.
 
@@ -42,7 +43,6 @@ mod guest_abi;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{RecvTimeoutError, channel};
@@ -212,9 +212,35 @@ impl Run {
     }
 }
 
-/// Ends the process group of `child` (`qemu/run-qemu.sh` and the QEMU it started).
-fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
+/// The processes below `pid` (from `/proc`), children before their parents' turn ends.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // `pid (comm) state ppid ...`: the command may hold spaces, so read after its `)`.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(c, _) in parents.iter().filter(|(_, pp)| *pp == p) {
+            out.push(c);
+            frontier.push(c);
+        }
+    }
+    out
+}
+
+/// Ends `child` (`qemu/run-qemu.sh`) and what it started (`timeout`, QEMU), each by its id.
+fn kill_tree(child: &mut Child) {
+    for pid in descendants(child.id()).into_iter().rev() {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    let _ = child.kill();
     let _ = child.wait();
 }
 
@@ -231,7 +257,6 @@ fn boot(image: &Path, dir: &Path, fuzz_limit: Duration) -> Result<Run, String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("qemu.stderr")).expect("create qemu.stderr"))
-        .process_group(0)
         .spawn()
         .expect("start qemu/run-qemu.sh");
     let start = Instant::now();
@@ -285,7 +310,7 @@ fn boot(image: &Path, dir: &Path, fuzz_limit: Duration) -> Result<Run, String> {
         if let Some((at, _)) = typed
             && at.elapsed() > Duration::from_secs(END_S)
         {
-            kill_group(&mut child);
+            kill_tree(&mut child);
             break Some(format!("the root task did not end the run within {END_S} s of Ctrl-A x: hung"));
         }
     };

@@ -936,7 +936,17 @@ fn forge(rng: &mut Rng) {
             let prefetch = u64::from(rng.chance(10));
             [ip, address(rng, region), prefetch, forged_esr(rng, true)]
         }
-        label::VGIC_MAINTENANCE => [if rng.chance(80) { rng.below(6) } else { u64::MAX }, 0, 0, 0],
+        // A real list register (0-3) now and then: the VMM then frees, in its model, one the
+        // hardware may still hold, and may lose this VM's timer for good (the guest's own
+        // harm: its next WFI storm waits for ever). Mostly one past them, or "unknown".
+        label::VGIC_MAINTENANCE => {
+            let lr = match rng.below(10) {
+                0 | 1 => rng.below(4),
+                2..6 => 4 + rng.below(252),
+                _ => u64::MAX,
+            };
+            [lr, 0, 0, 0]
+        }
         label::VPPI_EVENT => [if rng.chance(80) { u64::from(VTIMER_PPI) } else { rng.below(32) }, 0, 0, 0],
         label::VCPU_FAULT => [forged_esr(rng, false), 0, 0, 0],
         _ => [ip, rng.pool(), rng.below(2), rng.below(4)],
@@ -1044,6 +1054,8 @@ fn counter() -> u64 {
 /// middle priority, the CPU interface on for both groups, every priority let through, and
 /// nothing left active.
 fn gic_ready() {
+    // EOImode 0 first (a stray store may have set it): an EOI then also deactivates.
+    mmio_write(GICC, 0x7);
     end_stray_acknowledgements();
     mmio_write(GICD, 1);
     mmio_write(GICD + 0x080, 0);
@@ -1051,7 +1063,6 @@ fn gic_ready() {
     mmio_write(GICD + 0x418, 0x8080_8080);
     mmio_write(GICC + 0x04, 0xff);
     mmio_write(GICC + 0x08, 0);
-    mmio_write(GICC, 0x7);
 }
 
 /// Interrupts the words acknowledged: a random load that lands on `GICC_IAR` (a device or
@@ -1362,6 +1373,14 @@ pub fn run() -> ! {
         FLAGS.get(),
         finale(seed) as u8
     );
+    if FLAGS.get() & fuzz_abi::FLAG_DEBUG_REGISTERS != 0 {
+        // The leak the flag is about, once and for sure: software step armed (MDSCR_EL1.SS).
+        // A kernel that leaves MDSCR_EL1 to the guest steps whoever runs next.
+        say!("fuzz: MDSCR_EL1.SS set");
+        // SAFETY: debug exceptions stay masked at EL1 here (PSTATE.D); this is the guest's
+        // own debug state, or should be.
+        unsafe { asm!("msr mdscr_el1, {v}", "isb", v = in(reg) 1u64, options(nostack)) };
+    }
     let mut rng = Rng(seed);
     SWEEP_START.set(rng.below(SYSREG_SPACE));
     let t0 = counter();

@@ -16,11 +16,11 @@ pub const PARAMS_ADDR: u64 = 0x40ff_f000;
 /// Without the magic the guest uses [`DEFAULT_SEED`], [`DEFAULT_ITERATIONS`] and no flags.
 pub const PARAMS_MAGIC: u64 = u64::from_le_bytes(*b"capfuzz1");
 /// Flag: write the debug and trace registers (`MSR` with op0 2: `MDSCR_EL1`, breakpoints,
-/// watchpoints, the OS lock) too. Off by default: seL4 16.0.0 as capvisor configures it
-/// (no `KernelHardwareDebugAPI`, no `KernelArmHypEnableVCPUCP14SaveAndRestore`) neither traps
-/// nor switches them, so a guest's `MDSCR_EL1.SS` or `MDE` with a breakpoint stays armed when
-/// the root task runs, whose debug exceptions go to seL4 and end it: the whole machine stops
-/// (see guests/test-guest/README.md).
+/// watchpoints, the OS lock) too, the first time `MDSCR_EL1.SS` on purpose. Off by default:
+/// seL4 16.0.0 as capvisor configures it (no `HardwareDebugAPI`) neither traps nor switches
+/// them for vCPUs, so a guest's software step (or `MDE` with a breakpoint) stays armed when
+/// the root task runs, whose debug exception seL4 turns into a fault nobody handles: the
+/// whole machine stops (see guests/test-guest/README.md).
 pub const FLAG_DEBUG_REGISTERS: u64 = 1 << 0;
 /// Seed without a record.
 pub const DEFAULT_SEED: u64 = 1;
