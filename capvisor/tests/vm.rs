@@ -83,28 +83,10 @@ fn echo(boot: &Boot, name: &str) {
     }
 }
 
-/// The test guest's lines in order; `named`: the system has several VMs, so its lines
-/// begin with `[name] `.
+/// The test guest's lines in order (`common::test_guest_lines`), then the root task's line
+/// that its VM ended; `named`: the system has several VMs, so its lines begin with `[name] `.
 fn markers(name: &str, second_vcpu: bool, named: bool) -> Vec<String> {
-    let p = |s: &str| if named { format!("[{name}] {s}") } else { s.to_string() };
-    let cpus = if second_vcpu { 2 } else { 1 };
-    let mut m = vec![
-        p("UART ok: vCPU 0, mpidr 0x80000000, PSCI version 0x10000"),
-        p(&format!("GICD_TYPER {:#x}: 128 interrupt lines, {cpus} CPUs", 3 | ((cpus - 1) << 5))),
-    ];
-    for i in 1..=10 {
-        m.push(p(&format!("tick {i}")));
-    }
-    m.insert(2, p("flash: CFI query, word programmed and read back, block erased"));
-    m.push(p("10 timer ticks"));
-    if second_vcpu {
-        m.push(p("vCPU 1 up: context 0x5ec0, mpidr 0x80000001"));
-        m.push(p("second vCPU up"));
-    } else {
-        m.push(p("no second vCPU (CPU_ON: invalid parameters)"));
-    }
-    m.push(p("rtc: ok, running"));
-    m.push(p("SYSTEM_OFF status 0"));
+    let mut m = common::test_guest_lines(name, second_vcpu, named);
     m.push(format!("capvisor: VM \"{name}\" ended: powered off, status 0"));
     m
 }

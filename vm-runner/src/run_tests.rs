@@ -80,6 +80,18 @@ impl Host for TestHost {
     }
 }
 
+/// Completes the loop's last wait as the kernel would (its reply, if any); the operation
+/// that wait was, for `Runner::deliver`.
+fn close_wait(runner: &Runner, m: &mut Model) -> Op {
+    match runner.next_wait() {
+        Wait::ReplyRecv(r) => {
+            m.reply(&r);
+            Op::ReplyRecv
+        }
+        Wait::Recv => Op::Recv,
+    }
+}
+
 /// A built test-guest VMM on the model, its loop and host.
 struct Rig<I: HalInstance<Kernel = Model>> {
     vmm: Vmm<HostPaging<I>>,
@@ -117,13 +129,7 @@ impl<I: HalInstance<Kernel = Model>> Rig<I> {
         let tcb = self.tcb(vm, vcpu);
         I::cell().with(|h| {
             let m = h.kernel_mut();
-            let closing = match self.runner.next_wait() {
-                Wait::ReplyRecv(r) => {
-                    m.reply(&r);
-                    Op::ReplyRecv
-                }
-                Wait::Recv => Op::Recv,
-            };
+            let closing = close_wait(&self.runner, m);
             m.enqueue_fault(tcb, msg).unwrap();
             let r: Received = m.recv(self.vmm.fault_ep);
             m.reset_counters();
@@ -141,13 +147,7 @@ impl<I: HalInstance<Kernel = Model>> Rig<I> {
         let badge = VcpuBadge { vm: vm as u8, vcpu: to as u8 }.to_badge();
         I::cell().with(|h| {
             let m = h.kernel_mut();
-            let closing = match self.runner.next_wait() {
-                Wait::ReplyRecv(r) => {
-                    m.reply(&r);
-                    Op::ReplyRecv
-                }
-                Wait::Recv => Op::Recv,
-            };
+            let closing = close_wait(&self.runner, m);
             m.enqueue_send(self.vmm.fault_ep, Some(tcb), badge, msg);
             let r: Received = m.recv(self.vmm.fault_ep);
             self.runner.deliver(m, &mut self.vmm, &mut self.host, &r, closing);
