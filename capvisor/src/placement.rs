@@ -104,7 +104,7 @@ fn kernel_span(build: &KernelBuild, facts: &Facts) -> Result<Span, String> {
 
 /// The picture for a bundle of `bundle_bytes` before the root task is built: the root task at
 /// the top of RAM, its size bounded by the bundle and the facts' allowance.
-pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<(HostMemory, Vec<Span>), String> {
+pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<HostMemory, String> {
     let facts = facts();
     let build = kernel_build(prefix)?;
     let top = build.managed.iter().map(|r| r.1).max().unwrap_or(0);
@@ -121,8 +121,7 @@ pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<(HostMemor
             ),
         ),
     ];
-    let mem = HostMemory::predicted(&facts, &build.managed, &build.devices, &kept);
-    Ok((mem, kept))
+    Ok(HostMemory::predicted(&facts, &build.managed, &build.devices, &kept))
 }
 
 /// The picture once the image tool has placed everything: the kernel image, the device tree
@@ -181,7 +180,7 @@ mod tests {
 
     /// The tools' picture before boot, for a small bundle.
     fn predicted() -> HostMemory {
-        for_bundle(64 << 10, None).expect("the kernel build's platform (SEL4_PREFIX or the interface data)").0
+        for_bundle(64 << 10, None).expect("the kernel build's platform (SEL4_PREFIX or the interface data)")
     }
 
     fn system(memory: Vec<MemRegion>, passthrough: Vec<PassthroughDevice>) -> SystemConfig {

@@ -186,15 +186,14 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
                 + i.flash.iter().map(Vec::len).sum::<usize>()
         })
         .sum();
-    let (host, kept) = crate::placement::for_bundle(bundle_bytes as u64 + 4096, None).map_err(PlanError::Platform)?;
-    let (host, _) = (host, kept);
-    let draw = |placed: &[crate::svg::Placed], errors: Option<&vm_config::ConfigErrors>| -> Result<(), PlanError> {
+    let host = crate::placement::for_bundle(bundle_bytes as u64 + 4096, None).map_err(PlanError::Platform)?;
+    let draw = |placed: &[crate::svg::Placed]| -> Result<(), PlanError> {
         let Some(svg) = &args.svg else { return Ok(()) };
-        let text = crate::svg::draw(&sys, &host, placed, errors);
+        let text = crate::svg::draw(&sys, &host, placed);
         std::fs::write(svg, text).map_err(|source| PlanError::Io { path: svg.clone(), source })
     };
     if let Err(e) = vm_config::check_placement_file(&args.config, &sys, &host) {
-        draw(&[], Some(&e))?;
+        draw(&[])?;
         return Err(e.into());
     }
     let model = match &args.platform {
@@ -238,7 +237,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
             placed.push(crate::svg::Placed { vm: i, hpa: m.hpa.get(), size: m.size_bytes, what });
         }
     }
-    draw(&placed, None)?;
+    draw(&placed)?;
 
     let mut out = String::new();
     let w = &mut out;

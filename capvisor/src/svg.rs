@@ -103,19 +103,14 @@ pub struct Placed {
 
 /// The SVG text for `sys` placed on `mem`, with `placed` the RAM a model build of the system
 /// gave each VM (empty when the check refused it).
-pub fn draw(
-    sys: &SystemConfig,
-    mem: &HostMemory,
-    placed: &[Placed],
-    errors: Option<&vm_config::ConfigErrors>,
-) -> String {
+pub fn draw(sys: &SystemConfig, mem: &HostMemory, placed: &[Placed]) -> String {
     let problems = vm_config::check_placement(sys, mem);
     let why = |vm: usize, field: &Field| {
         let mine: Vec<String> =
             problems.iter().filter(|p| p.vm == vm && &p.field == field).map(|p| p.kind.to_string()).collect();
         (!mine.is_empty()).then(|| mine.join("; "))
     };
-    // Host: the platform's spans (kept ones once), then each VM's fixed claims.
+    // Host: the platform's spans, then each VM's fixed claims and what the model placed.
     let mut host: Vec<Row> = Vec::new();
     for s in &mem.spans {
         host.push(Row { start: s.start, end: s.end, label: s.what.clone(), fill: fill_of(s.used), bad: None });
@@ -218,7 +213,6 @@ pub fn draw(
         guests.push((format!("guest-physical memory of {}", vm.name), rows));
     }
     host.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
-    let n_bad = problems.len();
 
     let mut body = String::new();
     let mut height = column(&mut body, 10, HOST_COL, "host-physical memory", &host);
@@ -226,17 +220,17 @@ pub fn draw(
         let x = 10 + HOST_COL + GUEST_COL * u32::try_from(k).unwrap_or(0);
         height = height.max(column(&mut body, x, GUEST_COL, title, rows));
     }
-    let summary = match errors {
-        None => "placement: every VM fits. Bounds before the root task is built: the root task's span is the most it may take; \
+    let summary = match problems.len() {
+        0 => "placement: every VM fits. Bounds before the root task is built: the root task's span is the most it may take; \
                  RAM capvisor placed is where the seL4 model of a recorded boot puts it"
             .to_string(),
-        Some(e) => format!("placement: {n_bad} refused ({} messages, see capvisor plan)", e.0.len()),
+        n => format!("placement: {n} refused (the messages: capvisor plan)"),
     };
     let _ = writeln!(
         body,
         r#"<text x="10" y="{}" fill="{}">{}</text>"#,
         height + 16,
-        if errors.is_some() { "#d00000" } else { "#006000" },
+        if problems.is_empty() { "#006000" } else { "#d00000" },
         esc(&summary)
     );
     let width = HOST_COL + GUEST_COL * u32::try_from(guests.len()).unwrap_or(0) + 20;

@@ -212,7 +212,7 @@ pub fn run(args: &Args) -> Result<(), VmsError> {
     let bytes = bundle::encode(&sys, &views, rtc_base_seconds())
         .map_err(|error| VmsError::Bundle { error, config: args.config.clone() })?;
     // Nothing is written for VMs that cannot sit where their files put them.
-    let (mem, _) = crate::placement::for_bundle(bytes.len() as u64, None).map_err(VmsError::Platform)?;
+    let mem = crate::placement::for_bundle(bytes.len() as u64, None).map_err(VmsError::Platform)?;
     vm_config::check_placement_file(&args.config, &sys, &mem)?;
     std::fs::write(&args.out, &bytes).map_err(|source| VmsError::Io { path: args.out.clone(), source })?;
     for (vm, i) in sys.vms.iter().zip(&images) {
