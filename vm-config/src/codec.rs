@@ -441,7 +441,14 @@ fn decode_vm(r: &mut Reader<'_>) -> Result<VmConfig, DecodeError> {
         passthrough,
         passthrough_addresses,
         excluded_devices,
-        capvisor: CapvisorOptions { unhandled_mmio, gic_irq_lines, vcpu_priority, gic_cpu_interface, populate_ram },
+        capvisor: CapvisorOptions {
+            unhandled_mmio,
+            gic_irq_lines,
+            vcpu_priority,
+            gic_cpu_interface,
+            populate_ram,
+            ..CapvisorOptions::default()
+        },
         flash_images,
     })
 }

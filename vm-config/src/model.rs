@@ -334,6 +334,22 @@ pub struct CapvisorOptions {
     /// `populate_ram`: whether guest RAM is mapped into the guest before it starts or each
     /// frame as the guest first touches it.
     pub populate_ram: PopulateRam,
+    /// `on_reset`: what a guest's PSCI `SYSTEM_RESET` does.
+    pub on_reset: OnReset,
+    /// `reboot_limit`: after this many reboots the next `SYSTEM_RESET` stops the VM (a
+    /// crash-loop guard); `None`: no limit.
+    pub reboot_limit: Option<u32>,
+}
+
+/// What a guest's PSCI `SYSTEM_RESET` does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[repr(u8)]
+pub enum OnReset {
+    /// `"reboot"`: the VM is torn down and built again from the bundle.
+    #[default]
+    Reboot = 0,
+    /// `"stop"`: the VM stops.
+    Stop = 1,
 }
 
 impl Default for CapvisorOptions {
@@ -344,6 +360,8 @@ impl Default for CapvisorOptions {
             vcpu_priority: 100,
             gic_cpu_interface: None,
             populate_ram: PopulateRam::Eager,
+            on_reset: OnReset::Reboot,
+            reboot_limit: None,
         }
     }
 }

@@ -38,13 +38,14 @@ pub mod esr;
 pub mod exit;
 pub mod fault;
 pub mod fdt;
-#[cfg(any(test, feature = "host"))]
-pub mod host;
 pub mod inject;
 pub mod linux;
+#[cfg(test)]
+mod local_paging;
 pub mod logonce;
 pub mod meter;
 pub mod mmio;
+pub mod plan;
 pub mod run;
 pub mod setup;
 pub mod vm;
