@@ -47,6 +47,8 @@ pub mod meter;
 pub mod mmio;
 pub mod plan;
 pub mod run;
+#[cfg(test)]
+mod seam_tests;
 pub mod setup;
 pub mod vm;
 

@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use hal_sel4::{HalCell, HalInstance};
+use hal_sel4::HalInstance;
 use sel4::{Kernel, Message, Op, Received, UserContext, VCpuReg};
 use sel4_model::{ListRegister, Model, ThreadState};
 

@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use std::path::Path;
 
-use hal_sel4::{HalCell, HalInstance};
+use hal_sel4::HalInstance;
 use sel4::{Kernel, Message, Op, init_cap};
 use sel4_model::{Model, ThreadState};
 use vm_config::{GuestPhysAddr, SystemConfig};
@@ -20,10 +20,10 @@ use hal_sel4::host::{HostHal, HostPaging, pages_held};
 macro_rules! instance {
     ($name:ident) => {
         struct $name;
-        impl HalInstance for $name {
-            type Kernel = Model;
-            fn cell() -> &'static HalCell<Model> {
-                static CELL: HalCell<Model> = HalCell::new();
+        impl hal_sel4::HalInstance for $name {
+            type Kernel = sel4_model::Model;
+            fn cell() -> &'static hal_sel4::HalCell<sel4_model::Model> {
+                static CELL: hal_sel4::HalCell<sel4_model::Model> = hal_sel4::HalCell::new();
                 &CELL
             }
         }
