@@ -21,9 +21,11 @@
 //! type Hal = GlobalHal<RootHal>; // implements AxVMHal
 //! ```
 //!
-//! The cell is a spin mutex (sound with several threads; the root task has one). A HAL
-//! method must not be called from inside another HAL method on the same cell (for example
-//! from a logger that stamps time with `current_time_nanos`): that would spin forever.
+//! The cell is a spin mutex (sound with several threads; the root task has one), taken for
+//! the length of one method. A HAL method called from inside another on the same cell (a
+//! caller that held the HAL across its own work) panics naming that, rather than spinning
+//! forever; the VM layer never does (it borrows the kernel per invocation through
+//! `sel4::Lent`, see `crate::objects`).
 //!
 //! # What it owns
 //! The kernel handle `K`, the untyped pool, the capability table, the mapping window and the

@@ -37,6 +37,14 @@
 //! so ([`Host::arm_wake`] returns false) and the vCPU is restarted at once: its `WFI`
 //! traps again until the deadline passes while it runs, which is correct and busy.
 //!
+//! # Resets
+//! A guest's PSCI `SYSTEM_RESET` stops the VM's vCPUs; with `on_reset = "reboot"` (the
+//! default) the loop then builds the VM again ([`Runner::reboot_pending`], through
+//! [`crate::setup::Vmm::reboot_vm`]) and starts its boot vCPU, or stops it for good once
+//! `reboot_limit` reboots were made; with `"stop"` the VM ends. The rebuild calls the HAL from
+//! inside the loop, which is why the loop holds no HAL lock: it borrows the kernel per
+//! invocation ([`sel4::Lent`]).
+//!
 //! # Counters
 //! Each VM's [`crate::VmState`] counts the entries its actions *should* take ([`Action::ops`]);
 //! the loop counts the entries it *made* ([`crate::meter::Meter`]), the closing `ReplyRecv` or `Recv`

@@ -1,12 +1,30 @@
-//! Building VMs on seL4: guest memory, the stage-2 address space, vCPUs, and the VMM's
-//! fault endpoint, from a checked configuration and its images.
+//! Building VMs on seL4 through the HAL seam: guest memory, the stage-2 address space,
+//! vCPUs, and the VMM's fault endpoint, from a checked configuration and its images; and
+//! building one again after a reset.
+//!
+//! # The seam
+//! Everything goes through a HAL `H` that implements the seed's `AxVMHal` and vm-runner's
+//! `VmObjects` (crate `vm-objects`), by static calls that each hold whatever lock the HAL has
+//! for their own length only:
+//! - guest memory at a host base: `alloc_memory_region_at` / `dealloc_memory_region_at`
+//!   (checked afterwards to be the kind the region needs, `VmObjects::region_kind`);
+//! - where RAM goes when the configuration leaves it open: `VmObjects::place_ram`;
+//! - the stage-2 book's table frames: `AxVMHal::PagingHandler`;
+//! - image copies: through `VmObjects::map_region`, each checked with `virt_to_phys`;
+//! - kernel objects, frame capabilities, slots: `VmObjects`;
+//! - invocations on them: the kernel the HAL lends per call (`sel4::Lent`).
+//!
+//! # Plan, then execute
+//! [`crate::plan`] says, from the configuration and the HAL's placement, what a VM is made of
+//! and which invocations it takes; [`Vmm::build`] performs that plan and counts its own
+//! invocations into [`Vm::built_with`] (tests check the two agree).
 //!
 //! # What a VM is made of
-//! - **Guest RAM**: each configured region is host memory from the HAL's untyped pool:
+//! - **Guest RAM**: each configured region is host memory from the HAL:
 //!   `MAP_IDENTICAL` (and `MAP_RESERVED`) at the host address equal to the guest address,
-//!   `MAP_ALLOC` where the kernel clears least (`UntypedPool::find_least_clearing`), at a
-//!   host address with the same alignment (up to 1 GiB) as the guest address so that the
-//!   largest frames map it. The frames the pool makes are the largest the alignment allows.
+//!   `MAP_ALLOC` where the HAL says it costs least (`VmObjects::place_ram`), at a host address
+//!   with the same alignment (up to 1 GiB) as the guest address so that the largest frames
+//!   map it. The frames the pool makes are the largest the alignment allows.
 //!   Every fixed address of every VM (identical and reserved RAM, passthrough regions) is
 //!   allocated before anything whose place capvisor chooses, so that no VM's objects or RAM
 //!   can take a range a later VM names.
@@ -18,9 +36,10 @@
 //!   frame capability mapped at its guest address. The same mappings are written into the
 //!   stage-2 book ([`crate::book`]) on the HAL's paging handler; [`Vm::book`] and seL4's
 //!   tables must agree (tests check every page on the model).
-//! - **Images**: the kernel, device tree and RAM disk are copied in through the root task's
-//!   own mapping of the RAM (`Sel4Hal::map_region`, unmapped again afterwards). seL4 zeroes
-//!   RAM it retypes, so the rest of guest memory starts as zero.
+//! - **Images**: the kernel, device tree and RAM disk are copied in through the VMM's own
+//!   mapping of the RAM (`VmObjects::map_region`, once per region, unmapped again afterwards),
+//!   after `virt_to_phys` confirms the mapping reaches the planned frame. seL4 zeroes RAM it
+//!   retypes, so the rest of guest memory starts as zero.
 //! - **Flash banks** (emulated CFI flash): a read-only bank's image, or the kernel when it is
 //!   firmware loaded at the bank's base, is read-only RAM at the bank's base, so the guest
 //!   runs it in place; a writable bank's whole contents are RAM mapped read-only while the
@@ -43,8 +62,15 @@
 //! forge exits of its own VM; the VMM trusts nothing in an exit beyond that VM, so the
 //! damage stays inside the VM that did it.
 //!
+//! # A reboot
+//! [`Vmm::reboot_vm`] frees one VM as a shutdown does (book, copies of shared frames, objects,
+//! memory through `dealloc_memory_region_at`, slots) and builds it again from its bundle
+//! entry, fixed ranges first; the other VMs and the shared objects stay. Its counters carry
+//! over. The seam tests reboot a VM 20 times on the model with every slot and byte back.
+//!
 //! Owns every object and slot it creates (recorded in [`Vmm`] and [`Vm`], freed by
-//! [`Vmm::teardown`]). Never touches capabilities or memory it was not given.
+//! [`Vmm::teardown`] and [`Vmm::reboot_vm`]). Never touches capabilities or memory it was not
+//! given, and never the HAL's internals.
 
 use alloc::vec::Vec;
 use core::fmt;
