@@ -32,17 +32,16 @@
 extern crate alloc;
 
 pub mod action;
+pub mod arch;
 pub mod badge;
 pub mod book;
 pub mod bundle;
 pub mod console;
 pub mod counters;
 pub mod devices;
-pub mod esr;
 pub mod exit;
 pub mod fault;
 pub mod fdt;
-pub mod inject;
 pub mod linux;
 #[cfg(test)]
 mod local_paging;
@@ -56,7 +55,9 @@ mod seam_tests;
 pub mod setup;
 pub mod vm;
 
+// The architecture's modules where the rest of the crate (and its users) name them.
 pub use action::{Action, Effects, FlashRom, Next, Notice, StopReason};
+pub use arch::aarch64::{esr, inject};
 pub use badge::VcpuBadge;
 pub use counters::{Counters, ExitKind};
 pub use exit::{Exit, decode_fault};
