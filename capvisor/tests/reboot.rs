@@ -57,6 +57,13 @@ struct Counts {
     vmm_slots: u64,
 }
 
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Counts { hal_slots, untyped_bytes, vmm_slots } = self;
+        write!(f, "hal-slots-free={hal_slots} untyped-bytes-free={untyped_bytes} vmm-slots-free={vmm_slots}")
+    }
+}
+
 /// `hal-slots-free=A untyped-bytes-free=B vmm-slots-free=C`, exactly.
 fn parse_counts(s: &str) -> Option<Counts> {
     let mut it = s.split_whitespace();
@@ -138,16 +145,28 @@ impl<'b> Reboots<'b> {
     }
 
     /// The `rebooted (N)` lines come for N = 1 to `limit`, in order, each with the counts
-    /// after the first build.
-    fn check_counts(&self, limit: u32) {
-        let log = self.boot.log_path.display();
+    /// after the first build; or what is wrong.
+    fn counts(&self, limit: u32) -> Result<(), String> {
+        let (name, log) = (&self.name, self.boot.log_path.display());
         let numbers: Vec<u32> = self.reboots.iter().map(|r| r.1).collect();
-        assert_eq!(numbers, (1..=limit).collect::<Vec<_>>(), "reboots of {}; log: {log}", self.name);
-        for (_, n, c) in &self.reboots {
-            assert_eq!(*c, self.built, "after reboot {n} of {} against after the build; log: {log}", self.name);
+        if numbers != (1..=limit).collect::<Vec<_>>() {
+            return Err(format!("{name} rebooted as {numbers:?}, want 1 to {limit}; log: {log}"));
+        }
+        if let Some((_, n, c)) = self.reboots.iter().find(|r| r.2 != self.built) {
+            return Err(format!("after reboot {n} of {name}: {c}; after the build: {}; log: {log}", self.built));
         }
         let built_at = self.boot.lines.iter().position(|(_, l)| l.contains("capvisor: resources after build: "));
-        assert!(built_at < self.reboots.first().map(|r| r.0), "the build's counts come first; log: {log}");
+        if built_at > self.reboots.first().map(|r| r.0) {
+            return Err(format!("the build's counts come after a reboot; log: {log}"));
+        }
+        Ok(())
+    }
+
+    /// [`Reboots::counts`], as a test's assertion.
+    fn check_counts(&self, limit: u32) {
+        if let Err(e) = self.counts(limit) {
+            panic!("{e}");
+        }
     }
 
     /// The VM's end line says the limit stopped it.
@@ -263,7 +282,7 @@ fn the_test_guest_reboots_20_times_beside_a_normal_one_and_no_slot_or_byte_leaks
     assert!(r.reboots.iter().any(|(i, _, _)| (first..last).contains(i)), "no reboot while {OTHER} ran; log: {log}");
 
     eprintln!(
-        "reboot: {NAME}: {} boots, {limit} reboots at {:?}, boot to boot {}; {OTHER} unaffected; run {:.1} s",
+        "reboot: {NAME}: {} boots, {limit} reboots, each at {}; boot to boot {}; {OTHER} unaffected; run {:.1} s",
         boots.len(),
         r.built,
         spread(&r.intervals(REBOOT_MODE_LINE)),
@@ -302,7 +321,7 @@ fn linux_reboots_20_times_and_no_slot_or_byte_leaks() {
         .filter_map(|(_, l)| after(l, LINUX_REBOOTING)?.split_whitespace().next()?.parse().ok())
         .collect();
     eprintln!(
-        "reboot: {NAME}: {} boots, {limit} reboots at {:?}, boot to boot {}, Linux's uptime at its reboot {}; run {:.1} s",
+        "reboot: {NAME}: {} boots, {limit} reboots, each at {}; boot to boot {}, Linux's uptime at its reboot {}; run {:.1} s",
         boots.len(),
         r.built,
         spread(&r.intervals(LINUX_READY)),
@@ -420,6 +439,8 @@ fn a_console_is_read_by_boots_and_a_broken_line_counts_once() {
         "capvisor: VM \"a\" rebooted (2): hal-slots-free=4 untyped-bytes-free=4096 vmm-slots-free=9",
     ]);
     let r = Reboots::read(&leaked, "a");
-    assert!(std::panic::catch_unwind(|| r.check_counts(2)).is_err(), "a slot leaked");
-    assert!(std::panic::catch_unwind(|| r.check_counts(3)).is_err(), "reboot 3 is missing");
+    let e = r.counts(2).unwrap_err();
+    assert!(e.starts_with("after reboot 2 of a: hal-slots-free=4 "), "a slot leaked: {e}");
+    let e = r.counts(3).unwrap_err();
+    assert!(e.starts_with("a rebooted as [1, 2], want 1 to 3"), "reboot 3 is missing: {e}");
 }
