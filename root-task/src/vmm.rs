@@ -519,7 +519,6 @@ pub fn run(start: &Start) -> u32 {
             vm.untouched.len()
         );
     }
-    debug_println!("capvisor: resources after build: {}", resources());
     let mut host = RootHost {
         names: vmm.vms.iter().map(|v| v.config.name.clone()).collect(),
         uart: None,
@@ -570,6 +569,9 @@ pub fn run(start: &Start) -> u32 {
         Ok(u) => host.uart = Some(u),
         Err(e) => debug_println!("capvisor: console input off: {e}"),
     }
+    // After everything the run keeps (timer clients, interrupt handlers): what each reboot
+    // must come back to.
+    debug_println!("capvisor: resources after build: {}", resources());
     let names: alloc::vec::Vec<&str> = vmm.vms.iter().map(|v| v.config.name.as_str()).collect();
     let mut runner = Runner::new(&names);
     runner.trace = cfg!(feature = "vmm-trace");
