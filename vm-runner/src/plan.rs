@@ -192,34 +192,25 @@ fn rom_images(config: &VmConfig, images: &VmImages<'_>) -> Vec<(usize, u64, u64)
 /// order the mappings are made. Fails on a range beyond what a stage 2 translates.
 pub fn regions(vm: usize, config: &VmConfig, images: &VmImages<'_>) -> Result<Vec<RegionPlan>, SetupError> {
     let mut out = Vec::new();
-    let check = |gpa: u64, size: u64| {
-        if gpa.checked_add(size).is_none_or(|e| e > GPA_LIMIT) {
+    let mut add = |what, kind, gpa: u64, size_bytes: u64, host, want, (rights, attrs)| {
+        if gpa.checked_add(size_bytes).is_none_or(|e| e > GPA_LIMIT) {
             return Err(SetupError::OutOfRange { vm, gpa });
         }
+        out.push(RegionPlan { what, kind, gpa: GuestPhysAddr(gpa), size_bytes, host, want, rights, attrs });
         Ok(())
     };
+    let choose = |gpa: u64, size: u64| HostPlace::Choose { align_bytes: alloc_alignment(gpa, size) };
+    let device = (CapRights::READ_WRITE, DEVICE_ATTRS);
     for m in &config.memory {
         let (gpa, size) = (m.range.base.get(), m.range.size_bytes);
-        check(gpa, size)?;
-        let (rights, attrs) = ram_rights(m.flags);
         // Reserved memory may be handed out as device untyped (see vm-config's placement
         // check); everything else must be RAM, which seL4 zeroes.
         let (host, want) = match m.map {
             MapType::Identical => (HostPlace::Fixed(PhysAddr(gpa)), Want::Ram),
             MapType::Reserved => (HostPlace::Fixed(PhysAddr(gpa)), Want::Any),
-            MapType::Alloc => (HostPlace::Choose { align_bytes: alloc_alignment(gpa, size) }, Want::Ram),
+            MapType::Alloc => (choose(gpa, size), Want::Ram),
         };
-        let kind = MappingKind::Ram;
-        out.push(RegionPlan {
-            what: "guest RAM",
-            kind,
-            gpa: GuestPhysAddr(gpa),
-            size_bytes: size,
-            host,
-            want,
-            rights,
-            attrs,
-        });
+        add("guest RAM", MappingKind::Ram, gpa, size, host, want, ram_rights(m.flags))?;
     }
     // A read-only flash bank's image is read-only RAM at the bank's base, so the guest
     // executes from it in place (QEMU's pflash in ROM mode); the rest of the bank traps to
@@ -232,81 +223,28 @@ pub fn regions(vm: usize, config: &VmConfig, images: &VmImages<'_>) -> Result<Ve
     }
     for (gpa, len) in roms {
         let size = len.next_multiple_of(1 << PAGE_BITS);
-        check(gpa, size)?;
-        let (rights, attrs) = ram_rights(MemFlags::READ | MemFlags::EXECUTE);
-        let host = HostPlace::Choose { align_bytes: alloc_alignment(gpa, size) };
-        let (kind, want) = (MappingKind::Ram, Want::Ram);
-        out.push(RegionPlan {
-            what: "flash image",
-            kind,
-            gpa: GuestPhysAddr(gpa),
-            size_bytes: size,
-            host,
-            want,
-            rights,
-            attrs,
-        });
+        let rx = ram_rights(MemFlags::READ | MemFlags::EXECUTE);
+        add("flash image", MappingKind::Ram, gpa, size, choose(gpa, size), Want::Ram, rx)?;
     }
     // A writable flash bank is read-only memory holding its contents, mapped while the bank
     // reads as an array (the run loop takes it away for commands).
     for d in config.emulated.iter().filter(|d| d.kind == EmulatedKind::CfiFlash && d.writable()) {
         let (gpa, size) = (d.range.base.get(), d.range.size_bytes);
-        check(gpa, size)?;
-        let (rights, attrs) = ram_rights(MemFlags::READ);
-        let host = HostPlace::Choose { align_bytes: alloc_alignment(gpa, size) };
-        let (kind, want) = (MappingKind::FlashRom, Want::Ram);
-        out.push(RegionPlan {
-            what: "flash bank contents",
-            kind,
-            gpa: GuestPhysAddr(gpa),
-            size_bytes: size,
-            host,
-            want,
-            rights,
-            attrs,
-        });
+        let r = ram_rights(MemFlags::READ);
+        add("flash bank contents", MappingKind::FlashRom, gpa, size, choose(gpa, size), Want::Ram, r)?;
     }
     if let Some(g) = config.capvisor.gic_cpu_interface {
-        let (gpa, size) = (g.guest.base.get(), g.guest.size_bytes);
-        check(gpa, size)?;
-        out.push(RegionPlan {
-            what: "GIC virtual CPU interface",
-            kind: MappingKind::GicCpuInterface,
-            gpa: GuestPhysAddr(gpa),
-            size_bytes: size,
-            host: HostPlace::Shared(PhysAddr(g.host.get())),
-            want: Want::Device,
-            rights: CapRights::READ_WRITE,
-            attrs: DEVICE_ATTRS,
-        });
+        let (gpa, size, host) = (g.guest.base.get(), g.guest.size_bytes, HostPlace::Shared(PhysAddr(g.host.get())));
+        add("GIC virtual CPU interface", MappingKind::GicCpuInterface, gpa, size, host, Want::Device, device)?;
     }
     for p in config.passthrough.iter().filter_map(|p| p.region) {
-        let (gpa, size) = (p.guest.base.get(), p.guest.size_bytes);
-        check(gpa, size)?;
-        out.push(RegionPlan {
-            what: "passthrough device",
-            kind: MappingKind::Device,
-            gpa: GuestPhysAddr(gpa),
-            size_bytes: size,
-            host: HostPlace::Fixed(PhysAddr(p.host.get())),
-            want: Want::Device,
-            rights: CapRights::READ_WRITE,
-            attrs: DEVICE_ATTRS,
-        });
+        let (gpa, size, host) = (p.guest.base.get(), p.guest.size_bytes, HostPlace::Fixed(PhysAddr(p.host.get())));
+        add("passthrough device", MappingKind::Device, gpa, size, host, Want::Device, device)?;
     }
     for r in &config.passthrough_addresses {
         let (base, size) = (r.base.get(), r.size_bytes);
-        check(base, size)?;
-        out.push(RegionPlan {
-            what: "passthrough address range",
-            kind: MappingKind::Device,
-            gpa: GuestPhysAddr(base),
-            size_bytes: size,
-            host: HostPlace::Fixed(PhysAddr(base)),
-            want: Want::Device,
-            rights: CapRights::READ_WRITE,
-            attrs: DEVICE_ATTRS,
-        });
+        let host = HostPlace::Fixed(PhysAddr(base));
+        add("passthrough address range", MappingKind::Device, base, size, host, Want::Device, device)?;
     }
     Ok(out)
 }
@@ -379,10 +317,10 @@ pub struct FlushPlan {
     pub frame: usize,
     /// The operation.
     pub op: CacheOp,
-    /// Offset into the frame.
-    pub start: u64,
-    /// End offset.
-    pub end: u64,
+    /// Offset into the frame of the first byte.
+    pub from_offset: u64,
+    /// Offset into the frame past the last byte.
+    pub to_offset: u64,
 }
 
 /// One vCPU's settings.
@@ -394,6 +332,85 @@ pub struct VcpuPlan {
     pub vmpidr: u64,
     /// How its TCB names the fault endpoint in the guest CSpace.
     pub fault_cptr: u64,
+}
+
+/// An image the guest needs, with the cache maintenance it needs once copied: the guest
+/// starts with its MMU and caches off and reads memory, not the VMM's cached copy (arm64 boot
+/// protocol: the image clean to the point of coherency, and no stale instruction lines for
+/// the kernel). QEMU has no caches; boards do.
+struct WantedImage {
+    what: &'static str,
+    source: ImageSource,
+    gpa: GuestPhysAddr,
+    len: u64,
+    ops: &'static [CacheOp],
+}
+
+fn wanted_images(config: &VmConfig, images: &VmImages<'_>) -> Vec<WantedImage> {
+    let image = |what, source, gpa: u64, len: usize, ops| WantedImage {
+        what,
+        source,
+        gpa: GuestPhysAddr(gpa),
+        len: len as u64,
+        ops,
+    };
+    let mut out = Vec::new();
+    out.push(image("kernel", ImageSource::Kernel, config.kernel.load_addr.get(), images.kernel.len(), CODE));
+    if let (Some(d), Some(bytes)) = (&config.dtb, images.dtb) {
+        out.push(image("dtb", ImageSource::Dtb, d.load_addr.get(), bytes.len(), DATA));
+    }
+    if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
+        out.push(image("ramdisk", ImageSource::Ramdisk, r.load_addr.get(), bytes.len(), DATA));
+    }
+    for (k, gpa, len) in rom_images(config, images) {
+        out.push(image("flash", ImageSource::Flash(k), gpa, len as usize, CODE));
+    }
+    out
+}
+
+/// Every frame of every placed mapping. With `populate_ram = "on_touch"` the RAM frames
+/// holding images are mapped at the start, the others when the guest first touches them.
+fn frames_of(placed: &[Placed], on_touch: bool, wanted: &[WantedImage]) -> Vec<FramePlan> {
+    let holds_image = |gpa: u64, size: u64| {
+        wanted.iter().any(|w| {
+            let load = w.gpa.get();
+            w.len > 0 && load < gpa.saturating_add(size) && gpa < load.saturating_add(w.len)
+        })
+    };
+    let mut frames = Vec::new();
+    for (mi, p) in placed.iter().enumerate() {
+        let m = &p.mapping;
+        let (hpa, end) = (m.hpa, PhysAddr(m.hpa.get() + m.size_bytes));
+        let ram = m.kind == MappingKind::Ram;
+        // seL4 zeroes what it retypes from RAM untyped, never device untyped.
+        let zeroed = p.kind == MemoryKind::Ram;
+        for f in p.frames.iter().filter(|f| f.paddr >= hpa && f.paddr < end) {
+            let gpa = GuestPhysAddr(m.gpa.get() + (f.paddr.get() - hpa.get()));
+            frames.push(FramePlan {
+                src: f.slot,
+                gpa,
+                hpa: f.paddr,
+                size: f.size,
+                mapping: mi,
+                deferred: on_touch && ram && !holds_image(gpa.get(), f.size.size_bytes()),
+                zero: on_touch && ram && !zeroed,
+            });
+        }
+    }
+    frames
+}
+
+/// The writable flash banks among the mappings, with their images.
+fn flash_banks(config: &VmConfig, mappings: &[GuestMapping]) -> Vec<FlashBankPlan> {
+    let mut out = Vec::new();
+    for (mi, m) in mappings.iter().enumerate().filter(|(_, m)| m.kind == MappingKind::FlashRom) {
+        let Some(d) = config.emulated.iter().find(|d| d.kind == EmulatedKind::CfiFlash && d.range.base == m.gpa) else {
+            continue;
+        };
+        let image = config.flash_images.iter().position(|f| f.device == d.name);
+        out.push(FlashBankPlan { mapping: mi, device: d.name.clone(), image });
+    }
+    out
 }
 
 /// Step 2: everything the executor does for one VM. See the module docs.
@@ -425,58 +442,17 @@ pub struct VmPlan {
 impl VmPlan {
     /// Plans VM `vm` on the placed mappings. Fails when an image lies outside the VM's RAM.
     pub fn new(vm: usize, config: &VmConfig, images: &VmImages<'_>, placed: &[Placed]) -> Result<Self, SetupError> {
-        let mappings: Vec<GuestMapping> = placed.iter().map(|p| p.mapping).collect();
-        // Each image with the cache maintenance it needs once copied: the guest starts with
-        // its MMU and caches off and reads memory, not the VMM's cached copy (arm64 boot
-        // protocol: the image clean to the point of coherency, and no stale instruction
-        // lines for the kernel). QEMU has no caches; boards do.
-        let mut wanted: Vec<(&'static str, ImageSource, u64, u64, &'static [CacheOp])> = Vec::new();
-        wanted.push(("kernel", ImageSource::Kernel, config.kernel.load_addr.get(), images.kernel.len() as u64, CODE));
-        if let (Some(d), Some(bytes)) = (&config.dtb, images.dtb) {
-            wanted.push(("dtb", ImageSource::Dtb, d.load_addr.get(), bytes.len() as u64, DATA));
-        }
-        if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
-            wanted.push(("ramdisk", ImageSource::Ramdisk, r.load_addr.get(), bytes.len() as u64, DATA));
-        }
-        for (k, gpa, len) in rom_images(config, images) {
-            wanted.push(("flash", ImageSource::Flash(k), gpa, len, CODE));
-        }
-        // With `populate_ram = "on_touch"` the RAM frames holding images are mapped now, the
-        // others when the guest first touches them.
-        let on_touch = config.capvisor.populate_ram == PopulateRam::OnTouch;
-        let holds_image = |gpa: u64, size: u64| {
-            wanted.iter().any(|&(_, _, load, len, _)| {
-                len > 0 && load < gpa.saturating_add(size) && gpa < load.saturating_add(len)
-            })
-        };
-
-        let mut frames = Vec::new();
-        for (mi, p) in placed.iter().enumerate() {
-            let m = &p.mapping;
-            let (gpa, hpa, end) = (m.gpa.get(), m.hpa.get(), m.hpa.get() + m.size_bytes);
-            let ram = m.kind == MappingKind::Ram;
-            // seL4 zeroes what it retypes from RAM untyped, never device untyped.
-            let zeroed = p.kind == MemoryKind::Ram;
-            for f in p.frames.iter().filter(|f| f.paddr.get() >= hpa && f.paddr.get() < end) {
-                let g = gpa + (f.paddr.get() - hpa);
-                frames.push(FramePlan {
-                    src: f.slot,
-                    gpa: GuestPhysAddr(g),
-                    hpa: f.paddr,
-                    size: f.size,
-                    mapping: mi,
-                    deferred: on_touch && ram && !holds_image(g, f.size.size_bytes()),
-                    zero: on_touch && ram && !zeroed,
-                });
-            }
-        }
+        let wanted = wanted_images(config, images);
+        let frames = frames_of(placed, config.capvisor.populate_ram == PopulateRam::OnTouch, &wanted);
         // Tables for every frame, deferred ones included: a first touch is then one Page_Map.
         let tables = tables_needed(frames.iter().map(|f| (f.gpa.get(), f.size)))
             .into_iter()
             .map(|(d, g)| (d, GuestPhysAddr(g)))
             .collect();
+        let mappings: Vec<GuestMapping> = placed.iter().map(|p| p.mapping).collect();
         // On-demand RAM the kernel did not zero: the VMM zeroes each frame before the guest
-        // sees it, through a mapping of the allocation kept while the VM lives.
+        // sees it, through a mapping of the allocation kept while the VM lives; and it keeps
+        // flash contents mapped to apply the guest's writes.
         let mut kept: Vec<usize> = Vec::new();
         for (mi, m) in mappings.iter().enumerate() {
             let needs = frames.iter().any(|f| f.mapping == mi && f.zero) || m.kind == MappingKind::FlashRom;
@@ -484,8 +460,14 @@ impl VmPlan {
                 kept.push(mi);
             }
         }
-        let zero_now: Vec<usize> = (0..frames.len()).filter(|&k| frames[k].zero && !frames[k].deferred).collect();
-
+        let zero_now = (0..frames.len()).filter(|&k| frames[k].zero && !frames[k].deferred).collect();
+        let vcpus = (0..usize::from(config.cpu_num))
+            .map(|j| VcpuPlan {
+                badge: VcpuBadge { vm: vm as u8, vcpu: j as u8 },
+                vmpidr: MPIDR_RES1 | (config.mpidr(j) & 0xff_00ff_ffff),
+                fault_cptr: fault_cptr(j),
+            })
+            .collect();
         let mut plan = VmPlan {
             mappings,
             frames,
@@ -495,11 +477,20 @@ impl VmPlan {
             images: Vec::new(),
             flash_banks: Vec::new(),
             flushes: Vec::new(),
-            vcpus: Vec::new(),
+            vcpus,
             priority: u64::from(config.capvisor.vcpu_priority),
         };
-        for (what, source, load, len, ops) in wanted {
-            let m = plan.mappings.iter().position(|m| {
+        plan.place_images(vm, wanted)?;
+        plan.flash_banks = flash_banks(config, &plan.mappings);
+        plan.plan_flushes();
+        Ok(plan)
+    }
+
+    /// Each wanted image into the RAM mapping that holds it.
+    fn place_images(&mut self, vm: usize, wanted: Vec<WantedImage>) -> Result<(), SetupError> {
+        for w in wanted {
+            let (load, len) = (w.gpa.get(), w.len);
+            let m = self.mappings.iter().position(|m| {
                 m.kind == MappingKind::Ram
                     && load >= m.gpa.get()
                     && load.checked_add(len).is_some_and(|e| e <= m.gpa.get() + m.size_bytes)
@@ -509,41 +500,39 @@ impl VmPlan {
                 if len == 0 {
                     continue;
                 }
-                return Err(SetupError::Image { vm, what, load, len });
+                return Err(SetupError::Image { vm, what: w.what, load, len });
             };
-            let m = plan.mappings[mi];
+            let m = self.mappings[mi];
             let hpa = PhysAddr(m.hpa.get() + (load - m.gpa.get()));
-            plan.images.push(ImagePlan { what, source, gpa: GuestPhysAddr(load), hpa, len, mapping: mi, ops });
+            self.images.push(ImagePlan {
+                what: w.what,
+                source: w.source,
+                gpa: w.gpa,
+                hpa,
+                len,
+                mapping: mi,
+                ops: w.ops,
+            });
         }
-        for (mi, m) in plan.mappings.clone().iter().enumerate().filter(|(_, m)| m.kind == MappingKind::FlashRom) {
-            let Some(d) = config.emulated.iter().find(|d| d.kind == EmulatedKind::CfiFlash && d.range.base == m.gpa)
-            else {
-                continue;
-            };
-            let image = config.flash_images.iter().position(|f| f.device == d.name);
-            plan.flash_banks.push(FlashBankPlan { mapping: mi, device: d.name.clone(), image });
-        }
-        // Cache maintenance: each image's bytes, each flash bank whole, then the frames
-        // zeroed above whole (the images' own cleaning covers only the images' bytes).
-        for im in plan.images.clone() {
+        Ok(())
+    }
+
+    /// Cache maintenance: each image's bytes, each flash bank whole, then the frames zeroed
+    /// before the start whole (the images' own cleaning covers only the images' bytes).
+    fn plan_flushes(&mut self) {
+        for im in self.images.clone() {
             if im.len > 0 {
-                plan.flush(im.hpa.get(), im.len, im.ops);
+                self.flush(im.hpa.get(), im.len, im.ops);
             }
         }
-        for b in plan.flash_banks.clone() {
-            let m = plan.mappings[b.mapping];
-            plan.flush(m.hpa.get(), m.size_bytes, DATA);
+        for b in self.flash_banks.clone() {
+            let m = self.mappings[b.mapping];
+            self.flush(m.hpa.get(), m.size_bytes, DATA);
         }
-        for k in plan.zero_now.clone() {
-            let f = plan.frames[k];
-            plan.flush(f.hpa.get(), f.size.size_bytes(), DATA);
+        for k in self.zero_now.clone() {
+            let f = self.frames[k];
+            self.flush(f.hpa.get(), f.size.size_bytes(), DATA);
         }
-        for j in 0..usize::from(config.cpu_num) {
-            let badge = VcpuBadge { vm: vm as u8, vcpu: j as u8 };
-            let vmpidr = MPIDR_RES1 | (config.mpidr(j) & 0xff_00ff_ffff);
-            plan.vcpus.push(VcpuPlan { badge, vmpidr, fault_cptr: fault_cptr(j) });
-        }
-        Ok(plan)
     }
 
     /// One flush per mapped frame overlapping host `[hpa, hpa + len)` and operation.
@@ -556,7 +545,7 @@ impl VmPlan {
                 continue;
             }
             for &op in ops {
-                self.flushes.push(FlushPlan { frame: k, op, start: s - fs, end: e - fs });
+                self.flushes.push(FlushPlan { frame: k, op, from_offset: s - fs, to_offset: e - fs });
             }
         }
     }

@@ -622,6 +622,225 @@ impl<P: PagingHandler> Vm<P> {
     }
 }
 
+/// The VMM's mapping of an allocation: (allocation base, where the VMM sees it).
+type Kept = Vec<(PhysAddr, VirtAddr)>;
+
+/// Where the VMM sees host `hpa` of the allocation at `alloc`, if it keeps that mapped.
+fn kept_va(kept: &Kept, hpa: PhysAddr, alloc: PhysAddr) -> Option<VirtAddr> {
+    kept.iter().find(|k| k.0 == alloc).map(|k| VirtAddr(k.1.get() + (hpa.get() - alloc.get())))
+}
+
+/// The phases of [`Vmm::build`] for one VM, in order.
+impl<P: PagingHandler> Vm<P> {
+    /// The book, the VSpace with its ASID, and every page table mapped into it.
+    fn stage2<H: VmObjects<PagingHandler = P>, K: Kernel>(
+        &mut self,
+        plan: &VmPlan,
+        options: SetupOptions,
+        k: &mut K,
+    ) -> Result<(), SetupError> {
+        let (i, vm) = (self.index, Some(self.index));
+        let mut book = Book::<P>::new().map_err(|error| SetupError::Book { vm: i, error })?;
+        let mut booked = Ok(());
+        for m in &plan.mappings {
+            if let Err(error) = book.map_linear(m.gpa.get(), m.hpa.get(), m.size_bytes, m.book_flags()) {
+                booked = Err(SetupError::Book { vm: i, error });
+                break;
+            }
+        }
+        self.book = Some(book);
+        booked?;
+        let vspace: Cap<VSpace> = self.alloc_objects::<H>(ObjectBlueprint::VSpace, 1, "VSpace")?.cap(0);
+        self.vspace = vspace;
+        k.asid_pool_assign(options.asid_pool, vspace).map_err(kernel_err(vm, "ASIDPool_Assign"))?;
+        let mut tables = plan.tables.iter();
+        for n in plan.table_runs() {
+            let objs = self.alloc_objects::<H>(ObjectBlueprint::PageTable, n, "stage-2 page tables")?;
+            for (cap, &(depth, gpa)) in objs.caps::<PageTable>().zip(tables.by_ref()) {
+                k.page_table_map(cap, vspace, VirtAddr(gpa.get()), VmAttributes::DEFAULT)
+                    .map_err(kernel_err(vm, "PageTable_Map"))?;
+                self.tables.push(GuestTable { cap, depth, gpa });
+            }
+        }
+        Ok(())
+    }
+
+    /// The VMM's own mappings it keeps while the VM lives (on-demand RAM it zeroes, flash
+    /// contents).
+    fn map_kept<H: VmObjects<PagingHandler = P>>(&mut self, plan: &VmPlan) -> Result<Kept, SetupError> {
+        let mut kept = Kept::new();
+        for &mi in &plan.kept {
+            let a = plan.mappings[mi].allocation;
+            let va = H::map_region(a).map_err(hal_err(Some(self.index), "mapping guest memory into the VMM"))?;
+            kept.push((a, va));
+        }
+        Ok(kept)
+    }
+
+    /// A copy of each frame capability in slots of the VM's, mapped unless left for the
+    /// guest's first touch. Returns the first slot.
+    fn frames<H: VmObjects<PagingHandler = P>, K: Kernel>(
+        &mut self,
+        plan: &VmPlan,
+        kept: &Kept,
+        k: &mut K,
+    ) -> Result<Slot, SetupError> {
+        let vm = Some(self.index);
+        let n = plan.slots();
+        let first = if n > 0 {
+            let s = H::alloc_slots(n).map_err(hal_err(vm, "slots for frame copies"))?;
+            self.slots = Some((s, n));
+            s
+        } else {
+            Slot::new(0)
+        };
+        for (kf, f) in plan.frames.iter().enumerate() {
+            let m = plan.mappings[f.mapping];
+            let slot = nth(first, kf);
+            let cap: Cap<Frame> = slot.cap();
+            k.cnode_copy(CNodeSlot::root(slot), f.src, m.rights).map_err(kernel_err(vm, "CNode_Copy (frame)"))?;
+            if f.deferred {
+                let zero_at = if f.zero { kept_va(kept, f.hpa, m.allocation) } else { None };
+                let (rights, attrs) = (m.rights, m.attrs);
+                self.untouched.push(UntouchedCaps {
+                    cap,
+                    gpa: f.gpa,
+                    hpa: f.hpa,
+                    size: f.size,
+                    rights,
+                    attrs,
+                    zero_at,
+                });
+                continue;
+            }
+            self.frames.push(MappedFrame { cap, gpa: f.gpa, hpa: f.hpa, size: f.size });
+            k.page_map(cap, self.vspace, VirtAddr(f.gpa.get()), m.rights, m.attrs)
+                .map_err(kernel_err(vm, "Page_Map (guest)"))?;
+        }
+        Ok(first)
+    }
+
+    /// What guest memory holds before the guest starts: zeroed frames, the images (each
+    /// through the VMM's mapping, checked with `virt_to_phys`), writable flash banks.
+    fn contents<H: VmObjects<PagingHandler = P>>(
+        &mut self,
+        plan: &VmPlan,
+        images: &VmImages<'_>,
+        copy: &mut dyn CopyIn,
+        kept: &Kept,
+    ) -> Result<(), SetupError> {
+        let (i, vm) = (self.index, Some(self.index));
+        for &kf in &plan.zero_now {
+            let f = plan.frames[kf];
+            if let Some(va) = kept_va(kept, f.hpa, plan.mappings[f.mapping].allocation) {
+                copy.zero(va, f.size.size_bytes());
+            }
+        }
+        let mut temporary = Kept::new();
+        let mut result = Ok(());
+        for im in &plan.images {
+            if im.len > 0 {
+                let a = plan.mappings[im.mapping].allocation;
+                let va = match kept_va(kept, im.hpa, a).or_else(|| kept_va(&temporary, im.hpa, a)) {
+                    Some(va) => va,
+                    None => match H::map_region(a) {
+                        Ok(base) => {
+                            temporary.push((a, base));
+                            VirtAddr(base.get() + (im.hpa.get() - a.get()))
+                        }
+                        Err(e) => {
+                            result = Err(hal_err(vm, "mapping guest RAM into the VMM")(e));
+                            break;
+                        }
+                    },
+                };
+                let got = H::virt_to_phys(HostVirtAddr::from_usize(va.get() as usize));
+                if got.as_usize() as u64 != im.hpa.get() {
+                    let got = PhysAddr(got.as_usize() as u64);
+                    result = Err(SetupError::Translation { vm: i, va, expected: im.hpa, got });
+                    break;
+                }
+                let bytes = im.source.bytes(images);
+                copy.copy(va, bytes.get(..im.len as usize).unwrap_or(bytes));
+            }
+            self.images.push(PlacedImage { what: im.what, gpa: im.gpa, hpa: im.hpa, len: im.len });
+        }
+        for (a, _) in temporary {
+            let r = H::unmap_region(a).map_err(hal_err(vm, "unmapping guest RAM from the VMM"));
+            result = result.and(r);
+        }
+        result?;
+        for b in &plan.flash_banks {
+            let m = plan.mappings[b.mapping];
+            let image = b.image.and_then(|k| images.flash.get(k).copied()).unwrap_or(&[]);
+            let image = image.get(..(m.size_bytes as usize).min(image.len())).unwrap_or(&[]);
+            let Some(at) = kept_va(kept, m.hpa, m.allocation) else { continue };
+            copy.copy(at, image);
+            copy.fill(VirtAddr(at.get() + image.len() as u64), m.size_bytes - image.len() as u64, 0xff);
+            let mut rom = FlashRomMapping { bank: 0, gpa: m.gpa, size_bytes: m.size_bytes, va: at, attrs: m.attrs };
+            let frames = self.frames.iter().filter(|f| rom.holds(f.gpa)).count();
+            if let Some(bank) = self.state.set_flash_rom(&b.device, frames) {
+                rom.bank = bank;
+                self.flash_rom.push(rom);
+            }
+        }
+        Ok(())
+    }
+
+    /// The planned cache maintenance, through the mapped frame copies from slot `first`; then
+    /// the VM model learns which frames wait for the first touch.
+    fn flush<K: Kernel>(&mut self, plan: &VmPlan, first: Slot, k: &mut K) -> Result<(), SetupError> {
+        for fl in &plan.flushes {
+            let cap: Cap<Frame> = nth(first, fl.frame).cap();
+            k.page_flush(cap, fl.op, fl.from_offset, fl.to_offset)
+                .map_err(kernel_err(Some(self.index), "Page_CleanInvalidate_Data / Unify_Instruction (guest image)"))?;
+        }
+        if !self.untouched.is_empty() || self.config.capvisor.populate_ram == PopulateRam::OnTouch {
+            let frames = self.untouched.iter().map(|u| UntouchedFrame {
+                gpa: u.gpa.get(),
+                size: u.size.size_bytes(),
+                zero: u.zero_at.is_some(),
+            });
+            self.state.set_untouched(frames.collect());
+        }
+        Ok(())
+    }
+
+    /// The guest CSpace (the badged fault endpoints) and each vCPU: TCB, VCPU, bound and set.
+    fn make_vcpus<H: VmObjects<PagingHandler = P>, K: Kernel>(
+        &mut self,
+        plan: &VmPlan,
+        options: SetupOptions,
+        fault_ep: Cap<Endpoint>,
+        k: &mut K,
+    ) -> Result<(), SetupError> {
+        let vm = Some(self.index);
+        let cn =
+            self.alloc_objects::<H>(ObjectBlueprint::CNode { slot_bits: GUEST_CNODE_SLOT_BITS }, 1, "guest CNode")?;
+        let cnode: Cap<CNode> = cn.cap(0);
+        self.cnode = cnode;
+        let cpus = plan.vcpus.len() as u64;
+        let tcbs = self.alloc_objects::<H>(ObjectBlueprint::Tcb, cpus, "vCPU TCBs")?;
+        let vcpus = self.alloc_objects::<H>(ObjectBlueprint::VCpu, cpus, "VCPUs")?;
+        let null = Cap::from_cptr(CPtr::NULL);
+        for (j, c) in plan.vcpus.iter().enumerate() {
+            let (tcb, vcpu): (Cap<Tcb>, Cap<VCpu>) = (tcbs.cap(j as u64), vcpus.cap(j as u64));
+            let dest = CNodeSlot { cnode, index: j as u64, depth: GUEST_CNODE_SLOT_BITS as u8 };
+            k.cnode_mint(dest, fault_ep.slot(), FAULT_EP_RIGHTS, c.badge.to_badge())
+                .map_err(kernel_err(vm, "CNode_Mint (fault endpoint)"))?;
+            let fault = CPtr::from_bits(c.fault_cptr);
+            k.tcb_configure(tcb, fault, cnode, guest_cspace_data(), self.vspace, VirtAddr(0), null)
+                .map_err(kernel_err(vm, "TCB_Configure"))?;
+            k.tcb_set_priority(tcb, options.vmm_tcb, plan.priority).map_err(kernel_err(vm, "TCB_SetPriority"))?;
+            k.vcpu_set_tcb(vcpu, tcb).map_err(kernel_err(vm, "VCPU_SetTCB"))?;
+            k.vcpu_write_reg(vcpu, VCpuReg::Sctlr, SCTLR_EL1_RESET).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
+            k.vcpu_write_reg(vcpu, VCpuReg::VmpidrEl2, c.vmpidr).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
+            self.vcpus.push(VcpuCaps { tcb, vcpu, badge: c.badge, vmpidr: c.vmpidr });
+        }
+        Ok(())
+    }
+}
+
 impl<P: PagingHandler> Vmm<P> {
     /// The kernel objects the VMM shares between VMs (fault endpoint, notification).
     pub fn objects(&self) -> &[Objects] {
@@ -764,6 +983,8 @@ impl<P: PagingHandler> Vmm<P> {
         r
     }
 
+    /// Performs `plan` for VM `i`, phase by phase: stage 2, the VMM's kept mappings, frames,
+    /// memory contents, cache maintenance, vCPUs.
     fn execute<H: VmObjects<PagingHandler = P>, K: Kernel>(
         &mut self,
         i: usize,
@@ -772,174 +993,14 @@ impl<P: PagingHandler> Vmm<P> {
         copy: &mut dyn CopyIn,
         k: &mut K,
     ) -> Result<(), SetupError> {
-        let vm = Some(i);
-        let options = self.options;
-        let fault_ep = self.fault_ep;
+        let (options, fault_ep) = (self.options, self.fault_ep);
         let v = &mut self.vms[i];
-
-        // ---- the book ----
-        let mut book = Book::<P>::new().map_err(|error| SetupError::Book { vm: i, error })?;
-        let mut booked = Ok(());
-        for m in &plan.mappings {
-            if let Err(error) = book.map_linear(m.gpa.get(), m.hpa.get(), m.size_bytes, m.book_flags()) {
-                booked = Err(SetupError::Book { vm: i, error });
-                break;
-            }
-        }
-        v.book = Some(book);
-        booked?;
-
-        // ---- stage 2: VSpace, tables ----
-        let vspace: Cap<VSpace> = v.alloc_objects::<H>(ObjectBlueprint::VSpace, 1, "VSpace")?.cap(0);
-        v.vspace = vspace;
-        k.asid_pool_assign(options.asid_pool, vspace).map_err(kernel_err(vm, "ASIDPool_Assign"))?;
-        let mut tables = plan.tables.iter();
-        for n in plan.table_runs() {
-            let objs = v.alloc_objects::<H>(ObjectBlueprint::PageTable, n, "stage-2 page tables")?;
-            for (cap, &(depth, gpa)) in objs.caps::<PageTable>().zip(tables.by_ref()) {
-                k.page_table_map(cap, vspace, VirtAddr(gpa.get()), VmAttributes::DEFAULT)
-                    .map_err(kernel_err(vm, "PageTable_Map"))?;
-                v.tables.push(GuestTable { cap, depth, gpa });
-            }
-        }
-
-        // ---- the VMM's own mappings: kept ones (on-demand zeroing, flash contents) ----
-        let mut kept: Vec<(PhysAddr, VirtAddr)> = Vec::new();
-        for &mi in &plan.kept {
-            let a = plan.mappings[mi].allocation;
-            let va = H::map_region(a).map_err(hal_err(vm, "mapping guest memory into the VMM"))?;
-            kept.push((a, va));
-        }
-        let kept_at = |alloc: PhysAddr| kept.iter().find(|k| k.0 == alloc).map(|k| k.1);
-        let window =
-            |hpa: PhysAddr, alloc: PhysAddr| kept_at(alloc).map(|va| VirtAddr(va.get() + (hpa.get() - alloc.get())));
-
-        // ---- frames: a copy of each capability, mapped unless left for the first touch ----
-        let n = plan.slots();
-        let first = if n > 0 {
-            let s = H::alloc_slots(n).map_err(hal_err(vm, "slots for frame copies"))?;
-            v.slots = Some((s, n));
-            s
-        } else {
-            Slot::new(0)
-        };
-        let cap_of = |kf: usize| -> Cap<Frame> { nth(first, kf).cap() };
-        for (kf, f) in plan.frames.iter().enumerate() {
-            let m = plan.mappings[f.mapping];
-            let cap = cap_of(kf);
-            k.cnode_copy(CNodeSlot::root(nth(first, kf)), f.src, m.rights)
-                .map_err(kernel_err(vm, "CNode_Copy (frame)"))?;
-            if f.deferred {
-                let zero_at = if f.zero { window(f.hpa, m.allocation) } else { None };
-                let (rights, attrs) = (m.rights, m.attrs);
-                v.untouched.push(UntouchedCaps { cap, gpa: f.gpa, hpa: f.hpa, size: f.size, rights, attrs, zero_at });
-                continue;
-            }
-            v.frames.push(MappedFrame { cap, gpa: f.gpa, hpa: f.hpa, size: f.size });
-            k.page_map(cap, vspace, VirtAddr(f.gpa.get()), m.rights, m.attrs)
-                .map_err(kernel_err(vm, "Page_Map (guest)"))?;
-        }
-        for &kf in &plan.zero_now {
-            let f = plan.frames[kf];
-            if let Some(va) = window(f.hpa, plan.mappings[f.mapping].allocation) {
-                copy.zero(va, f.size.size_bytes());
-            }
-        }
-
-        // ---- images: through the VMM's mapping, checked with the HAL's translation ----
-        let mut temporary: Vec<(PhysAddr, VirtAddr)> = Vec::new();
-        let mut result = Ok(());
-        for im in &plan.images {
-            let bytes = im.source.bytes(images);
-            if im.len > 0 {
-                let a = plan.mappings[im.mapping].allocation;
-                let base = match kept_at(a).or_else(|| temporary.iter().find(|t| t.0 == a).map(|t| t.1)) {
-                    Some(va) => va,
-                    None => match H::map_region(a) {
-                        Ok(va) => {
-                            temporary.push((a, va));
-                            va
-                        }
-                        Err(e) => {
-                            result = Err(hal_err(vm, "mapping guest RAM into the VMM")(e));
-                            break;
-                        }
-                    },
-                };
-                let va = VirtAddr(base.get() + (im.hpa.get() - a.get()));
-                let got = H::virt_to_phys(HostVirtAddr::from_usize(va.get() as usize));
-                if got.as_usize() as u64 != im.hpa.get() {
-                    result = Err(SetupError::Translation {
-                        vm: i,
-                        va,
-                        expected: im.hpa,
-                        got: PhysAddr(got.as_usize() as u64),
-                    });
-                    break;
-                }
-                copy.copy(va, bytes.get(..im.len as usize).unwrap_or(bytes));
-            }
-            v.images.push(PlacedImage { what: im.what, gpa: im.gpa, hpa: im.hpa, len: im.len });
-        }
-        for (a, _) in temporary {
-            let r = H::unmap_region(a).map_err(hal_err(vm, "unmapping guest RAM from the VMM"));
-            result = result.and(r);
-        }
-        result?;
-
-        // ---- writable flash banks: image, erased bytes after it ----
-        for b in &plan.flash_banks {
-            let m = plan.mappings[b.mapping];
-            let image = b.image.and_then(|k| images.flash.get(k).copied()).unwrap_or(&[]);
-            let image = image.get(..(m.size_bytes as usize).min(image.len())).unwrap_or(&[]);
-            let Some(at) = window(m.hpa, m.allocation) else { continue };
-            copy.copy(at, image);
-            copy.fill(VirtAddr(at.get() + image.len() as u64), m.size_bytes - image.len() as u64, 0xff);
-            let mut rom = FlashRomMapping { bank: 0, gpa: m.gpa, size_bytes: m.size_bytes, va: at, attrs: m.attrs };
-            let frames = v.frames.iter().filter(|f| rom.holds(f.gpa)).count();
-            if let Some(bank) = v.state.set_flash_rom(&b.device, frames) {
-                rom.bank = bank;
-                v.flash_rom.push(rom);
-            }
-        }
-
-        // ---- cache maintenance, through the mapped frame copies ----
-        for fl in &plan.flushes {
-            k.page_flush(cap_of(fl.frame), fl.op, fl.start, fl.end)
-                .map_err(kernel_err(vm, "Page_CleanInvalidate_Data / Unify_Instruction (guest image)"))?;
-        }
-        if !v.untouched.is_empty() || v.config.capvisor.populate_ram == PopulateRam::OnTouch {
-            let frames = v.untouched.iter().map(|u| UntouchedFrame {
-                gpa: u.gpa.get(),
-                size: u.size.size_bytes(),
-                zero: u.zero_at.is_some(),
-            });
-            let frames = frames.collect();
-            v.state.set_untouched(frames);
-        }
-
-        // ---- the guest CSpace and the vCPUs ----
-        let cn = v.alloc_objects::<H>(ObjectBlueprint::CNode { slot_bits: GUEST_CNODE_SLOT_BITS }, 1, "guest CNode")?;
-        let cnode: Cap<CNode> = cn.cap(0);
-        v.cnode = cnode;
-        let cpus = plan.vcpus.len() as u64;
-        let tcbs = v.alloc_objects::<H>(ObjectBlueprint::Tcb, cpus, "vCPU TCBs")?;
-        let vcpus = v.alloc_objects::<H>(ObjectBlueprint::VCpu, cpus, "VCPUs")?;
-        for (j, c) in plan.vcpus.iter().enumerate() {
-            let (tcb, vcpu): (Cap<Tcb>, Cap<VCpu>) = (tcbs.cap(j as u64), vcpus.cap(j as u64));
-            let dest = CNodeSlot { cnode, index: j as u64, depth: GUEST_CNODE_SLOT_BITS as u8 };
-            k.cnode_mint(dest, fault_ep.slot(), FAULT_EP_RIGHTS, c.badge.to_badge())
-                .map_err(kernel_err(vm, "CNode_Mint (fault endpoint)"))?;
-            let null = Cap::from_cptr(CPtr::NULL);
-            k.tcb_configure(tcb, CPtr::from_bits(c.fault_cptr), cnode, guest_cspace_data(), vspace, VirtAddr(0), null)
-                .map_err(kernel_err(vm, "TCB_Configure"))?;
-            k.tcb_set_priority(tcb, options.vmm_tcb, plan.priority).map_err(kernel_err(vm, "TCB_SetPriority"))?;
-            k.vcpu_set_tcb(vcpu, tcb).map_err(kernel_err(vm, "VCPU_SetTCB"))?;
-            k.vcpu_write_reg(vcpu, VCpuReg::Sctlr, SCTLR_EL1_RESET).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
-            k.vcpu_write_reg(vcpu, VCpuReg::VmpidrEl2, c.vmpidr).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
-            v.vcpus.push(VcpuCaps { tcb, vcpu, badge: c.badge, vmpidr: c.vmpidr });
-        }
-        Ok(())
+        v.stage2::<H, K>(plan, options, k)?;
+        let kept = v.map_kept::<H>(plan)?;
+        let first = v.frames::<H, K>(plan, &kept, k)?;
+        v.contents::<H>(plan, images, copy, &kept)?;
+        v.flush(plan, first, k)?;
+        v.make_vcpus::<H, K>(plan, options, fault_ep, k)
     }
 
     /// Frees what building VM `i` made: its book (through the paging handler), the copies of
