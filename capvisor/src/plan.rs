@@ -428,7 +428,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
             for m in &vm.mappings {
                 let mut gpa = m.gpa.get();
                 while gpa < m.gpa.get() + m.size_bytes {
-                    let b = book.translate(gpa).map(|e| e.hpa);
+                    let b = book.translate(vm_config::GuestPhysAddr(gpa)).map(|e| e.hpa.get());
                     let k = match untouched(gpa) {
                         Some(u) if h.kernel().translate(vm.vspace, VirtAddr(gpa)).is_none() => {
                             Some(u.hpa.get() + (gpa - u.gpa.get()))

@@ -24,6 +24,9 @@
 use core::fmt;
 use core::marker::PhantomData;
 
+use sel4::PhysAddr;
+use vm_config::GuestPhysAddr;
+
 use axaddrspace::GuestPhysAddr as AxGpa;
 use memory_addr::PhysAddr as AxPhys;
 use page_table_multiarch::{
@@ -113,16 +116,16 @@ pub enum BookError {
     /// Addresses or size not 4 KiB aligned, or past [`BOOK_GPA_BITS`].
     Unaligned {
         /// Guest-physical base.
-        gpa: u64,
+        gpa: GuestPhysAddr,
         /// Host-physical base.
-        hpa: u64,
+        hpa: PhysAddr,
         /// Size.
         size: u64,
     },
     /// Part of the range is mapped already.
     AlreadyMapped {
         /// Guest-physical base of the request.
-        gpa: u64,
+        gpa: GuestPhysAddr,
     },
     /// The paging handler had no frame for a table.
     NoMemory,
@@ -134,9 +137,9 @@ impl fmt::Display for BookError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BookError::Unaligned { gpa, hpa, size } => {
-                write!(f, "book: {gpa:#x} -> {hpa:#x} size {size:#x} is not 4 KiB aligned or out of range")
+                write!(f, "book: {:#x} -> {hpa} size {size:#x} is not 4 KiB aligned or out of range", gpa.get())
             }
-            BookError::AlreadyMapped { gpa } => write!(f, "book: {gpa:#x}: already mapped"),
+            BookError::AlreadyMapped { gpa } => write!(f, "book: {:#x}: already mapped", gpa.get()),
             BookError::NoMemory => f.write_str("book: no frame for a page table"),
             BookError::Paging => f.write_str("book: page-table error"),
         }
@@ -149,7 +152,7 @@ impl core::error::Error for BookError {}
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub struct BookEntry {
     /// Host-physical address of the queried guest-physical address.
-    pub hpa: u64,
+    pub hpa: PhysAddr,
     /// Size of the page that maps it.
     pub page_bytes: u64,
     /// Its flags.
@@ -182,8 +185,15 @@ impl<P: PagingHandler> Book<P> {
 
     /// Maps `[gpa, gpa + size)` to `[hpa, hpa + size)` with the largest pages alignment
     /// allows, as `AddrSpace::map_linear` does.
-    pub fn map_linear(&mut self, gpa: u64, hpa: u64, size: u64, flags: MappingFlags) -> Result<(), BookError> {
-        let bad = BookError::Unaligned { gpa, hpa, size };
+    pub fn map_linear(
+        &mut self,
+        gpa_at: GuestPhysAddr,
+        hpa_at: PhysAddr,
+        size: u64,
+        flags: MappingFlags,
+    ) -> Result<(), BookError> {
+        let bad = BookError::Unaligned { gpa: gpa_at, hpa: hpa_at, size };
+        let (gpa, hpa) = (gpa_at.get(), hpa_at.get());
         let end = gpa.checked_add(size).ok_or(bad)?;
         if (gpa | hpa | size) & 0xfff != 0 || size == 0 || end > 1 << (BOOK_GPA_BITS - 1) {
             return Err(bad);
@@ -202,22 +212,24 @@ impl<P: PagingHandler> Book<P> {
                 self.mapped_bytes += size;
                 Ok(())
             }
-            Err(PagingError::AlreadyMapped | PagingError::MappedToHugePage) => Err(BookError::AlreadyMapped { gpa }),
+            Err(PagingError::AlreadyMapped | PagingError::MappedToHugePage) => {
+                Err(BookError::AlreadyMapped { gpa: gpa_at })
+            }
             Err(PagingError::NoMemory) => Err(BookError::NoMemory),
             Err(_) => Err(BookError::Paging),
         }
     }
 
     /// What `gpa` translates to, if mapped.
-    pub fn translate(&self, gpa: u64) -> Option<BookEntry> {
-        let (pa, flags, size) = self.pt.query(AxGpa::from(usize::try_from(gpa).ok()?)).ok()?;
+    pub fn translate(&self, gpa: GuestPhysAddr) -> Option<BookEntry> {
+        let (pa, flags, size) = self.pt.query(AxGpa::from(usize::try_from(gpa.get()).ok()?)).ok()?;
         let page_bytes = match size {
             PageSize::Size4K => 1 << 12,
             PageSize::Size1M => 1 << 20,
             PageSize::Size2M => 1 << 21,
             PageSize::Size1G => 1 << 30,
         };
-        Some(BookEntry { hpa: pa.as_usize() as u64, page_bytes, flags })
+        Some(BookEntry { hpa: PhysAddr(pa.as_usize() as u64), page_bytes, flags })
     }
 }
 
@@ -231,21 +243,33 @@ mod tests {
         let mut b = Book::<LocalPaging>::new().unwrap();
         let rw = MappingFlags::READ | MappingFlags::WRITE;
         // A guest address below its host address (the case AddrSpace cannot take in debug).
-        b.map_linear(0x4000_0000, 0xbe00_0000, 0x40_1000, rw).unwrap();
-        let e = b.translate(0x4000_1234).unwrap();
-        assert_eq!((e.hpa, e.page_bytes, e.flags), (0xbe00_1234, 2 << 20, rw));
-        assert_eq!(b.translate(0x403f_ffff).unwrap().hpa, 0xbe3f_ffff);
-        assert_eq!(b.translate(0x4040_0000).unwrap().page_bytes, 4096, "the tail is a small page");
-        assert_eq!(b.translate(0x4040_1000), None);
-        assert_eq!(b.translate(0x3fff_f000), None);
+        b.map_linear(GuestPhysAddr(0x4000_0000), PhysAddr(0xbe00_0000), 0x40_1000, rw).unwrap();
+        let e = b.translate(GuestPhysAddr(0x4000_1234)).unwrap();
+        assert_eq!((e.hpa, e.page_bytes, e.flags), (PhysAddr(0xbe00_1234), 2 << 20, rw));
+        assert_eq!(b.translate(GuestPhysAddr(0x403f_ffff)).unwrap().hpa, PhysAddr(0xbe3f_ffff));
+        assert_eq!(b.translate(GuestPhysAddr(0x4040_0000)).unwrap().page_bytes, 4096, "the tail is a small page");
+        assert_eq!(b.translate(GuestPhysAddr(0x4040_1000)), None);
+        assert_eq!(b.translate(GuestPhysAddr(0x3fff_f000)), None);
         // Misaligned host address: small pages only.
-        b.map_linear(0x8000_0000, 0x1234_5000, 0x20_0000, MappingFlags::READ).unwrap();
-        assert_eq!(b.translate(0x8000_0000).unwrap().page_bytes, 4096);
+        b.map_linear(GuestPhysAddr(0x8000_0000), PhysAddr(0x1234_5000), 0x20_0000, MappingFlags::READ).unwrap();
+        assert_eq!(b.translate(GuestPhysAddr(0x8000_0000)).unwrap().page_bytes, 4096);
         assert_eq!(b.mapped_bytes(), 0x60_1000);
-        assert_eq!(b.map_linear(0x4000_0000, 0, 0x1000, rw), Err(BookError::AlreadyMapped { gpa: 0x4000_0000 }));
-        assert!(matches!(b.map_linear(0x4000_0800, 0, 0x1000, rw), Err(BookError::Unaligned { .. })));
-        assert!(matches!(b.map_linear(1 << 47, 0, 0x1000, rw), Err(BookError::Unaligned { .. })));
-        assert!(matches!(b.map_linear(!0xfff, 0, 0x2000, rw), Err(BookError::Unaligned { .. })));
+        assert_eq!(
+            b.map_linear(GuestPhysAddr(0x4000_0000), PhysAddr(0), 0x1000, rw),
+            Err(BookError::AlreadyMapped { gpa: GuestPhysAddr(0x4000_0000) })
+        );
+        assert!(matches!(
+            b.map_linear(GuestPhysAddr(0x4000_0800), PhysAddr(0), 0x1000, rw),
+            Err(BookError::Unaligned { .. })
+        ));
+        assert!(matches!(
+            b.map_linear(GuestPhysAddr(1 << 47), PhysAddr(0), 0x1000, rw),
+            Err(BookError::Unaligned { .. })
+        ));
+        assert!(matches!(
+            b.map_linear(GuestPhysAddr(!0xfff), PhysAddr(0), 0x2000, rw),
+            Err(BookError::Unaligned { .. })
+        ));
     }
 
     #[test]

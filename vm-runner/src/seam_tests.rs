@@ -405,7 +405,7 @@ fn a_second_simple_hal_builds_reboots_and_tears_down_the_same_vms() {
         for f in &a.frames {
             let t = SimpleHal::with_kernel(|m| m.translate(a.vspace, VirtAddr(f.gpa.get()))).unwrap();
             assert_eq!(t.paddr, f.hpa);
-            assert_eq!(book.translate(f.gpa.get()).map(|e| e.hpa), Some(f.hpa.get()));
+            assert_eq!(book.translate(f.gpa).map(|e| e.hpa), Some(f.hpa));
         }
     }
     let after_build = SimpleHal::usage();

@@ -643,7 +643,7 @@ impl<P: PagingHandler> Vm<P> {
         let mut book = Book::<P>::new().map_err(|error| SetupError::Book { vm: i, error })?;
         let mut booked = Ok(());
         for m in &plan.mappings {
-            if let Err(error) = book.map_linear(m.gpa.get(), m.hpa.get(), m.size_bytes, m.book_flags()) {
+            if let Err(error) = book.map_linear(m.gpa, m.hpa, m.size_bytes, m.book_flags()) {
                 booked = Err(SetupError::Book { vm: i, error });
                 break;
             }
