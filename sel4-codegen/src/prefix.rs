@@ -127,9 +127,11 @@ impl Prefix {
         p.is_file().then_some(p)
     }
 
-    /// Every file generation reads, for `rerun-if-changed`.
+    /// Every file generation reads, for `rerun-if-changed`: the required files and the C
+    /// headers with the fault ABI.
     pub fn input_files(&self) -> Vec<PathBuf> {
-        REQUIRED_FILES.iter().map(|f| self.root.join(f)).collect()
+        let headers = crate::fault::HEADER_FILES.iter().map(|f| self.include(f));
+        REQUIRED_FILES.iter().map(|f| self.root.join(f)).chain(headers).collect()
     }
 }
 
