@@ -1,6 +1,7 @@
 //! Generates the kernel-specific part of the bindings from the kernel at `$SEL4_PREFIX`:
 //! configuration constants, object types and sizes, system call numbers, invocation labels
-//! and encoders. Fails with one line naming what is missing and what to do.
+//! and encoders (from its XML and `gen_config.json`), fault labels and fault message layouts
+//! (from its C headers). Fails with one line naming what is missing and what to do.
 
 use std::path::PathBuf;
 
