@@ -36,7 +36,6 @@ pub mod counters;
 pub mod devices;
 pub mod esr;
 pub mod exit;
-pub mod fault;
 pub mod fdt;
 #[cfg(any(test, feature = "host"))]
 pub mod host;
