@@ -4,16 +4,54 @@
 //! hard-code (object types and sizes, labels, fault labels and message layouts) is what
 //! libsel4 says.
 //!
-//! The `sel4` crate cannot be built without a prefix that has the C headers (its fault ABI is
-//! read from them), so a test that uses this has a prefix with headers; the cross compiler is
-//! one of the build's required packages. When either is missing the check fails, saying
-//! what to install or set: it is never skipped.
+//! A prefix without headers (the interface data of a host build) builds the `sel4` crate too:
+//! its fault ABI is then read from the kernel source. A check against the headers still needs
+//! an installed kernel, and where there is none it fails, saying what to set, unless
+//! `CAPVISOR_NO_KERNEL_HEADERS=1` ([`NO_HEADERS_VAR`]) says this run has none on purpose: then
+//! it is skipped and recorded as skipped ([`crate::skip`]; `CAPVISOR_REQUIRE_KERNEL=1` still
+//! makes it a failure). The cross compiler is one of the build's required packages: without
+//! it the check fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The cross compiler used.
 pub const CC: &str = "aarch64-linux-gnu-gcc";
+
+/// The environment variable that lets a check against installed C headers be skipped (and
+/// recorded as skipped) when this run has no installed kernel: `CAPVISOR_NO_KERNEL_HEADERS=1`,
+/// for host builds against the interface data (`scripts/check --host-only`).
+pub const NO_HEADERS_VAR: &str = "CAPVISOR_NO_KERNEL_HEADERS";
+
+/// Whether [`NO_HEADERS_VAR`] is `1`.
+pub fn no_headers_allowed() -> bool {
+    std::env::var(NO_HEADERS_VAR).is_ok_and(|v| v == "1")
+}
+
+/// Reports that the calling check against the headers cannot run for `why`: a failure, unless
+/// [`NO_HEADERS_VAR`] allows a skip ([`crate::skip::cannot_run`], which records it). The
+/// caller returns right after.
+#[track_caller]
+pub fn cannot_check(why: &str) {
+    if !no_headers_allowed() {
+        panic!(
+            "{why} (where a run has no installed kernel or seL4 source on purpose, {NO_HEADERS_VAR}=1 records a skip instead)"
+        );
+    }
+    crate::skip::cannot_run(why);
+}
+
+/// [`installed_kernel_prefix`], or `None` after [`cannot_check`].
+#[track_caller]
+pub fn installed_kernel_prefix_or_skip() -> Option<PathBuf> {
+    match installed_kernel_prefix() {
+        Ok(root) => Some(root),
+        Err(why) => {
+            cannot_check(&why);
+            None
+        }
+    }
+}
 
 /// The installed kernel prefix with C headers: `$SEL4_KERNEL_PREFIX`, else `$SEL4_PREFIX`.
 /// `Err` says what is missing (the caller fails with it).

@@ -4,16 +4,21 @@
 //! `libsel4/include/kernel/gen_config.json`, `libsel4/include/sel4/gen_config.json`,
 //! `libsel4/include/api/syscall.xml`, `libsel4/include/interfaces/*.xml`, and the C headers
 //! with the fault ABI ([`fault::HEADER_FILES`]; the kernel binary `bin/kernel.elf` is only
-//! needed to build a boot image). Output is Rust source that `sel4` includes. Nothing here is
-//! hand-copied from the kernel: labels, system call numbers, fault labels and fault message
-//! layouts and configuration all come from the prefix, so they follow the configuration.
+//! needed to build a boot image). A prefix without those headers (the interface data) has
+//! its fault ABI read from the kernel's source instead: `$SEL4_SOURCE`, else the release
+//! tarball beside the repository ([`kernel_source`], [`fault::Route`]). Output is Rust source
+//! that `sel4` includes. Nothing here is hand-copied from the kernel: labels, system call
+//! numbers, fault labels and fault message layouts and configuration all come from the
+//! prefix (or the source, for its configuration), so they follow the configuration.
 
+pub mod bf;
 pub mod c_enum;
 mod condition;
 pub mod config;
 pub mod fault;
 pub mod header_check;
 pub mod interface;
+pub mod kernel_source;
 pub mod objects;
 pub mod prefix;
 pub mod skip;
@@ -84,6 +89,6 @@ pub fn generate(prefix: &Prefix) -> Result<String, Error> {
     out.push_str(&syscalls.to_rust());
     out.push_str(&interface::syscall_gate_macro(&syscalls));
     out.push_str(&interface::Interface::load(prefix, &config)?.to_rust());
-    out.push_str(&fault::FaultAbi::load(prefix)?.to_rust());
+    out.push_str(&fault::FaultAbi::load(prefix, &config)?.to_rust());
     Ok(out)
 }
