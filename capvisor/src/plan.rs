@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use hal_sel4::host::{HostHal, HostPaging, install_model, pages_held};
 use hal_sel4::pool::{MemoryKind, Purpose};
 use hal_sel4::{HalCell, HalInstance};
 use sel4::{ObjectBlueprint, VirtAddr};
 use sel4_model::Model;
 use vm_config::{EmulatedKind, SystemConfig};
 use vm_runner::bundle::{Bundle, VmImages};
-use vm_runner::host::{HostPaging, install_model_hal, pages_held};
-use vm_runner::setup::{CopyIn, MappingKind, Vmm};
+use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, MappingKind, SetupOptions, Vmm};
 
 /// Arguments of `capvisor plan`.
 #[derive(clap::Args, Debug)]
@@ -210,7 +210,13 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     );
     // One plan per process: the model is installed in a static cell for the paging handler.
     let _ = PlanHal::cell().take();
-    let options = install_model_hal::<PlanHal>(model).map_err(PlanError::Platform)?;
+    let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
+    install_model::<PlanHal>(model, DEFAULT_VMM_SLOTS).map_err(PlanError::Platform)?;
+    let options = SetupOptions {
+        platform: vm_runner::Platform { list_registers },
+        asid_pool: sel4::init_cap::ASID_POOL.cap(),
+        vmm_tcb: sel4::init_cap::TCB.cap(),
+    };
     let cell = PlanHal::cell();
     let before = cell.with(|h| {
         h.kernel_mut().reset_counters();
@@ -219,7 +225,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     let views: Vec<VmImages<'_>> = imgs.iter().map(crate::vms::Images::view).collect();
     let bundle = Bundle { system: sys.clone(), images: views, rtc_base_seconds: 0 };
     let mut copies = CheckCopies { copies: 0, bytes: 0 };
-    let mut vmm = Vmm::<HostPaging<PlanHal>>::build::<PlanHal>(&bundle, &options, &mut copies)
+    let mut vmm = Vmm::<HostPaging<PlanHal>>::build::<HostHal<PlanHal>>(&bundle, &options, &mut copies)
         .map_err(|e| PlanError::Setup { config: args.config.clone(), message: e.to_string() })?;
     let mut placed = Vec::new();
     for (i, vm) in vmm.vms.iter().enumerate() {
@@ -270,13 +276,8 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
 
     // ---- objects and slots ----
     let mut objects: BTreeMap<String, u64> = BTreeMap::new();
-    for vm in &vmm.vms {
-        for (o, b) in vm.objects() {
-            *objects.entry(blueprint_name(*b)).or_default() += o.count;
-        }
-    }
-    for (o, b) in vmm.objects() {
-        *objects.entry(blueprint_name(*b)).or_default() += o.count;
+    for o in vmm.vms.iter().flat_map(|vm| vm.objects()).chain(vmm.objects()) {
+        *objects.entry(blueprint_name(o.blueprint)).or_default() += o.count;
     }
     let frames_in_guests: u64 = vmm.vms.iter().map(|v| v.frames.len() as u64).sum();
     let mut frames: BTreeMap<String, u64> = BTreeMap::new();
@@ -317,15 +318,15 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
             });
             labels.insert(r.base.get(), format!("{}: {kind}", vm.config.name));
         }
-        for (o, b) in vm.objects() {
-            labels.insert(o.base.get(), format!("{}: {} x{}", vm.config.name, blueprint_name(*b), o.count));
+        for o in vm.objects() {
+            labels.insert(o.base.get(), format!("{}: {} x{}", vm.config.name, blueprint_name(o.blueprint), o.count));
         }
     }
     for r in &vmm.shared {
         labels.insert(r.base.get(), "GICV (every VM)".to_string());
     }
-    for (o, b) in vmm.objects() {
-        labels.insert(o.base.get(), format!("VMM: {} x{}", blueprint_name(*b), o.count));
+    for o in vmm.objects() {
+        labels.insert(o.base.get(), format!("VMM: {} x{}", blueprint_name(o.blueprint), o.count));
     }
     let _ = writeln!(w, "\nhost-physical memory:");
     let mut sorted = allocations.clone();
@@ -391,6 +392,32 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
             vm.untouched.len(),
             vm.config.entry_point.get()
         );
+        if let Some(plan) = &vm.plan {
+            let _ = writeln!(
+                w,
+                "  setup plan: {} frame copies ({} mapped now, {} at first touch), {} page tables in {} retype(s), {} image(s), {} cache operation(s), {} vCPU(s)",
+                plan.frames.len(),
+                plan.mapped_now(),
+                plan.frames.len() - plan.mapped_now(),
+                plan.tables.len(),
+                plan.table_runs().len(),
+                plan.images.len(),
+                plan.flushes.len(),
+                plan.vcpus.len()
+            );
+            let ops: Vec<String> = plan
+                .invocations()
+                .iter()
+                .map(|(op, n)| format!("{op:?} {n} (made {})", vm.built_with.get(*op)))
+                .collect();
+            let _ = writeln!(
+                w,
+                "  setup invocations (the VMM's own; the HAL's are above): planned {}, made {}: {}",
+                plan.total_invocations(),
+                vm.built_with.total(),
+                ops.join(", ")
+            );
+        }
         // The book and seL4's tables must agree on every page; a page of a frame left for the
         // guest's first touch is in the book only, and its frame must be the book's.
         let book = vm.book.as_ref().expect("built VMs have a book");
@@ -432,7 +459,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     let _ = writeln!(w, "\nimages: {} copies, {} bytes through the VMM's window", copies.copies, copies.bytes);
 
     // ---- teardown ----
-    vmm.teardown::<PlanHal>().map_err(|e| PlanError::Teardown(e.to_string()))?;
+    vmm.teardown::<HostHal<PlanHal>>().map_err(|e| PlanError::Teardown(e.to_string()))?;
     let (slots_back, stats, held) = cell.with(|h| (h.kernel().free_slots(), h.pool().stats(), pages_held::<PlanHal>()));
     let kept = cell.with(|h| h.window().tables());
     if stats.allocations != kept || held != 0 {

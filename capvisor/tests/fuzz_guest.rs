@@ -581,5 +581,7 @@ fn the_fuzz_guests_vmm_numbers_are_vm_runners() {
     assert_eq!((ram.base.0, ram.size_bytes), (guest_abi::RAM_BASE, guest_abi::RAM_BYTES));
     assert_eq!(guest_abi::PARAMS_ADDR + 0x1000, guest_abi::RAM_BASE + guest_abi::RAM_BYTES);
     assert_eq!(fuzz.entry_point.0, guest_abi::RAM_BASE + 0x300, "_start_fuzz");
+    // A seed whose finale is SYSTEM_RESET ends the VM (check_fuzz_end) rather than running again.
+    assert_eq!(fuzz.capvisor.on_reset, vm_config::OnReset::Stop, "configs/test-guest-fuzz.toml: on_reset");
     assert_eq!(sys.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), [FUZZ, GOOD]);
 }

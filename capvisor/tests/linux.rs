@@ -648,7 +648,10 @@ fn two_linux_vms() -> PathBuf {
     let text = std::fs::read_to_string(workspace().join("configs/linux.toml"))
         .unwrap()
         .replace("../guests/linux/artifacts", &art.display().to_string());
-    std::fs::write(dir.join("a.toml"), &text).unwrap();
+    // The first VM's panic (panic=-1: PSCI SYSTEM_RESET) must end it, not reboot it.
+    assert_eq!(text.matches("[capvisor]\n").count(), 1, "linux.toml has one [capvisor] table");
+    let a = text.replace("[capvisor]\n", "[capvisor]\non_reset = \"stop\"\n");
+    std::fs::write(dir.join("a.toml"), &a).unwrap();
     // The second VM's RAM comes from the kernel's memory (the first one has the reserved
     // range at 0x4000_0000), also populated on first touch.
     let b = text.replace("id = 1", "id = 2").replace("name = \"linux\"", "name = \"linux-b\"");

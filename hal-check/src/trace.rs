@@ -368,7 +368,7 @@ impl<'s, K: Kernel> Driver<'s, K> {
     /// `free_objects`.
     pub fn objects_free(&mut self, objects: Objects, blueprint: ObjectBlueprint) -> Result<(), HalError> {
         let c0 = self.counts();
-        let r = self.hal.free_objects(objects, blueprint);
+        let r = self.hal.free_objects(Objects { blueprint, ..objects });
         let cost = self.cost(c0);
         match r {
             Ok(()) => self.emit(format_args!("objects_free {} {blueprint:?} -> ok {cost}", objects.base)),

@@ -21,9 +21,11 @@
 //! type Hal = GlobalHal<RootHal>; // implements AxVMHal
 //! ```
 //!
-//! The cell is a spin mutex (sound with several threads; the root task has one). A HAL
-//! method must not be called from inside another HAL method on the same cell (for example
-//! from a logger that stamps time with `current_time_nanos`): that would spin forever.
+//! The cell is a spin mutex (sound with several threads; the root task has one), taken for
+//! the length of one method. A HAL method called from inside another on the same cell (a
+//! caller that held the HAL across its own work) panics naming that, rather than spinning
+//! forever; the VM layer never does (it borrows the kernel per invocation through
+//! `sel4::Lent`, see `crate::objects`).
 //!
 //! # What it owns
 //! The kernel handle `K`, the untyped pool, the capability table, the mapping window and the
@@ -41,9 +43,11 @@ use sel4::{BootInfo, Cap, Kernel, ObjectBlueprint, PhysAddr, SlotRegion, Untyped
 use crate::pool::{
     AllocError, Allocation, FreeError, KindRequest, MemoryKind, PoolSetupError, Purpose, UntypedPool, frame_size,
 };
+use crate::ranges::SlotAllocator;
 use crate::table::{CapTable, FrameInfo, TableError};
 use crate::time::{TimeError, TimerClient};
 use crate::window::{MapError, Window};
+use vm_objects::{Objects, Usage};
 
 /// Default base of the root-task mapping window: 512 GiB, one level-0 entry away from the
 /// root task's image (which the loader puts in the first 512 GiB).
@@ -68,6 +72,9 @@ pub struct HalConfig {
     pub internal: Option<(PhysAddr, u64)>,
     /// The timer server's endpoint.
     pub timer: Option<Cap<Endpoint>>,
+    /// Root CNode slots handed out one run at a time to the VM layer for its own
+    /// capabilities (`VmObjects::alloc_slots`), apart from those the pool retypes into.
+    pub loose_slots: SlotRegion,
 }
 
 impl HalConfig {
@@ -80,7 +87,13 @@ impl HalConfig {
             window_size: DEFAULT_WINDOW_SIZE,
             internal: None,
             timer: None,
+            loose_slots: SlotRegion { start: slots.end, end: slots.end },
         }
+    }
+
+    /// `slots` for the pool and `loose` for the VM layer's own capabilities.
+    pub fn with_loose_slots(slots: SlotRegion, loose: SlotRegion) -> Self {
+        HalConfig { loose_slots: loose, ..Self::new(slots) }
     }
 }
 
@@ -108,6 +121,13 @@ pub enum HalError {
     },
     /// The pool's own invariants do not hold.
     Pool(&'static str),
+    /// Not enough loose slots in one run.
+    Slots {
+        /// Slots asked for.
+        wanted: u64,
+        /// Slots free.
+        free: u64,
+    },
 }
 
 impl fmt::Display for HalError {
@@ -123,6 +143,7 @@ impl fmt::Display for HalError {
                 write!(f, "frame recorded at {paddr}, kernel says {kernel:?}")
             }
             HalError::Pool(why) => write!(f, "untyped pool: {why}"),
+            HalError::Slots { wanted, free } => write!(f, "{wanted} consecutive slots wanted, {free} free"),
         }
     }
 }
@@ -155,17 +176,6 @@ impl From<TimeError> for HalError {
     }
 }
 
-/// A range of kernel objects made by [`Sel4Hal::alloc_objects`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Objects {
-    /// Physical base of the backing allocation (what [`Sel4Hal::free_objects`] takes).
-    pub base: PhysAddr,
-    /// First capability; the others follow in consecutive slots.
-    pub first: sel4::Slot,
-    /// How many.
-    pub count: u64,
-}
-
 /// The HAL. See the module docs.
 pub struct Sel4Hal<K: Kernel> {
     kernel: K,
@@ -174,6 +184,7 @@ pub struct Sel4Hal<K: Kernel> {
     window: Window,
     timer: Option<TimerClient>,
     internal: Option<(u64, u64)>,
+    loose: SlotAllocator,
 }
 
 impl<K: Kernel> Sel4Hal<K> {
@@ -192,6 +203,7 @@ impl<K: Kernel> Sel4Hal<K> {
             window: Window::new(config.vspace, config.window_base, config.window_size, internal),
             timer: config.timer.map(TimerClient::new),
             internal,
+            loose: SlotAllocator::new(config.loose_slots),
         })
     }
 
@@ -377,11 +389,12 @@ impl<K: Kernel> Sel4Hal<K> {
             Some(blueprint),
             count,
         )?;
-        Ok(Objects { base: PhysAddr(base), first: a.first_slot, count })
+        Ok(Objects { blueprint, base: PhysAddr(base), first: a.first_slot, count })
     }
 
     /// Frees what [`Sel4Hal::alloc_objects`] returned.
-    pub fn free_objects(&mut self, objects: Objects, blueprint: ObjectBlueprint) -> Result<(), HalError> {
+    pub fn free_objects(&mut self, objects: Objects) -> Result<(), HalError> {
+        let blueprint = objects.blueprint;
         let size = self
             .pool
             .allocation(objects.base.get())
@@ -389,6 +402,45 @@ impl<K: Kernel> Sel4Hal<K> {
             .ok_or(FreeError::NotAllocated { base: objects.base.get() })?;
         self.pool.free(&mut self.kernel, objects.base.get(), size, Purpose::Objects(blueprint))?;
         Ok(())
+    }
+
+    // ---- slots for the VM layer ----
+
+    /// `count` consecutive slots of the loose region ([`HalConfig::loose_slots`]).
+    pub fn alloc_slots(&mut self, count: u64) -> Result<sel4::Slot, HalError> {
+        self.loose.alloc(count).ok_or(HalError::Slots { wanted: count, free: self.loose.free_count() })
+    }
+
+    /// Free loose slots.
+    pub fn loose_free(&self) -> u64 {
+        self.loose.free_count()
+    }
+
+    /// Returns slots from [`Sel4Hal::alloc_slots`].
+    pub fn free_slots(&mut self, first: sel4::Slot, count: u64) -> Result<(), HalError> {
+        self.loose.free(first, count).map_err(|_| HalError::Pool("loose slots freed that were not handed out"))
+    }
+
+    /// Free slots (the pool's and the loose ones) and untyped bytes no allocation holds (each
+    /// root untyped's size less its watermark).
+    pub fn usage(&self) -> Usage {
+        let untyped_bytes_free = self
+            .pool
+            .untyped_nodes()
+            .filter(|n| n.is_root)
+            .map(|n| (1u64 << n.size_bits).saturating_sub(n.watermark.unwrap_or(0)))
+            .sum();
+        Usage { slots_free: self.pool.free_slots() + self.loose.free_count(), untyped_bytes_free }
+    }
+
+    /// What memory the allocation at `base` is.
+    pub fn region_kind(&self, base: PhysAddr) -> Option<MemoryKind> {
+        self.pool.allocation(base.get()).map(|a| a.kind)
+    }
+
+    /// Where `size` bytes aligned to `align` cost the kernel least to clear.
+    pub fn place_ram(&self, size: u64, align: u64) -> Option<PhysAddr> {
+        self.pool.find_least_clearing(size, align, None).map(PhysAddr)
     }
 
     // ---- time ----
@@ -515,8 +567,13 @@ impl<K: Kernel> HalCell<K> {
 
     /// Runs `f` on the installed instance. Panics if none is installed: using the HAL
     /// before the root task set it up is a bug in the root task.
+    ///
+    /// A HAL call from inside another on the same cell (a bug: the caller held the HAL across
+    /// its own work) panics naming that, rather than spinning forever on the lock.
     pub fn with<R>(&self, f: impl FnOnce(&mut Sel4Hal<K>) -> R) -> R {
-        let mut g = self.inner.lock();
+        let Some(mut g) = self.inner.try_lock() else {
+            panic!("hal: the HAL was entered again from inside a HAL call (a caller held it across its own work)")
+        };
         match g.as_mut() {
             Some(hal) => f(hal),
             None => panic!("hal: used before a Sel4Hal was installed in its HalCell"),

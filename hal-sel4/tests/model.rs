@@ -489,9 +489,9 @@ fn objects_anywhere_in_ram() {
     let eps = h.alloc_objects(ObjectBlueprint::Endpoint, 1).unwrap();
     assert_eq!(h.kernel().cap(eps.first).kind(), "endpoint");
     check_all(&mut h);
-    h.free_objects(tcbs, ObjectBlueprint::Tcb).unwrap();
+    h.free_objects(tcbs).unwrap();
     assert_eq!(h.kernel().cap(tcbs.first).kind(), "null");
-    h.free_objects(eps, ObjectBlueprint::Endpoint).unwrap();
+    h.free_objects(eps).unwrap();
     check_all(&mut h);
 }
 

@@ -37,15 +37,17 @@
 
 use core::fmt;
 
-use hal_sel4::{GlobalPaging, HalCell, HalConfig, HalInstance, Sel4Hal};
+use axvm_hal::AxVMHal;
+use hal_sel4::{GlobalHal, GlobalPaging, HalCell, HalConfig, HalInstance, Sel4Hal};
 use sel4::cap_type::{IrqHandler, Notification};
 use sel4::{CNodeSlot, Cap, CapRights, Kernel, RealKernel, VirtAddr, init_cap};
 use sel4_root_task::pl011::{ICR, IMSC, Pl011, RX_INTERRUPTS};
 use sel4_root_task::{Start, debug_println};
+use vm_objects::VmObjects;
 use vm_runner::bundle::Bundle;
 #[cfg(feature = "vmm-timer")]
 use vm_runner::run::WakeKey;
-use vm_runner::run::{CountersTable, Host, Runner, SIGNAL_CONSOLE, SIGNAL_IRQ_FIRST};
+use vm_runner::run::{CountersTable, Host, Rebuild, Runner, SIGNAL_CONSOLE, SIGNAL_IRQ_FIRST};
 use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, SetupOptions, Vmm, split_slots};
 use vm_runner::vm::Platform;
 
@@ -75,6 +77,9 @@ static HAL: HalCell<RealKernel> = HalCell::new();
 
 /// Names [`HAL`] for `GlobalHal` and `GlobalPaging`.
 pub struct RootHal;
+
+/// The HAL as the VM layer sees it: `AxVMHal` and `VmObjects` over [`HAL`].
+type Hal = GlobalHal<RootHal>;
 
 impl HalInstance for RootHal {
     type Kernel = RealKernel;
@@ -212,6 +217,8 @@ struct Forwarded {
 }
 
 struct RootHost {
+    /// VM names, for the reboot lines.
+    names: alloc::vec::Vec<alloc::string::String>,
     uart: Option<Uart>,
     irqs: alloc::vec::Vec<Forwarded>,
     #[cfg(feature = "vmm-timer")]
@@ -232,6 +239,11 @@ impl Host for RootHost {
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
         debug_println!("capvisor: {line}");
+    }
+
+    fn vm_rebooted(&mut self, vm: usize, count: u32) {
+        let name = self.names.get(vm).map_or("?", |n| n.as_str());
+        debug_println!("capvisor: VM \"{name}\" rebooted ({count}): {}", resources());
     }
 
     fn zero(&mut self, va: u64, len: u64) -> bool {
@@ -296,6 +308,9 @@ impl Host for RootHost {
         t.client.set_timeout(kernel, id, ns).is_ok()
     }
 
+    /// The VMM's own client, through the loop's metered kernel, so the call counts to the
+    /// exit that needed it (the HAL's `current_time_nanos` reads the same clock through its
+    /// own client, outside the meter).
     #[cfg(feature = "vmm-timer")]
     fn now_ns<K: Kernel>(&mut self, kernel: &mut K) -> Option<u64> {
         self.timer.as_mut()?.client.now(kernel).ok()
@@ -336,7 +351,7 @@ fn start_timer(k: &mut RealKernel, start: &Start, slots: sel4::SlotRegion) -> Re
 
 /// Takes the interrupt of every VM's passthrough devices (level-triggered, as QEMU virt's
 /// virtio-mmio lines are) and routes each to the VMM's notification with a bit of its own.
-fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<Forwarded>, &'static str> {
+fn forward_irqs(vmm: &Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<Forwarded>, &'static str> {
     let mut out = alloc::vec::Vec::new();
     let wanted: alloc::vec::Vec<(usize, u16)> = vmm
         .vms
@@ -354,7 +369,7 @@ fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<
         if bit >= 64 {
             return Err("more forwarded interrupts than notification bits");
         }
-        let slots = vmm.slots.alloc(2).ok_or("no VMM slots for a forwarded interrupt")?;
+        let slots = Hal::alloc_slots(2).map_err(|_| "no VMM slots for a forwarded interrupt")?;
         let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
         let ntfn: Cap<Notification> = vmm.ntfn;
         HAL.with(|h| -> Result<(), &'static str> {
@@ -375,8 +390,8 @@ fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<
 
 /// Routes the console UART's receive interrupt to the VMM's notification (the registers are
 /// the runtime's mapping).
-fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) -> Result<Uart, &'static str> {
-    let slots = vmm.slots.alloc(2).ok_or("no VMM slots for the console interrupt")?;
+fn console_input(vmm: &Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) -> Result<Uart, &'static str> {
+    let slots = Hal::alloc_slots(2).map_err(|_| "no VMM slots for the console interrupt")?;
     let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
     let ntfn: Cap<Notification> = vmm.ntfn;
     HAL.with(|h| -> Result<(), &'static str> {
@@ -405,6 +420,13 @@ fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) ->
     }
     HAL.with(|h| h.kernel_mut().irq_handler_ack(u.irq)).map_err(|_| "IRQHandler_Ack (UART)")?;
     Ok(u)
+}
+
+/// Free slots (the HAL's pool, the VM layer's) and untyped bytes: the counts a reboot must
+/// give back.
+fn resources() -> alloc::string::String {
+    let (pool, loose, u) = HAL.with(|h| (h.pool().free_slots(), h.loose_free(), h.usage().untyped_bytes_free));
+    alloc::format!("hal-slots-free={pool} untyped-bytes-free={u} vmm-slots-free={loose}")
 }
 
 /// Builds and runs the bundle's VMs; returns the exit status.
@@ -459,7 +481,7 @@ pub fn run(start: &Start) -> u32 {
     #[cfg(not(feature = "vmm-timer"))]
     let reserved: Option<sel4::Slot> = None;
     let untyped = start.untyped().filter(|(s, _)| Some(*s) != reserved).map(|(s, d)| (s.cap(), d));
-    let hal = match Sel4Hal::new(kernel, untyped, HalConfig::new(hal_slots)) {
+    let hal = match Sel4Hal::new(kernel, untyped, HalConfig::with_loose_slots(hal_slots, vmm_slots)) {
         Ok(h) => h,
         Err(e) => {
             debug_println!("capvisor: HAL: {e}");
@@ -472,11 +494,10 @@ pub fn run(start: &Start) -> u32 {
     }
     let options = SetupOptions {
         platform: Platform::QEMU_VIRT,
-        slots: vmm_slots,
         asid_pool: init_cap::ASID_POOL.cap(),
         vmm_tcb: init_cap::TCB.cap(),
     };
-    let mut vmm = match Vmm::<GlobalPaging<RootHal>>::build::<RootHal>(&bundle, &options, &mut WindowCopy) {
+    let mut vmm = match Vmm::<GlobalPaging<RootHal>>::build::<Hal>(&bundle, &options, &mut WindowCopy) {
         Ok(v) => v,
         Err(e) => {
             debug_println!("capvisor: building VMs: {e}");
@@ -498,7 +519,9 @@ pub fn run(start: &Start) -> u32 {
             vm.untouched.len()
         );
     }
+    debug_println!("capvisor: resources after build: {}", resources());
     let mut host = RootHost {
+        names: vmm.vms.iter().map(|v| v.config.name.clone()).collect(),
         uart: None,
         irqs: alloc::vec::Vec::new(),
         #[cfg(feature = "vmm-timer")]
@@ -514,6 +537,20 @@ pub fn run(start: &Start) -> u32 {
             timer_server::client::add_client(k, t.server.spawned.admin, 0, true).ok()?;
             Some(ep)
         });
+        // A second client for the HAL itself: `current_time_nanos` is one call to it.
+        let hal_client = HAL.with(|h| {
+            let k = h.kernel_mut();
+            let ep = t.server.spawned.add_client(k, &mut t.arena, 1, None).ok()?;
+            timer_server::client::add_client(k, t.server.spawned.admin, 1, false).ok()?;
+            Some(ep)
+        });
+        if let Some(ep) = hal_client {
+            HAL.with(|h| h.set_timer(ep));
+            debug_println!(
+                "capvisor: the HAL's clock (current_time_nanos) reads the timer server: {} ns",
+                Hal::current_time_nanos()
+            );
+        }
         match client {
             Some(ep) => {
                 host.timer = Some(Timer { client: timer_server::TimerClient::new(ep), freq: t.server.freq });
@@ -522,14 +559,14 @@ pub fn run(start: &Start) -> u32 {
             None => debug_println!("capvisor: timer server client refused: parked vCPUs will be restarted at once"),
         }
     }
-    match forward_irqs(&mut vmm) {
+    match forward_irqs(&vmm) {
         Ok(irqs) => host.irqs = irqs,
         Err(e) => {
             debug_println!("capvisor: forwarding passthrough interrupts: {e}");
             return 1;
         }
     }
-    match console_irq(start).and_then(|irq| console_input(&mut vmm, start.console, irq)) {
+    match console_irq(start).and_then(|irq| console_input(&vmm, start.console, irq)) {
         Ok(u) => host.uart = Some(u),
         Err(e) => debug_println!("capvisor: console input off: {e}"),
     }
@@ -541,7 +578,9 @@ pub fn run(start: &Start) -> u32 {
         vmm.vms.len(),
         names.first().copied().unwrap_or("none")
     );
-    HAL.with(|h| runner.run(h.kernel_mut(), &mut vmm, &mut host));
+    // No lock is held while the VMs run: the loop borrows the HAL's kernel per invocation,
+    // and a reset rebuilds its VM through the HAL from inside the loop.
+    runner.run::<Hal, _>(&mut vmm, &mut host, &mut Rebuild { bundle: &bundle, copy: &mut WindowCopy });
     let mut status = 0u32;
     for vm in &vmm.vms {
         let ended = runner.ended.get(vm.index).copied().flatten();

@@ -49,6 +49,6 @@ pub use generated::config;
 pub use kernel::{CNodeSlot, CacheOp, Kernel, Message, Op, Received, UserContext, VCpuReg};
 pub use message_info::MessageInfo;
 pub use object::{FrameSize, ObjectBlueprint};
-pub use observe::{Observed, Observer, OpCounts};
+pub use observe::{Lend, Lent, Observed, Observer, OpCounts};
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use real::RealKernel;

@@ -189,8 +189,56 @@ macro_rules! impl_borrowed {
     };
 }
 
+/// Lends a kernel handle for the length of one closure: the owner of a kernel that others
+/// reach through static methods (a HAL's, in the root task) implements it, and [`Lent`] turns
+/// it back into a [`Kernel`] that borrows the handle for each invocation only, so no caller
+/// holds the handle (or the lock around it) between two invocations.
+pub trait Lend {
+    /// The kernel lent.
+    type Kernel: Kernel;
+    /// Runs `f` with the kernel. `f` must not reach the lender again (no nesting).
+    fn with_kernel<R>(f: impl FnOnce(&mut Self::Kernel) -> R) -> R;
+}
+
+/// A [`Kernel`] that borrows `L`'s handle for each invocation. Zero-sized.
+pub struct Lent<L>(core::marker::PhantomData<L>);
+
+impl<L> Lent<L> {
+    /// The handle.
+    pub const fn new() -> Self {
+        Lent(core::marker::PhantomData)
+    }
+}
+
+impl<L> Default for Lent<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+macro_rules! impl_lent {
+    (
+        fallible { $( $f:ident($($fa:ident: $ft:ty),*) -> $fr:ty = $fop:ident; )* }
+        infallible { $( $i:ident($($ia:ident: $it:ty),*) -> $ir:ty = $iop:ident; )* }
+    ) => {
+        impl<L: Lend> Kernel for Lent<L> {
+            $(
+                fn $f(&mut self, $($fa: $ft),*) -> Result<$fr> {
+                    L::with_kernel(|k| k.$f($($fa),*))
+                }
+            )*
+            $(
+                fn $i(&mut self, $($ia: $it),*) -> $ir {
+                    L::with_kernel(|k| k.$i($($ia),*))
+                }
+            )*
+        }
+    };
+}
+
 kernel_methods!(impl_observed);
 kernel_methods!(impl_borrowed);
+kernel_methods!(impl_lent);
 
 #[cfg(test)]
 mod tests {

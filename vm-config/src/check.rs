@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::GuestRange;
-use crate::model::{EmulatedKind, InterruptMode, MapType, MemFlags, PopulateRam, SystemConfig, VmConfig};
+use crate::model::{EmulatedKind, InterruptMode, MapType, MemFlags, OnReset, PopulateRam, SystemConfig, VmConfig};
 
 /// Page size of stage-2 mappings: regions are multiples of it.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -194,6 +194,11 @@ pub enum ProblemKind {
     /// `populate_ram = "on_touch"` in a VM with passthrough devices, whose DMA could land
     /// in RAM that capvisor zeroes when the guest first touches it.
     OnTouchWithPassthrough,
+    /// `reboot_limit = 0`: a limit allows at least one reboot.
+    ZeroRebootLimit,
+    /// `reboot_limit` with `on_reset = "stop"`: the VM never reboots, so the limit would be
+    /// silently ignored.
+    RebootLimitWithStop,
 }
 
 impl fmt::Display for ProblemKind {
@@ -264,6 +269,12 @@ impl fmt::Display for ProblemKind {
                 "\"on_touch\" with passthrough devices: a device's DMA into RAM the guest has not touched yet \
                  would be zeroed away when the guest first touches it; use \"eager\"",
             ),
+            ProblemKind::ZeroRebootLimit => f.write_str(
+                "a reboot limit of 0: it allows at least 1 reboot; for none, use on_reset = \"stop\" instead",
+            ),
+            ProblemKind::RebootLimitWithStop => {
+                f.write_str("a reboot limit with on_reset = \"stop\": the VM never reboots; drop one of them")
+            }
         }
     }
 }
@@ -390,6 +401,11 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
     }
     if vm.capvisor.vcpu_priority >= 254 {
         push(Field::Key("capvisor.vcpu_priority"), ProblemKind::BadPriority(vm.capvisor.vcpu_priority.into()));
+    }
+    match (vm.capvisor.reboot_limit, vm.capvisor.on_reset) {
+        (Some(0), _) => push(Field::Key("capvisor.reboot_limit"), ProblemKind::ZeroRebootLimit),
+        (Some(_), OnReset::Stop) => push(Field::Key("capvisor.reboot_limit"), ProblemKind::RebootLimitWithStop),
+        _ => {}
     }
 
     // [devices]: every device window, for overlap checks against RAM and each other.

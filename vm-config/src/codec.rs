@@ -20,13 +20,13 @@ use crate::addr::{GuestPhysAddr, GuestRange};
 use crate::check::{Problem, check_system};
 use crate::model::{
     CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
-    PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
+    OnReset, PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 
 /// First bytes of an encoded system.
 pub const MAGIC: [u8; 4] = *b"CVCF";
 /// Encoding version; bumped on any layout change.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// Why bytes do not decode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -235,6 +235,14 @@ fn encode_vm(w: &mut Writer, vm: &VmConfig) -> Result<(), DecodeError> {
         }
     }
     w.u8(vm.capvisor.populate_ram as u8);
+    w.u8(vm.capvisor.on_reset as u8);
+    match vm.capvisor.reboot_limit {
+        None => w.u8(0),
+        Some(n) => {
+            w.u8(1);
+            w.u32(n);
+        }
+    }
     w.count(vm.flash_images.len(), "flash_images")?;
     for f in &vm.flash_images {
         w.str(&f.device, "flash device")?;
@@ -419,6 +427,12 @@ fn decode_vm(r: &mut Reader<'_>) -> Result<VmConfig, DecodeError> {
         1 => Some(PopulateRam::OnTouch),
         _ => None,
     })?;
+    let on_reset = r.enum_u8("on_reset", |b| match b {
+        0 => Some(OnReset::Reboot),
+        1 => Some(OnReset::Stop),
+        _ => None,
+    })?;
+    let reboot_limit = if r.flag("option tag")? { Some(r.u32()?) } else { None };
     let n = r.count(2)?;
     let mut flash_images = Vec::with_capacity(n);
     for _ in 0..n {
@@ -441,7 +455,15 @@ fn decode_vm(r: &mut Reader<'_>) -> Result<VmConfig, DecodeError> {
         passthrough,
         passthrough_addresses,
         excluded_devices,
-        capvisor: CapvisorOptions { unhandled_mmio, gic_irq_lines, vcpu_priority, gic_cpu_interface, populate_ram },
+        capvisor: CapvisorOptions {
+            unhandled_mmio,
+            gic_irq_lines,
+            vcpu_priority,
+            gic_cpu_interface,
+            populate_ram,
+            on_reset,
+            reboot_limit,
+        },
         flash_images,
     })
 }
@@ -489,8 +511,10 @@ mod tests {
         a.passthrough_addresses = vec![GuestRange::new(0x0a00_0000, 0x1000)];
         a.excluded_devices = vec!["/pcie@10000000".into()];
         a.capvisor.unhandled_mmio = UnhandledMmio::InjectAbort;
+        a.capvisor.reboot_limit = Some(20);
         let mut b = VmConfig::minimal(2, "beta", GuestRange::new(0x4000_0000, 0x80_0000), 0x4000_0000);
         b.capvisor.populate_ram = PopulateRam::OnTouch;
+        b.capvisor.on_reset = OnReset::Stop;
         SystemConfig { vms: vec![a, b] }
     }
 
@@ -538,20 +562,63 @@ mod tests {
         assert_eq!(decode_system(b"XXXX\x01\x00\x00\x00"), Err(DecodeError::BadMagic));
         assert_eq!(decode_system(b"CV"), Err(DecodeError::BadMagic));
         assert_eq!(decode_system(b"CVCF\x01\x00\x00\x00"), Err(DecodeError::BadVersion(1)));
-        assert_eq!(decode_system(b"CVCF\x02\x00\x00\x00"), Err(DecodeError::BadVersion(2)));
-        assert_eq!(decode_system(b"CVCF\x04\x00\x00\x00"), Err(DecodeError::BadVersion(4)));
+        assert_eq!(decode_system(b"CVCF\x03\x00\x00\x00"), Err(DecodeError::BadVersion(3)));
+        assert_eq!(decode_system(b"CVCF\x05\x00\x00\x00"), Err(DecodeError::BadVersion(5)));
         let sys = SystemConfig { vms: vec![sample().vms[1].clone()] };
         let bytes = encode_system(&sys).unwrap();
         // The last fields are unhandled_mmio (u8), gic_irq_lines (u16), priority (u8), an
-        // absent gic_cpu_interface (one 0 byte), populate_ram (u8) and no flash images (u16).
-        let at = bytes.len() - 8;
+        // absent gic_cpu_interface (one 0 byte), populate_ram (u8), on_reset (u8), an absent
+        // reboot_limit (one 0 byte) and no flash images (u16).
+        let at = bytes.len() - 10;
         let mut b = bytes.clone();
         b[at] = 9;
         assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "unhandled_mmio" }));
-        let at = bytes.len() - 3;
+        let at = bytes.len() - 5;
         let mut b = bytes.clone();
         b[at] = 2;
         assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "populate_ram" }));
+        let at = bytes.len() - 4;
+        let mut b = bytes.clone();
+        b[at] = 2;
+        assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "on_reset" }));
+        let at = bytes.len() - 3;
+        let mut b = bytes.clone();
+        b[at] = 2;
+        assert_eq!(decode_system(&b), Err(DecodeError::BadValue { offset: at, what: "option tag" }));
+    }
+
+    #[test]
+    fn on_reset_and_reboot_limit_round_trip_and_load_rechecks_them() {
+        let mut sys = sample();
+        for (on_reset, limit) in
+            [(OnReset::Reboot, None), (OnReset::Reboot, Some(1)), (OnReset::Reboot, Some(u32::MAX))]
+        {
+            sys.vms[0].capvisor.on_reset = on_reset;
+            sys.vms[0].capvisor.reboot_limit = limit;
+            let bytes = encode_system(&sys).unwrap();
+            assert_eq!(load_system(&bytes), Ok(sys.clone()));
+        }
+        sys.vms[1].capvisor.on_reset = OnReset::Stop;
+        let bytes = encode_system(&sys).unwrap();
+        assert_eq!(load_system(&bytes).unwrap().vms[1].capvisor.on_reset, OnReset::Stop);
+        // Bytes the host tool would never write: a limit of 0, a limit with "stop".
+        sys.vms[0].capvisor.reboot_limit = Some(0);
+        sys.vms[1].capvisor.reboot_limit = Some(3);
+        let bytes = encode_system(&sys).unwrap();
+        match load_system(&bytes) {
+            Err(LoadError::Invalid(ps)) => {
+                let got: Vec<_> = ps.iter().map(|p| (p.vm, p.field.clone(), p.kind.clone())).collect();
+                let field = crate::Field::Key("capvisor.reboot_limit");
+                assert_eq!(
+                    got,
+                    [
+                        (0, field.clone(), crate::ProblemKind::ZeroRebootLimit),
+                        (1, field, crate::ProblemKind::RebootLimitWithStop),
+                    ]
+                );
+            }
+            other => panic!("expected problems, got {other:?}"),
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub use check::{Field, Part, Problem, ProblemKind};
 pub use codec::{DecodeError, LoadError, decode_system, encode_system, load_system};
 pub use model::{
     CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
-    PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
+    OnReset, PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 #[cfg(feature = "std")]
 pub use parse::{

@@ -334,6 +334,12 @@ pub struct CapvisorOptions {
     /// `populate_ram`: whether guest RAM is mapped into the guest before it starts or each
     /// frame as the guest first touches it.
     pub populate_ram: PopulateRam,
+    /// `on_reset`: what PSCI `SYSTEM_RESET` from the guest does.
+    pub on_reset: OnReset,
+    /// `reboot_limit`: how many times the VM may reboot (at least 1); the `SYSTEM_RESET` after
+    /// the last one stops it instead, so a guest that resets at once on every boot (a crash
+    /// loop) cannot run for ever. `None`: no limit. Only meaningful with [`OnReset::Reboot`].
+    pub reboot_limit: Option<u32>,
 }
 
 impl Default for CapvisorOptions {
@@ -344,8 +350,22 @@ impl Default for CapvisorOptions {
             vcpu_priority: 100,
             gic_cpu_interface: None,
             populate_ram: PopulateRam::Eager,
+            on_reset: OnReset::Reboot,
+            reboot_limit: None,
         }
     }
+}
+
+/// What PSCI `SYSTEM_RESET` from the guest does to its VM.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[repr(u8)]
+pub enum OnReset {
+    /// `"reboot"`: the VM is torn down (vCPUs, mappings, memory) and built again from the
+    /// bundle, as at boot, and runs again; the other VMs run on.
+    #[default]
+    Reboot = 0,
+    /// `"stop"`: the VM stops, as after `SYSTEM_OFF` (its end is reported as a reset).
+    Stop = 1,
 }
 
 /// When guest RAM enters the guest's stage-2 address space.

@@ -30,7 +30,7 @@ use crate::check::{
 };
 use crate::model::{
     CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
-    PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
+    OnReset, PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
 };
 use crate::place::{HostMemory, PlaceProblem, check_placement};
 
@@ -420,8 +420,16 @@ const DEVICES_KEYS: &[&str] = &[
     "disabled",
     "virtual",
 ];
-const CAPVISOR_KEYS: &[&str] =
-    &["unhandled_mmio", "gic_irq_lines", "vcpu_priority", "gic_cpu_interface", "populate_ram", "flash_images"];
+const CAPVISOR_KEYS: &[&str] = &[
+    "unhandled_mmio",
+    "gic_irq_lines",
+    "vcpu_priority",
+    "gic_cpu_interface",
+    "populate_ram",
+    "flash_images",
+    "on_reset",
+    "reboot_limit",
+];
 
 /// Partially built fields; `None` where an error was already reported.
 struct Parts {
@@ -849,6 +857,13 @@ fn parse_capvisor(doc: &mut Doc<'_>, t: &Tbl<'_, '_>, parts: &mut Parts) {
     if let Some(c) = choice(doc, t, "populate_ram", "capvisor.populate_ram", &choices, "\"eager\", \"on_touch\"") {
         o.populate_ram = c;
     }
+    let choices = [("reboot", OnReset::Reboot), ("stop", OnReset::Stop)];
+    if let Some(c) = choice(doc, t, "on_reset", "capvisor.on_reset", &choices, "\"reboot\", \"stop\"") {
+        o.on_reset = c;
+    }
+    if let Some(n) = opt_int(doc, t, "reboot_limit", u32::MAX.into()) {
+        o.reboot_limit = Some(n as u32);
+    }
     if let Some(n) = opt_int(doc, t, "gic_irq_lines", u16::MAX.into()) {
         o.gic_irq_lines = n as u16;
     }
@@ -1255,6 +1270,50 @@ gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]
         // Only the range: still refused.
         let only_range = with(&[on_touch[0], ("    [\"rtc\", 0x0901_0000, 0x0901_0000, 0x1000, 34],\n", "")]);
         check(&only_range, "populate_ram", "capvisor.populate_ram", ProblemKind::OnTouchWithPassthrough);
+    }
+
+    #[test]
+    fn on_reset_and_reboot_limit_parse_and_their_bad_values_are_named_at_their_position() {
+        let vm = parse_vm_str("vm.toml", GOOD).unwrap();
+        assert_eq!((vm.capvisor.on_reset, vm.capvisor.reboot_limit), (OnReset::Reboot, None), "the defaults");
+        let vm = parse_vm_str("vm.toml", &with(&[("vcpu_priority = 100", "vcpu_priority = 100\non_reset = \"stop\"")]))
+            .unwrap();
+        assert_eq!((vm.capvisor.on_reset, vm.capvisor.reboot_limit), (OnReset::Stop, None));
+        let both = "vcpu_priority = 100\non_reset = \"reboot\"\nreboot_limit = 20";
+        let vm = parse_vm_str("vm.toml", &with(&[("vcpu_priority = 100", both)])).unwrap();
+        assert_eq!((vm.capvisor.on_reset, vm.capvisor.reboot_limit), (OnReset::Reboot, Some(20)));
+        let vm = parse_vm_str("vm.toml", &with(&[("vcpu_priority = 100", "reboot_limit = 0xffff_ffff")])).unwrap();
+        assert_eq!(vm.capvisor.reboot_limit, Some(u32::MAX));
+
+        // (the replacement of `vcpu_priority = 100`, the error's column, its kind)
+        let cases: [(&str, usize, ErrorKind); 7] = [
+            (
+                "on_reset = \"restart\"",
+                12,
+                ErrorKind::UnknownValue { value: "restart".into(), expected: "\"reboot\", \"stop\"" },
+            ),
+            ("on_reset = true", 12, ErrorKind::WrongType { expected: "a string", found: "a boolean" }),
+            ("reboot_limit = \"20\"", 16, ErrorKind::WrongType { expected: "an integer", found: "a string" }),
+            ("reboot_limit = -1", 16, ErrorKind::OutOfRange { value: "-1".into(), max: u32::MAX.into() }),
+            (
+                "reboot_limit = 0x1_0000_0000",
+                16,
+                ErrorKind::OutOfRange { value: "0x1_0000_0000".into(), max: u32::MAX.into() },
+            ),
+            ("reboot_limit = 0", 16, ErrorKind::Check(ProblemKind::ZeroRebootLimit)),
+            ("on_reset = \"stop\"\nreboot_limit = 5", 16, ErrorKind::Check(ProblemKind::RebootLimitWithStop)),
+        ];
+        for (line, column, kind) in cases {
+            let text = with(&[("vcpu_priority = 100", line)]);
+            let at = line.lines().last().unwrap();
+            let e = only(&text, at);
+            let field = if at.starts_with("on_reset") { "capvisor.on_reset" } else { "capvisor.reboot_limit" };
+            assert_eq!(e.field, field, "{e}");
+            assert_eq!(e.column, column, "{e}");
+            assert_eq!(e.kind, kind, "{e}");
+        }
+        let e = only(&with(&[("vcpu_priority = 100", "on_reboot = \"stop\"")]), "on_reboot");
+        assert_eq!((e.field.as_str(), e.kind), ("capvisor.on_reboot", ErrorKind::UnknownKey));
     }
 
     fn check(text: &str, at: &str, field: &str, kind: ProblemKind) {

@@ -69,8 +69,13 @@ use crate::vm::UntouchedFrame;
 pub enum StopReason {
     /// PSCI `SYSTEM_OFF`.
     PoweredOff,
-    /// PSCI `SYSTEM_RESET`: the run loop may start the VM again.
+    /// PSCI `SYSTEM_RESET` with `on_reset = "stop"` (with `"reboot"`, the default, the run
+    /// loop builds the VM again instead).
     Reset,
+    /// PSCI `SYSTEM_RESET` after `reboot_limit` reboots.
+    RebootLimit,
+    /// PSCI `SYSTEM_RESET`, and building the VM again failed.
+    RebootFailed,
     /// Every vCPU called `CPU_OFF`.
     AllCpusOff,
     /// An access to guest-physical memory with no RAM and no device, under the `"stop"`
@@ -113,7 +118,8 @@ impl StopReason {
     pub const fn status(&self) -> u8 {
         match self {
             StopReason::PoweredOff | StopReason::AllCpusOff => 0,
-            StopReason::Reset => 0,
+            StopReason::Reset | StopReason::RebootLimit => 0,
+            StopReason::RebootFailed => 7,
             StopReason::Abort { .. } => 2,
             StopReason::UnhandledTrap { .. } => 3,
             StopReason::BadFault { .. } => 4,
@@ -130,6 +136,8 @@ impl fmt::Display for StopReason {
         match self {
             StopReason::PoweredOff => f.write_str("powered off"),
             StopReason::Reset => f.write_str("reset"),
+            StopReason::RebootLimit => f.write_str("reboot limit reached"),
+            StopReason::RebootFailed => f.write_str("reset, and building the VM again failed"),
             StopReason::AllCpusOff => f.write_str("all vCPUs off"),
             StopReason::Abort { ip, addr, instruction, write } => write!(
                 f,

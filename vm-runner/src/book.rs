@@ -224,7 +224,7 @@ impl<P: PagingHandler> Book<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::tests::LocalPaging;
+    use crate::local_paging::LocalPaging;
 
     #[test]
     fn maps_with_the_largest_pages_and_translates() {

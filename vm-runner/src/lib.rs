@@ -12,15 +12,19 @@
 //! windows to them. [`console`] shares one terminal between the VMs (focus, keys, lines).
 //!
 //! Nothing in those modules issues a system call or holds a capability. The parts that do
-//! are generic over the `sel4::Kernel` trait and the HAL, so they run under `cargo test` on
-//! the seL4 model as on the board:
-//! - [`setup`] builds VMs: guest memory through the HAL, the stage-2 VSpace mirrored from
-//!   the stage-2 book ([`book`]), vCPU threads, the fault endpoint;
+//! are generic over the HAL seam, the seed's `AxVMHal` plus vm-runner's `VmObjects` (crate
+//! `vm-objects`; no HAL implementation is a dependency), so they run under `cargo test` on
+//! the seL4 model, with capvisor's HAL or the tests' second one, as on the board:
+//! - [`plan`] is the pure plan of a VM (frames, tables, images, cache operations, objects,
+//!   vCPUs, and the invocations they take);
+//! - [`setup`] executes it: guest memory through the HAL, the stage-2 VSpace mirrored from
+//!   the stage-2 book ([`book`]), vCPU threads, the fault endpoint; and rebuilds a VM after
+//!   a reset;
 //! - [`run`] is the run loop: fault in, [`VmState::handle_exit`], action performed with the
-//!   fewest kernel entries, counters measured per exit kind;
+//!   fewest kernel entries, counters measured per exit kind; it borrows the kernel for each
+//!   invocation, so nothing is held while an exit is handled;
 //! - [`bundle`] is the byte format that carries a system's configuration and guest images
 //!   into the root task;
-//! - `host` (feature `host`) backs the book's tables with host memory for the model.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -28,27 +32,31 @@
 extern crate alloc;
 
 pub mod action;
+pub mod arch;
 pub mod badge;
 pub mod book;
 pub mod bundle;
 pub mod console;
 pub mod counters;
 pub mod devices;
-pub mod esr;
 pub mod exit;
 pub mod fdt;
-#[cfg(any(test, feature = "host"))]
-pub mod host;
-pub mod inject;
 pub mod linux;
+#[cfg(test)]
+mod local_paging;
 pub mod logonce;
 pub mod meter;
 pub mod mmio;
+pub mod plan;
 pub mod run;
+#[cfg(test)]
+mod seam_tests;
 pub mod setup;
 pub mod vm;
 
+// The architecture's modules where the rest of the crate (and its users) name them.
 pub use action::{Action, Effects, FlashRom, Next, Notice, StopReason};
+pub use arch::aarch64::{esr, inject};
 pub use badge::VcpuBadge;
 pub use counters::{Counters, ExitKind};
 pub use exit::{Exit, decode_fault};

@@ -37,6 +37,14 @@
 //! so ([`Host::arm_wake`] returns false) and the vCPU is restarted at once: its `WFI`
 //! traps again until the deadline passes while it runs, which is correct and busy.
 //!
+//! # Resets
+//! A guest's PSCI `SYSTEM_RESET` stops the VM's vCPUs; with `on_reset = "reboot"` (the
+//! default) the loop then builds the VM again ([`Runner::reboot_pending`], through
+//! [`crate::setup::Vmm::reboot_vm`]) and starts its boot vCPU, or stops it for good once
+//! `reboot_limit` reboots were made; with `"stop"` the VM ends. The rebuild calls the HAL from
+//! inside the loop, which is why the loop holds no HAL lock: it borrows the kernel per
+//! invocation ([`sel4::Lent`]).
+//!
 //! # Counters
 //! Each VM's [`crate::VmState`] counts the entries its actions *should* take ([`Action::ops`]);
 //! the loop counts the entries it *made* ([`crate::meter::Meter`]), the closing `ReplyRecv` or `Recv`
@@ -50,17 +58,20 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use page_table_multiarch::PagingHandler;
-use sel4::{CacheOp, CapRights, Kernel, Message, Op, Received, UserContext, VCpuReg, VirtAddr};
+use sel4::{CacheOp, CapRights, Kernel, Lent, Message, Op, Received, UserContext, VCpuReg, VirtAddr};
+use vm_config::OnReset;
+use vm_objects::VmObjects;
 
 use crate::action::{Action, Effects, FlashRom, Next, Notice, StopReason, VcpuStart};
 use crate::badge::{FAULT_BADGE_BIT, VcpuBadge};
+use crate::bundle::Bundle;
 use crate::console::{Console, Routed};
 use crate::counters::{Counters, ExitKind};
 use crate::devices::cfi_flash::{BLOCK_BYTES, FlashOp};
 use crate::exit::Exit;
 use crate::inject::abort_entry;
 use crate::meter::meter;
-use crate::setup::{MappedFrame, SCTLR_EL1_RESET, Vm, Vmm};
+use crate::setup::{CopyIn, MappedFrame, SCTLR_EL1_RESET, Vm, Vmm};
 use crate::vm::UntouchedFrame;
 
 /// Notification badge bit: the console UART has input.
@@ -96,6 +107,8 @@ pub trait Host {
     }
     /// VM `vm` stopped (its held console output is written).
     fn vm_stopped(&mut self, _vm: usize) {}
+    /// VM `vm` was built again after a reset, for the `count`th time, and is about to start.
+    fn vm_rebooted(&mut self, _vm: usize, _count: u32) {}
     /// Writes one line of the VMM's own log (no newline in `line`).
     fn log(&mut self, line: fmt::Arguments<'_>);
     /// Reads console input that arrived ([`SIGNAL_CONSOLE`]) into `buf` and re-arms the
@@ -176,6 +189,16 @@ pub struct Runner {
     pub stray: u64,
     /// Log every exit and the action taken (debugging; slow).
     pub trace: bool,
+    /// VMs that asked for a reset and are to be built again ([`Runner::reboot_pending`]).
+    reboots: Vec<usize>,
+}
+
+/// What a VM is built again from after a reset: the bundle, and the way into guest memory.
+pub struct Rebuild<'a, 'b> {
+    /// The bundle the VMs were built from.
+    pub bundle: &'a Bundle<'b>,
+    /// Copies images in.
+    pub copy: &'a mut dyn CopyIn,
 }
 
 impl Runner {
@@ -190,7 +213,13 @@ impl Runner {
             ended: (0..vms).map(|_| None).collect(),
             stray: 0,
             trace: false,
+            reboots: Vec::new(),
         }
+    }
+
+    /// VMs waiting to be built again.
+    pub fn reboots_pending(&self) -> &[usize] {
+        &self.reboots
     }
 
     /// Whether every VM has stopped.
@@ -238,11 +267,21 @@ impl Runner {
         }
     }
 
-    /// Runs until every VM has stopped: [`Runner::start`], then [`Runner::step`] forever.
-    pub fn run<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vmm: &mut Vmm<P>, host: &mut H) {
-        self.start(kernel, vmm, host);
+    /// Runs until every VM has stopped: [`Runner::start`], then [`Runner::step`] and
+    /// [`Runner::reboot_pending`] until then. The kernel is the HAL's, borrowed for each
+    /// invocation ([`sel4::Lent`]): nothing is held across an exit's handling, so handling
+    /// may call the HAL (time, rebuilding a VM).
+    pub fn run<H: VmObjects, Ho: Host>(
+        &mut self,
+        vmm: &mut Vmm<H::PagingHandler>,
+        host: &mut Ho,
+        rebuild: &mut Rebuild<'_, '_>,
+    ) {
+        let mut kernel = Lent::<H>::new();
+        self.start(&mut kernel, vmm, host);
         while !self.all_stopped() {
-            self.step(kernel, vmm, host);
+            self.step(&mut kernel, vmm, host);
+            self.reboot_pending::<H, Ho>(vmm, host, rebuild);
         }
         // The last exit's closing wait was never made.
         self.close(None);
@@ -250,6 +289,65 @@ impl Runner {
         let mut out = Vec::new();
         self.console.note_start(&mut out);
         host.console_out(&out);
+    }
+
+    /// Builds every VM that asked for a reset again ([`Vmm::reboot_vm`]) and starts it, or
+    /// stops it when its `reboot_limit` is reached or the rebuild fails.
+    pub fn reboot_pending<H: VmObjects, Ho: Host>(
+        &mut self,
+        vmm: &mut Vmm<H::PagingHandler>,
+        host: &mut Ho,
+        rebuild: &mut Rebuild<'_, '_>,
+    ) {
+        if self.reboots.is_empty() {
+            return;
+        }
+        self.with_tty(host, |r, tty| r.reboot_each::<H, _>(vmm, tty, rebuild));
+    }
+
+    fn reboot_each<H: VmObjects, Ho: Host>(
+        &mut self,
+        vmm: &mut Vmm<H::PagingHandler>,
+        host: &mut Ho,
+        rebuild: &mut Rebuild<'_, '_>,
+    ) {
+        for i in core::mem::take(&mut self.reboots) {
+            let Some(vm) = vmm.vms.get(i) else { continue };
+            let reason = if vm.config.capvisor.reboot_limit.is_some_and(|l| vm.reboots >= l) {
+                Some(StopReason::RebootLimit)
+            } else {
+                let images = rebuild.bundle.images.get(i).cloned().unwrap_or_default();
+                match vmm.reboot_vm::<H>(i, &images, rebuild.copy) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        host.log(format_args!("VM {i}: building it again after a reset: {e}"));
+                        Some(StopReason::RebootFailed)
+                    }
+                }
+            };
+            if let Some(reason) = reason {
+                if let Some(slot) = self.ended.get_mut(i) {
+                    *slot = Some(Ended { reason, status: reason.status() });
+                }
+                host.vm_stopped(i);
+                continue;
+            }
+            let mut kernel = Lent::<H>::new();
+            let now = host.now_ns(&mut kernel).unwrap_or(0);
+            let Some(vm) = vmm.vms.get_mut(i) else { continue };
+            vm.state.set_rtc_base(vmm.rtc_base_seconds, now);
+            host.vm_rebooted(i, vm.reboots);
+            let boot = vm.state.boot();
+            if let Err(e) = start_vcpu(&mut kernel, vm, &boot) {
+                host.log(format_args!("{}: starting vCPU 0 after a reboot failed: {e:?}", vm.state.name()));
+                let reason = StopReason::MissingRegisters;
+                let _ = vm.state.fail(0, reason);
+                if let Some(slot) = self.ended.get_mut(i) {
+                    *slot = Some(Ended { reason, status: reason.status() });
+                }
+                host.vm_stopped(i);
+            }
+        }
     }
 
     /// What the console multiplexer did with VM `vm`'s output.
@@ -336,7 +434,7 @@ impl Runner {
         if self.trace {
             host.log(format_args!("{} vCPU {vcpu}: {exit:?} -> {:?}", vm.state.name(), action.next));
         }
-        let wait = perform(&mut k, vm, vcpu, &exit, regs, action, host, &mut self.ended);
+        let wait = perform(&mut k, vm, vcpu, &exit, regs, action, host, &mut self.ended, &mut self.reboots);
         self.open = Some((vmi, kind, k.observer.take()));
         wait
     }
@@ -467,6 +565,9 @@ impl<H: Host> Host for Tty<'_, H> {
     }
     fn vm_stopped(&mut self, vm: usize) {
         self.framed(|c, out| c.vm_stopped(vm, out));
+    }
+    fn vm_rebooted(&mut self, vm: usize, count: u32) {
+        self.host.vm_rebooted(vm, count);
     }
     fn log(&mut self, line: fmt::Arguments<'_>) {
         self.note(line);
@@ -657,6 +758,7 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
     action: Action,
     host: &mut H,
     ended: &mut [Option<Ended>],
+    reboots: &mut Vec<usize>,
 ) -> Wait {
     let Action { mut next, effects: mut e } = action;
     let populate = e.populate.take();
@@ -731,6 +833,11 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
             }
         }
         Next::Off => Wait::Recv,
+        Next::Stop(StopReason::Reset) if vm.config.capvisor.on_reset == OnReset::Reboot => {
+            reboots.push(vm.index);
+            host.log(format_args!("{}: reset: rebuilding the VM", vm.state.name()));
+            Wait::Recv
+        }
         Next::Stop(reason) => {
             let status =
                 if reason == StopReason::PoweredOff { off_status(exit, regs.as_ref()) } else { reason.status() };
@@ -742,8 +849,9 @@ fn perform<K: Kernel, P: PagingHandler, H: Host>(
             Wait::Recv
         }
     };
-    // A VM stopped by `fail` above: record it too.
+    // A VM stopped by `fail` above: record it too (not one waiting to be built again).
     if let Some(reason) = vm.state.stopped()
+        && !reboots.contains(&vm.index)
         && let Some(slot) = ended.get_mut(vm.index)
         && slot.is_none()
     {

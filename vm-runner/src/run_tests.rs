@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use hal_sel4::{HalCell, HalInstance};
+use hal_sel4::HalInstance;
 use sel4::fault::label;
 use sel4::{Kernel, Message, Op, Received, UserContext, VCpuReg};
 use sel4_model::{ListRegister, Model, ThreadState};
@@ -17,9 +17,10 @@ use super::*;
 use crate::bundle::{Bundle, VmImages};
 use crate::devices::psci::fid;
 use crate::esr::{Esr, ec};
-use crate::host::{HostPaging, install_model_hal};
 use crate::setup::Vmm;
+use crate::setup::tests::install;
 use crate::setup::tests::{Recorder, example, image, instance};
+use hal_sel4::host::{HostHal, HostPaging};
 use vm_config::SystemConfig;
 
 #[derive(Default)]
@@ -105,12 +106,12 @@ impl<I: HalInstance<Kernel = Model>> Rig<I> {
     }
 
     fn with(sys: SystemConfig, host: TestHost) -> Self {
-        let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+        let options = install::<I>(Model::qemu_arm_virt());
         let kernels: Vec<Vec<u8>> = (0..sys.vms.len()).map(|i| image(i as u8, 0x1000)).collect();
         let images =
             kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
         let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
-        let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+        let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
         let names: Vec<&str> = vmm.vms.iter().map(|v| v.state.name()).collect();
         let runner = Runner::new(&names);
         let mut rig = Rig { vmm, runner, host };

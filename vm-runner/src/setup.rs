@@ -1,12 +1,30 @@
-//! Building VMs on seL4: guest memory, the stage-2 address space, vCPUs, and the VMM's
-//! fault endpoint, from a checked configuration and its images.
+//! Building VMs on seL4 through the HAL seam: guest memory, the stage-2 address space,
+//! vCPUs, and the VMM's fault endpoint, from a checked configuration and its images; and
+//! building one again after a reset.
+//!
+//! # The seam
+//! Everything goes through a HAL `H` that implements the seed's `AxVMHal` and vm-runner's
+//! `VmObjects` (crate `vm-objects`), by static calls that each hold whatever lock the HAL has
+//! for their own length only:
+//! - guest memory at a host base: `alloc_memory_region_at` / `dealloc_memory_region_at`
+//!   (checked afterwards to be the kind the region needs, `VmObjects::region_kind`);
+//! - where RAM goes when the configuration leaves it open: `VmObjects::place_ram`;
+//! - the stage-2 book's table frames: `AxVMHal::PagingHandler`;
+//! - image copies: through `VmObjects::map_region`, each checked with `virt_to_phys`;
+//! - kernel objects, frame capabilities, slots: `VmObjects`;
+//! - invocations on them: the kernel the HAL lends per call (`sel4::Lent`).
+//!
+//! # Plan, then execute
+//! [`crate::plan`] says, from the configuration and the HAL's placement, what a VM is made of
+//! and which invocations it takes; [`Vmm::build`] performs that plan and counts its own
+//! invocations into [`Vm::built_with`] (tests check the two agree).
 //!
 //! # What a VM is made of
-//! - **Guest RAM**: each configured region is host memory from the HAL's untyped pool:
+//! - **Guest RAM**: each configured region is host memory from the HAL:
 //!   `MAP_IDENTICAL` (and `MAP_RESERVED`) at the host address equal to the guest address,
-//!   `MAP_ALLOC` where the kernel clears least (`UntypedPool::find_least_clearing`), at a
-//!   host address with the same alignment (up to 1 GiB) as the guest address so that the
-//!   largest frames map it. The frames the pool makes are the largest the alignment allows.
+//!   `MAP_ALLOC` where the HAL says it costs least (`VmObjects::place_ram`), at a host address
+//!   with the same alignment (up to 1 GiB) as the guest address so that the largest frames
+//!   map it. The frames the pool makes are the largest the alignment allows.
 //!   Every fixed address of every VM (identical and reserved RAM, passthrough regions) is
 //!   allocated before anything whose place capvisor chooses, so that no VM's objects or RAM
 //!   can take a range a later VM names.
@@ -18,9 +36,10 @@
 //!   frame capability mapped at its guest address. The same mappings are written into the
 //!   stage-2 book ([`crate::book`]) on the HAL's paging handler; [`Vm::book`] and seL4's
 //!   tables must agree (tests check every page on the model).
-//! - **Images**: the kernel, device tree and RAM disk are copied in through the root task's
-//!   own mapping of the RAM (`Sel4Hal::map_region`, unmapped again afterwards). seL4 zeroes
-//!   RAM it retypes, so the rest of guest memory starts as zero.
+//! - **Images**: the kernel, device tree and RAM disk are copied in through the VMM's own
+//!   mapping of the RAM (`VmObjects::map_region`, once per region, unmapped again afterwards),
+//!   after `virt_to_phys` confirms the mapping reaches the planned frame. seL4 zeroes RAM it
+//!   retypes, so the rest of guest memory starts as zero.
 //! - **Flash banks** (emulated CFI flash): a read-only bank's image, or the kernel when it is
 //!   firmware loaded at the bank's base, is read-only RAM at the bank's base, so the guest
 //!   runs it in place; a writable bank's whole contents are RAM mapped read-only while the
@@ -43,27 +62,34 @@
 //! forge exits of its own VM; the VMM trusts nothing in an exit beyond that VM, so the
 //! damage stays inside the VM that did it.
 //!
+//! # A reboot
+//! [`Vmm::reboot_vm`] frees one VM as a shutdown does (book, copies of shared frames, objects,
+//! memory through `dealloc_memory_region_at`, slots) and builds it again from its bundle
+//! entry, fixed ranges first; the other VMs and the shared objects stay. Its counters carry
+//! over. The seam tests reboot a VM 20 times on the model with every slot and byte back.
+//!
 //! Owns every object and slot it creates (recorded in [`Vmm`] and [`Vm`], freed by
-//! [`Vmm::teardown`]). Never touches capabilities or memory it was not given.
+//! [`Vmm::teardown`] and [`Vmm::reboot_vm`]). Never touches capabilities or memory it was not
+//! given, and never the HAL's internals.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::fmt;
 
-use hal_sel4::ranges::SlotAllocator;
-use hal_sel4::{HalError, HalInstance, KindRequest, MemoryKind, Objects};
+use axvm_hal::{HostPhysAddr, HostVirtAddr};
 use page_table_multiarch::{MappingFlags, PagingHandler};
 use sel4::cap_type::{AsidPool, CNode, Endpoint, Frame, Notification, PageTable, Tcb, VCpu, VSpace};
-use sel4::object::{PAGE_BITS, PAGE_TABLE_INDEX_BITS};
 use sel4::{
-    CNodeSlot, CPtr, CacheOp, Cap, CapRights, FrameSize, Kernel, ObjectBlueprint, PhysAddr, Slot, SlotRegion, VCpuReg,
-    VirtAddr, VmAttributes,
+    CNodeSlot, CPtr, Cap, CapRights, FrameSize, Kernel, Lent, ObjectBlueprint, Observed, OpCounts, PhysAddr, Slot,
+    SlotRegion, VCpuReg, VirtAddr, VmAttributes,
 };
-use vm_config::{EmulatedKind, GuestPhysAddr, MapType, MemFlags, PopulateRam, VmConfig};
+use vm_config::{GuestPhysAddr, PopulateRam, VmConfig};
+use vm_objects::{Objects, Refused, VmObjects};
 
 use crate::badge::VcpuBadge;
 use crate::book::{Book, BookError};
 use crate::bundle::{Bundle, VmImages};
+use crate::plan::{self, HostPlace, Placed, VmPlan, Want};
+pub use crate::plan::{STAGE2_LEVELS, alloc_alignment, table_span_bits, tables_needed};
 use crate::vm::{BuildError, Platform, UntouchedFrame, VmState};
 
 /// `SCTLR_EL1` of a vCPU before the guest runs: the kernel's `SCTLR_EL1_VM` (MMU, caches
@@ -79,10 +105,6 @@ pub const GUEST_CSPACE_GUARD: u64 = 0x0063_6170_7669_736f;
 pub const GUEST_CSPACE_GUARD_BITS: u32 = 64 - GUEST_CNODE_SLOT_BITS;
 /// Rights of a vCPU's fault endpoint: send, and grant-reply so seL4 can make the reply cap.
 pub const FAULT_EP_RIGHTS: CapRights = CapRights { write: true, read: false, grant: false, grant_reply: true };
-/// Translation levels of a guest's stage 2 (`UPT_LEVELS`).
-pub const STAGE2_LEVELS: u32 = if sel4::config::AARCH64_VSPACE_S2_START_L1 { 3 } else { 4 };
-/// Guest-physical address bits the book and the stage 2 cover (`seL4_UserTop`).
-const GPA_LIMIT: u64 = if sel4::config::ARM_PA_SIZE_BITS_44 { 1 << 44 } else { 1 << 40 };
 
 /// The CPtr by which vCPU `index`'s TCB names its fault endpoint in the guest CSpace.
 pub const fn fault_cptr(index: usize) -> u64 {
@@ -291,8 +313,16 @@ pub struct Vm<P: PagingHandler> {
     pub book: Option<Book<P>>,
     /// Writable flash banks mapped read-only in read-array mode.
     pub flash_rom: Vec<FlashRomMapping>,
+    /// The plan it was built by (`None` until its memory is placed).
+    pub plan: Option<VmPlan>,
+    /// The VMM's own kernel invocations building it took (the HAL's excluded), counted as
+    /// they were made: [`VmPlan::invocations`] predicts them.
+    pub built_with: OpCounts,
+    /// Times it was built again after a reset.
+    pub reboots: u32,
     regions: Vec<Region>,
-    objects: Vec<(Objects, ObjectBlueprint)>,
+    objects: Vec<Objects>,
+    slots: Option<(Slot, u64)>,
 }
 
 /// Every VM of a system and what the VMM shares between them.
@@ -305,11 +335,11 @@ pub struct Vmm<P: PagingHandler> {
     pub ntfn: Cap<Notification>,
     /// Regions shared by the VMs (the GICV frames).
     pub shared: Vec<Region>,
-    /// Slots the VMM may still use for its own capabilities.
-    pub slots: SlotAllocator,
     /// Seconds since 1970 the VMs' real-time clocks start at (the bundle's).
     pub rtc_base_seconds: u64,
-    objects: Vec<(Objects, ObjectBlueprint)>,
+    /// How it was built (to build a VM again after a reset).
+    pub options: SetupOptions,
+    objects: Vec<Objects>,
 }
 
 /// Where the VMM's capabilities come from and where it stands.
@@ -317,9 +347,6 @@ pub struct Vmm<P: PagingHandler> {
 pub struct SetupOptions {
     /// Facts about the machine (list registers).
     pub platform: Platform,
-    /// Root CNode slots for the VMM's own capabilities (frame copies, handlers), apart from
-    /// the HAL's.
-    pub slots: SlotRegion,
     /// The ASID pool the guests' VSpaces take ASIDs from.
     pub asid_pool: Cap<AsidPool>,
     /// The VMM's own thread: priority authority, and the thread the notification is bound to.
@@ -345,21 +372,6 @@ pub trait CopyIn {
     }
 }
 
-/// One frame of a guest mapping, as the setup plans its stage 2.
-struct PlannedFrame {
-    /// The HAL's capability.
-    src: Slot,
-    gpa: u64,
-    hpa: u64,
-    size: FrameSize,
-    /// Index of its mapping in [`Vm::mappings`].
-    mapping: usize,
-    /// Left for the guest's first touch.
-    deferred: bool,
-    /// On-demand RAM the kernel did not zero: the VMM zeroes it.
-    zero: bool,
-}
-
 /// Why a system could not be built (everything made before the failure was freed).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum SetupError {
@@ -369,8 +381,31 @@ pub enum SetupError {
         vm: Option<usize>,
         /// The step.
         during: &'static str,
-        /// Why.
-        error: HalError,
+        /// Why, in the HAL's words.
+        error: Refused,
+    },
+    /// `alloc_memory_region_at` refused a range (the HAL logs why).
+    Memory {
+        /// The VM, if the range was one VM's.
+        vm: Option<usize>,
+        /// What the range is for.
+        during: &'static str,
+        /// Host-physical base.
+        base: PhysAddr,
+        /// Bytes.
+        size: u64,
+    },
+    /// The HAL gave memory of the wrong kind (device memory for RAM the guest needs zeroed,
+    /// RAM for a passthrough device).
+    WrongMemory {
+        /// The VM, if the range was one VM's.
+        vm: Option<usize>,
+        /// What the range is for.
+        during: &'static str,
+        /// Host-physical base.
+        base: PhysAddr,
+        /// What it had to be.
+        want: Want,
     },
     /// A kernel invocation failed.
     Kernel {
@@ -387,13 +422,6 @@ pub enum SetupError {
         vm: usize,
         /// Why.
         error: BookError,
-    },
-    /// The VMM's slot region is too small.
-    Slots {
-        /// Slots needed at that point.
-        needed: u64,
-        /// Slots free.
-        free: u64,
     },
     /// No free RAM for a `MAP_ALLOC` region.
     NoMemory {
@@ -412,6 +440,18 @@ pub enum SetupError {
         load: u64,
         /// Length.
         len: u64,
+    },
+    /// The HAL's translation of the VMM's mapping of guest memory is not where the plan put
+    /// the bytes: nothing is copied.
+    Translation {
+        /// The VM.
+        vm: usize,
+        /// The VMM's address.
+        va: VirtAddr,
+        /// Where the plan puts the bytes.
+        expected: PhysAddr,
+        /// Where `virt_to_phys` says it is.
+        got: PhysAddr,
     },
     /// A guest address beyond what a stage 2 translates.
     OutOfRange {
@@ -442,15 +482,25 @@ impl fmt::Display for SetupError {
                 vm(f, v)?;
                 write!(f, "{during}: {error}")
             }
+            SetupError::Memory { vm: v, during, base, size } => {
+                vm(f, v)?;
+                write!(f, "{during}: the HAL refused {size:#x} bytes at {base}")
+            }
+            SetupError::WrongMemory { vm: v, during, base, want } => {
+                vm(f, v)?;
+                write!(f, "{during}: the memory at {base} is not {want:?} memory")
+            }
             SetupError::Kernel { vm: v, during, error } => {
                 vm(f, v)?;
                 write!(f, "{during}: {error:?}")
             }
             SetupError::Book { vm, error } => write!(f, "VM {vm}: {error}"),
-            SetupError::Slots { needed, free } => write!(f, "VMM slots: need {needed}, {free} free"),
             SetupError::NoMemory { vm, size } => write!(f, "VM {vm}: no free RAM for {size:#x} bytes"),
             SetupError::Image { vm, what, load, len } => {
                 write!(f, "VM {vm}: {what} of {len:#x} bytes at {load:#x} is not inside the VM's RAM")
+            }
+            SetupError::Translation { vm, va, expected, got } => {
+                write!(f, "VM {vm}: the VMM's {va} should reach {expected}, the HAL translates it to {got}")
             }
             SetupError::OutOfRange { vm, gpa } => write!(f, "VM {vm}: guest address {gpa:#x} is beyond stage 2"),
             SetupError::Images => f.write_str("the bundle's images do not match its VMs"),
@@ -461,101 +511,97 @@ impl fmt::Display for SetupError {
 
 impl core::error::Error for SetupError {}
 
-/// VMM slots to keep apart from the HAL's by default: copies of guest frame capabilities,
-/// IRQ handlers.
+/// Root CNode slots to keep for the VM layer's own capabilities by default: copies of guest
+/// frame capabilities, IRQ handlers.
 pub const DEFAULT_VMM_SLOTS: u64 = 4096;
 
-/// Splits bootinfo's empty slots: the HAL takes all but the last `vmm` (at most half), the
-/// VMM the rest. Returns `(hal, vmm)`.
+/// Splits bootinfo's empty slots: the HAL's pool takes all but the last `vmm` (at most half),
+/// the VM layer's loose slots the rest. Returns `(pool, loose)`.
 pub fn split_slots(empty: SlotRegion, vmm: u64) -> (SlotRegion, SlotRegion) {
     let vmm = vmm.min(empty.len() / 2);
     let cut = Slot::new(empty.end.index() - vmm);
     (SlotRegion { start: empty.start, end: cut }, SlotRegion { start: cut, end: empty.end })
 }
 
-/// Bytes a table at `depth` below the root translates, as a power of two.
-pub const fn table_span_bits(depth: u32) -> u32 {
-    PAGE_BITS + PAGE_TABLE_INDEX_BITS * (STAGE2_LEVELS - depth)
+/// The `k`th slot from `first`.
+fn nth(first: Slot, k: usize) -> Slot {
+    Slot::new(first.index() + k as u64)
 }
-
-/// The page tables a set of frame mappings needs, as `(depth, first address)`, parents
-/// before children: a frame of `2^s` bytes needs a table at every depth whose span is
-/// larger than the frame.
-pub fn tables_needed(frames: impl IntoIterator<Item = (u64, FrameSize)>) -> Vec<(u32, u64)> {
-    let mut set = BTreeSet::new();
-    for (gpa, size) in frames {
-        for depth in 1..STAGE2_LEVELS {
-            let span = table_span_bits(depth);
-            if span > size.size_bits() {
-                set.insert((depth, gpa & !((1u64 << span) - 1)));
-            }
-        }
-    }
-    set.into_iter().collect()
-}
-
-/// The read-only flash banks' images from `flash_images`: (guest base, image), the image
-/// cut to the bank.
-fn rom_images<'c>(config: &'c VmConfig, images: &'c VmImages<'_>) -> impl Iterator<Item = (u64, &'c [u8])> + 'c {
-    config.flash_images.iter().zip(images.flash.iter()).filter_map(|(f, bytes)| {
-        let d = config.emulated.iter().find(|d| d.kind == EmulatedKind::CfiFlash && d.name == f.device)?;
-        let len = usize::try_from(d.range.size_bytes).unwrap_or(usize::MAX).min(bytes.len());
-        let image = bytes.get(..len)?;
-        (!d.writable() && !image.is_empty()).then_some((d.range.base.get(), image))
-    })
-}
-
-/// Guest ranges of read-only RAM that back read-only flash banks: their `flash_images`, and
-/// the kernel when it is firmware at a bank's base ([`VmConfig::firmware_bank`]).
-fn rom_ranges(config: &VmConfig, images: &VmImages<'_>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = rom_images(config, images).map(|(gpa, i)| (gpa, i.len() as u64)).collect();
-    if let Some(bank) = config.firmware_bank()
-        && !images.kernel.is_empty()
-    {
-        out.push((bank.range.base.get(), (images.kernel.len() as u64).min(bank.range.size_bytes)));
-    }
-    out
-}
-
-/// The host alignment a `MAP_ALLOC` region at `gpa` of `size` bytes should have so the
-/// largest frames map it: the largest frame size that divides `gpa` and fits in `size`.
-pub fn alloc_alignment(gpa: u64, size: u64) -> u64 {
-    for f in FrameSize::LARGEST_FIRST {
-        let b = f.size_bytes();
-        if gpa.is_multiple_of(b) && size >= b {
-            return b;
-        }
-    }
-    1 << PAGE_BITS
-}
-
-fn ram_rights(flags: MemFlags) -> (CapRights, VmAttributes) {
-    let rights = if flags.contains(MemFlags::WRITE) { CapRights::READ_WRITE } else { CapRights::READ_ONLY };
-    let mut attrs = if flags.contains(MemFlags::DEVICE) || flags.contains(MemFlags::UNCACHED) {
-        VmAttributes::NONE
-    } else {
-        VmAttributes::DEFAULT
-    };
-    if !flags.contains(MemFlags::EXECUTE) {
-        attrs = attrs.union(VmAttributes::EXECUTE_NEVER);
-    }
-    (rights, attrs)
-}
-
-/// Device windows: uncached, never executable.
-const DEVICE_ATTRS: VmAttributes = VmAttributes::EXECUTE_NEVER;
 
 fn kernel_err(vm: Option<usize>, during: &'static str) -> impl Fn(sel4::Error) -> SetupError {
     move |error| SetupError::Kernel { vm, during, error }
 }
 
-fn hal_err(vm: Option<usize>, during: &'static str) -> impl Fn(HalError) -> SetupError {
+fn hal_err(vm: Option<usize>, during: &'static str) -> impl Fn(Refused) -> SetupError {
     move |error| SetupError::Hal { vm, during, error }
 }
 
+/// `[base, base + size)` through `alloc_memory_region_at`, checked to be the memory `want`
+/// names (handed back if not).
+fn alloc_at<H: VmObjects>(
+    vm: Option<usize>,
+    during: &'static str,
+    base: PhysAddr,
+    size: u64,
+    want: Want,
+) -> Result<(), SetupError> {
+    let refused = SetupError::Memory { vm, during, base, size };
+    let (Ok(b), Ok(n)) = (usize::try_from(base.get()), usize::try_from(size)) else { return Err(refused) };
+    if !H::alloc_memory_region_at(HostPhysAddr::from_usize(b), n) {
+        return Err(refused);
+    }
+    if !H::region_kind(base).is_some_and(|k| want.accepts(k)) {
+        H::dealloc_memory_region_at(HostPhysAddr::from_usize(b), n);
+        return Err(SetupError::WrongMemory { vm, during, base, want });
+    }
+    Ok(())
+}
+
+/// Gives `[base, base + size)` back through `dealloc_memory_region_at` (which cannot say
+/// no); checks that the HAL let it go.
+fn dealloc_at<H: VmObjects>(vm: Option<usize>, during: &'static str, r: Region) -> Result<(), SetupError> {
+    let (Ok(b), Ok(n)) = (usize::try_from(r.base.get()), usize::try_from(r.size)) else {
+        return Err(SetupError::Memory { vm, during, base: r.base, size: r.size });
+    };
+    H::dealloc_memory_region_at(HostPhysAddr::from_usize(b), n);
+    match H::region_kind(r.base) {
+        None => Ok(()),
+        Some(_) => Err(SetupError::Memory { vm, during, base: r.base, size: r.size }),
+    }
+}
+
 impl<P: PagingHandler> Vm<P> {
-    /// The kernel objects made for this VM: each allocation and its blueprint.
-    pub fn objects(&self) -> &[(Objects, ObjectBlueprint)] {
+    /// VM `index` of the system, nothing made yet.
+    fn fresh(index: usize, config: &VmConfig, platform: Platform, flash: &[&[u8]]) -> Result<Self, SetupError> {
+        let mut state = VmState::new(config, platform).map_err(|error| SetupError::State { vm: index, error })?;
+        for (f, bytes) in config.flash_images.iter().zip(flash) {
+            state.load_flash(&f.device, bytes).map_err(|error| SetupError::State { vm: index, error })?;
+        }
+        Ok(Vm {
+            index,
+            config: config.clone(),
+            state,
+            vspace: Cap::from_cptr(CPtr::NULL),
+            cnode: Cap::from_cptr(CPtr::NULL),
+            vcpus: Vec::new(),
+            mappings: Vec::new(),
+            frames: Vec::new(),
+            untouched: Vec::new(),
+            tables: Vec::new(),
+            images: Vec::new(),
+            book: None,
+            flash_rom: Vec::new(),
+            plan: None,
+            built_with: OpCounts::default(),
+            reboots: 0,
+            regions: Vec::new(),
+            objects: Vec::new(),
+            slots: None,
+        })
+    }
+
+    /// The kernel objects made for this VM.
+    pub fn objects(&self) -> &[Objects] {
         &self.objects
     }
 
@@ -563,19 +609,29 @@ impl<P: PagingHandler> Vm<P> {
     pub fn regions(&self) -> &[Region] {
         &self.regions
     }
+
+    fn alloc_objects<H: VmObjects>(
+        &mut self,
+        blueprint: ObjectBlueprint,
+        n: u64,
+        during: &'static str,
+    ) -> Result<Objects, SetupError> {
+        let o = H::alloc_objects(blueprint, n).map_err(hal_err(Some(self.index), during))?;
+        self.objects.push(o);
+        Ok(o)
+    }
 }
 
 impl<P: PagingHandler> Vmm<P> {
     /// The kernel objects the VMM shares between VMs (fault endpoint, notification).
-    pub fn objects(&self) -> &[(Objects, ObjectBlueprint)] {
+    pub fn objects(&self) -> &[Objects] {
         &self.objects
     }
 
-    /// Builds every VM of `bundle` through HAL instance `I`, with the stage-2 book on paging
-    /// handler `P` (`GlobalPaging<I>` on the target, `HostPaging<I>` on the host). The vCPUs
-    /// are configured but not started ([`crate::run`] starts them). All or nothing: on an
-    /// error, whatever was made is freed.
-    pub fn build<I: HalInstance>(
+    /// Builds every VM of `bundle` through the HAL `H` (its `AxVMHal` and `VmObjects`; the
+    /// stage-2 book on its paging handler `P`). The vCPUs are configured but not started
+    /// ([`crate::run`] starts them). All or nothing: on an error, whatever was made is freed.
+    pub fn build<H: VmObjects<PagingHandler = P>>(
         bundle: &Bundle<'_>,
         options: &SetupOptions,
         copy: &mut dyn CopyIn,
@@ -588,515 +644,404 @@ impl<P: PagingHandler> Vmm<P> {
             fault_ep: Cap::from_cptr(CPtr::NULL),
             ntfn: Cap::from_cptr(CPtr::NULL),
             shared: Vec::new(),
-            slots: SlotAllocator::new(options.slots),
             rtc_base_seconds: bundle.rtc_base_seconds,
+            options: *options,
             objects: Vec::new(),
         };
-        let result = vmm.build_all::<I>(bundle, options, copy);
-        match result {
+        match vmm.build_all::<H>(bundle, copy) {
             Ok(()) => Ok(vmm),
             Err(e) => {
                 // Best effort: the first error is the one to report.
-                let _ = vmm.teardown::<I>();
+                let _ = vmm.teardown::<H>();
                 Err(e)
             }
         }
     }
 
-    fn build_all<I: HalInstance>(
+    fn build_all<H: VmObjects<PagingHandler = P>>(
         &mut self,
         bundle: &Bundle<'_>,
-        options: &SetupOptions,
         copy: &mut dyn CopyIn,
     ) -> Result<(), SetupError> {
-        let cell = I::cell();
-        for (i, config) in bundle.system.vms.iter().enumerate() {
-            let mut state =
-                VmState::new(config, options.platform).map_err(|error| SetupError::State { vm: i, error })?;
-            for (f, bytes) in config.flash_images.iter().zip(bundle.images.get(i).map_or(&[][..], |m| &m.flash[..])) {
-                state.load_flash(&f.device, bytes).map_err(|error| SetupError::State { vm: i, error })?;
-            }
-            self.vms.push(Vm {
-                index: i,
-                config: config.clone(),
-                state,
-                vspace: Cap::from_cptr(CPtr::NULL),
-                cnode: Cap::from_cptr(CPtr::NULL),
-                vcpus: Vec::new(),
-                mappings: Vec::new(),
-                frames: Vec::new(),
-                untouched: Vec::new(),
-                tables: Vec::new(),
-                images: Vec::new(),
-                book: None,
-                flash_rom: Vec::new(),
-                regions: Vec::new(),
-                objects: Vec::new(),
-            });
+        for (i, (config, images)) in bundle.system.vms.iter().zip(&bundle.images).enumerate() {
+            self.vms.push(Vm::fresh(i, config, self.options.platform, &images.flash)?);
         }
         // Every address a configuration names is taken before anything goes where the HAL
-        // or the pool chooses: an object or a VM's RAM placed first could otherwise sit on
-        // a later VM's fixed range.
-        for i in 0..self.vms.len() {
-            self.reserve_fixed::<I>(i)?;
+        // chooses: an object or a VM's RAM placed first could otherwise sit on a later VM's
+        // fixed range.
+        for (i, images) in bundle.images.iter().enumerate() {
+            self.reserve_fixed::<H>(i, images)?;
         }
-        let ep =
-            cell.with(|h| h.alloc_objects(ObjectBlueprint::Endpoint, 1)).map_err(hal_err(None, "fault endpoint"))?;
-        self.objects.push((ep, ObjectBlueprint::Endpoint));
-        self.fault_ep = ep.first.cap();
-        let ntfn =
-            cell.with(|h| h.alloc_objects(ObjectBlueprint::Notification, 1)).map_err(hal_err(None, "notification"))?;
-        self.objects.push((ntfn, ObjectBlueprint::Notification));
-        self.ntfn = ntfn.first.cap();
-        cell.with(|h| h.kernel_mut().tcb_bind_notification(options.vmm_tcb, self.ntfn))
+        let mut k = Lent::<H>::new();
+        let ep = H::alloc_objects(ObjectBlueprint::Endpoint, 1).map_err(hal_err(None, "fault endpoint"))?;
+        self.objects.push(ep);
+        self.fault_ep = ep.cap(0);
+        let ntfn = H::alloc_objects(ObjectBlueprint::Notification, 1).map_err(hal_err(None, "notification"))?;
+        self.objects.push(ntfn);
+        self.ntfn = ntfn.cap(0);
+        k.tcb_bind_notification(self.options.vmm_tcb, self.ntfn)
             .map_err(kernel_err(None, "TCB_BindNotification (VMM)"))?;
 
         // The GICV frames: one allocation, every VM maps copies of its frames.
-        for vm in &bundle.system.vms {
-            if let Some(g) = vm.capvisor.gic_cpu_interface {
-                let (base, size) = (g.host.get(), g.guest.size_bytes);
-                if self.shared.iter().any(|r| r.base.get() == base) {
-                    continue;
+        for (i, images) in bundle.images.iter().enumerate() {
+            for r in plan::regions(i, &self.vms[i].config, images)? {
+                if let HostPlace::Shared(base) = r.host
+                    && !self.shared.iter().any(|s| s.base == base)
+                {
+                    alloc_at::<H>(None, r.what, base, r.size_bytes, r.want)?;
+                    self.shared.push(Region { base, size: r.size_bytes });
                 }
-                cell.with(|h| h.alloc_region(PhysAddr(base), size, KindRequest::Device).map(|_| ()))
-                    .map_err(hal_err(None, "GIC virtual CPU interface"))?;
-                self.shared.push(Region { base: PhysAddr(base), size });
             }
         }
-
         for (i, images) in bundle.images.iter().enumerate() {
-            self.build_vm::<I>(i, images, options, copy)?;
+            self.build_vm::<H>(i, images, copy)?;
         }
         Ok(())
     }
 
     /// Allocates VM `i`'s memory at the addresses its configuration names: RAM mapped
-    /// identically or reserved, passthrough device regions and address ranges. Checks the
-    /// guest addresses first.
-    fn reserve_fixed<I: HalInstance>(&mut self, i: usize) -> Result<(), SetupError> {
-        let cell = I::cell();
-        let vm = Some(i);
-        let config = &self.vms[i].config;
-        let mut wanted: Vec<(u64, u64, KindRequest, &'static str)> = Vec::new();
-        for m in &config.memory {
-            let (gpa, size) = (m.range.base.get(), m.range.size_bytes);
-            if gpa.checked_add(size).is_none_or(|e| e > GPA_LIMIT) {
-                return Err(SetupError::OutOfRange { vm: i, gpa });
-            }
-            // Reserved memory may be handed out as device untyped (see vm-config's untyped
-            // check); everything else must be RAM, which seL4 zeroes.
-            match m.map {
-                MapType::Identical => wanted.push((gpa, size, KindRequest::Ram, "guest RAM")),
-                MapType::Reserved => wanted.push((gpa, size, KindRequest::Uniform, "guest RAM")),
-                MapType::Alloc => {}
-            }
-        }
-        for p in config.passthrough.iter().filter_map(|p| p.region) {
-            wanted.push((p.host.get(), p.guest.size_bytes, KindRequest::Device, "passthrough device"));
-        }
-        for r in &config.passthrough_addresses {
-            wanted.push((r.base.get(), r.size_bytes, KindRequest::Device, "passthrough address range"));
-        }
-        for (base, size, kind, during) in wanted {
-            cell.with(|h| h.alloc_region(PhysAddr(base), size, kind).map(|_| ())).map_err(hal_err(vm, during))?;
-            self.vms[i].regions.push(Region { base: PhysAddr(base), size });
-        }
-        Ok(())
-    }
-
-    /// Cache maintenance `ops` on host-physical `[hpa, hpa + len)` of VM `i`'s RAM, through
-    /// the frame copies mapped in its stage 2 (mapped, so the kernel accepts them): one call
-    /// per frame and operation.
-    fn flush_guest_range<I: HalInstance>(
-        &self,
-        i: usize,
-        hpa: u64,
-        len: u64,
-        ops: &[CacheOp],
-    ) -> Result<(), SetupError> {
-        let end = hpa + len;
-        for f in &self.vms[i].frames {
-            let (fs, fe) = (f.hpa.get(), f.hpa.get() + (1u64 << f.size.size_bits()));
-            let (s, e) = (hpa.max(fs), end.min(fe));
-            if s >= e {
-                continue;
-            }
-            for &op in ops {
-                I::cell()
-                    .with(|h| h.kernel_mut().page_flush(f.cap, op, s - fs, e - fs))
-                    .map_err(kernel_err(Some(i), "Page_CleanInvalidate_Data / Unify_Instruction (guest image)"))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// RAM for `size` bytes of VM `i` at guest `gpa`, wherever the kernel clears least (its
-    /// first retype into a boot untyped clears the whole untyped, which is most of the cost
-    /// of building a VM), aligned as `gpa` is so the largest frames map it; recorded as the
-    /// VM's. Returns the host address.
-    fn alloc_ram<I: HalInstance>(
-        &mut self,
-        i: usize,
-        gpa: u64,
-        size: u64,
-        during: &'static str,
-    ) -> Result<u64, SetupError> {
-        let cell = I::cell();
-        let hpa = cell
-            .with(|h| h.pool().find_least_clearing(size, alloc_alignment(gpa, size), None))
-            .ok_or(SetupError::NoMemory { vm: i, size })?;
-        cell.with(|h| h.alloc_region(PhysAddr(hpa), size, KindRequest::Ram).map(|_| ()))
-            .map_err(hal_err(Some(i), during))?;
-        self.vms[i].regions.push(Region { base: PhysAddr(hpa), size });
-        Ok(hpa)
-    }
-
-    fn build_vm<I: HalInstance>(
+    /// identically or reserved, passthrough device regions and address ranges.
+    fn reserve_fixed<H: VmObjects<PagingHandler = P>>(
         &mut self,
         i: usize,
         images: &VmImages<'_>,
-        options: &SetupOptions,
+    ) -> Result<(), SetupError> {
+        for r in plan::regions(i, &self.vms[i].config, images)? {
+            if let HostPlace::Fixed(base) = r.host {
+                alloc_at::<H>(Some(i), r.what, base, r.size_bytes, r.want)?;
+                self.vms[i].regions.push(Region { base, size: r.size_bytes });
+            }
+        }
+        Ok(())
+    }
+
+    /// Places VM `i`'s memory and plans the rest ([`crate::plan`]): step 1's regions, the
+    /// chosen ones allocated where the HAL finds them cheapest.
+    fn place<H: VmObjects<PagingHandler = P>>(
+        &mut self,
+        i: usize,
+        images: &VmImages<'_>,
+    ) -> Result<VmPlan, SetupError> {
+        let config = &self.vms[i].config;
+        let regions = plan::regions(i, config, images)?;
+        let mut placed = Vec::new();
+        for r in &regions {
+            let hpa = match r.host {
+                HostPlace::Fixed(p) | HostPlace::Shared(p) => p,
+                HostPlace::Choose { align_bytes } => {
+                    let p = H::place_ram(r.size_bytes, align_bytes)
+                        .ok_or(SetupError::NoMemory { vm: i, size: r.size_bytes })?;
+                    alloc_at::<H>(Some(i), r.what, p, r.size_bytes, r.want)?;
+                    self.vms[i].regions.push(Region { base: p, size: r.size_bytes });
+                    p
+                }
+            };
+            let kind = H::region_kind(hpa).ok_or(SetupError::WrongMemory {
+                vm: Some(i),
+                during: r.what,
+                base: hpa,
+                want: r.want,
+            })?;
+            placed.push(Placed { mapping: r.at(hpa), kind, frames: H::region_frames(hpa) });
+        }
+        VmPlan::new(i, &self.vms[i].config, images, &placed)
+    }
+
+    /// Builds VM `i` (its fixed memory already reserved): places it, plans it, performs the
+    /// plan. The VMM's own invocations are counted into [`Vm::built_with`].
+    fn build_vm<H: VmObjects<PagingHandler = P>>(
+        &mut self,
+        i: usize,
+        images: &VmImages<'_>,
         copy: &mut dyn CopyIn,
     ) -> Result<(), SetupError> {
-        let cell = I::cell();
-        let vm = Some(i);
-        let config = self.vms[i].config.clone();
+        let plan = self.place::<H>(i, images)?;
+        self.vms[i].mappings = plan.mappings.clone();
+        self.vms[i].plan = Some(plan.clone());
+        let mut k = Observed::new(Lent::<H>::new(), OpCounts::default());
+        let r = self.execute::<H, _>(i, &plan, images, copy, &mut k);
+        self.vms[i].built_with = k.observer;
+        r
+    }
 
-        // ---- guest memory (fixed addresses were reserved by `reserve_fixed`) ----
-        for m in &config.memory {
-            let (gpa, size) = (m.range.base.get(), m.range.size_bytes);
-            let hpa = match m.map {
-                MapType::Identical | MapType::Reserved => gpa,
-                MapType::Alloc => self.alloc_ram::<I>(i, gpa, size, "guest RAM")?,
-            };
-            let (rights, attrs) = ram_rights(m.flags);
-            self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
-        }
-        // A read-only flash bank's image is read-only RAM at the bank's base, so the guest
-        // executes from it in place (QEMU's pflash in ROM mode); the rest of the bank traps
-        // to the flash model.
-        for (gpa, len) in rom_ranges(&config, images) {
-            let size = len.next_multiple_of(1 << PAGE_BITS);
-            let hpa = self.alloc_ram::<I>(i, gpa, size, "flash image")?;
-            let (rights, attrs) = ram_rights(MemFlags::READ | MemFlags::EXECUTE);
-            self.vms[i].mappings.push(GuestMapping::new(MappingKind::Ram, gpa, hpa, size, rights, attrs));
-        }
-        // A writable flash bank is also read-only memory holding its contents, mapped while
-        // the bank reads as an array (the run loop takes it away for commands).
-        for d in config.emulated.iter().filter(|d| d.kind == EmulatedKind::CfiFlash && d.writable()) {
-            let (gpa, size) = (d.range.base.get(), d.range.size_bytes);
-            let hpa = self.alloc_ram::<I>(i, gpa, size, "flash bank contents")?;
-            let (rights, attrs) = ram_rights(MemFlags::READ);
-            self.vms[i].mappings.push(GuestMapping::new(MappingKind::FlashRom, gpa, hpa, size, rights, attrs));
-        }
-        if let Some(g) = config.capvisor.gic_cpu_interface {
-            let (gpa, hpa, size) = (g.guest.base.get(), g.host.get(), g.guest.size_bytes);
-            let m =
-                GuestMapping::new(MappingKind::GicCpuInterface, gpa, hpa, size, CapRights::READ_WRITE, DEVICE_ATTRS);
-            self.vms[i].mappings.push(m);
-        }
-        for p in config.passthrough.iter().filter_map(|p| p.region) {
-            let (gpa, hpa, size) = (p.guest.base.get(), p.host.get(), p.guest.size_bytes);
-            let m = GuestMapping::new(MappingKind::Device, gpa, hpa, size, CapRights::READ_WRITE, DEVICE_ATTRS);
-            self.vms[i].mappings.push(m);
-        }
-        for r in &config.passthrough_addresses {
-            let (base, size) = (r.base.get(), r.size_bytes);
-            let m = GuestMapping::new(MappingKind::Device, base, base, size, CapRights::READ_WRITE, DEVICE_ATTRS);
-            self.vms[i].mappings.push(m);
-        }
+    fn execute<H: VmObjects<PagingHandler = P>, K: Kernel>(
+        &mut self,
+        i: usize,
+        plan: &VmPlan,
+        images: &VmImages<'_>,
+        copy: &mut dyn CopyIn,
+        k: &mut K,
+    ) -> Result<(), SetupError> {
+        let vm = Some(i);
+        let options = self.options;
+        let fault_ep = self.fault_ep;
+        let v = &mut self.vms[i];
 
         // ---- the book ----
         let mut book = Book::<P>::new().map_err(|error| SetupError::Book { vm: i, error })?;
         let mut booked = Ok(());
-        for m in &self.vms[i].mappings {
+        for m in &plan.mappings {
             if let Err(error) = book.map_linear(m.gpa.get(), m.hpa.get(), m.size_bytes, m.book_flags()) {
                 booked = Err(SetupError::Book { vm: i, error });
                 break;
             }
         }
-        self.vms[i].book = Some(book);
+        v.book = Some(book);
         booked?;
 
-        // ---- stage 2: VSpace, tables, frames ----
-        let vs = cell.with(|h| h.alloc_objects(ObjectBlueprint::VSpace, 1)).map_err(hal_err(vm, "VSpace"))?;
-        self.vms[i].objects.push((vs, ObjectBlueprint::VSpace));
-        let vspace: Cap<VSpace> = vs.first.cap();
-        self.vms[i].vspace = vspace;
-        cell.with(|h| h.kernel_mut().asid_pool_assign(options.asid_pool, vspace))
-            .map_err(kernel_err(vm, "ASIDPool_Assign"))?;
-
-        // ---- images, and which frames wait for the guest's first touch ----
-        // Each image with the cache maintenance it needs once copied: the guest starts with
-        // its MMU and caches off and reads memory, not the VMM's cached copy (arm64 boot
-        // protocol: the image clean to the point of coherency, and no stale instruction lines
-        // for the kernel). QEMU has no caches; boards do.
-        const DATA: &[CacheOp] = &[CacheOp::CleanInvalidateData];
-        const CODE: &[CacheOp] = &[CacheOp::CleanInvalidateData, CacheOp::UnifyInstruction];
-        let mut wanted: Vec<(&'static str, u64, &[u8], &[CacheOp])> = Vec::new();
-        wanted.push(("kernel", config.kernel.load_addr.get(), images.kernel, CODE));
-        if let (Some(d), Some(bytes)) = (&config.dtb, images.dtb) {
-            wanted.push(("dtb", d.load_addr.get(), bytes, DATA));
-        }
-        if let (Some(r), Some(bytes)) = (&config.ramdisk, images.ramdisk) {
-            wanted.push(("ramdisk", r.load_addr.get(), bytes, DATA));
-        }
-        for (gpa, image) in rom_images(&config, images) {
-            wanted.push(("flash", gpa, image, CODE));
-        }
-        // With `populate_ram = "on_touch"` the RAM frames holding images are mapped now, the
-        // others when the guest first touches them.
-        let on_touch = config.capvisor.populate_ram == PopulateRam::OnTouch;
-        let holds_image = |gpa: u64, size: u64| {
-            wanted.iter().any(|&(_, load, bytes, _)| {
-                !bytes.is_empty() && load < gpa.saturating_add(size) && gpa < load.saturating_add(bytes.len() as u64)
-            })
-        };
-
-        // The frames of every mapping, from the HAL's capability table.
-        let mut planned: Vec<PlannedFrame> = Vec::new();
-        for (mi, m) in self.vms[i].mappings.iter().enumerate() {
-            let (gpa, hpa) = (m.gpa.get(), m.hpa.get());
-            let end = hpa + m.size_bytes;
-            let ram = m.kind == MappingKind::Ram;
-            cell.with(|h| {
-                // seL4 zeroes what it retypes from RAM untyped, never device untyped.
-                let zeroed = h.pool().allocation(m.allocation.get()).is_some_and(|a| a.kind == MemoryKind::Ram);
-                for (f, _) in h.frames(m.allocation) {
-                    let p = f.paddr.get();
-                    if p >= hpa && p < end {
-                        let g = gpa + (p - hpa);
-                        let deferred = on_touch && ram && !holds_image(g, f.size.size_bytes());
-                        planned.push(PlannedFrame {
-                            src: f.slot,
-                            gpa: g,
-                            hpa: p,
-                            size: f.size,
-                            mapping: mi,
-                            deferred,
-                            zero: on_touch && ram && !zeroed,
-                        });
-                    }
-                }
-            });
-        }
-        // Tables for every frame, deferred ones included: a first touch is then one Page_Map.
-        let needed = tables_needed(planned.iter().map(|f| (f.gpa, f.size)));
-        let fan_out = sel4::config::RETYPE_FAN_OUT_LIMIT;
-        for chunk in needed.chunks(fan_out as usize) {
-            let objs = cell
-                .with(|h| h.alloc_objects(ObjectBlueprint::PageTable, chunk.len() as u64))
-                .map_err(hal_err(vm, "stage-2 page tables"))?;
-            self.vms[i].objects.push((objs, ObjectBlueprint::PageTable));
-            for (k, &(depth, gpa)) in chunk.iter().enumerate() {
-                let cap: Cap<PageTable> = Slot::new(objs.first.index() + k as u64).cap();
-                cell.with(|h| h.kernel_mut().page_table_map(cap, vspace, VirtAddr(gpa), VmAttributes::DEFAULT))
+        // ---- stage 2: VSpace, tables ----
+        let vspace: Cap<VSpace> = v.alloc_objects::<H>(ObjectBlueprint::VSpace, 1, "VSpace")?.cap(0);
+        v.vspace = vspace;
+        k.asid_pool_assign(options.asid_pool, vspace).map_err(kernel_err(vm, "ASIDPool_Assign"))?;
+        let mut tables = plan.tables.iter();
+        for n in plan.table_runs() {
+            let objs = v.alloc_objects::<H>(ObjectBlueprint::PageTable, n, "stage-2 page tables")?;
+            for (cap, &(depth, gpa)) in objs.caps::<PageTable>().zip(tables.by_ref()) {
+                k.page_table_map(cap, vspace, VirtAddr(gpa.get()), VmAttributes::DEFAULT)
                     .map_err(kernel_err(vm, "PageTable_Map"))?;
-                self.vms[i].tables.push(GuestTable { cap, depth, gpa: GuestPhysAddr(gpa) });
+                v.tables.push(GuestTable { cap, depth, gpa });
             }
         }
-        // On-demand RAM the kernel did not zero: the VMM zeroes each frame before the guest
-        // sees it, through a mapping of the allocation kept while the VM lives (the frames
-        // mapped now are zeroed below, before the images go in; the others at first touch).
+
+        // ---- the VMM's own mappings: kept ones (on-demand zeroing, flash contents) ----
         let mut kept: Vec<(PhysAddr, VirtAddr)> = Vec::new();
-        for (mi, m) in self.vms[i].mappings.iter().enumerate() {
-            if !planned.iter().any(|f| f.mapping == mi && f.zero) || kept.iter().any(|k| k.0 == m.allocation) {
-                continue;
-            }
-            let va =
-                cell.with(|h| h.map_region(m.allocation)).map_err(hal_err(vm, "mapping guest RAM into the VMM"))?;
-            kept.push((m.allocation, va));
+        for &mi in &plan.kept {
+            let a = plan.mappings[mi].allocation;
+            let va = H::map_region(a).map_err(hal_err(vm, "mapping guest memory into the VMM"))?;
+            kept.push((a, va));
         }
         let kept_at = |alloc: PhysAddr| kept.iter().find(|k| k.0 == alloc).map(|k| k.1);
-        let window = |hpa: u64, alloc: PhysAddr| kept_at(alloc).map(|va| VirtAddr(va.get() + (hpa - alloc.get())));
-        let n = planned.len() as u64;
-        let first = self.slots.alloc(n).ok_or(SetupError::Slots { needed: n, free: self.slots.free_count() })?;
-        for (k, f) in planned.iter().enumerate() {
-            let slot = Slot::new(first.index() + k as u64);
-            let cap: Cap<Frame> = slot.cap();
-            let m = self.vms[i].mappings[f.mapping];
-            cell.with(|h| h.kernel_mut().cnode_copy(CNodeSlot::root(slot), f.src, m.rights))
+        let window =
+            |hpa: PhysAddr, alloc: PhysAddr| kept_at(alloc).map(|va| VirtAddr(va.get() + (hpa.get() - alloc.get())));
+
+        // ---- frames: a copy of each capability, mapped unless left for the first touch ----
+        let n = plan.slots();
+        let first = if n > 0 {
+            let s = H::alloc_slots(n).map_err(hal_err(vm, "slots for frame copies"))?;
+            v.slots = Some((s, n));
+            s
+        } else {
+            Slot::new(0)
+        };
+        let cap_of = |kf: usize| -> Cap<Frame> { nth(first, kf).cap() };
+        for (kf, f) in plan.frames.iter().enumerate() {
+            let m = plan.mappings[f.mapping];
+            let cap = cap_of(kf);
+            k.cnode_copy(CNodeSlot::root(nth(first, kf)), f.src, m.rights)
                 .map_err(kernel_err(vm, "CNode_Copy (frame)"))?;
-            let (gpa, hpa) = (GuestPhysAddr(f.gpa), PhysAddr(f.hpa));
             if f.deferred {
-                let (rights, attrs, size) = (m.rights, m.attrs, f.size);
                 let zero_at = if f.zero { window(f.hpa, m.allocation) } else { None };
-                self.vms[i].untouched.push(UntouchedCaps { cap, gpa, hpa, size, rights, attrs, zero_at });
+                let (rights, attrs) = (m.rights, m.attrs);
+                v.untouched.push(UntouchedCaps { cap, gpa: f.gpa, hpa: f.hpa, size: f.size, rights, attrs, zero_at });
                 continue;
             }
-            self.vms[i].frames.push(MappedFrame { cap, gpa, hpa, size: f.size });
-            cell.with(|h| h.kernel_mut().page_map(cap, vspace, VirtAddr(f.gpa), m.rights, m.attrs))
+            v.frames.push(MappedFrame { cap, gpa: f.gpa, hpa: f.hpa, size: f.size });
+            k.page_map(cap, vspace, VirtAddr(f.gpa.get()), m.rights, m.attrs)
                 .map_err(kernel_err(vm, "Page_Map (guest)"))?;
         }
-
-        for f in planned.iter().filter(|f| f.zero && !f.deferred) {
-            if let Some(va) = window(f.hpa, self.vms[i].mappings[f.mapping].allocation) {
+        for &kf in &plan.zero_now {
+            let f = plan.frames[kf];
+            if let Some(va) = window(f.hpa, plan.mappings[f.mapping].allocation) {
                 copy.zero(va, f.size.size_bytes());
             }
         }
 
-        for &(what, load, bytes, ops) in &wanted {
-            let len = bytes.len() as u64;
-            let m = self.vms[i]
-                .mappings
-                .iter()
-                .find(|m| {
-                    m.kind == MappingKind::Ram
-                        && load >= m.gpa.get()
-                        && load.checked_add(len).is_some_and(|e| e <= m.gpa.get() + m.size_bytes)
-                })
-                .copied();
-            let Some(m) = m else {
-                // Nothing to place (an image planned as empty, firmware whose bank is absent).
-                if len == 0 {
-                    continue;
-                }
-                return Err(SetupError::Image { vm: i, what, load, len });
-            };
-            let hpa = m.hpa.get() + (load - m.gpa.get());
-            if len > 0 {
-                let kept_va = kept_at(m.allocation);
-                let va = match kept_va {
+        // ---- images: through the VMM's mapping, checked with the HAL's translation ----
+        let mut temporary: Vec<(PhysAddr, VirtAddr)> = Vec::new();
+        let mut result = Ok(());
+        for im in &plan.images {
+            let bytes = im.source.bytes(images);
+            if im.len > 0 {
+                let a = plan.mappings[im.mapping].allocation;
+                let base = match kept_at(a).or_else(|| temporary.iter().find(|t| t.0 == a).map(|t| t.1)) {
                     Some(va) => va,
-                    None => cell
-                        .with(|h| h.map_region(m.allocation))
-                        .map_err(hal_err(vm, "mapping guest RAM into the VMM"))?,
+                    None => match H::map_region(a) {
+                        Ok(va) => {
+                            temporary.push((a, va));
+                            va
+                        }
+                        Err(e) => {
+                            result = Err(hal_err(vm, "mapping guest RAM into the VMM")(e));
+                            break;
+                        }
+                    },
                 };
-                copy.copy(VirtAddr(va.get() + (hpa - m.allocation.get())), bytes);
-                if kept_va.is_none() {
-                    cell.with(|h| h.unmap_region(m.allocation))
-                        .map_err(hal_err(vm, "unmapping guest RAM from the VMM"))?;
+                let va = VirtAddr(base.get() + (im.hpa.get() - a.get()));
+                let got = H::virt_to_phys(HostVirtAddr::from_usize(va.get() as usize));
+                if got.as_usize() as u64 != im.hpa.get() {
+                    result = Err(SetupError::Translation {
+                        vm: i,
+                        va,
+                        expected: im.hpa,
+                        got: PhysAddr(got.as_usize() as u64),
+                    });
+                    break;
                 }
-                self.flush_guest_range::<I>(i, hpa, len, ops)?;
+                copy.copy(va, bytes.get(..im.len as usize).unwrap_or(bytes));
             }
-            self.vms[i].images.push(PlacedImage { what, gpa: GuestPhysAddr(load), hpa: PhysAddr(hpa), len });
+            v.images.push(PlacedImage { what: im.what, gpa: im.gpa, hpa: im.hpa, len: im.len });
         }
-        // Writable flash banks: their image, erased bytes after it, through a mapping the
-        // VMM keeps for the blocks the guest changes.
-        for m in self.vms[i].mappings.clone().iter().filter(|m| m.kind == MappingKind::FlashRom) {
-            let Some(d) = config.emulated.iter().find(|d| d.kind == EmulatedKind::CfiFlash && d.range.base == m.gpa)
-            else {
-                continue;
-            };
-            let image = config
-                .flash_images
-                .iter()
-                .position(|f| f.device == d.name)
-                .and_then(|k| images.flash.get(k).copied())
-                .unwrap_or(&[]);
+        for (a, _) in temporary {
+            let r = H::unmap_region(a).map_err(hal_err(vm, "unmapping guest RAM from the VMM"));
+            result = result.and(r);
+        }
+        result?;
+
+        // ---- writable flash banks: image, erased bytes after it ----
+        for b in &plan.flash_banks {
+            let m = plan.mappings[b.mapping];
+            let image = b.image.and_then(|k| images.flash.get(k).copied()).unwrap_or(&[]);
             let image = image.get(..(m.size_bytes as usize).min(image.len())).unwrap_or(&[]);
-            let va = cell
-                .with(|h| h.map_region(m.allocation))
-                .map_err(hal_err(vm, "mapping flash contents into the VMM"))?;
-            let at = VirtAddr(va.get() + (m.hpa.get() - m.allocation.get()));
+            let Some(at) = window(m.hpa, m.allocation) else { continue };
             copy.copy(at, image);
             copy.fill(VirtAddr(at.get() + image.len() as u64), m.size_bytes - image.len() as u64, 0xff);
-            self.flush_guest_range::<I>(i, m.hpa.get(), m.size_bytes, &[CacheOp::CleanInvalidateData])?;
             let mut rom = FlashRomMapping { bank: 0, gpa: m.gpa, size_bytes: m.size_bytes, va: at, attrs: m.attrs };
-            let frames = self.vms[i].frames.iter().filter(|f| rom.holds(f.gpa)).count();
-            if let Some(bank) = self.vms[i].state.set_flash_rom(&d.name, frames) {
+            let frames = v.frames.iter().filter(|f| rom.holds(f.gpa)).count();
+            if let Some(bank) = v.state.set_flash_rom(&b.device, frames) {
                 rom.bank = bank;
-                self.vms[i].flash_rom.push(rom);
+                v.flash_rom.push(rom);
             }
         }
-        // The frames zeroed above (each holds an image, or it would be deferred): clean them
-        // whole, since the images' own cleaning covers only the images' bytes.
-        for f in planned.iter().filter(|f| f.zero && !f.deferred) {
-            self.flush_guest_range::<I>(i, f.hpa, f.size.size_bytes(), &[CacheOp::CleanInvalidateData])?;
+
+        // ---- cache maintenance, through the mapped frame copies ----
+        for fl in &plan.flushes {
+            k.page_flush(cap_of(fl.frame), fl.op, fl.start, fl.end)
+                .map_err(kernel_err(vm, "Page_CleanInvalidate_Data / Unify_Instruction (guest image)"))?;
         }
-        if on_touch {
-            let frames = self.vms[i].untouched.iter().map(|u| UntouchedFrame {
+        if !v.untouched.is_empty() || v.config.capvisor.populate_ram == PopulateRam::OnTouch {
+            let frames = v.untouched.iter().map(|u| UntouchedFrame {
                 gpa: u.gpa.get(),
                 size: u.size.size_bytes(),
                 zero: u.zero_at.is_some(),
             });
             let frames = frames.collect();
-            self.vms[i].state.set_untouched(frames);
+            v.state.set_untouched(frames);
         }
 
         // ---- the guest CSpace and the vCPUs ----
-        let cn = cell
-            .with(|h| h.alloc_objects(ObjectBlueprint::CNode { slot_bits: GUEST_CNODE_SLOT_BITS }, 1))
-            .map_err(hal_err(vm, "guest CNode"))?;
-        self.vms[i].objects.push((cn, ObjectBlueprint::CNode { slot_bits: GUEST_CNODE_SLOT_BITS }));
-        let cnode: Cap<CNode> = cn.first.cap();
-        self.vms[i].cnode = cnode;
-        let cpus = u64::from(config.cpu_num);
-        let tcbs = cell.with(|h| h.alloc_objects(ObjectBlueprint::Tcb, cpus)).map_err(hal_err(vm, "vCPU TCBs"))?;
-        self.vms[i].objects.push((tcbs, ObjectBlueprint::Tcb));
-        let vcpus = cell.with(|h| h.alloc_objects(ObjectBlueprint::VCpu, cpus)).map_err(hal_err(vm, "VCPUs"))?;
-        self.vms[i].objects.push((vcpus, ObjectBlueprint::VCpu));
-        let ep_slot = self.fault_ep.slot();
-        let prio = u64::from(config.capvisor.vcpu_priority);
-        for j in 0..usize::from(config.cpu_num) {
-            let tcb: Cap<Tcb> = Slot::new(tcbs.first.index() + j as u64).cap();
-            let vcpu: Cap<VCpu> = Slot::new(vcpus.first.index() + j as u64).cap();
-            let badge = VcpuBadge { vm: i as u8, vcpu: j as u8 };
-            let vmpidr = MPIDR_RES1 | (config.mpidr(j) & 0xff_00ff_ffff);
-            cell.with(|h| -> Result<(), SetupError> {
-                let k = h.kernel_mut();
-                let dest = CNodeSlot { cnode, index: j as u64, depth: GUEST_CNODE_SLOT_BITS as u8 };
-                k.cnode_mint(dest, ep_slot, FAULT_EP_RIGHTS, badge.to_badge())
-                    .map_err(kernel_err(vm, "CNode_Mint (fault endpoint)"))?;
-                k.tcb_configure(
-                    tcb,
-                    CPtr::from_bits(fault_cptr(j)),
-                    cnode,
-                    guest_cspace_data(),
-                    vspace,
-                    VirtAddr(0),
-                    Cap::from_cptr(CPtr::NULL),
-                )
+        let cn = v.alloc_objects::<H>(ObjectBlueprint::CNode { slot_bits: GUEST_CNODE_SLOT_BITS }, 1, "guest CNode")?;
+        let cnode: Cap<CNode> = cn.cap(0);
+        v.cnode = cnode;
+        let cpus = plan.vcpus.len() as u64;
+        let tcbs = v.alloc_objects::<H>(ObjectBlueprint::Tcb, cpus, "vCPU TCBs")?;
+        let vcpus = v.alloc_objects::<H>(ObjectBlueprint::VCpu, cpus, "VCPUs")?;
+        for (j, c) in plan.vcpus.iter().enumerate() {
+            let (tcb, vcpu): (Cap<Tcb>, Cap<VCpu>) = (tcbs.cap(j as u64), vcpus.cap(j as u64));
+            let dest = CNodeSlot { cnode, index: j as u64, depth: GUEST_CNODE_SLOT_BITS as u8 };
+            k.cnode_mint(dest, fault_ep.slot(), FAULT_EP_RIGHTS, c.badge.to_badge())
+                .map_err(kernel_err(vm, "CNode_Mint (fault endpoint)"))?;
+            let null = Cap::from_cptr(CPtr::NULL);
+            k.tcb_configure(tcb, CPtr::from_bits(c.fault_cptr), cnode, guest_cspace_data(), vspace, VirtAddr(0), null)
                 .map_err(kernel_err(vm, "TCB_Configure"))?;
-                k.tcb_set_priority(tcb, options.vmm_tcb, prio).map_err(kernel_err(vm, "TCB_SetPriority"))?;
-                k.vcpu_set_tcb(vcpu, tcb).map_err(kernel_err(vm, "VCPU_SetTCB"))?;
-                k.vcpu_write_reg(vcpu, VCpuReg::Sctlr, SCTLR_EL1_RESET).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
-                k.vcpu_write_reg(vcpu, VCpuReg::VmpidrEl2, vmpidr).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
-                Ok(())
-            })?;
-            self.vms[i].vcpus.push(VcpuCaps { tcb, vcpu, badge, vmpidr });
+            k.tcb_set_priority(tcb, options.vmm_tcb, plan.priority).map_err(kernel_err(vm, "TCB_SetPriority"))?;
+            k.vcpu_set_tcb(vcpu, tcb).map_err(kernel_err(vm, "VCPU_SetTCB"))?;
+            k.vcpu_write_reg(vcpu, VCpuReg::Sctlr, SCTLR_EL1_RESET).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
+            k.vcpu_write_reg(vcpu, VCpuReg::VmpidrEl2, c.vmpidr).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
+            v.vcpus.push(VcpuCaps { tcb, vcpu, badge: c.badge, vmpidr: c.vmpidr });
         }
         Ok(())
     }
 
-    /// Frees everything [`Vmm::build`] made: the books (through the paging handler), then
-    /// every VM's objects and memory, then the shared objects. The vCPU threads die with
-    /// their TCBs.
-    pub fn teardown<I: HalInstance>(&mut self) -> Result<(), SetupError> {
-        for vm in &mut self.vms {
-            // Outside the HAL's lock: the book's frames go back through the paging handler,
-            // which takes it.
-            drop(vm.book.take());
-        }
-        let cell = I::cell();
+    /// Frees what building VM `i` made: its book (through the paging handler), the copies of
+    /// shared frames (the GICV's: the rest go with their regions), its objects (the vCPU
+    /// threads die with their TCBs), its memory through `dealloc_memory_region_at`, and its
+    /// slots. Keeps going after an error; returns the first.
+    fn teardown_vm<H: VmObjects<PagingHandler = P>>(&mut self, i: usize) -> Result<(), SetupError> {
+        let vm = Some(i);
+        let v = &mut self.vms[i];
+        drop(v.book.take());
         let mut first_err = None;
-        let mut note = |r: Result<(), HalError>, vm: Option<usize>, during: &'static str| {
-            if let Err(error) = r
+        let mut note = |r: Result<(), SetupError>| {
+            if let Err(e) = r
                 && first_err.is_none()
             {
-                first_err = Some(SetupError::Hal { vm, during, error });
+                first_err = Some(e);
             }
         };
-        for vm in self.vms.iter_mut().rev() {
-            for (objs, bp) in vm.objects.drain(..).rev() {
-                note(cell.with(|h| h.free_objects(objs, bp)), Some(vm.index), "freeing VM objects");
+        let mut k = Lent::<H>::new();
+        if let (Some(plan), Some((first, _))) = (&v.plan, v.slots) {
+            for (kf, f) in plan.frames.iter().enumerate() {
+                if plan.mappings[f.mapping].kind == MappingKind::GicCpuInterface {
+                    note(
+                        k.cnode_delete(CNodeSlot::root(nth(first, kf)))
+                            .map_err(kernel_err(vm, "CNode_Delete (GICV copy)")),
+                    );
+                }
             }
-            for r in vm.regions.drain(..).rev() {
-                note(cell.with(|h| h.dealloc_region(r.base, r.size)), Some(vm.index), "freeing VM memory");
+        }
+        for o in v.objects.drain(..).rev() {
+            note(H::free_objects(o).map_err(hal_err(vm, "freeing VM objects")));
+        }
+        for r in v.regions.drain(..).rev() {
+            note(dealloc_at::<H>(vm, "freeing VM memory", r));
+        }
+        if let Some((first, n)) = v.slots.take() {
+            note(H::free_slots(first, n).map_err(hal_err(vm, "freeing the VM's slots")));
+        }
+        v.frames.clear();
+        v.untouched.clear();
+        v.tables.clear();
+        v.vcpus.clear();
+        v.images.clear();
+        v.flash_rom.clear();
+        v.mappings.clear();
+        v.plan = None;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Builds VM `i` again from `images` (its bundle entry), as it was at the start: every
+    /// object, mapping, copy and byte of memory of the old one is freed first, through the
+    /// same HAL calls a shutdown makes. The vCPUs are configured, not started. On an error
+    /// the VM is left with nothing (the caller stops it).
+    pub fn reboot_vm<H: VmObjects<PagingHandler = P>>(
+        &mut self,
+        i: usize,
+        images: &VmImages<'_>,
+        copy: &mut dyn CopyIn,
+    ) -> Result<(), SetupError> {
+        self.teardown_vm::<H>(i)?;
+        let reboots = self.vms[i].reboots.saturating_add(1);
+        let counters = self.vms[i].state.counters().clone();
+        let fresh = Vm::fresh(i, &self.vms[i].config.clone(), self.options.platform, &images.flash)?;
+        self.vms[i] = fresh;
+        self.vms[i].reboots = reboots;
+        self.vms[i].state.set_counters(counters);
+        let r = self.reserve_fixed::<H>(i, images).and_then(|()| self.build_vm::<H>(i, images, copy));
+        if r.is_err() {
+            let _ = self.teardown_vm::<H>(i);
+        }
+        r
+    }
+
+    /// Frees everything [`Vmm::build`] made: every VM (as [`Vmm::reboot_vm`] does), then the
+    /// shared memory and objects.
+    pub fn teardown<H: VmObjects<PagingHandler = P>>(&mut self) -> Result<(), SetupError> {
+        let mut first_err = None;
+        for i in (0..self.vms.len()).rev() {
+            if let Err(e) = self.teardown_vm::<H>(i)
+                && first_err.is_none()
+            {
+                first_err = Some(e);
             }
-            vm.frames.clear();
-            vm.untouched.clear();
-            vm.tables.clear();
-            vm.vcpus.clear();
         }
         self.vms.clear();
         for r in self.shared.drain(..).rev() {
-            note(cell.with(|h| h.dealloc_region(r.base, r.size)), None, "freeing shared memory");
+            if let Err(e) = dealloc_at::<H>(None, "freeing shared memory", r)
+                && first_err.is_none()
+            {
+                first_err = Some(e);
+            }
         }
-        for (objs, bp) in self.objects.drain(..).rev() {
-            note(cell.with(|h| h.free_objects(objs, bp)), None, "freeing VMM objects");
+        for o in self.objects.drain(..).rev() {
+            if let Err(e) = H::free_objects(o).map_err(hal_err(None, "freeing VMM objects"))
+                && first_err.is_none()
+            {
+                first_err = Some(e);
+            }
         }
-        self.slots = SlotAllocator::new(self.slots.region());
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),

@@ -7,23 +7,23 @@ use alloc::vec;
 use alloc::vec::Vec;
 use std::path::Path;
 
-use hal_sel4::{HalCell, HalInstance};
+use hal_sel4::HalInstance;
 use sel4::{Kernel, Message, Op, init_cap};
 use sel4_model::{Model, ThreadState};
 use vm_config::{GuestPhysAddr, SystemConfig};
 
 use super::*;
 use crate::bundle::{Bundle, VmImages};
-use crate::host::{HostPaging, install_model_hal, pages_held};
+use hal_sel4::host::{HostHal, HostPaging, pages_held};
 
 /// A HAL cell of its own per test (tests run in parallel).
 macro_rules! instance {
     ($name:ident) => {
         struct $name;
-        impl HalInstance for $name {
-            type Kernel = Model;
-            fn cell() -> &'static HalCell<Model> {
-                static CELL: HalCell<Model> = HalCell::new();
+        impl hal_sel4::HalInstance for $name {
+            type Kernel = sel4_model::Model;
+            fn cell() -> &'static hal_sel4::HalCell<sel4_model::Model> {
+                static CELL: hal_sel4::HalCell<sel4_model::Model> = hal_sel4::HalCell::new();
                 &CELL
             }
         }
@@ -85,16 +85,28 @@ impl<I: HalInstance<Kernel = Model>> CopyIn for Recorder<I> {
     }
 }
 
+/// capvisor's HAL over `model`, installed in `I`'s cell with the default split of slots; the
+/// options to build VMs with.
+pub(crate) fn install<I: HalInstance<Kernel = Model>>(model: Model) -> SetupOptions {
+    let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
+    hal_sel4::host::install_model::<I>(model, DEFAULT_VMM_SLOTS).unwrap();
+    SetupOptions {
+        platform: Platform { list_registers },
+        asid_pool: init_cap::ASID_POOL.cap(),
+        vmm_tcb: init_cap::TCB.cap(),
+    }
+}
+
 pub(crate) fn build<I: HalInstance<Kernel = Model>>(
     sys: &SystemConfig,
     kernels: &[Vec<u8>],
 ) -> (Result<Vmm<HostPaging<I>>, SetupError>, Recorder<I>, SetupOptions) {
-    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt());
     let images: Vec<VmImages<'_>> =
         kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
     let bundle = Bundle { system: sys.clone(), images, rtc_base_seconds: 0 };
     let mut rec = Recorder::<I>::new();
-    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec);
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut rec);
     (vmm, rec, options)
 }
 
@@ -215,7 +227,7 @@ fn the_book_and_the_sel4_tables_agree_on_every_page() {
 fn teardown_gives_back_every_slot_byte_and_page() {
     instance!(I);
     let sys = example("two-vms.toml");
-    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt());
     let kernels = [image(1, 0x1000), image(2, 0x1000)];
     let images: Vec<VmImages<'_>> =
         kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
@@ -224,9 +236,9 @@ fn teardown_gives_back_every_slot_byte_and_page() {
     let mut last = None;
     for round in 0..3 {
         let mut rec = Recorder::<I>::new();
-        let mut vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap();
+        let mut vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut rec).unwrap();
         assert!(pages_held::<I>() > 0);
-        vmm.teardown::<I>().unwrap();
+        vmm.teardown::<HostHal<I>>().unwrap();
         assert_eq!(pages_held::<I>(), 0, "round {round}: book pages");
         // What stays is the HAL's mapping window's own tables, kept for reuse.
         let (tables, allocations) = I::cell().with(|h| (h.window().tables(), h.pool().stats().allocations));
@@ -243,7 +255,7 @@ fn teardown_gives_back_every_slot_byte_and_page() {
 #[test]
 fn a_failed_build_leaves_nothing_behind() {
     instance!(I);
-    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt());
     let state = || I::cell().with(|h| (h.kernel().free_slots(), h.pool().stats()));
     // Warm the HAL's mapping window (its tables are kept for reuse) with one good build.
     let good = image(1, 0x1000);
@@ -252,7 +264,10 @@ fn a_failed_build_leaves_nothing_behind() {
         images: vec![VmImages { kernel: &good, dtb: None, ramdisk: None, flash: Vec::new() }],
         rtc_base_seconds: 0,
     };
-    Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap().teardown::<I>().unwrap();
+    Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new())
+        .unwrap()
+        .teardown::<HostHal<I>>()
+        .unwrap();
     let before = state();
 
     // The second VM wants more RAM than QEMU virt has: the first is built, then undone.
@@ -262,7 +277,7 @@ fn a_failed_build_leaves_nothing_behind() {
     let images: Vec<VmImages<'_>> =
         kernels.iter().map(|k| VmImages { kernel: k, dtb: None, ramdisk: None, flash: Vec::new() }).collect();
     let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
-    let err = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
+    let err = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
     assert_eq!(err, SetupError::NoMemory { vm: 1, size: 8 << 30 });
     assert_eq!(state(), before);
     assert_eq!(pages_held::<I>(), 0);
@@ -274,7 +289,7 @@ fn a_failed_build_leaves_nothing_behind() {
         images: vec![VmImages { kernel: &big, dtb: None, ramdisk: None, flash: Vec::new() }],
         rtc_base_seconds: 0,
     };
-    let err = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
+    let err = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).err().unwrap();
     assert_eq!(err, SetupError::Image { vm: 0, what: "kernel", load: 0x4000_0000, len: 0x100_0001 });
     assert_eq!(state(), before);
     assert_eq!(pages_held::<I>(), 0);
@@ -284,7 +299,7 @@ fn a_failed_build_leaves_nothing_behind() {
 fn setup_costs_are_what_the_plan_says() {
     instance!(I);
     let sys = example("test-guest.toml");
-    let options = install_model_hal::<I>(Model::qemu_arm_virt()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt());
     I::cell().with(|h| h.kernel_mut().reset_counters());
     let kernel = image(1, 0x1000);
     let bundle = Bundle {
@@ -292,7 +307,7 @@ fn setup_costs_are_what_the_plan_says() {
         images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None, flash: Vec::new() }],
         rtc_base_seconds: 0,
     };
-    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
     let vm = &vmm.vms[0];
     let c = I::cell().with(|h| h.kernel().counters().clone());
     // Per frame one CNode_Copy and one Page_Map into the guest; per table one map; per vCPU
@@ -348,7 +363,7 @@ fn guest_ram_left_to_capvisor_goes_where_the_kernel_clears_least() {
     sys.vms[0].memory[0].map = vm_config::MapType::Alloc;
     sys.vms[0].capvisor.populate_ram = vm_config::PopulateRam::Eager;
     let size = sys.vms[0].memory[0].range.size_bytes;
-    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt_capvisor());
     let (highest, highest_cost) = I::cell().with(|h| {
         let at = h.pool().find_free(size, 2 << 20, None).unwrap();
         (at, h.pool().clearing_cost(at, size, hal_sel4::KindRequest::Ram).unwrap())
@@ -360,7 +375,7 @@ fn guest_ram_left_to_capvisor_goes_where_the_kernel_clears_least() {
         images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None, flash: Vec::new() }],
         rtc_base_seconds: 0,
     };
-    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
     let ram = vmm.vms[0].mappings[0];
     assert_eq!(ram.kind, MappingKind::Ram);
     // The RAM is one boot untyped, exactly: the kernel clears nothing it does not give.
@@ -384,7 +399,7 @@ fn fixed_addresses_of_every_vm_are_taken_before_ram_placed_anywhere() {
     // pick for VM 0 (the one that costs least to clear), identity mapped.
     let mut sys = example("linux.toml");
     let size = sys.vms[0].memory[0].range.size_bytes;
-    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt_capvisor());
     let cheapest = I::cell().with(|h| h.pool().find_least_clearing(size, 2 << 20, None)).unwrap();
     let mut second = sys.vms[0].clone();
     second.id = 1;
@@ -405,7 +420,7 @@ fn fixed_addresses_of_every_vm_are_taken_before_ram_placed_anywhere() {
     ];
     let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
     let mut rec = Recorder::<I>::new();
-    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap_or_else(|e| panic!("{e}"));
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut rec).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(vmm.vms[1].mappings[0].hpa.get(), cheapest, "VM 1 got the range it names");
     let ram0 = vmm.vms[0].mappings[0].hpa.get();
     assert!(ram0 + size <= cheapest || ram0 >= cheapest + size, "VM 0's RAM at {ram0:#x} overlaps VM 1's");
@@ -421,12 +436,12 @@ fn images_are_cleaned_to_memory_frame_by_frame_and_the_kernel_unified() {
     // sits inside one.
     let mut sys = example("linux.toml");
     sys.vms[0].capvisor.populate_ram = vm_config::PopulateRam::Eager;
-    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt_capvisor());
     I::cell().with(|h| h.kernel_mut().reset_counters());
     let (kernel, dtb) = (image(6, 5 << 20), image(7, 3000));
     let images = vec![VmImages { kernel: &kernel, dtb: Some(&dtb), ramdisk: None, flash: Vec::new() }];
     let bundle = Bundle { system: sys, images, rtc_base_seconds: 0 };
-    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
     let ram = vmm.vms[0].mappings[0];
     let in_ram = |f: &&MappedFrame| (ram.gpa.get()..ram.gpa.get() + ram.size_bytes).contains(&f.gpa.get());
     assert!(vmm.vms[0].frames.iter().filter(in_ram).all(|f| f.size == FrameSize::Large), "2 MiB frames");
@@ -442,7 +457,7 @@ fn linux_toml_ram_is_cleared_by_nobody_until_the_guest_touches_it() {
     // the kernel never zeroes), populated on first touch.
     let sys = example("linux.toml");
     let size = sys.vms[0].memory[0].range.size_bytes;
-    let options = install_model_hal::<I>(Model::qemu_arm_virt_capvisor()).unwrap();
+    let options = install::<I>(Model::qemu_arm_virt_capvisor());
     I::cell().with(|h| h.kernel_mut().reset_counters());
     // A kernel image of 5 MiB + 4 KiB at 0x4000_0000: three 2 MiB frames hold it.
     let kernel = image(4, (5 << 20) + 0x1000);
@@ -452,7 +467,7 @@ fn linux_toml_ram_is_cleared_by_nobody_until_the_guest_touches_it() {
         rtc_base_seconds: 0,
     };
     let mut rec = Recorder::<I>::new();
-    let vmm = Vmm::<HostPaging<I>>::build::<I>(&bundle, &options, &mut rec).unwrap();
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut rec).unwrap();
     let vm = &vmm.vms[0];
     // The kernel's 3 frames: clean+invalidate and unify over the image, then each zeroed
     // frame cleaned whole (the image's cleaning leaves its zeroed bytes out).

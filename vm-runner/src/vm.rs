@@ -346,6 +346,11 @@ impl VmState {
         &self.counters
     }
 
+    /// Carries counters over from the VM's previous life (a reboot builds a fresh state).
+    pub fn set_counters(&mut self, counters: Counters) {
+        self.counters = counters;
+    }
+
     /// Why the VM stopped, if it did.
     pub fn stopped(&self) -> Option<StopReason> {
         self.stopped

@@ -501,7 +501,7 @@ fn maintenance_refills_from_the_overflow_and_acknowledges_forwarded_interrupts()
     assert_eq!(vm.vgic.queued(0), [40]);
     let (a, ops) = run(&mut vm, 0, &Exit::decode(&Message::new(label::VGIC_MAINTENANCE, &[1])), &regs_with(&[]));
     assert_eq!(a.effects.injections, [Injection { vcpu: 0, lr: 1, virq: 40, priority: 0, group: 0 }]);
-    assert_eq!(a.effects.host_irq_acks, [], "42 was not forwarded");
+    assert_eq!(a.effects.host_irq_acks, [0u16; 0], "42 was not forwarded");
     assert_eq!(ops, [Op::VCpuInjectIrq, Op::ReplyRecv]);
     let (a, ops) = run(&mut vm, 0, &Exit::decode(&Message::new(label::VGIC_MAINTENANCE, &[1])), &regs_with(&[]));
     assert_eq!(a.effects.host_irq_acks, [40], "the guest finished with the host's interrupt");
@@ -530,8 +530,8 @@ fn a_parked_vcpu_wakes_for_its_timer() {
     run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
     let e = vm.timer_wake(0);
     assert_eq!(e.wakes, [0]);
-    assert_eq!(vm.timer_wake(0).wakes, [], "already awake");
-    assert_eq!(vm.timer_wake(9).wakes, [], "no such vCPU");
+    assert_eq!(vm.timer_wake(0).wakes, [0usize; 0], "already awake");
+    assert_eq!(vm.timer_wake(9).wakes, [0usize; 0], "no such vCPU");
     assert_eq!(vm.counters().exits(ExitKind::TimerWake), 3);
     assert_eq!(vm.counters().syscalls(ExitKind::TimerWake), 1);
 }

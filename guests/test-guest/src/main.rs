@@ -29,6 +29,12 @@
 //! `WFI`/`WFE` storms, recovering through these vectors (the "current EL, SP_EL0" group takes
 //! what the words cause); see [`fuzz`].
 //!
+//! Reboot mode (entry `_start_reboot`, load address + 0x400): checks that it runs on a VM
+//! built afresh (a word of `.data` as the image has it, a word of `.bss` zero, both changed
+//! before it resets), starts vCPU 1, which arms its virtual timer 10 s ahead and waits in
+//! `WFI`, and issues PSCI `SYSTEM_RESET` with vCPU 1 still waiting: capvisor rebuilds the VM
+//! from its bundle, and the next boot checks again. See [`reboot`].
+//!
 //! Every `HVC` clears `x7` (or sets it on purpose in wild and fuzz modes): seL4 reads `x7` of
 //! an `HVC` as a system call number before anything else (see README.md).
 
@@ -62,6 +68,11 @@ _start_bench:
 .global _start_fuzz
 _start_fuzz:
     mov x19, #3
+    b 1f
+.balign 0x100
+.global _start_reboot
+_start_reboot:
+    mov x19, #4
 1:
     mov x1, #(3 << 20)          // CPACR_EL1.FPEN: the compiler uses SIMD registers
     msr cpacr_el1, x1
@@ -101,6 +112,11 @@ secondary_entry:
 .global fuzz_secondary_entry
 fuzz_secondary_entry:
     SECONDARY fuzz_secondary
+
+// vCPU 1 in reboot mode.
+.global reboot_secondary_entry
+reboot_secondary_entry:
+    SECONDARY reboot_secondary
 .ltorg
 
 // An exception frame: x0-x30, ELR, SPSR, ESR, FAR (280 bytes, 288 with padding).
@@ -270,7 +286,11 @@ unsafe impl Sync for Shared {}
 
 impl Shared {
     const fn new() -> Self {
-        Shared(UnsafeCell::new(0))
+        Shared::with(0)
+    }
+    /// A word that starts as `v`: in `.data` (the image) unless `v` is 0 (`.bss`).
+    const fn with(v: u64) -> Self {
+        Shared(UnsafeCell::new(v))
     }
     fn get(&self) -> u64 {
         // SAFETY: see the `Sync` impl.
@@ -324,6 +344,7 @@ mod psci {
     pub const CPU_OFF: u64 = 0x8400_0002;
     pub const CPU_ON: u64 = 0xc400_0003;
     pub const SYSTEM_OFF: u64 = 0x8400_0008;
+    pub const SYSTEM_RESET: u64 = 0x8400_0009;
     pub const NOT_SUPPORTED: u64 = -1i64 as u64;
 }
 
@@ -754,12 +775,84 @@ fn bench() -> ! {
     system_off(if BAD.get() == 0 { 0 } else { 1 })
 }
 
+// ---- reboot mode ----
+
+/// What the image holds in [`IMAGE_MARK`]; each boot overwrites it before resetting.
+const IMAGE_MARK_BUILT: u64 = 0x6275_696c_7420_6173; // "built as" in ASCII
+/// A word of `.data`: as built unless this VM's memory outlived a reset.
+static IMAGE_MARK: Shared = Shared::with(IMAGE_MARK_BUILT);
+/// A word of `.bss`: zero in RAM the VM was built with.
+static RAM_MARK: Shared = Shared::new();
+/// Set by vCPU 1 once it runs.
+static REBOOT_SECONDARY_UP: Shared = Shared::new();
+
+unsafe extern "C" {
+    fn reboot_secondary_entry();
+}
+
+/// The reboot mode: one line per boot, then PSCI `SYSTEM_RESET`, for capvisor to rebuild the
+/// VM from its bundle (`on_reset = "reboot"`, `configs/test-guest-reboot.toml`).
+///
+/// Each boot checks that it is a new one: [`IMAGE_MARK`] as the image has it and
+/// [`RAM_MARK`] zero (a VM whose image was not loaded again, or whose RAM was kept, shows the
+/// previous boot's values), then changes both. vCPU 1 is left waiting in `WFI` with its
+/// virtual timer armed 10 s ahead when vCPU 0 resets, so teardown meets a vCPU that is parked
+/// on a timer; 10 s is far beyond the reset (about 50 ms later), so a wake-up the VMM forgot
+/// to cancel would reach a VM built since. vCPU 0 waits 50 ms of virtual time before its
+/// reset so that the reboots spread over the time a VM beside it runs.
+///
+/// Prints `reboot mode: image and RAM as built, vCPU 1 up; SYSTEM_RESET` and resets; on a
+/// stale boot or a vCPU 1 that does not start, says why and powers off with status 6 or 2.
+fn reboot() -> ! {
+    let (image, ram) = (IMAGE_MARK.get(), RAM_MARK.get());
+    IMAGE_MARK.set(!IMAGE_MARK_BUILT);
+    RAM_MARK.set(1);
+    if image != IMAGE_MARK_BUILT || ram != 0 {
+        say!("reboot mode: stale state from an earlier boot: .data word {image:#x}, .bss word {ram:#x}");
+        system_off(6);
+    }
+    let entry = reboot_secondary_entry as *const () as u64;
+    let r = hvc(psci::CPU_ON, 1, entry, 0, 0);
+    let freq = sysreg_read!("cntfrq_el0");
+    let deadline = counter() + freq * 5;
+    while r == 0 && REBOOT_SECONDARY_UP.get() == 0 && counter() < deadline {
+        core::hint::spin_loop();
+    }
+    if r != 0 || REBOOT_SECONDARY_UP.get() == 0 {
+        say!("reboot mode: vCPU 1 did not come up (CPU_ON: {r:#x})");
+        system_off(2);
+    }
+    let until = counter() + freq / 20;
+    while counter() < until {
+        core::hint::spin_loop();
+    }
+    say!("reboot mode: image and RAM as built, vCPU 1 up; SYSTEM_RESET");
+    let r = hvc(psci::SYSTEM_RESET, 0, 0, 0, 0);
+    say!("reboot mode: SYSTEM_RESET returned {r:#x}");
+    system_off(6)
+}
+
+/// vCPU 1 of the reboot mode: says it is up, arms its virtual timer 10 s ahead (its interrupt
+/// stays masked) and waits for an interrupt until the reset ends it.
+#[unsafe(no_mangle)]
+extern "C" fn reboot_secondary(_context: u64) -> ! {
+    REBOOT_SECONDARY_UP.set(1);
+    let freq = sysreg_read!("cntfrq_el0");
+    sysreg_write!("cntv_tval_el0", freq * 10);
+    sysreg_write!("cntv_ctl_el0", 1);
+    loop {
+        // SAFETY: waiting for an interrupt has no effect on memory.
+        unsafe { asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn guest_main(mode: u64) -> ! {
     match mode {
         1 => wild(),
         2 => bench(),
         3 => fuzz::run(),
+        4 => reboot(),
         _ => normal(),
     }
 }

@@ -5,9 +5,8 @@
 pub mod cfi_flash;
 pub mod pl011;
 pub mod pl031;
-pub mod psci;
-pub mod vgic;
-pub mod vtimer;
+// AArch64's own devices live in `crate::arch::aarch64`; named here with the others.
+pub use crate::arch::aarch64::{psci, vgic, vtimer};
 
 /// What ARM PrimeCell peripherals (the PL011, the PL031) share: the ID registers at the top
 /// of their 4 KiB window and 32-bit registers read in part.

@@ -1,8 +1,9 @@
-//! Host-only support (feature `host`, and tests): a `PagingHandler` that takes its frames
-//! from the HAL, as the root task's does, but backs each frame with host memory, so that
-//! the stage-2 book ([`crate::book`]) can be written and read on the seL4 model.
+//! The HAL on the host (feature `host`): [`HostHal`], the same `AxVMHal` and `VmObjects` as
+//! [`crate::GlobalHal`] over an instance on the seL4 model, whose `PagingHandler`
+//! ([`HostPaging`]) takes its frames from the HAL, as the root task's does, but backs each
+//! frame with host memory, so that the VM layer's stage-2 book can be written and read.
 //!
-//! On the target, `hal_sel4::GlobalPaging` returns the root-task virtual address where the
+//! On the target, [`crate::GlobalPaging`] returns the root-task virtual address where the
 //! HAL mapped the frame; on the host there is no memory behind such an address, so this
 //! handler keeps a host page per frame, keyed by the HAL instance and the physical address.
 //! Everything else (which physical frames, the pool's accounting, the model's retypes and
@@ -18,7 +19,9 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use std::sync::Mutex;
 
-use hal_sel4::HalInstance;
+use axvm_hal::{AxVMHal, HostPhysAddr, HostVirtAddr};
+
+use crate::hal::HalInstance;
 use memory_addr::{PhysAddr, VirtAddr};
 use page_table_multiarch::PagingHandler;
 
@@ -94,59 +97,46 @@ pub fn pages_held<I: HalInstance>() -> usize {
     pages().keys().filter(|(c, _)| *c == id).count()
 }
 
-/// A HAL over the seL4 model, installed in `I`'s cell, owning every untyped and the empty
-/// slots but the last [`crate::setup::DEFAULT_VMM_SLOTS`]; returns the options to build VMs
-/// with (the VMM's slots, the initial ASID pool, the root task's TCB).
-pub fn install_model_hal<I: HalInstance<Kernel = sel4_model::Model>>(
+/// A HAL over the seL4 model, installed in `I`'s cell, owning every untyped and bootinfo's
+/// empty slots: the last `loose` of them (at most half) for the VM layer's own capabilities,
+/// the rest for the pool.
+pub fn install_model<I: HalInstance<Kernel = sel4_model::Model>>(
     model: sel4_model::Model,
-) -> Result<crate::setup::SetupOptions, alloc::string::String> {
+    loose: u64,
+) -> Result<(), alloc::string::String> {
     use alloc::string::ToString;
     let empty = model.bootinfo().empty();
-    let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
-    let (hal_slots, vmm_slots) = crate::setup::split_slots(empty, crate::setup::DEFAULT_VMM_SLOTS);
+    let loose = loose.min(empty.len() / 2);
+    let cut = sel4::Slot::new(empty.end.index() - loose);
+    let pool = sel4::SlotRegion { start: empty.start, end: cut };
+    let loose = sel4::SlotRegion { start: cut, end: empty.end };
     let untyped: alloc::vec::Vec<_> = model.untyped_slots().into_iter().map(|(s, d)| (s.cap(), d)).collect();
-    let hal = hal_sel4::Sel4Hal::new(model, untyped, hal_sel4::HalConfig::new(hal_slots)).map_err(|e| e.to_string())?;
+    let hal = crate::Sel4Hal::new(model, untyped, crate::HalConfig::with_loose_slots(pool, loose))
+        .map_err(|e| e.to_string())?;
     I::cell().install(hal).map_err(|_| "a HAL is already installed in this cell".to_string())?;
-    Ok(crate::setup::SetupOptions {
-        platform: crate::vm::Platform { list_registers },
-        slots: vmm_slots,
-        asid_pool: sel4::init_cap::ASID_POOL.cap(),
-        vmm_tcb: sel4::init_cap::TCB.cap(),
-    })
+    Ok(())
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// `AxVMHal` (and `VmObjects`) over the instance installed in `I`'s cell, with page-table
+/// frames in host memory ([`HostPaging`]).
+pub struct HostHal<I: HalInstance>(PhantomData<I>);
 
-    static LOCAL: Mutex<BTreeMap<u64, HostPage>> = Mutex::new(BTreeMap::new());
-    static NEXT: Mutex<u64> = Mutex::new(0x1000_0000);
+impl<I: HalInstance> AxVMHal for HostHal<I> {
+    type PagingHandler = HostPaging<I>;
 
-    /// A paging handler with made-up physical addresses and no HAL, for the book's own tests.
-    pub(crate) struct LocalPaging;
+    fn alloc_memory_region_at(base: HostPhysAddr, size: usize) -> bool {
+        I::cell().with(|h| h.alloc_memory_region_at(base, size))
+    }
 
-    impl PagingHandler for LocalPaging {
-        fn alloc_frames(num: usize, _align: usize) -> Option<PhysAddr> {
-            let mut next = NEXT.lock().unwrap();
-            let p = *next;
-            *next += (num * PAGE) as u64;
-            let mut map = LOCAL.lock().unwrap();
-            for i in 0..num as u64 {
-                map.insert(p + i * PAGE as u64, HostPage::new());
-            }
-            Some(PhysAddr::from(p as usize))
-        }
-        fn dealloc_frames(paddr: PhysAddr, num: usize) {
-            let mut map = LOCAL.lock().unwrap();
-            for i in 0..num as u64 {
-                map.remove(&(paddr.as_usize() as u64 + i * PAGE as u64));
-            }
-        }
-        fn phys_to_virt(paddr: PhysAddr) -> VirtAddr {
-            let p = paddr.as_usize() as u64;
-            let page = p & !(PAGE as u64 - 1);
-            let map = LOCAL.lock().unwrap();
-            VirtAddr::from(map[&page].addr() + (p - page) as usize)
-        }
+    fn dealloc_memory_region_at(base: HostPhysAddr, size: usize) {
+        I::cell().with(|h| h.dealloc_memory_region_at(base, size))
+    }
+
+    fn virt_to_phys(vaddr: HostVirtAddr) -> HostPhysAddr {
+        I::cell().with(|h| h.virt_to_phys(vaddr))
+    }
+
+    fn current_time_nanos() -> u64 {
+        I::cell().with(|h| h.current_time_nanos())
     }
 }

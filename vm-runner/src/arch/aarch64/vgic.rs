@@ -591,7 +591,7 @@ mod tests {
         assert_eq!(g.maintenance(0, 1), Some(33));
         assert_eq!(g.list_register(0, 1), None);
         assert_eq!(g.fill(0), [Injection { vcpu: 0, lr: 1, virq: 34, priority: 0x80 >> 3, group: 0 }]);
-        assert_eq!(g.queued(0), []);
+        assert_eq!(g.queued(0), [0u16; 0]);
         assert_eq!(g.maintenance(0, 1), Some(34));
         assert_eq!(g.maintenance(0, 1), None, "already free");
         assert_eq!(g.maintenance(0, 9), None, "no such list register");
@@ -663,7 +663,7 @@ mod tests {
         assert_eq!((g.fill(0).len(), g.fill(1).len(), g.fill(2).len()), (0, 1, 1));
         // Filter 1: all but the sender.
         g.write(1, reg::SGIR, W, (1 << 24) | 1);
-        assert_eq!(g.queued(1), [], "not to self");
+        assert_eq!(g.queued(1), [0u16; 0], "not to self");
         assert_eq!(g.fill(0)[0].virq, 1);
         // Filter 2: the sender only.
         g.write(2, reg::SGIR, W, (2 << 24) | 1);
@@ -672,7 +672,7 @@ mod tests {
         assert_eq!(g.queued(2), [1], "delivered once the list register frees");
         // Filter 3 is reserved.
         g.write(0, reg::SGIR, W, (3 << 24) | 0xff_0001);
-        assert_eq!(g.queued(0), []);
+        assert_eq!(g.queued(0), [0u16; 0]);
     }
 
     #[test]

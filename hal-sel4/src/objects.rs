@@ -1,0 +1,73 @@
+//! `vm_objects::VmObjects` and `sel4::Lend` for the HAL types whose static methods reach an
+//! installed [`Sel4Hal`](crate::Sel4Hal): [`GlobalHal`] on the target and, on the host,
+//! [`crate::host::HostHal`]. Each method takes the cell's lock for its own length only.
+//!
+//! Owns nothing; forwards to the installed instance.
+
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use sel4::{Lend, ObjectBlueprint, PhysAddr, Slot, VirtAddr};
+use vm_objects::{MemoryKind, Objects, Refused, RegionFrame, Usage, VmObjects};
+
+use crate::hal::{GlobalHal, HalInstance};
+use crate::pool;
+
+fn refused(e: impl core::fmt::Display) -> Refused {
+    Refused(e.to_string())
+}
+
+macro_rules! impl_vm_objects {
+    ($hal:ident) => {
+        impl<I: HalInstance> Lend for $hal<I> {
+            type Kernel = I::Kernel;
+            fn with_kernel<R>(f: impl FnOnce(&mut I::Kernel) -> R) -> R {
+                I::cell().with(|h| f(h.kernel_mut()))
+            }
+        }
+
+        impl<I: HalInstance> VmObjects for $hal<I> {
+            fn alloc_objects(blueprint: ObjectBlueprint, count: u64) -> Result<Objects, Refused> {
+                I::cell().with(|h| h.alloc_objects(blueprint, count)).map_err(refused)
+            }
+            fn free_objects(objects: Objects) -> Result<(), Refused> {
+                I::cell().with(|h| h.free_objects(objects)).map_err(refused)
+            }
+            fn alloc_slots(count: u64) -> Result<Slot, Refused> {
+                I::cell().with(|h| h.alloc_slots(count)).map_err(refused)
+            }
+            fn free_slots(first: Slot, count: u64) -> Result<(), Refused> {
+                I::cell().with(|h| h.free_slots(first, count)).map_err(refused)
+            }
+            fn place_ram(size_bytes: u64, align_bytes: u64) -> Option<PhysAddr> {
+                I::cell().with(|h| h.place_ram(size_bytes, align_bytes))
+            }
+            fn region_kind(base: PhysAddr) -> Option<MemoryKind> {
+                I::cell().with(|h| h.region_kind(base)).map(|k| match k {
+                    pool::MemoryKind::Ram => MemoryKind::Ram,
+                    pool::MemoryKind::Device => MemoryKind::Device,
+                })
+            }
+            fn region_frames(base: PhysAddr) -> Vec<RegionFrame> {
+                I::cell().with(|h| {
+                    h.frames(base).map(|(f, _)| RegionFrame { slot: f.slot, paddr: f.paddr, size: f.size }).collect()
+                })
+            }
+            fn map_region(base: PhysAddr) -> Result<VirtAddr, Refused> {
+                I::cell().with(|h| h.map_region(base)).map_err(refused)
+            }
+            fn unmap_region(base: PhysAddr) -> Result<(), Refused> {
+                I::cell().with(|h| h.unmap_region(base)).map_err(refused)
+            }
+            fn usage() -> Usage {
+                I::cell().with(|h| h.usage())
+            }
+        }
+    };
+}
+
+impl_vm_objects!(GlobalHal);
+#[cfg(feature = "host")]
+use crate::host::HostHal;
+#[cfg(feature = "host")]
+impl_vm_objects!(HostHal);
