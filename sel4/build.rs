@@ -1,11 +1,15 @@
 //! Generates the kernel-specific part of the bindings from the kernel at `$SEL4_PREFIX`:
 //! configuration constants, object types and sizes, system call numbers, invocation labels
-//! and encoders. Fails with one line naming what is missing and what to do.
+//! and encoders (from its XML and `gen_config.json`), fault labels and fault message layouts
+//! (from its C headers, or from the kernel source `$SEL4_SOURCE` when the prefix has none, as
+//! the interface data does). Fails with one line naming what is missing and what to do.
 
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo::rerun-if-env-changed=SEL4_PREFIX");
+    // The kernel source, read for the fault ABI when the prefix has no C headers.
+    println!("cargo::rerun-if-env-changed=SEL4_SOURCE");
     println!("cargo::rerun-if-env-changed=PWD");
     let prefix = match sel4_codegen::Prefix::from_env() {
         Ok(p) => p,

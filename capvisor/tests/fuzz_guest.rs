@@ -520,14 +520,15 @@ fn fuzz_guest_seeds_leave_the_root_task_and_the_good_vm_unharmed() {
     );
 }
 
-/// The numbers the fuzz mode aims at are vm-runner's: the guest CSpace's fault endpoints,
-/// the fault labels and message lengths, the PSCI functions and codes. Host only.
+/// The numbers the fuzz mode aims at are the VMM's: the guest CSpace's fault endpoints and
+/// the PSCI functions and codes (vm-runner's), the fault labels and message lengths (the
+/// kernel's, as `sel4::fault` has them). Host only.
 #[test]
 fn the_fuzz_guests_vmm_numbers_are_vm_runners() {
-    use vm_runner::devices::psci::{MPIDR_AFFINITY_MASK, fid, ret};
-    use vm_runner::fault::{
+    use sel4::fault::{
         cap_fault, label, unknown_syscall, user_exception, vcpu_fault, vgic_maintenance, vm_fault, vppi_event,
     };
+    use vm_runner::devices::psci::{MPIDR_AFFINITY_MASK, fid, ret};
     for i in 0..8 {
         assert_eq!(guest_abi::fault_cptr(i), vm_runner::setup::fault_cptr(i as usize), "fault endpoint of vCPU {i}");
     }

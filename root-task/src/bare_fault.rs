@@ -42,12 +42,12 @@ use core::arch::global_asm;
 use core::fmt;
 
 use sel4::cap_type::{Endpoint, Frame};
+use sel4::fault::{label, unknown_syscall};
 use sel4::{BootInfo, Cap, Kernel, Message, ObjectBlueprint, RealKernel, Received, Slot, SlotRegion, VirtAddr};
 use sel4::{init_cap, sys};
 use sel4_root_task::image::own_image_frame;
 use sel4_root_task::{Start, debug_println};
 use timer_server::setup::{CodePage, ObjectAlloc, SetupError, UntypedArena, VcpuThreadParams, spawn_vcpu_thread};
-use vm_runner::fault::{label, unknown_syscall};
 
 /// Calls per batch and batches: the test guest's bench mode times its exits the same way.
 pub const CALLS: u64 = 100;

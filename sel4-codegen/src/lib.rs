@@ -2,15 +2,23 @@
 //!
 //! Input is an installed kernel prefix laid out as rust-sel4 expects `SEL4_PREFIX`:
 //! `libsel4/include/kernel/gen_config.json`, `libsel4/include/sel4/gen_config.json`,
-//! `libsel4/include/api/syscall.xml` and `libsel4/include/interfaces/*.xml` (the kernel
-//! binary `bin/kernel.elf` is only needed to build a boot image). Output is Rust source that
-//! `sel4` includes. Nothing here is hand-copied from the kernel: labels, system call numbers
-//! and configuration all come from the prefix, so they follow the configuration.
+//! `libsel4/include/api/syscall.xml`, `libsel4/include/interfaces/*.xml`, and the C headers
+//! with the fault ABI ([`fault::HEADER_FILES`]; the kernel binary `bin/kernel.elf` is only
+//! needed to build a boot image). A prefix without those headers (the interface data) has
+//! its fault ABI read from the kernel's source instead: `$SEL4_SOURCE`, else the release
+//! tarball beside the repository ([`kernel_source`], [`fault::Route`]). Output is Rust source
+//! that `sel4` includes. Nothing here is hand-copied from the kernel: labels, system call
+//! numbers, fault labels and fault message layouts and configuration all come from the
+//! prefix (or the source, for its configuration), so they follow the configuration.
 
+pub mod bf;
+pub mod c_enum;
 mod condition;
 pub mod config;
+pub mod fault;
 pub mod header_check;
 pub mod interface;
+pub mod kernel_source;
 pub mod objects;
 pub mod prefix;
 pub mod skip;
@@ -35,6 +43,8 @@ pub enum Error {
         /// What is wrong, with the line where known.
         message: String,
     },
+    /// A C header is missing, malformed, or lacks a name the fault ABI needs.
+    Header(c_enum::HeaderError),
 }
 
 impl std::fmt::Display for Error {
@@ -43,6 +53,7 @@ impl std::fmt::Display for Error {
             Error::Prefix(e) => e.fmt(f),
             Error::Config(e) => e.fmt(f),
             Error::Xml { file, message } => write!(f, "{}: {message}", file.display()),
+            Error::Header(e) => e.fmt(f),
         }
     }
 }
@@ -52,6 +63,11 @@ impl std::error::Error for Error {}
 impl From<PrefixError> for Error {
     fn from(e: PrefixError) -> Self {
         Error::Prefix(e)
+    }
+}
+impl From<c_enum::HeaderError> for Error {
+    fn from(e: c_enum::HeaderError) -> Self {
+        Error::Header(e)
     }
 }
 impl From<ConfigError> for Error {
@@ -73,5 +89,6 @@ pub fn generate(prefix: &Prefix) -> Result<String, Error> {
     out.push_str(&syscalls.to_rust());
     out.push_str(&interface::syscall_gate_macro(&syscalls));
     out.push_str(&interface::Interface::load(prefix, &config)?.to_rust());
+    out.push_str(&fault::FaultAbi::load(prefix, &config)?.to_rust());
     Ok(out)
 }

@@ -127,9 +127,10 @@ impl Prefix {
         p.is_file().then_some(p)
     }
 
-    /// Every file generation reads, for `rerun-if-changed`.
+    /// Every file generation reads, for `rerun-if-changed`: the required files and where the
+    /// fault ABI is read (the C headers, or the kernel source: see [`crate::fault::Route`]).
     pub fn input_files(&self) -> Vec<PathBuf> {
-        REQUIRED_FILES.iter().map(|f| self.root.join(f)).collect()
+        REQUIRED_FILES.iter().map(|f| self.root.join(f)).chain(crate::fault::input_files(self)).collect()
     }
 }
 

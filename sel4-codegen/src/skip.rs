@@ -1,5 +1,6 @@
-//! What a test does when what it needs (a kernel prefix with headers, QEMU, the interface
-//! data, a cross compiler) is not there.
+//! What a test does when what it needs (an installed kernel prefix, QEMU, the interface
+//! data, a host C compiler) is not there. (The checks against the C headers fail instead,
+//! unless `CAPVISOR_NO_KERNEL_HEADERS=1`: see [`crate::header_check`].)
 //!
 //! Outside CI it says `skipped: <why>` and records the test in `$CAPVISOR_SKIP_LOG` (a file
 //! `scripts/check` reads), so the totals count it as skipped, never as passed. With

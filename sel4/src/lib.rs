@@ -5,6 +5,8 @@
 //! - [`invocation`]: invocation labels and message encoders generated at build time from the
 //!   interface XML of the kernel at `$SEL4_PREFIX`, for the configuration actually built;
 //! - typed capabilities ([`Cap`]), the [`Error`] enum, object types and sizes, bootinfo;
+//! - [`fault`]: fault labels and message layouts generated from the kernel's C headers, and
+//!   [`Fault`], a fault message decoded;
 //! - the [`Kernel`] trait, implemented here by [`RealKernel`] (target) and on the host by
 //!   `sel4-model`.
 //!
@@ -17,7 +19,8 @@
 extern crate alloc;
 
 /// Output of the build script: kernel configuration, object types and sizes, system call
-/// numbers, invocation labels and encoders, all for the kernel at `$SEL4_PREFIX`.
+/// numbers, invocation labels and encoders, fault labels and layouts, all for the kernel at
+/// `$SEL4_PREFIX`.
 #[allow(missing_docs, clippy::all)]
 pub mod generated {
     include!(concat!(env!("OUT_DIR"), "/generated.rs"));
@@ -27,6 +30,7 @@ pub mod addr;
 pub mod bootinfo;
 pub mod cap;
 pub mod error;
+pub mod fault;
 pub mod invocation;
 pub mod kernel;
 pub mod message_info;
@@ -40,6 +44,7 @@ pub use addr::{PhysAddr, VirtAddr};
 pub use bootinfo::{BootInfo, UntypedDesc, init_cap};
 pub use cap::{CPtr, Cap, CapRights, CapType, Slot, SlotRegion, VmAttributes, cap_type};
 pub use error::{Error, Result};
+pub use fault::{Fault, FaultError};
 pub use generated::config;
 pub use kernel::{CNodeSlot, CacheOp, Kernel, Message, Op, Received, UserContext, VCpuReg};
 pub use message_info::MessageInfo;

@@ -57,11 +57,11 @@ use crate::devices::cfi_flash::FlashOp;
 use alloc::vec::Vec;
 use core::fmt;
 
+use sel4::fault::unknown_syscall;
 use sel4::{Message, Op, UserContext};
 
 use crate::devices::vgic::Injection;
 use crate::esr::SysRegAccess;
-use crate::fault::unknown_syscall;
 use crate::vm::UntouchedFrame;
 
 /// Why a VM stopped.

@@ -1,21 +1,20 @@
 //! Decoding of a fault message into a typed [`Exit`].
 //!
-//! First level: the seL4 fault label ([`crate::fault::label`]) and its message layout. Second
-//! level, for VM faults and VCPU faults: the exception class of the syndrome
-//! ([`crate::esr`]). [`Exit::decode`] is total: any label, any length, any words give an
-//! `Exit`, never a panic; what cannot be understood is [`Exit::Unknown`] or
-//! [`Exit::Malformed`], which the handler turns into a stopped VM.
+//! First level: the seL4 fault label and its message layout, read by [`sel4::Fault::decode`]
+//! (the kernel's fault ABI, generated from its headers). Second level, for VM faults and VCPU
+//! faults: the exception class of the syndrome ([`crate::esr`]). [`Exit::decode`] is total:
+//! any label, any length, any words give an `Exit`, never a panic; what cannot be understood
+//! is [`Exit::Unknown`] or [`Exit::Malformed`], which the handler turns into a stopped VM.
 //!
-//! This module owns no state and performs no system calls.
+//! This module owns no state and performs no system calls. It never reads message words by
+//! index itself: the layouts are `sel4`'s.
 
+use sel4::fault::{Fault, FaultError, label};
 use sel4::{Message, Received};
 use vm_config::GuestPhysAddr;
 
 use crate::badge::VcpuBadge;
 use crate::esr::{DataAbort, Esr, SysRegAccess, ec};
-use crate::fault::{
-    cap_fault, label, unknown_syscall, user_exception, vcpu_fault, vgic_maintenance, vm_fault, vppi_event,
-};
 
 /// The registers an `UnknownSyscall` fault (a guest `HVC`) carries.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -142,29 +141,18 @@ pub enum Exit {
 impl Exit {
     /// Decodes a fault message.
     pub fn decode(msg: &Message) -> Exit {
-        let lbl = msg.info.label();
-        let w = msg.words();
-        let need = match lbl {
-            label::VM_FAULT => vm_fault::LENGTH,
-            label::UNKNOWN_SYSCALL => unknown_syscall::LENGTH,
-            label::USER_EXCEPTION => user_exception::LENGTH,
-            label::VGIC_MAINTENANCE => vgic_maintenance::LENGTH,
-            label::VCPU_FAULT => vcpu_fault::LENGTH,
-            label::VPPI_EVENT => vppi_event::LENGTH,
-            label::CAP_FAULT => cap_fault::MIN_LENGTH,
-            other => return Exit::Unknown { label: other },
+        let fault = match Fault::decode(msg.info.label(), msg.words()) {
+            Ok(f) => f,
+            Err(FaultError::UnknownLabel { label }) => return Exit::Unknown { label },
+            Err(FaultError::TooShort { label, length, .. }) => return Exit::Malformed { label, length },
         };
-        if w.len() < need {
-            return Exit::Malformed { label: lbl, length: w.len() };
-        }
-        // In bounds: `need` words are present.
-        let at = |i: usize| w.get(i).copied().unwrap_or(0);
-        match lbl {
-            label::VM_FAULT => {
-                let ip = at(vm_fault::IP);
-                let addr = GuestPhysAddr(at(vm_fault::ADDR));
-                let esr = Esr(at(vm_fault::FSR));
-                if at(vm_fault::PREFETCH_FAULT) != 0 {
+        match fault {
+            // A plain message on the fault endpoint: nothing a vCPU sends.
+            Fault::Null => Exit::Unknown { label: label::NULL_FAULT },
+            Fault::VmFault { ip, addr, prefetch, fsr } => {
+                // For a VCPU thread the kernel reports the guest-physical address.
+                let (ip, addr, esr) = (ip.get(), GuestPhysAddr(addr.get()), Esr(fsr));
+                if prefetch {
                     Exit::InstructionAbort { ip, addr, esr }
                 } else {
                     // A syndrome that is not a data abort's has no valid ISS fields: decode it
@@ -177,35 +165,17 @@ impl Exit {
                     Exit::DataAbort { ip, addr, esr, abort }
                 }
             }
-            label::UNKNOWN_SYSCALL => {
-                let mut x = [0u64; 8];
-                for (i, r) in x.iter_mut().enumerate() {
-                    *r = at(unknown_syscall::X0 + i);
-                }
-                Exit::Hvc(HvcRegs {
-                    x,
-                    ip: at(unknown_syscall::FAULT_IP),
-                    sp: at(unknown_syscall::SP),
-                    lr: at(unknown_syscall::LR),
-                    spsr: at(unknown_syscall::SPSR),
-                    syscall: at(unknown_syscall::SYSCALL),
-                })
+            Fault::UnknownSyscall { x, fault_ip, sp, lr, spsr, syscall } => {
+                Exit::Hvc(HvcRegs { x, ip: fault_ip.get(), sp: sp.get(), lr: lr.get(), spsr, syscall })
             }
-            label::USER_EXCEPTION => Exit::UserException {
-                ip: at(user_exception::FAULT_IP),
-                sp: at(user_exception::SP),
-                spsr: at(user_exception::SPSR),
-                number: at(user_exception::NUMBER),
-                code: at(user_exception::CODE),
-            },
-            label::VGIC_MAINTENANCE => {
-                // The kernel sends -1 when it could not tell which list register.
-                let idx = at(vgic_maintenance::IDX);
-                Exit::VgicMaintenance { lr: u8::try_from(idx).ok() }
+            Fault::UserException { fault_ip, sp, spsr, number, code } => {
+                Exit::UserException { ip: fault_ip.get(), sp: sp.get(), spsr, number, code }
             }
-            label::VPPI_EVENT => Exit::Vppi { irq: at(vppi_event::IRQ) },
-            label::CAP_FAULT => Exit::CapFault { ip: at(cap_fault::IP), cptr: at(cap_fault::ADDR) },
-            _ => Self::decode_vcpu_fault(Esr(at(vcpu_fault::HSR))),
+            // The kernel sends -1 when it could not tell which list register.
+            Fault::VgicMaintenance { idx } => Exit::VgicMaintenance { lr: idx.and_then(|i| u8::try_from(i).ok()) },
+            Fault::VppiEvent { irq } => Exit::Vppi { irq },
+            Fault::CapFault { ip, addr, .. } => Exit::CapFault { ip: ip.get(), cptr: addr.bits() },
+            Fault::VcpuFault { hsr } => Self::decode_vcpu_fault(Esr(hsr)),
         }
     }
 

@@ -40,7 +40,6 @@ pub mod console;
 pub mod counters;
 pub mod devices;
 pub mod exit;
-pub mod fault;
 pub mod fdt;
 pub mod linux;
 #[cfg(test)]

@@ -9,6 +9,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use hal_sel4::HalInstance;
+use sel4::fault::label;
 use sel4::{Kernel, Message, Op, Received, UserContext, VCpuReg};
 use sel4_model::{ListRegister, Model, ThreadState};
 
@@ -16,7 +17,6 @@ use super::*;
 use crate::bundle::{Bundle, VmImages};
 use crate::devices::psci::fid;
 use crate::esr::{Esr, ec};
-use crate::fault::label;
 use crate::setup::Vmm;
 use crate::setup::tests::install;
 use crate::setup::tests::{Recorder, example, image, instance};

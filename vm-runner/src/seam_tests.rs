@@ -28,7 +28,7 @@ use crate::vm::Platform;
 
 /// A guest `HVC #0` at `pc` with `x0..x3`, as the kernel reports it.
 fn hvc(pc: u64, x: [u64; 4]) -> sel4::Message {
-    sel4::Message::new(crate::fault::label::UNKNOWN_SYSCALL, &[x[0], x[1], x[2], x[3], 0, 0, 0, 0, pc, 0, 0, 0x3c5, 0])
+    sel4::Message::new(sel4::fault::label::UNKNOWN_SYSCALL, &[x[0], x[1], x[2], x[3], 0, 0, 0, 0, pc, 0, 0, 0x3c5, 0])
 }
 
 /// A host that records, and whose console hook calls the HAL `H` (as a host that stamps its
@@ -71,7 +71,7 @@ fn bundle_of(sys: &SystemConfig, kernels: &[Vec<u8>]) -> Bundle<'static> {
 fn uart_write(pc: u64) -> sel4::Message {
     use crate::esr::{Esr, ec};
     let iss = (1 << 24) | (2 << 22) | (u32::from(true) << 6) | 0x07;
-    sel4::Message::new(crate::fault::label::VM_FAULT, &[pc, 0x0900_0000, 0, Esr::new(ec::DABT_LOWER, true, iss).0])
+    sel4::Message::new(sel4::fault::label::VM_FAULT, &[pc, 0x0900_0000, 0, Esr::new(ec::DABT_LOWER, true, iss).0])
 }
 
 /// Delivers `msg` as a fault of vCPU 0 of VM `vm`, through the loop's own kernel handle

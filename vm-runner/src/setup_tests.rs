@@ -158,7 +158,7 @@ fn setup_leaves_the_expected_objects() {
         // A fault of each vCPU reaches the VMM's endpoint with that vCPU's badge.
         for c in &vm.vcpus {
             m.tcb_resume(c.tcb).unwrap();
-            m.enqueue_fault(c.tcb, Message::new(crate::fault::label::VCPU_FAULT, &[0])).unwrap();
+            m.enqueue_fault(c.tcb, Message::new(sel4::fault::label::VCPU_FAULT, &[0])).unwrap();
             let r = m.recv(vmm.fault_ep);
             assert_eq!(crate::VcpuBadge::from_badge(r.badge), Some(c.badge));
         }

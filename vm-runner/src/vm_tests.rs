@@ -4,6 +4,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use sel4::fault::label;
 use sel4::{Message, Op, UserContext};
 use vm_config::{EmulatedDevice, GuestPhysAddr, GuestRange, Image, PassthroughDevice, VmConfig};
 
@@ -13,7 +14,6 @@ use crate::devices::pl011;
 use crate::devices::psci::{fid, ret};
 use crate::devices::vgic::{Injection, reg as gicd};
 use crate::esr::{Esr, ec};
-use crate::fault::label;
 
 const RAM: u64 = 0x4000_0000;
 const GICD: u64 = 0x0800_0000;

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use sel4::fault::label;
 use sel4::{Message, Op, UserContext};
 use vm_runner::action::{AbortKind, Next, StopReason};
 use vm_runner::esr::{Esr, ec};
-use vm_runner::fault::label;
 use vm_runner::{Exit, Platform, VmState};
 
 fn system() -> Vec<VmState> {

@@ -15,12 +15,12 @@
 //! Invariants: every exit and event of an existing vCPU is counted exactly once; a stopped
 //! VM answers every exit with its stop and every event with no effects.
 
+use sel4::fault::label;
 use sel4::{Message, MessageInfo, Received, UserContext};
 use vm_config::{UnhandledMmio, VmConfig};
 use vm_runner::action::{Effects, Next, StopReason};
 use vm_runner::devices::psci::fid;
 use vm_runner::esr::{Esr, ec};
-use vm_runner::fault::label;
 use vm_runner::inject::abort_entry;
 use vm_runner::{Platform, UntouchedFrame, VcpuBadge, VmState, decode_fault};
 
