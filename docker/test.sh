@@ -227,13 +227,17 @@ else
     check read-only-inputs ro_check
 fi
 
+# The interface data has no C headers: the fault ABI comes from the kernel's source.
 if [ -z "$data" ]; then
     skip host-build "no seL4 interface data (set CAPVISOR_SEL4_DATA)"
     skip target-build "no seL4 interface data (set CAPVISOR_SEL4_DATA)"
+elif [ -z "$sel4_source" ]; then
+    skip host-build "no seL4 source for the fault ABI (set SEL4_SOURCE)"
+    skip target-build "no seL4 source for the fault ABI (set SEL4_SOURCE)"
 else
-    check host-build env SEL4_PREFIX="$data" CAPVISOR_SEL4_DATA="$data" "$here/run" cargo build
+    check host-build env SEL4_PREFIX="$data" CAPVISOR_SEL4_DATA="$data" SEL4_SOURCE="$sel4_source" "$here/run" cargo build
     # The no_std core crate for the seL4 target: the target's core/alloc are in the image.
-    check target-build env SEL4_PREFIX="$data" CAPVISOR_SEL4_DATA="$data" "$here/run" \
+    check target-build env SEL4_PREFIX="$data" CAPVISOR_SEL4_DATA="$data" SEL4_SOURCE="$sel4_source" "$here/run" \
         cargo build -p sel4 --target aarch64-unknown-none
 fi
 

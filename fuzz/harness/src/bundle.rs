@@ -16,12 +16,12 @@
 
 use std::sync::OnceLock;
 
+use hal_sel4::host::{HostHal, HostPaging, install_model, pages_held};
 use hal_sel4::{HalCell, HalInstance};
 use sel4::{UntypedDesc, VirtAddr};
 use sel4_model::Model;
 use vm_config::HostMemory;
 use vm_runner::bundle::{self, Bundle};
-use vm_runner::host::{HostPaging, install_model_hal, pages_held};
 use vm_runner::setup::{CopyIn, Vmm};
 
 /// The HAL cell the builds run in: one model at a time, a new one per input.
@@ -105,16 +105,22 @@ pub fn run(data: &[u8]) {
 fn build(bundle: &Bundle<'_>) {
     let cell = FuzzHal::cell();
     let _ = cell.take();
-    let options = match install_model_hal::<FuzzHal>(Model::qemu_arm_virt_capvisor()) {
-        Ok(o) => o,
-        Err(e) => panic!("the model HAL: {e}"),
+    let model = Model::qemu_arm_virt_capvisor();
+    let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
+    if let Err(e) = install_model::<FuzzHal>(model, vm_runner::setup::DEFAULT_VMM_SLOTS) {
+        panic!("the model HAL: {e}");
+    }
+    let options = vm_runner::setup::SetupOptions {
+        platform: vm_runner::Platform { list_registers },
+        asid_pool: sel4::init_cap::ASID_POOL.cap(),
+        vmm_tcb: sel4::init_cap::TCB.cap(),
     };
-    match Vmm::<HostPaging<FuzzHal>>::build::<FuzzHal>(bundle, &options, &mut CheckCopies) {
+    match Vmm::<HostPaging<FuzzHal>>::build::<HostHal<FuzzHal>>(bundle, &options, &mut CheckCopies) {
         Ok(mut vmm) => {
             for vm in &vmm.vms {
                 let _ = vm.state.boot();
             }
-            if let Err(e) = vmm.teardown::<FuzzHal>() {
+            if let Err(e) = vmm.teardown::<HostHal<FuzzHal>>() {
                 panic!("teardown of a built VMM: {e}");
             }
         }
