@@ -36,9 +36,9 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use axvm_hal::{AxVMHal, HostPhysAddr, HostVirtAddr};
-use sel4::cap_type::{Endpoint, Frame, VSpace};
+use sel4::cap_type::{Endpoint, Frame, IrqControl, IrqHandler, VSpace};
 use sel4::object::PAGE_BITS;
-use sel4::{BootInfo, Cap, Kernel, ObjectBlueprint, PhysAddr, SlotRegion, UntypedDesc, VirtAddr, init_cap};
+use sel4::{BootInfo, CNodeSlot, Cap, Kernel, ObjectBlueprint, PhysAddr, SlotRegion, UntypedDesc, VirtAddr, init_cap};
 
 use crate::pool::{
     AllocError, Allocation, FreeError, KindRequest, MemoryKind, PoolSetupError, Purpose, UntypedPool, frame_size,
@@ -75,6 +75,8 @@ pub struct HalConfig {
     /// Root CNode slots handed out one run at a time to the VM layer for its own
     /// capabilities (`VmObjects::alloc_slots`), apart from those the pool retypes into.
     pub loose_slots: SlotRegion,
+    /// The authority IRQ handlers are made from (`VmObjects::irq_handler`).
+    pub irq_control: Cap<IrqControl>,
 }
 
 impl HalConfig {
@@ -88,6 +90,7 @@ impl HalConfig {
             internal: None,
             timer: None,
             loose_slots: SlotRegion { start: slots.end, end: slots.end },
+            irq_control: init_cap::IRQ_CONTROL.cap(),
         }
     }
 
@@ -121,6 +124,13 @@ pub enum HalError {
     },
     /// The pool's own invariants do not hold.
     Pool(&'static str),
+    /// The kernel refused an IRQ handler.
+    Irq {
+        /// The interrupt.
+        irq: u64,
+        /// Why.
+        error: sel4::Error,
+    },
     /// Not enough loose slots in one run.
     Slots {
         /// Slots asked for.
@@ -143,6 +153,7 @@ impl fmt::Display for HalError {
                 write!(f, "frame recorded at {paddr}, kernel says {kernel:?}")
             }
             HalError::Pool(why) => write!(f, "untyped pool: {why}"),
+            HalError::Irq { irq, error } => write!(f, "IRQControl_GetTrigger({irq}): {error:?}"),
             HalError::Slots { wanted, free } => write!(f, "{wanted} consecutive slots wanted, {free} free"),
         }
     }
@@ -185,6 +196,7 @@ pub struct Sel4Hal<K: Kernel> {
     timer: Option<TimerClient>,
     internal: Option<(u64, u64)>,
     loose: SlotAllocator,
+    irq_control: Cap<IrqControl>,
 }
 
 impl<K: Kernel> Sel4Hal<K> {
@@ -204,6 +216,7 @@ impl<K: Kernel> Sel4Hal<K> {
             timer: config.timer.map(TimerClient::new),
             internal,
             loose: SlotAllocator::new(config.loose_slots),
+            irq_control: config.irq_control,
         })
     }
 
@@ -409,6 +422,16 @@ impl<K: Kernel> Sel4Hal<K> {
     /// `count` consecutive slots of the loose region ([`HalConfig::loose_slots`]).
     pub fn alloc_slots(&mut self, count: u64) -> Result<sel4::Slot, HalError> {
         self.loose.alloc(count).ok_or(HalError::Slots { wanted: count, free: self.loose.free_count() })
+    }
+
+    /// A handler for interrupt `irq`, in a loose slot (`IRQControl_GetTrigger`).
+    pub fn irq_handler(&mut self, irq: u64, edge_triggered: bool) -> Result<Cap<IrqHandler>, HalError> {
+        let slot = self.alloc_slots(1)?;
+        if let Err(error) = self.kernel.irq_control_get(self.irq_control, irq, edge_triggered, CNodeSlot::root(slot)) {
+            let _ = self.free_slots(slot, 1);
+            return Err(HalError::Irq { irq, error });
+        }
+        Ok(slot.cap())
     }
 
     /// Free loose slots.

@@ -7,7 +7,8 @@
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
-use sel4::{Lend, ObjectBlueprint, PhysAddr, Slot, VirtAddr};
+use sel4::cap_type::IrqHandler;
+use sel4::{Cap, Lend, ObjectBlueprint, PhysAddr, Slot, VirtAddr};
 use vm_objects::{MemoryKind, Objects, Refused, RegionFrame, Usage, VmObjects};
 
 use crate::hal::{GlobalHal, HalInstance};
@@ -58,6 +59,9 @@ macro_rules! impl_vm_objects {
             }
             fn unmap_region(base: PhysAddr) -> Result<(), Refused> {
                 I::cell().with(|h| h.unmap_region(base)).map_err(refused)
+            }
+            fn irq_handler(irq: u64, edge_triggered: bool) -> Result<Cap<IrqHandler>, Refused> {
+                I::cell().with(|h| h.irq_handler(irq, edge_triggered)).map_err(refused)
             }
             fn usage() -> Usage {
                 I::cell().with(|h| h.usage())

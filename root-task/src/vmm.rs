@@ -39,11 +39,10 @@ use core::fmt;
 
 use axvm_hal::AxVMHal;
 use hal_sel4::{GlobalHal, GlobalPaging, HalCell, HalConfig, HalInstance, Sel4Hal};
-use sel4::cap_type::{IrqHandler, Notification};
-use sel4::{CNodeSlot, Cap, CapRights, Kernel, RealKernel, VirtAddr, init_cap};
+use sel4::cap_type::IrqHandler;
+use sel4::{Cap, Kernel, RealKernel, VirtAddr, init_cap};
 use sel4_root_task::pl011::{ICR, IMSC, Pl011, RX_INTERRUPTS};
 use sel4_root_task::{Start, debug_println};
-use vm_objects::VmObjects;
 use vm_runner::bundle::Bundle;
 #[cfg(feature = "vmm-timer")]
 use vm_runner::run::WakeKey;
@@ -351,7 +350,7 @@ fn start_timer(k: &mut RealKernel, start: &Start, slots: sel4::SlotRegion) -> Re
 
 /// Takes the interrupt of every VM's passthrough devices (level-triggered, as QEMU virt's
 /// virtio-mmio lines are) and routes each to the VMM's notification with a bit of its own.
-fn forward_irqs(vmm: &Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<Forwarded>, &'static str> {
+fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<Forwarded>, &'static str> {
     let mut out = alloc::vec::Vec::new();
     let wanted: alloc::vec::Vec<(usize, u16)> = vmm
         .vms
@@ -369,42 +368,20 @@ fn forward_irqs(vmm: &Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<Forw
         if bit >= 64 {
             return Err("more forwarded interrupts than notification bits");
         }
-        let slots = Hal::alloc_slots(2).map_err(|_| "no VMM slots for a forwarded interrupt")?;
-        let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
-        let ntfn: Cap<Notification> = vmm.ntfn;
-        HAL.with(|h| -> Result<(), &'static str> {
-            let k = h.kernel_mut();
-            k.irq_control_get(init_cap::IRQ_CONTROL.cap(), u64::from(irq), false, CNodeSlot::root(irq_slot))
-                .map_err(|_| "IRQControl_GetTrigger (passthrough)")?;
-            k.cnode_mint(CNodeSlot::root(ntfn_slot), ntfn.slot(), CapRights::WRITE_ONLY, 1 << bit)
-                .map_err(|_| "CNode_Mint (passthrough signal)")?;
-            k.irq_handler_set_notification(irq_slot.cap(), ntfn_slot.cap())
-                .map_err(|_| "IRQHandler_SetNotification (passthrough)")?;
-            k.irq_handler_ack(irq_slot.cap()).map_err(|_| "IRQHandler_Ack (passthrough)")
+        let r = vmm.route_irq::<Hal>(u64::from(irq), false, 1 << bit).map_err(|e| {
+            debug_println!("capvisor: VM {vm}: host interrupt {irq}: {e}");
+            "routing a passthrough interrupt"
         })?;
         debug_println!("capvisor: VM {vm}: host interrupt {irq} forwarded");
-        out.push(Forwarded { vm, irq, handler: irq_slot.cap() });
+        out.push(Forwarded { vm, irq, handler: r.handler });
     }
     Ok(out)
 }
 
 /// Routes the console UART's receive interrupt to the VMM's notification (the registers are
 /// the runtime's mapping).
-fn console_input(vmm: &Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) -> Result<Uart, &'static str> {
-    let slots = Hal::alloc_slots(2).map_err(|_| "no VMM slots for the console interrupt")?;
-    let (irq_slot, ntfn_slot) = (slots, sel4::Slot::new(slots.index() + 1));
-    let ntfn: Cap<Notification> = vmm.ntfn;
-    HAL.with(|h| -> Result<(), &'static str> {
-        let k = h.kernel_mut();
-        k.irq_control_get(init_cap::IRQ_CONTROL.cap(), irq, false, CNodeSlot::root(irq_slot))
-            .map_err(|_| "IRQControl_GetTrigger (UART)")?;
-        k.cnode_mint(CNodeSlot::root(ntfn_slot), ntfn.slot(), CapRights::WRITE_ONLY, SIGNAL_CONSOLE)
-            .map_err(|_| "CNode_Mint (console signal)")?;
-        k.irq_handler_set_notification(irq_slot.cap(), ntfn_slot.cap())
-            .map_err(|_| "IRQHandler_SetNotification (UART)")?;
-        Ok(())
-    })?;
-    let u = Uart { regs, irq: irq_slot.cap() };
+fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) -> Result<Uart, &'static str> {
+    let u = Uart { regs, irq: Cap::from_cptr(sel4::CPtr::NULL) };
     u.regs.write(ICR, RX_INTERRUPTS);
     u.regs.write(IMSC, u.regs.read(IMSC) | RX_INTERRUPTS);
     // Input typed before now sits in the receive holding register with its interrupt
@@ -418,8 +395,12 @@ fn console_input(vmm: &Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) -> Res
     if early > 0 {
         debug_println!("capvisor: console: {early} byte(s) typed before the VMs started were dropped");
     }
-    HAL.with(|h| h.kernel_mut().irq_handler_ack(u.irq)).map_err(|_| "IRQHandler_Ack (UART)")?;
-    Ok(u)
+    // Routed (and acknowledged) after the drain, so the next byte raises it.
+    let r = vmm.route_irq::<Hal>(irq, false, SIGNAL_CONSOLE).map_err(|e| {
+        debug_println!("capvisor: console interrupt {irq}: {e}");
+        "routing the console interrupt"
+    })?;
+    Ok(Uart { irq: r.handler, ..u })
 }
 
 /// Free slots (the HAL's pool, the VM layer's) and untyped bytes: the counts a reboot must
@@ -558,14 +539,14 @@ pub fn run(start: &Start) -> u32 {
             None => debug_println!("capvisor: timer server client refused: parked vCPUs will be restarted at once"),
         }
     }
-    match forward_irqs(&vmm) {
+    match forward_irqs(&mut vmm) {
         Ok(irqs) => host.irqs = irqs,
         Err(e) => {
             debug_println!("capvisor: forwarding passthrough interrupts: {e}");
             return 1;
         }
     }
-    match console_irq(start).and_then(|irq| console_input(&vmm, start.console, irq)) {
+    match console_irq(start).and_then(|irq| console_input(&mut vmm, start.console, irq)) {
         Ok(u) => host.uart = Some(u),
         Err(e) => debug_println!("capvisor: console input off: {e}"),
     }

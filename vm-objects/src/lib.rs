@@ -1,5 +1,5 @@
 //! The seL4 objects a VM needs that the seed's `AxVMHal` has no words for: threads, VCPUs,
-//! endpoints, notifications, page-table objects and CNodes, the frame capabilities of a
+//! endpoints, notifications, page-table objects and CNodes, IRQ handlers, the frame capabilities of a
 //! region, root CNode slots, the VMM's own view of guest memory, and where RAM goes when a
 //! configuration leaves it to capvisor.
 //!
@@ -26,6 +26,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use axvm_hal::AxVMHal;
+use sel4::cap_type::IrqHandler;
 use sel4::{Cap, CapType, FrameSize, ObjectBlueprint, PhysAddr, Slot, VirtAddr};
 
 /// Kernel objects of one blueprint made together, their capabilities in consecutive slots.
@@ -133,6 +134,10 @@ pub trait VmObjects: AxVMHal + sel4::Lend {
 
     /// Takes away what [`VmObjects::map_region`] mapped.
     fn unmap_region(base: PhysAddr) -> Result<(), Refused>;
+
+    /// A handler for host interrupt `irq` (level-triggered unless `edge_triggered`), in a
+    /// slot of its own: the VM layer binds it to a notification and acknowledges it.
+    fn irq_handler(irq: u64, edge_triggered: bool) -> Result<Cap<IrqHandler>, Refused>;
 
     /// Free slots and untyped bytes now.
     fn usage() -> Usage;

@@ -363,6 +363,9 @@ impl VmObjects for SimpleHal {
     fn unmap_region(base: PhysAddr) -> Result<(), Refused> {
         Self::with(|h| h.unmap_region(base)).map_err(text)
     }
+    fn irq_handler(irq: u64, edge_triggered: bool) -> Result<sel4::Cap<sel4::cap_type::IrqHandler>, Refused> {
+        Self::with(|h| h.irq_handler(irq, edge_triggered)).map_err(text)
+    }
     fn usage() -> Usage {
         Self::with(|h| h.usage())
     }
@@ -421,4 +424,28 @@ fn a_second_simple_hal_builds_reboots_and_tears_down_the_same_vms() {
     // Live objects: those tables and the untyped nodes the pool split to place them.
     let (objects_now, objects_at_start) = (SimpleHal::with_kernel(|m| m.live_objects()), start.1.1);
     assert_eq!(objects_now - objects_at_start, window_tables + stats.child_nodes);
+}
+
+#[test]
+fn a_routed_interrupt_takes_two_slots_and_teardown_gives_them_back() {
+    instance!(I);
+    type H = HostHal<I>;
+    let sys = example("test-guest.toml");
+    let bundle = bundle_of(&sys, &[image(1, 0x1000)]);
+    let options = install::<I>(Model::qemu_arm_virt());
+    let loose_at_start = I::cell().with(|h| h.loose_free());
+    let mut vmm = Vmm::<HostPaging<I>>::build::<H>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let before = H::usage();
+    let r = vmm.route_irq::<H>(33, false, 1 << 5).unwrap();
+    assert_eq!((r.irq, r.badge), (33, 1 << 5));
+    assert_eq!(H::usage().slots_free, before.slots_free - 2, "the handler and the badged signal");
+    assert_eq!(vmm.irqs, [r]);
+    // A second handler for the same interrupt: the kernel refuses, and nothing is kept.
+    assert!(vmm.route_irq::<H>(33, false, 1 << 6).is_err());
+    assert_eq!(H::usage().slots_free, before.slots_free - 2);
+    vmm.teardown::<H>().unwrap();
+    assert_eq!(I::cell().with(|h| h.loose_free()), loose_at_start, "every slot of the VM layer back");
+    // The interrupt can be taken again once its handler is gone.
+    let again = H::irq_handler(33, false).unwrap();
+    assert_eq!(H::with_kernel(|m| m.irq_handler_ack(again)), Ok(()));
 }

@@ -77,7 +77,7 @@ use core::fmt;
 
 use axvm_hal::{HostPhysAddr, HostVirtAddr};
 use page_table_multiarch::{MappingFlags, PagingHandler};
-use sel4::cap_type::{AsidPool, CNode, Endpoint, Frame, Notification, PageTable, Tcb, VCpu, VSpace};
+use sel4::cap_type::{AsidPool, CNode, Endpoint, Frame, IrqHandler, Notification, PageTable, Tcb, VCpu, VSpace};
 use sel4::{
     CNodeSlot, CPtr, Cap, CapRights, FrameSize, Kernel, Lent, ObjectBlueprint, Observed, OpCounts, PhysAddr, Slot,
     SlotRegion, VCpuReg, VirtAddr, VmAttributes,
@@ -339,7 +339,22 @@ pub struct Vmm<P: PagingHandler> {
     pub rtc_base_seconds: u64,
     /// How it was built (to build a VM again after a reset).
     pub options: SetupOptions,
+    /// Host interrupts routed to the VMM's notification ([`Vmm::route_irq`]).
+    pub irqs: Vec<RoutedIrq>,
     objects: Vec<Objects>,
+}
+
+/// A host interrupt whose handler signals the VMM's notification with a badge of its own.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RoutedIrq {
+    /// The interrupt.
+    pub irq: u64,
+    /// Its handler (acknowledge it to take the next one).
+    pub handler: Cap<IrqHandler>,
+    /// The badged copy of the notification the handler signals.
+    pub signal: Slot,
+    /// The badge bits.
+    pub badge: u64,
 }
 
 /// Where the VMM's capabilities come from and where it stands.
@@ -865,6 +880,7 @@ impl<P: PagingHandler> Vmm<P> {
             shared: Vec::new(),
             rtc_base_seconds: bundle.rtc_base_seconds,
             options: *options,
+            irqs: Vec::new(),
             objects: Vec::new(),
         };
         match vmm.build_all::<H>(bundle, copy) {
@@ -1077,10 +1093,53 @@ impl<P: PagingHandler> Vmm<P> {
         r
     }
 
+    /// Routes host interrupt `irq` to the VMM's notification with `badge`: a handler from the
+    /// HAL, a copy of the notification minted with the badge, bound, and acknowledged once so
+    /// the first interrupt arrives. Three invocations.
+    pub fn route_irq<H: VmObjects<PagingHandler = P>>(
+        &mut self,
+        irq: u64,
+        edge_triggered: bool,
+        badge: u64,
+    ) -> Result<RoutedIrq, SetupError> {
+        let mut k = Lent::<H>::new();
+        let handler = H::irq_handler(irq, edge_triggered).map_err(hal_err(None, "IRQ handler"))?;
+        let signal = match H::alloc_slots(1) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = k.cnode_delete(CNodeSlot::root(handler.slot()));
+                let _ = H::free_slots(handler.slot(), 1);
+                return Err(hal_err(None, "a slot for an interrupt's signal")(e));
+            }
+        };
+        let routed = RoutedIrq { irq, handler, signal, badge };
+        // Recorded first, so a failure below is undone by `teardown` like the rest.
+        self.irqs.push(routed);
+        k.cnode_mint(CNodeSlot::root(signal), self.ntfn.slot(), CapRights::WRITE_ONLY, badge)
+            .map_err(kernel_err(None, "CNode_Mint (interrupt signal)"))?;
+        k.irq_handler_set_notification(handler, signal.cap())
+            .map_err(kernel_err(None, "IRQHandler_SetNotification"))?;
+        k.irq_handler_ack(handler).map_err(kernel_err(None, "IRQHandler_Ack"))?;
+        Ok(routed)
+    }
+
     /// Frees everything [`Vmm::build`] made: every VM (as [`Vmm::reboot_vm`] does), then the
-    /// shared memory and objects.
+    /// routed interrupts, the shared memory and objects.
     pub fn teardown<H: VmObjects<PagingHandler = P>>(&mut self) -> Result<(), SetupError> {
         let mut first_err = None;
+        let mut k = Lent::<H>::new();
+        for r in self.irqs.drain(..).rev() {
+            for slot in [r.signal, r.handler.slot()] {
+                let deleted =
+                    k.cnode_delete(CNodeSlot::root(slot)).map_err(kernel_err(None, "CNode_Delete (interrupt)"));
+                let freed = H::free_slots(slot, 1).map_err(hal_err(None, "freeing an interrupt's slot"));
+                if let Err(e) = deleted.and(freed)
+                    && first_err.is_none()
+                {
+                    first_err = Some(e);
+                }
+            }
+        }
         for i in (0..self.vms.len()).rev() {
             if let Err(e) = self.teardown_vm::<H>(i)
                 && first_err.is_none()
