@@ -35,7 +35,7 @@
 use core::fmt;
 use core::marker::PhantomData;
 
-use axvm_hal::{AxVMHal, HostPhysAddr, HostVirtAddr};
+use axvm_hal::{HostPhysAddr, HostVirtAddr};
 use sel4::cap_type::{Endpoint, Frame, IrqControl, IrqHandler, VSpace};
 use sel4::object::PAGE_BITS;
 use sel4::{BootInfo, CNodeSlot, Cap, Kernel, ObjectBlueprint, PhysAddr, SlotRegion, UntypedDesc, VirtAddr, init_cap};
@@ -618,25 +618,8 @@ pub struct GlobalHal<I: HalInstance>(PhantomData<I>);
 /// `PagingHandler` over the instance installed in `I`'s cell.
 pub struct GlobalPaging<I: HalInstance>(PhantomData<I>);
 
-impl<I: HalInstance> AxVMHal for GlobalHal<I> {
-    type PagingHandler = GlobalPaging<I>;
-
-    fn alloc_memory_region_at(base: HostPhysAddr, size: usize) -> bool {
-        I::cell().with(|h| h.alloc_memory_region_at(base, size))
-    }
-
-    fn dealloc_memory_region_at(base: HostPhysAddr, size: usize) {
-        I::cell().with(|h| h.dealloc_memory_region_at(base, size))
-    }
-
-    fn virt_to_phys(vaddr: HostVirtAddr) -> HostPhysAddr {
-        I::cell().with(|h| h.virt_to_phys(vaddr))
-    }
-
-    fn current_time_nanos() -> u64 {
-        I::cell().with(|h| h.current_time_nanos())
-    }
-}
+// `AxVMHal` for `GlobalHal` (with `GlobalPaging`) is in `crate::objects`, beside the
+// VM layer's other trait, one implementation for it and the host's `HostHal`.
 
 impl<I: HalInstance> page_table_multiarch::PagingHandler for GlobalPaging<I> {
     fn alloc_frames(num: usize, align: usize) -> Option<memory_addr::PhysAddr> {

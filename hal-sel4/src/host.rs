@@ -19,8 +19,6 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use std::sync::Mutex;
 
-use axvm_hal::{AxVMHal, HostPhysAddr, HostVirtAddr};
-
 use crate::hal::HalInstance;
 use memory_addr::{PhysAddr, VirtAddr};
 use page_table_multiarch::PagingHandler;
@@ -120,23 +118,3 @@ pub fn install_model<I: HalInstance<Kernel = sel4_model::Model>>(
 /// `AxVMHal` (and `VmObjects`) over the instance installed in `I`'s cell, with page-table
 /// frames in host memory ([`HostPaging`]).
 pub struct HostHal<I: HalInstance>(PhantomData<I>);
-
-impl<I: HalInstance> AxVMHal for HostHal<I> {
-    type PagingHandler = HostPaging<I>;
-
-    fn alloc_memory_region_at(base: HostPhysAddr, size: usize) -> bool {
-        I::cell().with(|h| h.alloc_memory_region_at(base, size))
-    }
-
-    fn dealloc_memory_region_at(base: HostPhysAddr, size: usize) {
-        I::cell().with(|h| h.dealloc_memory_region_at(base, size))
-    }
-
-    fn virt_to_phys(vaddr: HostVirtAddr) -> HostPhysAddr {
-        I::cell().with(|h| h.virt_to_phys(vaddr))
-    }
-
-    fn current_time_nanos() -> u64 {
-        I::cell().with(|h| h.current_time_nanos())
-    }
-}

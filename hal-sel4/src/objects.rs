@@ -1,17 +1,19 @@
-//! `vm_objects::VmObjects` and `sel4::Lend` for the HAL types whose static methods reach an
+//! `AxVMHal`, `vm_objects::VmObjects` and `sel4::Lend` for the HAL types whose static methods reach an
 //! installed [`Sel4Hal`](crate::Sel4Hal): [`GlobalHal`] on the target and, on the host,
 //! [`crate::host::HostHal`]. Each method takes the cell's lock for its own length only.
 //!
 //! Owns nothing; forwards to the installed instance.
 
 use alloc::string::ToString;
+
 use alloc::vec::Vec;
+use axvm_hal::{AxVMHal, HostPhysAddr, HostVirtAddr};
 
 use sel4::cap_type::IrqHandler;
 use sel4::{Cap, Lend, ObjectBlueprint, PhysAddr, Slot, VirtAddr};
 use vm_objects::{MemoryKind, Objects, Refused, RegionFrame, Usage, VmObjects};
 
-use crate::hal::{GlobalHal, HalInstance};
+use crate::hal::{GlobalHal, GlobalPaging, HalInstance};
 use crate::pool;
 
 fn refused(e: impl core::fmt::Display) -> Refused {
@@ -19,7 +21,27 @@ fn refused(e: impl core::fmt::Display) -> Refused {
 }
 
 macro_rules! impl_vm_objects {
-    ($hal:ident) => {
+    ($hal:ident, $paging:ident) => {
+        impl<I: HalInstance> AxVMHal for $hal<I> {
+            type PagingHandler = $paging<I>;
+
+            fn alloc_memory_region_at(base: HostPhysAddr, size: usize) -> bool {
+                I::cell().with(|h| h.alloc_memory_region_at(base, size))
+            }
+
+            fn dealloc_memory_region_at(base: HostPhysAddr, size: usize) {
+                I::cell().with(|h| h.dealloc_memory_region_at(base, size))
+            }
+
+            fn virt_to_phys(vaddr: HostVirtAddr) -> HostPhysAddr {
+                I::cell().with(|h| h.virt_to_phys(vaddr))
+            }
+
+            fn current_time_nanos() -> u64 {
+                I::cell().with(|h| h.current_time_nanos())
+            }
+        }
+
         impl<I: HalInstance> Lend for $hal<I> {
             type Kernel = I::Kernel;
             fn with_kernel<R>(f: impl FnOnce(&mut I::Kernel) -> R) -> R {
@@ -70,8 +92,8 @@ macro_rules! impl_vm_objects {
     };
 }
 
-impl_vm_objects!(GlobalHal);
+impl_vm_objects!(GlobalHal, GlobalPaging);
 #[cfg(feature = "host")]
-use crate::host::HostHal;
+use crate::host::{HostHal, HostPaging};
 #[cfg(feature = "host")]
-impl_vm_objects!(HostHal);
+impl_vm_objects!(HostHal, HostPaging);

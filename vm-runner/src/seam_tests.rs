@@ -99,16 +99,20 @@ fn exit_through_lent<H: VmObjects<Kernel = Model>, Ho: Host>(
     runner.deliver(&mut Lent::<H>::new(), vmm, host, &r, closing);
 }
 
+/// The test guest built through HAL instance `I`, with a loop and a host that calls the HAL.
+fn test_guest<I: HalInstance<Kernel = Model>>() -> (Vmm<HostPaging<I>>, Runner, CallingHost<HostHal<I>>) {
+    let sys = example("test-guest.toml");
+    let bundle = bundle_of(&sys, &[image(1, 0x1000)]);
+    let options = install::<I>(Model::qemu_arm_virt());
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    (vmm, Runner::new(&["test-guest"]), CallingHost::new())
+}
+
 #[test]
 fn a_hal_call_from_inside_an_exit_handler_works_while_the_loop_runs() {
     instance!(I);
     type H = HostHal<I>;
-    let sys = example("test-guest.toml");
-    let bundle = bundle_of(&sys, &[image(1, 0x1000)]);
-    let options = install::<I>(Model::qemu_arm_virt());
-    let mut vmm = Vmm::<HostPaging<I>>::build::<H>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
-    let mut runner = Runner::new(&["test-guest"]);
-    let mut host = CallingHost::<H>::new();
+    let (mut vmm, mut runner, mut host) = test_guest::<I>();
     runner.start(&mut Lent::<H>::new(), &mut vmm, &mut host);
     // "A\n": the newline ends the line, which reaches the host while the exit is handled.
     H::with_kernel(|m| {
@@ -129,13 +133,7 @@ fn the_same_hal_call_under_a_held_hal_lock_is_named_not_a_hang() {
     // What the loop did before it borrowed the kernel per invocation: run inside the HAL's
     // lock. The host's HAL call then re-enters the cell, which says so instead of spinning.
     instance!(I);
-    type H = HostHal<I>;
-    let sys = example("test-guest.toml");
-    let bundle = bundle_of(&sys, &[image(1, 0x1000)]);
-    let options = install::<I>(Model::qemu_arm_virt());
-    let mut vmm = Vmm::<HostPaging<I>>::build::<H>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
-    let mut runner = Runner::new(&["test-guest"]);
-    let mut host = CallingHost::<H>::new();
+    let (mut vmm, mut runner, mut host) = test_guest::<I>();
     let (tcb, ep) = (vmm.vms[0].vcpus[0].tcb, vmm.fault_ep);
     I::cell().with(|h| {
         let m = h.kernel_mut();
