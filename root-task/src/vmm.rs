@@ -245,20 +245,20 @@ impl Host for RootHost {
         debug_println!("capvisor: VM \"{name}\" rebooted ({count}): {}", resources());
     }
 
-    fn zero(&mut self, va: u64, len: u64) -> bool {
+    fn zero(&mut self, va: VirtAddr, len: u64) -> bool {
         // SAFETY: the run loop passes only `UntouchedCaps::zero_at` ranges: a frame of the
         // VM's RAM inside an allocation the setup keeps mapped writable in the HAL's window
         // while the VM lives; the guest cannot see the frame until the loop maps it after
         // this returns.
-        unsafe { zero_words(va as *mut u8, len as usize) };
+        unsafe { zero_words(va.get() as *mut u8, len as usize) };
         true
     }
 
-    fn update_flash(&mut self, va: u64, data: Option<&[u8]>, len: u64) -> bool {
+    fn update_flash(&mut self, va: VirtAddr, data: Option<&[u8]>, len: u64) -> bool {
         // SAFETY: the run loop passes only ranges inside a `FlashRomMapping`: a writable
         // flash bank's contents, which the setup keeps mapped writable in the HAL's window
         // while the VM lives (the guest maps them read-only); `data` is the VMM's heap.
-        let dst = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, len as usize) };
+        let dst = unsafe { core::slice::from_raw_parts_mut(va.get() as *mut u8, len as usize) };
         match data {
             Some(d) => dst.iter_mut().zip(d).for_each(|(b, &v)| *b &= v),
             None => dst.fill(0xff),

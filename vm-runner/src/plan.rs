@@ -144,7 +144,7 @@ pub struct RegionPlan {
 impl RegionPlan {
     /// The mapping once the host memory is at `hpa`.
     pub fn at(&self, hpa: PhysAddr) -> GuestMapping {
-        GuestMapping::new(self.kind, self.gpa.get(), hpa.get(), self.size_bytes, self.rights, self.attrs)
+        GuestMapping::new(self.kind, self.gpa, hpa, self.size_bytes, self.rights, self.attrs)
     }
 }
 
@@ -194,7 +194,7 @@ pub fn regions(vm: usize, config: &VmConfig, images: &VmImages<'_>) -> Result<Ve
     let mut out = Vec::new();
     let mut add = |what, kind, gpa: u64, size_bytes: u64, host, want, (rights, attrs)| {
         if gpa.checked_add(size_bytes).is_none_or(|e| e > GPA_LIMIT) {
-            return Err(SetupError::OutOfRange { vm, gpa });
+            return Err(SetupError::OutOfRange { vm, gpa: GuestPhysAddr(gpa) });
         }
         out.push(RegionPlan { what, kind, gpa: GuestPhysAddr(gpa), size_bytes, host, want, rights, attrs });
         Ok(())

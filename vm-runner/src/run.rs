@@ -143,14 +143,14 @@ pub trait Host {
     /// Writes zeros to `[va, va + len)` of the VMM's address space, where the setup left a
     /// frame of on-demand guest RAM mapped ([`crate::setup::UntouchedCaps::zero_at`]);
     /// returns false when it cannot (the VM then stops rather than see stale memory).
-    fn zero(&mut self, _va: u64, _len: u64) -> bool {
+    fn zero(&mut self, _va: VirtAddr, _len: u64) -> bool {
         false
     }
     /// Applies a flash program (`Some(data)`: each byte ANDed with `data`) or erase
     /// (`None`: `len` bytes of 0xff) at `va` of the VMM's address space, inside a flash
     /// bank's contents the setup keeps mapped ([`crate::setup::FlashRomMapping::va`]);
     /// returns false when it cannot.
-    fn update_flash(&mut self, _va: u64, _data: Option<&[u8]>, _len: u64) -> bool {
+    fn update_flash(&mut self, _va: VirtAddr, _data: Option<&[u8]>, _len: u64) -> bool {
         false
     }
 }
@@ -590,10 +590,10 @@ impl<H: Host> Host for Tty<'_, H> {
     fn ack_irq<K: Kernel>(&mut self, kernel: &mut K, vm: usize, irq: u16) -> bool {
         self.host.ack_irq(kernel, vm, irq)
     }
-    fn zero(&mut self, va: u64, len: u64) -> bool {
+    fn zero(&mut self, va: VirtAddr, len: u64) -> bool {
         self.host.zero(va, len)
     }
-    fn update_flash(&mut self, va: u64, data: Option<&[u8]>, len: u64) -> bool {
+    fn update_flash(&mut self, va: VirtAddr, data: Option<&[u8]>, len: u64) -> bool {
         self.host.update_flash(va, data, len)
     }
 }
@@ -669,7 +669,7 @@ fn flash_op<P: PagingHandler, H: Host>(vm: &Vm<P>, bank: usize, op: &FlashOp, ho
     };
     // The model checked the range against the bank; the mapping is the bank's size.
     if offset.checked_add(len).is_none_or(|end| end > m.size_bytes)
-        || !host.update_flash(m.va.get() + offset, data, len)
+        || !host.update_flash(VirtAddr(m.va.get() + offset), data, len)
     {
         host.log(format_args!("{}: flash change at {offset:#x} ({len} bytes) not applied", vm.state.name()));
     }
@@ -878,7 +878,7 @@ fn populate_frame<K: Kernel, P: PagingHandler, H: Host>(
     };
     let u = vm.untouched.swap_remove(i);
     if let Some(va) = u.zero_at
-        && !host.zero(va.get(), f.size)
+        && !host.zero(va, f.size)
     {
         host.log(format_args!("{name}: could not zero RAM at {:#x}", f.gpa));
         return false;

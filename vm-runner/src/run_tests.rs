@@ -71,12 +71,12 @@ impl Host for TestHost {
         }
         known
     }
-    fn zero(&mut self, va: u64, len: u64) -> bool {
+    fn zero(&mut self, va: VirtAddr, len: u64) -> bool {
         if self.refuse_zero {
             return false;
         }
         // Called from inside the loop, which holds the HAL: the address is resolved later.
-        self.zeroed.push((va, len));
+        self.zeroed.push((va.get(), len));
         true
     }
 }

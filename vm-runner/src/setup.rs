@@ -177,16 +177,15 @@ pub struct GuestMapping {
 impl GuestMapping {
     /// A mapping of `size` bytes at `gpa` to `hpa`, whose frames are those of the HAL
     /// allocation at `hpa`.
-    pub fn new(kind: MappingKind, gpa: u64, hpa: u64, size: u64, rights: CapRights, attrs: VmAttributes) -> Self {
-        GuestMapping {
-            kind,
-            gpa: GuestPhysAddr(gpa),
-            hpa: PhysAddr(hpa),
-            size_bytes: size,
-            rights,
-            attrs,
-            allocation: PhysAddr(hpa),
-        }
+    pub fn new(
+        kind: MappingKind,
+        gpa: GuestPhysAddr,
+        hpa: PhysAddr,
+        size_bytes: u64,
+        rights: CapRights,
+        attrs: VmAttributes,
+    ) -> Self {
+        GuestMapping { kind, gpa, hpa, size_bytes, rights, attrs, allocation: hpa }
     }
 
     /// The flags the book records for it.
@@ -473,7 +472,7 @@ pub enum SetupError {
         /// The VM.
         vm: usize,
         /// The address.
-        gpa: u64,
+        gpa: GuestPhysAddr,
     },
     /// The bundle's image list does not match its VMs.
     Images,
@@ -517,7 +516,9 @@ impl fmt::Display for SetupError {
             SetupError::Translation { vm, va, expected, got } => {
                 write!(f, "VM {vm}: the VMM's {va} should reach {expected}, the HAL translates it to {got}")
             }
-            SetupError::OutOfRange { vm, gpa } => write!(f, "VM {vm}: guest address {gpa:#x} is beyond stage 2"),
+            SetupError::OutOfRange { vm, gpa } => {
+                write!(f, "VM {vm}: guest address {:#x} is beyond stage 2", gpa.get())
+            }
             SetupError::Images => f.write_str("the bundle's images do not match its VMs"),
             SetupError::State { vm, error } => write!(f, "VM {vm}: {error}"),
         }
