@@ -5,7 +5,8 @@
 //! a slot index of the root CNode and the CPtr that resolves to it are the same number.
 //! [`Cap<T>`] carries the object type in the type system so that, for example, a frame
 //! cannot be passed where an untyped is expected; capability arithmetic on plain integers is
-//! not offered.
+//! not offered: a slot `n` places on is [`Slot::offset`], the `k`-th of a region
+//! [`SlotRegion::nth`].
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -75,6 +76,13 @@ impl Slot {
             None => None,
         }
     }
+
+    /// The slot `n` places after this one, for a window the caller knows holds it (e.g. the
+    /// `n`-th capability an `Untyped_Retype` wrote from this slot on); an overflow is a bug
+    /// (it panics in debug builds, as `+` does).
+    pub const fn offset(self, n: u64) -> Slot {
+        Slot(self.0 + n)
+    }
 }
 
 impl fmt::Debug for Slot {
@@ -106,6 +114,24 @@ impl SlotRegion {
     /// Whether `slot` lies in the region.
     pub const fn contains(&self, slot: Slot) -> bool {
         self.start.0 <= slot.0 && slot.0 < self.end.0
+    }
+
+    /// The `len` slots from `start`, or `None` when the end overflows.
+    pub const fn with_len(start: Slot, len: u64) -> Option<SlotRegion> {
+        match start.checked_add(len) {
+            Some(end) => Some(SlotRegion { start, end }),
+            None => None,
+        }
+    }
+
+    /// The slot `k` places from the start, or `None` past the end.
+    pub const fn nth(&self, k: u64) -> Option<Slot> {
+        if k < self.len() { Some(Slot(self.start.0 + k)) } else { None }
+    }
+
+    /// Its slots, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Slot> + use<> {
+        (self.start.0..self.end.0.max(self.start.0)).map(Slot)
     }
 }
 
@@ -312,5 +338,18 @@ mod tests {
         assert_eq!(r.len(), 65386);
         assert!(r.contains(Slot::new(150)));
         assert!(!r.contains(Slot::new(65536)));
+    }
+
+    #[test]
+    fn slots_by_position() {
+        let r = SlotRegion::with_len(Slot::new(150), 3).unwrap();
+        assert_eq!(r, SlotRegion { start: Slot::new(150), end: Slot::new(153) });
+        assert_eq!((r.nth(0), r.nth(2), r.nth(3)), (Some(Slot::new(150)), Some(Slot::new(152)), None));
+        assert!(r.iter().eq([150, 151, 152].map(Slot::new)));
+        assert_eq!(Slot::new(150).offset(2), Slot::new(152));
+        assert_eq!(SlotRegion::with_len(Slot::new(u64::MAX), 1), None);
+        // A region whose end lies before its start is empty, whatever the two say.
+        let backwards = SlotRegion { start: Slot::new(10), end: Slot::new(5) };
+        assert_eq!((backwards.nth(0), backwards.iter().count()), (None, 0));
     }
 }
