@@ -295,7 +295,7 @@ impl<'s, K: Kernel> Driver<'s, K> {
         let out = match r {
             Ok(p) => {
                 let via_trait = self.hal.virt_to_phys(HostVirtAddr::from_usize(va as usize)).as_usize() as u64;
-                let frame = self.hal.table().iter().find(|f| f.paddr.get() <= p.get() && p.get() < f.end()).copied();
+                let frame = self.hal.table().iter().find(|f| f.paddr <= p && p < f.end()).copied();
                 match frame {
                     Some(f) if via_trait == p.get() => {
                         let kernel = self.hal.kernel_mut().page_get_address(f.slot.cap());

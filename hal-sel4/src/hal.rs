@@ -340,8 +340,8 @@ impl<K: Kernel> Sel4Hal<K> {
     /// The frames of the allocation at `base`, in address order (e.g. to copy their caps
     /// into a guest's address space).
     pub fn frames(&self, base: PhysAddr) -> impl Iterator<Item = (&FrameInfo, Cap<Frame>)> {
-        let end = self.pool.allocation(base.get()).map_or(base.get(), |a| a.end());
-        self.table.frames_in(base.get(), end).map(|f| (f, f.slot.cap::<Frame>()))
+        let end = self.pool.allocation(base.get()).map_or(base, |a| PhysAddr(a.end()));
+        self.table.frames_in(base, end).map(|f| (f, f.slot.cap::<Frame>()))
     }
 
     // ---- translation ----

@@ -28,8 +28,8 @@ pub struct FrameInfo {
 
 impl FrameInfo {
     /// One past the frame's last byte.
-    pub fn end(&self) -> u64 {
-        self.paddr.get() + self.size.size_bytes()
+    pub fn end(&self) -> PhysAddr {
+        self.paddr.offset(self.size.size_bytes())
     }
 }
 
@@ -68,9 +68,9 @@ impl fmt::Display for TableError {
 /// Frame capabilities by physical address, and mapped ones by virtual address.
 #[derive(Clone, Debug, Default)]
 pub struct CapTable {
-    by_paddr: BTreeMap<u64, FrameInfo>,
-    /// vaddr -> paddr of the frame mapped there.
-    by_vaddr: BTreeMap<u64, u64>,
+    by_paddr: BTreeMap<PhysAddr, FrameInfo>,
+    /// Where each mapped frame starts in the root task -> where it starts physically.
+    by_vaddr: BTreeMap<VirtAddr, PhysAddr>,
 }
 
 impl CapTable {
@@ -96,30 +96,30 @@ impl CapTable {
 
     /// Records a new, unmapped frame.
     pub fn insert(&mut self, mut frame: FrameInfo) -> Result<(), TableError> {
-        if self.by_paddr.contains_key(&frame.paddr.get()) {
+        if self.by_paddr.contains_key(&frame.paddr) {
             return Err(TableError::DuplicateFrame(frame.paddr));
         }
         frame.vaddr = None;
-        self.by_paddr.insert(frame.paddr.get(), frame);
+        self.by_paddr.insert(frame.paddr, frame);
         Ok(())
     }
 
     /// Forgets the frame starting at `paddr` (and its mapping entry).
     pub fn remove(&mut self, paddr: PhysAddr) -> Option<FrameInfo> {
-        let f = self.by_paddr.remove(&paddr.get())?;
+        let f = self.by_paddr.remove(&paddr)?;
         if let Some(v) = f.vaddr {
-            self.by_vaddr.remove(&v.get());
+            self.by_vaddr.remove(&v);
         }
         Some(f)
     }
 
     /// The frame starting at `paddr`.
     pub fn frame(&self, paddr: PhysAddr) -> Option<&FrameInfo> {
-        self.by_paddr.get(&paddr.get())
+        self.by_paddr.get(&paddr)
     }
 
     /// Frames whose start lies in `[start, end)`, in address order.
-    pub fn frames_in(&self, start: u64, end: u64) -> impl Iterator<Item = &FrameInfo> {
+    pub fn frames_in(&self, start: PhysAddr, end: PhysAddr) -> impl Iterator<Item = &FrameInfo> {
         self.by_paddr.range(start..end).map(|(_, f)| f)
     }
 
@@ -130,20 +130,18 @@ impl CapTable {
 
     /// Records that the frame at `paddr` is mapped at `vaddr`.
     pub fn set_mapping(&mut self, paddr: PhysAddr, vaddr: VirtAddr) -> Result<(), TableError> {
-        let f = self.by_paddr.get(&paddr.get()).ok_or(TableError::UnknownFrame(paddr))?;
+        let f = self.by_paddr.get(&paddr).ok_or(TableError::UnknownFrame(paddr))?;
         if f.vaddr.is_some() {
             return Err(TableError::AlreadyMapped(paddr));
         }
-        let len = f.size.size_bytes();
-        let end = vaddr.get().checked_add(len).ok_or(TableError::VirtualOverlap(vaddr))?;
-        if let Some((&v, &p)) = self.by_vaddr.range(..end).next_back() {
-            let other_len = self.by_paddr[&p].size.size_bytes();
-            if v + other_len > vaddr.get() {
-                return Err(TableError::VirtualOverlap(vaddr));
-            }
+        let end = vaddr.checked_add(f.size.size_bytes()).ok_or(TableError::VirtualOverlap(vaddr))?;
+        if let Some((&v, p)) = self.by_vaddr.range(..end).next_back()
+            && v.offset(self.by_paddr[p].size.size_bytes()) > vaddr
+        {
+            return Err(TableError::VirtualOverlap(vaddr));
         }
-        self.by_vaddr.insert(vaddr.get(), paddr.get());
-        if let Some(f) = self.by_paddr.get_mut(&paddr.get()) {
+        self.by_vaddr.insert(vaddr, paddr);
+        if let Some(f) = self.by_paddr.get_mut(&paddr) {
             f.vaddr = Some(vaddr);
         }
         Ok(())
@@ -151,29 +149,28 @@ impl CapTable {
 
     /// Records that the frame at `paddr` is no longer mapped; returns where it was.
     pub fn clear_mapping(&mut self, paddr: PhysAddr) -> Option<VirtAddr> {
-        let f = self.by_paddr.get_mut(&paddr.get())?;
+        let f = self.by_paddr.get_mut(&paddr)?;
         let v = f.vaddr.take()?;
-        self.by_vaddr.remove(&v.get());
+        self.by_vaddr.remove(&v);
         Some(v)
     }
 
     /// The physical address behind `vaddr`, from the mapping that covers it.
     pub fn virt_to_phys(&self, vaddr: VirtAddr) -> Result<PhysAddr, TableError> {
-        let (&v, &p) = self.by_vaddr.range(..=vaddr.get()).next_back().ok_or(TableError::NotMapped(vaddr))?;
-        let len = self.by_paddr[&p].size.size_bytes();
-        let off = vaddr.get() - v;
-        if off >= len {
+        let (&v, &p) = self.by_vaddr.range(..=vaddr).next_back().ok_or(TableError::NotMapped(vaddr))?;
+        let off = vaddr.offset_from(v);
+        if off >= self.by_paddr[&p].size.size_bytes() {
             return Err(TableError::NotMapped(vaddr));
         }
-        Ok(PhysAddr(p + off))
+        Ok(p.offset(off))
     }
 
     /// The root-task virtual address of `paddr`, if a mapped frame covers it.
     pub fn phys_to_virt(&self, paddr: PhysAddr) -> Result<VirtAddr, TableError> {
-        let (&p, f) = self.by_paddr.range(..=paddr.get()).next_back().ok_or(TableError::NoVirtualAddress(paddr))?;
-        let off = paddr.get() - p;
+        let (&p, f) = self.by_paddr.range(..=paddr).next_back().ok_or(TableError::NoVirtualAddress(paddr))?;
+        let off = paddr.offset_from(p);
         match f.vaddr {
-            Some(v) if off < f.size.size_bytes() => Ok(VirtAddr(v.get() + off)),
+            Some(v) if off < f.size.size_bytes() => Ok(v.offset(off)),
             _ => Err(TableError::NoVirtualAddress(paddr)),
         }
     }

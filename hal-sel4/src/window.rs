@@ -151,7 +151,7 @@ impl Window {
         }
         let (size, device) = (a.size, a.kind == MemoryKind::Device);
         let frames: Vec<(Cap<Frame>, u64, u32)> = table
-            .frames_in(a.base, a.end())
+            .frames_in(PhysAddr(a.base), PhysAddr(a.end()))
             .map(|f| (f.slot.cap::<Frame>(), f.paddr.get(), f.size.size_bits()))
             .collect();
         let align_bits = frames.iter().map(|f| f.2).max().unwrap_or(PAGE_BITS);
@@ -199,7 +199,7 @@ impl Window {
     pub fn unmap<K: Kernel>(&mut self, kernel: &mut K, table: &mut CapTable, base: PhysAddr) -> Result<(), MapError> {
         let &(va, len) = self.mapped.get(&base.get()).ok_or(MapError::NotMapped(base))?;
         let frames: Vec<(Cap<Frame>, u64)> =
-            table.frames_in(base.get(), base.get() + len).map(|f| (f.slot.cap::<Frame>(), f.paddr.get())).collect();
+            table.frames_in(base, base.offset(len)).map(|f| (f.slot.cap::<Frame>(), f.paddr.get())).collect();
         for (cap, paddr) in frames {
             kernel.page_unmap(cap).map_err(|error| MapError::Kernel { during: "Page_Unmap", error })?;
             table.clear_mapping(PhysAddr(paddr));
@@ -213,7 +213,7 @@ impl Window {
     /// revoked (deleting a frame capability unmaps the frame).
     pub fn forget(&mut self, table: &mut CapTable, base: PhysAddr) {
         if let Some((va, len)) = self.mapped.remove(&base.get()) {
-            let paddrs: Vec<u64> = table.frames_in(base.get(), base.get() + len).map(|f| f.paddr.get()).collect();
+            let paddrs: Vec<u64> = table.frames_in(base, base.offset(len)).map(|f| f.paddr.get()).collect();
             for p in paddrs {
                 table.clear_mapping(PhysAddr(p));
             }
