@@ -26,6 +26,13 @@ macro_rules! addr_type {
                     None => None,
                 }
             }
+            /// `self - bytes`, or `None` below 0.
+            pub const fn checked_sub(self, bytes: u64) -> Option<Self> {
+                match self.0.checked_sub(bytes) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
             /// The address `bytes` after this one, for sums the caller has bounded; an
             /// overflow is a bug (it panics in debug builds, as `+` does).
             pub const fn offset(self, bytes: u64) -> Self {
@@ -105,6 +112,7 @@ mod tests {
         assert_eq!(p.offset_from(PhysAddr(0x6800_0000)), 0x3000);
         assert_eq!(p.checked_offset_from(PhysAddr(0x6800_4000)), None);
         assert_eq!(PhysAddr(u64::MAX).checked_add(1), None);
+        assert_eq!((p.checked_sub(0x3000), p.checked_sub(0x6800_3001)), (Some(PhysAddr(0x6800_0000)), None));
         assert_eq!(p.align_down(14), PhysAddr(0x6800_0000));
         assert_eq!(p.align_down(12), p);
         assert_eq!(p.align_down(64), PhysAddr(0));
