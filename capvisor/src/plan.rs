@@ -332,7 +332,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     let mut sorted = allocations.clone();
     sorted.sort_by_key(|a| a.base);
     for a in &sorted {
-        let label = labels.get(&a.base).cloned().unwrap_or_else(|| match a.purpose {
+        let label = labels.get(&a.base.get()).cloned().unwrap_or_else(|| match a.purpose {
             Purpose::Paging => "HAL: stage-2 book table frame".to_string(),
             Purpose::Objects(b) => format!("HAL: mapping window {}", blueprint_name(b)),
             Purpose::Region => "HAL: region".to_string(),

@@ -147,7 +147,7 @@ pub fn lower_bound(layout: &Layout, s: u64, t: u64, fan_out: u64) -> u64 {
         .roots()
         .iter()
         .filter(|r| r.paddr < t && s < r.end())
-        .map(|r| lower_bound_piece(r.paddr, s.max(r.paddr), t.min(r.end()), fan_out))
+        .map(|r| lower_bound_piece(PhysAddr(r.paddr), PhysAddr(s.max(r.paddr)), PhysAddr(t.min(r.end())), fan_out))
         .sum()
 }
 

@@ -115,32 +115,34 @@ pub fn expected_alloc<K: Kernel>(
     kind: KindRequest,
 ) -> Result<MemoryKind, AllocError> {
     if size == 0 {
-        return Err(AllocError::Empty { base });
+        return Err(AllocError::Empty { base: PhysAddr(base) });
     }
-    let end = base.checked_add(size).ok_or(AllocError::Overflow { base, size })?;
+    let end = base.checked_add(size).ok_or(AllocError::Overflow { base: PhysAddr(base), size })?;
     if !base.is_multiple_of(PAGE) || !size.is_multiple_of(PAGE) {
-        return Err(AllocError::Unaligned { base, size });
+        return Err(AllocError::Unaligned { base: PhysAddr(base), size });
     }
     // The pool names the overlapping allocation that starts last before the end.
-    if let Some(a) = d.hal().pool().allocations().filter(|a| a.base < end && base < a.end()).last() {
+    let (base_pa, end_pa) = (PhysAddr(base), PhysAddr(end));
+    if let Some(a) = d.hal().pool().allocations().filter(|a| a.base < end_pa && base_pa < a.end()).last() {
         return Err(AllocError::InUse { other_base: a.base, other_size: a.size });
     }
     let mut cur = base;
     let mut found = None;
     while cur < end {
-        let r = l.root_at(cur).ok_or(AllocError::NotBacked { at: cur })?;
+        let at = PhysAddr(cur);
+        let r = l.root_at(cur).ok_or(AllocError::NotBacked { at })?;
         let k = if r.device { MemoryKind::Device } else { MemoryKind::Ram };
         match kind {
             KindRequest::Ram if k != MemoryKind::Ram => {
-                return Err(AllocError::WrongKind { wanted: MemoryKind::Ram, at: cur });
+                return Err(AllocError::WrongKind { wanted: MemoryKind::Ram, at });
             }
             KindRequest::Device if k != MemoryKind::Device => {
-                return Err(AllocError::WrongKind { wanted: MemoryKind::Device, at: cur });
+                return Err(AllocError::WrongKind { wanted: MemoryKind::Device, at });
             }
             _ => {}
         }
         if found.is_some_and(|f| f != k) {
-            return Err(AllocError::MixedKinds { at: cur });
+            return Err(AllocError::MixedKinds { at });
         }
         found = Some(k);
         cur = r.end();
@@ -242,7 +244,7 @@ pub fn run<K: Kernel>(d: &mut Driver<'_, K>, l: &Layout, seed: u64, ops: usize) 
             let (&base, &lv) = pick(&live, &mut rng);
             let r = if rng.below(4) == 0 {
                 d.dealloc_at(base, lv.size);
-                if d.hal().pool().allocation(base).is_some() { Err(()) } else { Ok(()) }
+                if d.hal().pool().allocation(PhysAddr(base)).is_some() { Err(()) } else { Ok(()) }
             } else {
                 d.dealloc(base, lv.size).map(drop).map_err(drop)
             };
@@ -256,12 +258,11 @@ pub fn run<K: Kernel>(d: &mut Driver<'_, K>, l: &Layout, seed: u64, ops: usize) 
                 1 => (base + PAGE, lv.size),
                 _ => (base, if lv.size > PAGE { lv.size - PAGE } else { 2 * PAGE }),
             };
-            let want = match d.hal().pool().allocation(b) {
-                None => Some(FreeError::NotAllocated { base: b }),
-                Some(a) if a.size != s => Some(FreeError::SizeMismatch { base: b, size: s, allocated: a.size }),
-                Some(a) if a.purpose != Purpose::Region => {
-                    Some(FreeError::WrongPurpose { base: b, purpose: a.purpose })
-                }
+            let base = PhysAddr(b);
+            let want = match d.hal().pool().allocation(base) {
+                None => Some(FreeError::NotAllocated { base }),
+                Some(a) if a.size != s => Some(FreeError::SizeMismatch { base, size: s, allocated: a.size }),
+                Some(a) if a.purpose != Purpose::Region => Some(FreeError::WrongPurpose { base, purpose: a.purpose }),
                 Some(_) => None,
             };
             let Some(want) = want else { continue };
@@ -372,7 +373,7 @@ fn pick<'m>(live: &'m BTreeMap<u64, Live>, rng: &mut Rng) -> (&'m u64, &'m Live)
 /// The pool's region allocations and the window's mappings equal the reference record.
 fn agree<K: Kernel>(d: &Driver<'_, K>, live: &BTreeMap<u64, Live>) -> Result<(), alloc::string::String> {
     let regions: Vec<(u64, u64)> =
-        d.hal().pool().allocations().filter(|a| a.purpose == Purpose::Region).map(|a| (a.base, a.size)).collect();
+        d.hal().pool().allocations().filter(|a| a.purpose == Purpose::Region).map(|a| (a.base.get(), a.size)).collect();
     let want: Vec<(u64, u64)> = live.iter().map(|(&b, l)| (b, l.size)).collect();
     if regions != want {
         return Err(format!("the pool's regions {regions:x?} differ from the record {want:x?}"));

@@ -143,23 +143,29 @@ pub fn refusals_leave_nothing_behind<K: Kernel>(d: &mut Driver<'_, K>, l: &Layou
     let b = (r.paddr + r.size() / 2, (r.size() / 4).min(16 * MIB));
     alloc_ok(d, a.0, a.1, KindRequest::Uniform)?;
     alloc_ok(d, b.0, b.1, KindRequest::Uniform)?;
-    let in_a = AllocError::InUse { other_base: a.0, other_size: a.1 };
-    let in_b = AllocError::InUse { other_base: b.0, other_size: b.1 };
+    let in_a = AllocError::InUse { other_base: PhysAddr(a.0), other_size: a.1 };
+    let in_b = AllocError::InUse { other_base: PhysAddr(b.0), other_size: b.1 };
     let mut cases: Vec<(u64, u64, KindRequest, AllocError, bool)> = alloc::vec![
-        (r.paddr, 0, KindRequest::Uniform, AllocError::Empty { base: r.paddr }, true),
+        (r.paddr, 0, KindRequest::Uniform, AllocError::Empty { base: PhysAddr(r.paddr) }, true),
         (
             r.paddr + 0x800,
             4 * KIB,
             KindRequest::Uniform,
-            AllocError::Unaligned { base: r.paddr + 0x800, size: 4 * KIB },
+            AllocError::Unaligned { base: PhysAddr(r.paddr + 0x800), size: 4 * KIB },
             true
         ),
-        (r.paddr, 6 * KIB, KindRequest::Uniform, AllocError::Unaligned { base: r.paddr, size: 6 * KIB }, true),
+        (
+            r.paddr,
+            6 * KIB,
+            KindRequest::Uniform,
+            AllocError::Unaligned { base: PhysAddr(r.paddr), size: 6 * KIB },
+            true
+        ),
         (
             u64::MAX - 0xfff,
             8 * KIB,
             KindRequest::Uniform,
-            AllocError::Overflow { base: u64::MAX - 0xfff, size: 8 * KIB },
+            AllocError::Overflow { base: PhysAddr(u64::MAX - 0xfff), size: 8 * KIB },
             true
         ),
         (a.0, a.1, KindRequest::Uniform, in_a, true),
@@ -172,18 +178,18 @@ pub fn refusals_leave_nothing_behind<K: Kernel>(d: &mut Driver<'_, K>, l: &Layou
             r.paddr + MIB,
             4 * KIB,
             KindRequest::Device,
-            AllocError::WrongKind { wanted: MemoryKind::Device, at: r.paddr + MIB },
+            AllocError::WrongKind { wanted: MemoryKind::Device, at: PhysAddr(r.paddr + MIB) },
             false
         ),
     ];
     if let Some((h, _)) = l.ram_hole() {
-        cases.push((h, 4 * KIB, KindRequest::Uniform, AllocError::NotBacked { at: h }, true));
+        cases.push((h, 4 * KIB, KindRequest::Uniform, AllocError::NotBacked { at: PhysAddr(h) }, true));
     }
     if let Some(k) = l.kind_boundary() {
-        cases.push((k - 4 * KIB, 8 * KIB, KindRequest::Uniform, AllocError::MixedKinds { at: k }, true));
+        cases.push((k - 4 * KIB, 8 * KIB, KindRequest::Uniform, AllocError::MixedKinds { at: PhysAddr(k) }, true));
     }
     if let Some(dev) = l.device_at_least(12).next() {
-        let want = AllocError::WrongKind { wanted: MemoryKind::Ram, at: dev.paddr };
+        let want = AllocError::WrongKind { wanted: MemoryKind::Ram, at: PhysAddr(dev.paddr) };
         cases.push((dev.paddr, 4 * KIB, KindRequest::Ram, want, false));
     }
     let before = Snapshot::of(d.hal());
@@ -191,10 +197,12 @@ pub fn refusals_leave_nothing_behind<K: Kernel>(d: &mut Driver<'_, K>, l: &Layou
         expect_alloc_refused(d, base, size, kind, want, via_trait)?;
     }
     // Frees that must be refused.
-    expect_free_refused(d, r.paddr + MIB, 4 * KIB, FreeError::NotAllocated { base: r.paddr + MIB })?;
-    expect_free_refused(d, a.0 + 4 * KIB, 4 * KIB, FreeError::NotAllocated { base: a.0 + 4 * KIB })?;
-    expect_free_refused(d, a.0, 8 * KIB, FreeError::SizeMismatch { base: a.0, size: 8 * KIB, allocated: a.1 })?;
-    expect_free_refused(d, b.0, b.1 / 2, FreeError::SizeMismatch { base: b.0, size: b.1 / 2, allocated: b.1 })?;
+    let not_allocated = |base| FreeError::NotAllocated { base: PhysAddr(base) };
+    let size_mismatch = |base, size, allocated| FreeError::SizeMismatch { base: PhysAddr(base), size, allocated };
+    expect_free_refused(d, r.paddr + MIB, 4 * KIB, not_allocated(r.paddr + MIB))?;
+    expect_free_refused(d, a.0 + 4 * KIB, 4 * KIB, not_allocated(a.0 + 4 * KIB))?;
+    expect_free_refused(d, a.0, 8 * KIB, size_mismatch(a.0, 8 * KIB, a.1))?;
+    expect_free_refused(d, b.0, b.1 / 2, size_mismatch(b.0, b.1 / 2, b.1))?;
     // Maps and translations that must be refused.
     let r1 = d.map(r.paddr + MIB);
     ensure!(r1 == Err(HalError::Map(MapError::NotAllocated(PhysAddr(r.paddr + MIB)))), "map of nothing: {r1:x?}");
@@ -212,7 +220,7 @@ pub fn refusals_leave_nothing_behind<K: Kernel>(d: &mut Driver<'_, K>, l: &Layou
     check(d)?;
     free_ok(d, a.0, a.1)?;
     free_ok(d, b.0, b.1)?;
-    expect_free_refused(d, a.0, a.1, FreeError::NotAllocated { base: a.0 })?;
+    expect_free_refused(d, a.0, a.1, not_allocated(a.0))?;
     check(d)?;
     balanced(&start, &Snapshot::of(d.hal()))
 }
@@ -269,7 +277,7 @@ pub fn overlapping_allocations_refused<K: Kernel>(d: &mut Driver<'_, K>, l: &Lay
     let r = largest(l)?;
     let a = (r.paddr + 4 * MIB, 64 * KIB);
     alloc_ok(d, a.0, a.1, KindRequest::Uniform)?;
-    let in_a = AllocError::InUse { other_base: a.0, other_size: a.1 };
+    let in_a = AllocError::InUse { other_base: PhysAddr(a.0), other_size: a.1 };
     for (base, size) in [
         (a.0 - 4 * KIB, 8 * KIB),
         (a.0 + a.1 - 4 * KIB, 8 * KIB),
@@ -301,8 +309,8 @@ pub fn region_spanning_two_untypeds<K: Kernel>(d: &mut Driver<'_, K>, l: &Layout
     let s = a.end() - (a.size() / 2).min(2 * MIB);
     let t = b.paddr + (b.size() / 2).min(2 * MIB) + 4 * KIB;
     alloc_ok(d, s, t - s, KindRequest::Ram)?;
-    let fills: Vec<u64> = match d.hal().pool().allocation(s) {
-        Some(al) => al.fills.iter().map(|f| f.node.0).collect(),
+    let fills: Vec<u64> = match d.hal().pool().allocation(PhysAddr(s)) {
+        Some(al) => al.fills.iter().map(|f| f.node.0.get()).collect(),
         None => return Err(Failure::new(format!("no allocation recorded at {s:#x}"))),
     };
     ensure!(fills.iter().any(|&n| n < a.end()), "no wrapper inside the first untyped: {fills:x?}");
@@ -340,12 +348,12 @@ pub fn device_region<K: Kernel>(d: &mut Driver<'_, K>, l: &Layout) -> Result<(),
     let before = Snapshot::of(d.hal());
     let r = d.alloc(base, size, KindRequest::Ram);
     ensure!(
-        r == Err(HalError::Alloc(AllocError::WrongKind { wanted: MemoryKind::Ram, at: base })),
+        r == Err(HalError::Alloc(AllocError::WrongKind { wanted: MemoryKind::Ram, at: PhysAddr(base) })),
         "device memory as RAM: {r:x?}"
     );
     unchanged(d, &before, "a refused device alloc")?;
     ensure!(d.alloc_at(base, size), "alloc_memory_region_at({base:#x}, {size:#x}) of device memory");
-    let kind = d.hal().pool().allocation(base).map(|a| a.kind);
+    let kind = d.hal().pool().allocation(PhysAddr(base)).map(|a| a.kind);
     ensure!(kind == Some(MemoryKind::Device), "kind {kind:?}");
     let va = d.map(base).map_err(|e| Failure::new(format!("map {base:#x}: {e}")))?;
     for off in [0, size / 2 + 8, size - 1] {
@@ -353,7 +361,10 @@ pub fn device_region<K: Kernel>(d: &mut Driver<'_, K>, l: &Layout) -> Result<(),
     }
     check(d)?;
     let cost = d.dealloc_at(base, size);
-    ensure!(d.hal().pool().allocation(base).is_none() && cost.revokes > 0, "dealloc_memory_region_at: {cost:?}");
+    ensure!(
+        d.hal().pool().allocation(PhysAddr(base)).is_none() && cost.revokes > 0,
+        "dealloc_memory_region_at: {cost:?}"
+    );
     ensure!(d.alloc_at(base, size), "device memory again");
     free_ok(d, base, size)?;
     check(d)?;

@@ -258,7 +258,7 @@ impl<'s, K: Kernel> Driver<'s, K> {
         let c0 = self.counts();
         self.hal.dealloc_memory_region_at(HostPhysAddr::from_usize(base as usize), size as usize);
         let cost = self.cost(c0);
-        let still = self.hal.pool().allocation(base).is_some();
+        let still = self.hal.pool().allocation(PhysAddr(base)).is_some();
         self.emit(format_args!("dealloc_at {base:#x}+{size:#x} -> allocated={still} {cost}"));
         cost
     }

@@ -55,11 +55,11 @@ impl Row {
 }
 
 /// The untyped pieces `[s, t)` of the range, with each untyped's base.
-fn pieces(untyped: &[(sel4::Slot, UntypedDesc)], base: u64, size: u64) -> Vec<(u64, u64, u64)> {
-    let end = base + size;
+fn pieces(untyped: &[(sel4::Slot, UntypedDesc)], base: u64, size: u64) -> Vec<(PhysAddr, PhysAddr, PhysAddr)> {
+    let (base, end) = (PhysAddr(base), PhysAddr(base + size));
     let mut out = Vec::new();
     for (_, d) in untyped {
-        let (us, ue) = (d.paddr.get(), d.end());
+        let (us, ue) = (d.paddr, PhysAddr(d.end()));
         let (s, t) = (base.max(us), end.min(ue));
         if s < t {
             out.push((us, s, t));

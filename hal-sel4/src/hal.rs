@@ -194,7 +194,8 @@ pub struct Sel4Hal<K: Kernel> {
     table: CapTable,
     window: Window,
     timer: Option<TimerClient>,
-    internal: Option<(u64, u64)>,
+    /// `[start, end)` of the physical range the HAL's own memory comes from.
+    internal: Option<(PhysAddr, PhysAddr)>,
     loose: SlotAllocator,
     irq_control: Cap<IrqControl>,
 }
@@ -207,7 +208,7 @@ impl<K: Kernel> Sel4Hal<K> {
         config: HalConfig,
     ) -> Result<Self, PoolSetupError> {
         let pool = UntypedPool::new(untyped, config.slots, sel4::config::RETYPE_FAN_OUT_LIMIT)?;
-        let internal = config.internal.map(|(p, n)| (p.get(), p.get().saturating_add(n)));
+        let internal = config.internal.map(|(p, n)| (p, p.checked_add(n).unwrap_or(PhysAddr(u64::MAX))));
         Ok(Sel4Hal {
             kernel,
             pool,
@@ -263,12 +264,12 @@ impl<K: Kernel> Sel4Hal<K> {
     /// Frames covering exactly `[base, base + size)`, of the kind requested. See
     /// [`crate::pool`] for placement and cost.
     pub fn alloc_region(&mut self, base: PhysAddr, size: u64, kind: KindRequest) -> Result<&Allocation, HalError> {
-        self.alloc_frames_at(base.get(), size, kind, Purpose::Region)
+        self.alloc_frames_at(base, size, kind, Purpose::Region)
     }
 
     fn alloc_frames_at(
         &mut self,
-        base: u64,
+        base: PhysAddr,
         size: u64,
         kind: KindRequest,
         purpose: Purpose,
@@ -278,7 +279,7 @@ impl<K: Kernel> Sel4Hal<K> {
         let mut failed = None;
         for o in a.objects() {
             let Some(size) = frame_size(o.blueprint) else { continue };
-            let info = FrameInfo { slot: o.slot, paddr: o.paddr, size, allocation: PhysAddr(base), vaddr: None };
+            let info = FrameInfo { slot: o.slot, paddr: o.paddr, size, allocation: base, vaddr: None };
             if let Err(e) = self.table.insert(info) {
                 failed = Some(e);
                 break;
@@ -288,7 +289,7 @@ impl<K: Kernel> Sel4Hal<K> {
         if let Some(e) = failed {
             // A frame already on record at an address the pool just handed out: the two
             // disagree. Undo the allocation rather than keep a table that lies.
-            log::error!("hal: capability table refused a new frame ({e}); freeing {base:#x}");
+            log::error!("hal: capability table refused a new frame ({e}); freeing {base}");
             let a = self.pool.allocation(base).cloned();
             if let Some(a) = a {
                 for o in a.objects().take(inserted) {
@@ -304,10 +305,10 @@ impl<K: Kernel> Sel4Hal<K> {
     /// Frees the region at `base`, which must be exactly as allocated: one revoke per
     /// wrapper; every frame, every copy and every mapping of it goes.
     pub fn dealloc_region(&mut self, base: PhysAddr, size: u64) -> Result<(), HalError> {
-        self.free_frames_at(base.get(), size, Purpose::Region)
+        self.free_frames_at(base, size, Purpose::Region)
     }
 
-    fn free_frames_at(&mut self, base: u64, size: u64, purpose: Purpose) -> Result<(), HalError> {
+    fn free_frames_at(&mut self, base: PhysAddr, size: u64, purpose: Purpose) -> Result<(), HalError> {
         // Check before forgetting the mapping, so a refused free changes nothing.
         match self.pool.allocation(base) {
             None => return Err(FreeError::NotAllocated { base }.into()),
@@ -319,7 +320,7 @@ impl<K: Kernel> Sel4Hal<K> {
             }
             Some(_) => {}
         }
-        self.window.forget(&mut self.table, PhysAddr(base));
+        self.window.forget(&mut self.table, base);
         let a = self.pool.free(&mut self.kernel, base, size, purpose)?;
         for o in a.objects() {
             self.table.remove(o.paddr);
@@ -340,7 +341,7 @@ impl<K: Kernel> Sel4Hal<K> {
     /// The frames of the allocation at `base`, in address order (e.g. to copy their caps
     /// into a guest's address space).
     pub fn frames(&self, base: PhysAddr) -> impl Iterator<Item = (&FrameInfo, Cap<Frame>)> {
-        let end = self.pool.allocation(base.get()).map_or(base, |a| PhysAddr(a.end()));
+        let end = self.pool.allocation(base).map_or(base, |a| a.end());
         self.table.frames_in(base, end).map(|f| (f, f.slot.cap::<Frame>()))
     }
 
@@ -366,21 +367,21 @@ impl<K: Kernel> Sel4Hal<K> {
         let size = (num as u64).checked_mul(page).ok_or(HalError::TooLarge(num as u64))?;
         let align = (align as u64).max(page);
         if !align.is_power_of_two() {
-            return Err(AllocError::Unaligned { base: 0, size: align }.into());
+            return Err(AllocError::Unaligned { base: PhysAddr(0), size: align }.into());
         }
         let base = self.pool.find_free(size, align, self.internal).ok_or(AllocError::NoFreeMemory { size })?;
         self.alloc_frames_at(base, size, KindRequest::Ram, Purpose::Paging)?;
-        if let Err(e) = self.window.map(&mut self.kernel, &mut self.pool, &mut self.table, PhysAddr(base)) {
+        if let Err(e) = self.window.map(&mut self.kernel, &mut self.pool, &mut self.table, base) {
             let _ = self.free_frames_at(base, size, Purpose::Paging);
             return Err(e.into());
         }
-        Ok(PhysAddr(base))
+        Ok(base)
     }
 
     /// Frees what [`Sel4Hal::alloc_paging_frames`] returned (`num` as allocated).
     pub fn dealloc_paging_frames(&mut self, paddr: PhysAddr, num: usize) -> Result<(), HalError> {
         let size = (num as u64).checked_mul(1 << PAGE_BITS).ok_or(HalError::TooLarge(num as u64))?;
-        self.free_frames_at(paddr.get(), size, Purpose::Paging)
+        self.free_frames_at(paddr, size, Purpose::Paging)
     }
 
     // ---- other kernel objects ----
@@ -402,18 +403,15 @@ impl<K: Kernel> Sel4Hal<K> {
             Some(blueprint),
             count,
         )?;
-        Ok(Objects { blueprint, base: PhysAddr(base), first: a.first_slot, count })
+        Ok(Objects { blueprint, base, first: a.first_slot, count })
     }
 
     /// Frees what [`Sel4Hal::alloc_objects`] returned.
     pub fn free_objects(&mut self, objects: Objects) -> Result<(), HalError> {
         let blueprint = objects.blueprint;
-        let size = self
-            .pool
-            .allocation(objects.base.get())
-            .map(|a| a.size)
-            .ok_or(FreeError::NotAllocated { base: objects.base.get() })?;
-        self.pool.free(&mut self.kernel, objects.base.get(), size, Purpose::Objects(blueprint))?;
+        let size =
+            self.pool.allocation(objects.base).map(|a| a.size).ok_or(FreeError::NotAllocated { base: objects.base })?;
+        self.pool.free(&mut self.kernel, objects.base, size, Purpose::Objects(blueprint))?;
         Ok(())
     }
 
@@ -458,12 +456,12 @@ impl<K: Kernel> Sel4Hal<K> {
 
     /// What memory the allocation at `base` is.
     pub fn region_kind(&self, base: PhysAddr) -> Option<MemoryKind> {
-        self.pool.allocation(base.get()).map(|a| a.kind)
+        self.pool.allocation(base).map(|a| a.kind)
     }
 
     /// Where `size` bytes aligned to `align` cost the kernel least to clear.
     pub fn place_ram(&self, size: u64, align: u64) -> Option<PhysAddr> {
-        self.pool.find_least_clearing(size, align, None).map(PhysAddr)
+        self.pool.find_least_clearing(size, align, None)
     }
 
     // ---- time ----
@@ -488,7 +486,7 @@ impl<K: Kernel> Sel4Hal<K> {
                 }
                 frames += 1;
                 match self.table.frame(o.paddr) {
-                    Some(f) if f.slot == o.slot && f.allocation.get() == a.base => {}
+                    Some(f) if f.slot == o.slot && f.allocation == a.base => {}
                     _ => return Err(HalError::Inconsistent { paddr: o.paddr, kernel: None }),
                 }
             }

@@ -103,13 +103,13 @@ pub const KERNEL_WINDOW_ALIGN_BITS: u32 = 39;
 
 /// A node of the untyped tree: `(physical address, size_bits)`, unique because a child is
 /// always smaller than its parent and siblings never overlap.
-pub type NodeKey = (u64, u32);
+pub type NodeKey = (PhysAddr, u32);
 
 /// A piece of a range inside one root: `(root, start, end)`.
-type Piece = (NodeKey, u64, u64);
+type Piece = (NodeKey, PhysAddr, PhysAddr);
 
-fn node_end(key: NodeKey) -> u64 {
-    key.0 + (1u64 << key.1)
+fn node_end(key: NodeKey) -> PhysAddr {
+    key.0.offset(1u64 << key.1)
 }
 
 /// What backs a range.
@@ -149,45 +149,45 @@ pub enum AllocError {
     /// Size 0.
     Empty {
         /// Requested base.
-        base: u64,
+        base: PhysAddr,
     },
     /// Base or size is not a multiple of 4 KiB.
     Unaligned {
         /// Requested base.
-        base: u64,
+        base: PhysAddr,
         /// Requested size.
         size: u64,
     },
     /// `base + size` overflows.
     Overflow {
         /// Requested base.
-        base: u64,
+        base: PhysAddr,
         /// Requested size.
         size: u64,
     },
     /// The range overlaps a live allocation.
     InUse {
         /// The live allocation's base.
-        other_base: u64,
+        other_base: PhysAddr,
         /// Its size.
         other_size: u64,
     },
     /// No untyped the pool owns covers this address.
     NotBacked {
         /// First uncovered address.
-        at: u64,
+        at: PhysAddr,
     },
     /// Part of the range is device memory and part RAM.
     MixedKinds {
         /// Where the kind changes.
-        at: u64,
+        at: PhysAddr,
     },
     /// The range is of the other kind than requested.
     WrongKind {
         /// What was asked for.
         wanted: MemoryKind,
         /// Where the other kind was found.
-        at: u64,
+        at: PhysAddr,
     },
     /// Not enough free slots (in contiguous runs) for the caps the plan creates.
     OutOfSlots {
@@ -250,12 +250,12 @@ pub enum FreeError {
     /// No allocation starts at this base.
     NotAllocated {
         /// The base given.
-        base: u64,
+        base: PhysAddr,
     },
     /// An allocation starts there, but of another size.
     SizeMismatch {
         /// The base given.
-        base: u64,
+        base: PhysAddr,
         /// The size given.
         size: u64,
         /// The allocation's size.
@@ -264,7 +264,7 @@ pub enum FreeError {
     /// The allocation was made for another purpose (e.g. a page-table frame freed as a region).
     WrongPurpose {
         /// The base given.
-        base: u64,
+        base: PhysAddr,
         /// Its purpose.
         purpose: Purpose,
     },
@@ -297,9 +297,9 @@ enum NodeState {
     /// No children, nothing retyped: the next retype starts at 0.
     Fresh,
     /// Children tile `[start, watermark)` in address order.
-    Split { children: Vec<NodeKey>, watermark: u64 },
+    Split { children: Vec<NodeKey>, watermark: PhysAddr },
     /// Holds the objects of the allocation at `owner`.
-    Holds { owner: u64 },
+    Holds { owner: PhysAddr },
 }
 
 #[derive(Clone, Debug)]
@@ -333,7 +333,7 @@ pub struct Fill {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allocation {
     /// Physical base.
-    pub base: u64,
+    pub base: PhysAddr,
     /// Size in bytes.
     pub size: u64,
     /// What backs it.
@@ -361,8 +361,8 @@ pub struct ObjectInfo {
 
 impl Allocation {
     /// One past the last byte.
-    pub fn end(&self) -> u64 {
-        self.base + self.size
+    pub fn end(&self) -> PhysAddr {
+        self.base.offset(self.size)
     }
 
     /// Every object, in address order.
@@ -370,8 +370,8 @@ impl Allocation {
         self.fills.iter().flat_map(move |f| {
             let bits = f.blueprint.physical_size_bits();
             (0..f.count).map(move |i| ObjectInfo {
-                slot: Slot::new(self.first_slot.index() + f.first_index + i),
-                paddr: PhysAddr(f.node.0 + (i << bits)),
+                slot: self.first_slot.offset(f.first_index + i),
+                paddr: f.node.0.offset(i << bits),
                 blueprint: f.blueprint,
             })
         })
@@ -456,8 +456,8 @@ pub struct PoolStats {
 pub struct UntypedPool {
     nodes: BTreeMap<NodeKey, Node>,
     /// Root nodes by start address.
-    roots: BTreeMap<u64, NodeKey>,
-    allocations: BTreeMap<u64, Allocation>,
+    roots: BTreeMap<PhysAddr, NodeKey>,
+    allocations: BTreeMap<PhysAddr, Allocation>,
     slots: SlotAllocator,
     fan_out: u64,
 }
@@ -468,12 +468,12 @@ pub enum PoolSetupError {
     /// Two untypeds overlap.
     Overlap {
         /// The second one's address.
-        paddr: u64,
+        paddr: PhysAddr,
     },
     /// An untyped is not aligned to its size or its size is out of range.
     BadUntyped {
         /// Its address.
-        paddr: u64,
+        paddr: PhysAddr,
     },
     /// An untyped cap's slot lies inside the slot region the pool manages.
     SlotInRegion {
@@ -506,7 +506,7 @@ impl UntypedPool {
         let mut nodes = BTreeMap::new();
         let mut roots = BTreeMap::new();
         for (cap, d) in untyped {
-            let paddr = d.paddr.get();
+            let paddr = d.paddr;
             if d.size_bits < PAGE_BITS {
                 continue;
             }
@@ -568,12 +568,12 @@ impl UntypedPool {
     }
 
     /// The live allocation starting at `base`.
-    pub fn allocation(&self, base: u64) -> Option<&Allocation> {
+    pub fn allocation(&self, base: PhysAddr) -> Option<&Allocation> {
         self.allocations.get(&base)
     }
 
     /// The live allocation containing `addr`.
-    pub fn allocation_containing(&self, addr: u64) -> Option<&Allocation> {
+    pub fn allocation_containing(&self, addr: PhysAddr) -> Option<&Allocation> {
         self.allocations.range(..=addr).next_back().map(|(_, a)| a).filter(|a| addr < a.end())
     }
 
@@ -588,13 +588,13 @@ impl UntypedPool {
     pub fn untyped_nodes(&self) -> impl Iterator<Item = UntypedNodeInfo> + '_ {
         self.nodes.iter().map(|(&key, n)| UntypedNodeInfo {
             cap: n.slot.cap(),
-            paddr: PhysAddr(key.0),
+            paddr: key.0,
             size_bits: key.1,
             device: n.device,
             is_root: n.parent.is_none(),
             watermark: match &n.state {
                 NodeState::Fresh => None,
-                NodeState::Split { watermark, .. } => Some(watermark - key.0),
+                NodeState::Split { watermark, .. } => Some(watermark.offset_from(key.0)),
                 NodeState::Holds { owner } => self.allocations.get(owner).and_then(|a| {
                     let f = a.fills.iter().find(|f| f.node == key)?;
                     Some(f.count << f.blueprint.physical_size_bits())
@@ -607,17 +607,16 @@ impl UntypedPool {
 
     // ---- planning (pure) ----
 
-    fn overlapping(&self, s: u64, t: u64) -> Option<&Allocation> {
+    fn overlapping(&self, s: PhysAddr, t: PhysAddr) -> Option<&Allocation> {
         self.allocations.range(..t).next_back().map(|(_, a)| a).filter(|a| a.end() > s)
     }
 
-    fn check_shape(base: u64, size: u64) -> Result<u64, AllocError> {
+    fn check_shape(base: PhysAddr, size: u64) -> Result<PhysAddr, AllocError> {
         if size == 0 {
             return Err(AllocError::Empty { base });
         }
         let end = base.checked_add(size).ok_or(AllocError::Overflow { base, size })?;
-        let page = 1u64 << PAGE_BITS;
-        if !base.is_multiple_of(page) || !size.is_multiple_of(page) {
+        if !base.is_aligned(PAGE_BITS) || !size.is_multiple_of(1u64 << PAGE_BITS) {
             return Err(AllocError::Unaligned { base, size });
         }
         Ok(end)
@@ -625,7 +624,7 @@ impl UntypedPool {
 
     /// The roots covering `[s, t)` as pieces `(root, piece_start, piece_end)`, all of one
     /// kind, and that kind.
-    fn coverage(&self, s: u64, t: u64, kind: KindRequest) -> Result<(Vec<Piece>, MemoryKind), AllocError> {
+    fn coverage(&self, s: PhysAddr, t: PhysAddr, kind: KindRequest) -> Result<(Vec<Piece>, MemoryKind), AllocError> {
         let mut pieces = Vec::new();
         let mut cur = s;
         let mut found: Option<MemoryKind> = None;
@@ -662,7 +661,7 @@ impl UntypedPool {
     /// checked without the kernel. Pure.
     pub fn plan(
         &self,
-        base: u64,
+        base: PhysAddr,
         size: u64,
         kind: KindRequest,
         blueprint: Option<ObjectBlueprint>,
@@ -693,8 +692,8 @@ impl UntypedPool {
     fn plan_node(
         &self,
         key: NodeKey,
-        s: u64,
-        t: u64,
+        s: PhysAddr,
+        t: PhysAddr,
         cur: &mut FillCursor,
         out: &mut Vec<Step>,
     ) -> Result<(), AllocError> {
@@ -722,9 +721,9 @@ impl UntypedPool {
     fn plan_extend(
         &self,
         key: NodeKey,
-        w: u64,
-        s: u64,
-        t: u64,
+        w: PhysAddr,
+        s: PhysAddr,
+        t: PhysAddr,
         cur: &mut FillCursor,
         out: &mut Vec<Step>,
     ) -> Result<(), AllocError> {
@@ -752,14 +751,15 @@ impl UntypedPool {
     /// `[within.0, within.1)` (the whole pool when `None`). Pure. The HAL takes its own small
     /// allocations this way: from the top of RAM, out of the way of the fixed-address
     /// regions configurations name.
-    pub fn find_free(&self, size: u64, align: u64, within: Option<(u64, u64)>) -> Option<u64> {
+    pub fn find_free(&self, size: u64, align: u64, within: Option<(PhysAddr, PhysAddr)>) -> Option<PhysAddr> {
         if size == 0 || !align.is_power_of_two() {
             return None;
         }
-        let (lo, hi) = within.unwrap_or((0, u64::MAX));
+        let (lo, hi) = within.unwrap_or((PhysAddr(0), PhysAddr(u64::MAX)));
+        let align_bits = align.trailing_zeros();
         self.ram_runs().into_iter().rev().find_map(|(a, b)| {
             let (a, b) = (a.max(lo), b.min(hi));
-            (b > a && b - a >= size).then(|| self.highest_fit(a, b, size, align)).flatten()
+            (b > a && b.offset_from(a) >= size).then(|| self.highest_fit(a, b, size, align_bits)).flatten()
         })
     }
 
@@ -778,22 +778,23 @@ impl UntypedPool {
     /// Candidates (not every aligned address; enough to reach the cheap ones): per RAM
     /// untyped the pool was given, the highest free fit inside it and the fit at its base;
     /// per run of contiguous RAM untypeds, the highest free fit (ranges that span several).
-    pub fn find_least_clearing(&self, size: u64, align: u64, within: Option<(u64, u64)>) -> Option<u64> {
+    pub fn find_least_clearing(&self, size: u64, align: u64, within: Option<(PhysAddr, PhysAddr)>) -> Option<PhysAddr> {
         if size == 0 || !align.is_power_of_two() {
             return None;
         }
-        let (lo, hi) = within.unwrap_or((0, u64::MAX));
-        let clip = |(a, b): (u64, u64)| {
+        let (lo, hi) = within.unwrap_or((PhysAddr(0), PhysAddr(u64::MAX)));
+        let align_bits = align.trailing_zeros();
+        let clip = |(a, b): (PhysAddr, PhysAddr)| {
             let (a, b) = (a.max(lo), b.min(hi));
-            (b > a && b - a >= size).then_some((a, b))
+            (b > a && b.offset_from(a) >= size).then_some((a, b))
         };
-        let mut candidates: Vec<u64> = Vec::new();
+        let mut candidates: Vec<PhysAddr> = Vec::new();
         for (a, b) in self.ram_runs().into_iter().filter_map(clip) {
-            candidates.extend(self.highest_fit(a, b, size, align));
+            candidates.extend(self.highest_fit(a, b, size, align_bits));
             for key in self.roots.range(..b).rev().map(|(_, &k)| k).take_while(|k| node_end(*k) > a) {
                 let Some((ra, rb)) = clip((key.0, node_end(key))) else { continue };
-                candidates.extend(self.highest_fit(ra, rb, size, align));
-                let at_base = ra.checked_add(align - 1).map(|x| x & !(align - 1));
+                candidates.extend(self.highest_fit(ra, rb, size, align_bits));
+                let at_base = ra.checked_align_up(align_bits);
                 if let Some(c) = at_base.filter(|&c| c.checked_add(size).is_some_and(|e| e <= rb)) {
                     candidates.push(c);
                 }
@@ -802,7 +803,7 @@ impl UntypedPool {
         // A run's highest fit is often its top root's too: plan each address once.
         candidates.sort_unstable();
         candidates.dedup();
-        let mut best: Option<((u64, u64), u64)> = None;
+        let mut best: Option<((u64, u64), PhysAddr)> = None;
         for c in candidates {
             // `plan` refuses a range that overlaps an allocation or leaves RAM (a fit at a
             // root's base may do either); such candidates drop out here.
@@ -816,8 +817,8 @@ impl UntypedPool {
     }
 
     /// Maximal runs of contiguous RAM roots, as `[start, end)`, in address order.
-    fn ram_runs(&self) -> Vec<(u64, u64)> {
-        let mut runs: Vec<(u64, u64)> = Vec::new();
+    fn ram_runs(&self) -> Vec<(PhysAddr, PhysAddr)> {
+        let mut runs: Vec<(PhysAddr, PhysAddr)> = Vec::new();
         for &key in self.roots.values().filter(|k| !self.nodes[k].device) {
             match runs.last_mut() {
                 Some(last) if last.1 == key.0 => last.1 = node_end(key),
@@ -827,14 +828,14 @@ impl UntypedPool {
         runs
     }
 
-    /// The highest `align`-aligned `[c, c + size)` inside `[a, b)` that overlaps no
-    /// allocation.
-    fn highest_fit(&self, a: u64, b: u64, size: u64, align: u64) -> Option<u64> {
-        let mut cand = b.checked_sub(size)? & !(align - 1);
+    /// The highest `[c, c + size)` inside `[a, b)`, `c` a multiple of `1 << align_bits`, that
+    /// overlaps no allocation.
+    fn highest_fit(&self, a: PhysAddr, b: PhysAddr, size: u64, align_bits: u32) -> Option<PhysAddr> {
+        let mut cand = b.checked_sub(size)?.align_down(align_bits);
         while cand >= a {
-            match self.overlapping(cand, cand + size) {
+            match self.overlapping(cand, cand.offset(size)) {
                 None => return Some(cand),
-                Some(o) => cand = o.base.checked_sub(size)? & !(align - 1),
+                Some(o) => cand = o.base.checked_sub(size)?.align_down(align_bits),
             }
         }
         None
@@ -843,7 +844,7 @@ impl UntypedPool {
     /// Bytes the kernel clears if `[base, base + size)` is allocated now (as frames of
     /// `kind`): every node the plan retypes from while it has no children is reset first,
     /// which clears it up to its free index (RAM only). Pure.
-    pub fn clearing_cost(&self, base: u64, size: u64, kind: KindRequest) -> Result<u64, AllocError> {
+    pub fn clearing_cost(&self, base: PhysAddr, size: u64, kind: KindRequest) -> Result<u64, AllocError> {
         let (steps, _) = self.plan(base, size, kind, None, 0)?;
         Ok(self.steps_clearing(&steps))
     }
@@ -879,7 +880,7 @@ impl UntypedPool {
     pub fn alloc<K: Kernel>(
         &mut self,
         kernel: &mut K,
-        base: u64,
+        base: PhysAddr,
         size: u64,
         kind: KindRequest,
         purpose: Purpose,
@@ -967,7 +968,7 @@ impl UntypedPool {
             NodeState::Split { watermark, .. } => (*watermark, false),
             NodeState::Holds { .. } => return Err(AllocError::Internal("split of a node that holds objects")),
         };
-        if run.addr != wm || run.addr & ((1u64 << run.size_bits) - 1) != 0 || run.end() > node_end(parent) {
+        if run.addr != wm || !run.addr.is_aligned(run.size_bits) || run.end() > node_end(parent) {
             return Err(AllocError::Internal("split run does not start at the watermark"));
         }
         let cap = node.slot.cap::<Untyped>();
@@ -980,21 +981,15 @@ impl UntypedPool {
         }
         let mut new_children = Vec::with_capacity(run.count as usize);
         for i in 0..run.count {
-            let key = (run.addr + (i << run.size_bits), run.size_bits);
+            let key = (run.addr.offset(i << run.size_bits), run.size_bits);
             self.nodes.insert(
                 key,
-                Node {
-                    slot: Slot::new(slot.index() + i),
-                    device,
-                    parent: Some(parent),
-                    state: NodeState::Fresh,
-                    free_index: 0,
-                },
+                Node { slot: slot.offset(i), device, parent: Some(parent), state: NodeState::Fresh, free_index: 0 },
             );
             new_children.push(key);
         }
         let node = self.nodes.get_mut(&parent).ok_or(AllocError::Internal("parent vanished"))?;
-        node.free_index = run.end() - parent.0;
+        node.free_index = run.end().offset_from(parent.0);
         match &mut node.state {
             NodeState::Split { children, watermark } => {
                 children.extend(new_children);
@@ -1010,7 +1005,7 @@ impl UntypedPool {
         kernel: &mut K,
         f: Fill,
         first_slot: Slot,
-        owner: u64,
+        owner: PhysAddr,
         log: &mut ExecLog,
     ) -> Result<(), AllocError> {
         let node = self.nodes.get(&f.node).ok_or(AllocError::Internal("fill of a missing node"))?;
@@ -1021,7 +1016,7 @@ impl UntypedPool {
         let mut done = 0;
         while done < f.count {
             let n = (f.count - done).min(self.fan_out);
-            let slot = Slot::new(first_slot.index() + f.first_index + done);
+            let slot = first_slot.offset(f.first_index + done);
             let r = kernel.untyped_retype(cap, f.blueprint, slot, n);
             if let Err(error) = r {
                 return Err(AllocError::Kernel { during: "Untyped_Retype (objects)", error });
@@ -1041,7 +1036,7 @@ impl UntypedPool {
 
     /// The highest ancestor of `wrapper` (or itself) whose range overlaps no allocation but
     /// `owner`.
-    fn free_top(&self, wrapper: NodeKey, owner: u64) -> NodeKey {
+    fn free_top(&self, wrapper: NodeKey, owner: PhysAddr) -> NodeKey {
         let mut top = wrapper;
         while let Some(p) = self.nodes.get(&top).and_then(|n| n.parent) {
             let (ps, pe) = (p.0, node_end(p));
@@ -1098,7 +1093,7 @@ impl UntypedPool {
     pub fn free<K: Kernel>(
         &mut self,
         kernel: &mut K,
-        base: u64,
+        base: PhysAddr,
         size: u64,
         purpose: Purpose,
     ) -> Result<Allocation, FreeError> {
@@ -1189,7 +1184,7 @@ impl UntypedPool {
         if listed_children != self.nodes.len() - self.roots.len() {
             return Err("a node is not listed by its parent");
         }
-        let mut prev_end = 0;
+        let mut prev_end = PhysAddr(0);
         for a in self.allocations.values() {
             if a.base < prev_end {
                 return Err("allocations overlap");
@@ -1279,37 +1274,43 @@ mod tests {
     }
 
     fn cost(p: &UntypedPool, base: u64, size: u64) -> u64 {
-        plan_cost(&p.plan(base, size, KindRequest::Uniform, None, 0).unwrap().0, FAN)
+        plan_cost(&p.plan(PhysAddr(base), size, KindRequest::Uniform, None, 0).unwrap().0, FAN)
+    }
+
+    /// `lower_bound_piece` over plain numbers.
+    fn bound(ut: u64, s: u64, t: u64) -> u64 {
+        plan::lower_bound_piece(PhysAddr(ut), PhysAddr(s), PhysAddr(t), FAN)
     }
 
     #[test]
     fn small_region_inside_a_fresh_untyped_merges_padding_and_wrapper() {
         let p = pool();
-        let (steps, kind) = p.plan(0x6800_3000, 0x1000, KindRequest::Ram, None, 0).unwrap();
+        let (steps, kind) = p.plan(PhysAddr(0x6800_3000), 0x1000, KindRequest::Ram, None, 0).unwrap();
         assert_eq!(kind, MemoryKind::Ram);
+        let ut = PhysAddr(0x6800_0000);
         assert_eq!(
             steps,
             [
-                Step::Split { parent: (0x6800_0000, 27), run: Run { addr: 0x6800_0000, size_bits: 12, count: 4 } },
+                Step::Split { parent: (ut, 27), run: Run { addr: ut, size_bits: 12, count: 4 } },
                 Step::Fill(Fill {
-                    node: (0x6800_3000, 12),
+                    node: (PhysAddr(0x6800_3000), 12),
                     blueprint: ObjectBlueprint::SmallPage,
                     count: 1,
                     first_index: 0
                 }),
             ]
         );
-        assert_eq!(plan::lower_bound_piece(0x6800_0000, 0x6800_3000, 0x6800_4000, FAN), 2);
+        assert_eq!(bound(0x6800_0000, 0x6800_3000, 0x6800_4000), 2);
     }
 
     #[test]
     fn whole_untyped_is_filled_directly() {
         let p = pool();
-        let (steps, _) = p.plan(0x6400_0000, 64 << 20, KindRequest::Ram, None, 0).unwrap();
+        let (steps, _) = p.plan(PhysAddr(0x6400_0000), 64 << 20, KindRequest::Ram, None, 0).unwrap();
         assert_eq!(
             steps,
             [Step::Fill(Fill {
-                node: (0x6400_0000, 26),
+                node: (PhysAddr(0x6400_0000), 26),
                 blueprint: ObjectBlueprint::LargePage,
                 count: 32,
                 first_index: 0
@@ -1322,49 +1323,51 @@ mod tests {
         let p = pool();
         // The one call above the bound: the wrapper that makes the region freeable alone.
         assert_eq!(cost(&p, 0x6800_0000, 64 << 20), 2);
-        assert_eq!(plan::lower_bound_piece(0x6800_0000, 0x6800_0000, 0x6c00_0000, FAN), 1);
+        assert_eq!(bound(0x6800_0000, 0x6800_0000, 0x6c00_0000), 1);
     }
 
     #[test]
     fn region_spanning_two_untypeds_is_planned_per_untyped() {
         let p = pool();
         // Last 2 MiB of 0x6800_0000/27 and first 2 MiB of 0x7000_0000/28.
-        let (steps, _) = p.plan(0x6fe0_0000, 4 << 20, KindRequest::Ram, None, 0).unwrap();
+        let (steps, _) = p.plan(PhysAddr(0x6fe0_0000), 4 << 20, KindRequest::Ram, None, 0).unwrap();
         let fills: Vec<_> = steps.iter().filter_map(|s| if let Step::Fill(f) = s { Some(*f) } else { None }).collect();
         assert_eq!(fills.len(), 2);
-        assert_eq!(fills[0].node, (0x6fe0_0000, 21));
-        assert_eq!(fills[1].node, (0x7000_0000, 21));
+        assert_eq!(fills[0].node, (PhysAddr(0x6fe0_0000), 21));
+        assert_eq!(fills[1].node, (PhysAddr(0x7000_0000), 21));
         assert_eq!(fills[1].first_index, 1, "frames numbered across untypeds");
     }
 
     #[test]
     fn refusals_name_the_reason() {
         let p = pool();
-        let plan = |b, s, k| p.plan(b, s, k, None, 0).map(|_| ());
-        assert_eq!(plan(0x6800_0000, 0, KindRequest::Ram), Err(AllocError::Empty { base: 0x6800_0000 }));
+        let plan = |b, s, k| p.plan(PhysAddr(b), s, k, None, 0).map(|_| ());
+        let [top, unaligned, ram, uart, end] =
+            [u64::MAX - 0xfff, 0x6800_0800, 0x6400_0000, 0x0900_0000, 0x8000_0000].map(PhysAddr);
+        assert_eq!(plan(0x6800_0000, 0, KindRequest::Ram), Err(AllocError::Empty { base: PhysAddr(0x6800_0000) }));
         assert_eq!(
             plan(0x6800_0800, 0x1000, KindRequest::Ram),
-            Err(AllocError::Unaligned { base: 0x6800_0800, size: 0x1000 })
+            Err(AllocError::Unaligned { base: unaligned, size: 0x1000 })
         );
+        assert_eq!(plan(top.get(), 0x2000, KindRequest::Ram), Err(AllocError::Overflow { base: top, size: 0x2000 }));
         assert_eq!(
-            plan(u64::MAX - 0xfff, 0x2000, KindRequest::Ram),
-            Err(AllocError::Overflow { base: u64::MAX - 0xfff, size: 0x2000 })
+            plan(0x6000_0000, 0x1000, KindRequest::Ram),
+            Err(AllocError::NotBacked { at: PhysAddr(0x6000_0000) })
         );
-        assert_eq!(plan(0x6000_0000, 0x1000, KindRequest::Ram), Err(AllocError::NotBacked { at: 0x6000_0000 }));
         // Runs off the end of RAM at 0x8000_0000 (nothing given to the pool there).
-        assert_eq!(plan(0x7fff_f000, 0x2000, KindRequest::Ram), Err(AllocError::NotBacked { at: 0x8000_0000 }));
+        assert_eq!(plan(0x7fff_f000, 0x2000, KindRequest::Ram), Err(AllocError::NotBacked { at: end }));
         assert_eq!(
             plan(0x0900_0000, 0x1000, KindRequest::Ram),
-            Err(AllocError::WrongKind { wanted: MemoryKind::Ram, at: 0x0900_0000 })
+            Err(AllocError::WrongKind { wanted: MemoryKind::Ram, at: uart })
         );
         assert_eq!(
             plan(0x6400_0000, 0x1000, KindRequest::Device),
-            Err(AllocError::WrongKind { wanted: MemoryKind::Device, at: 0x6400_0000 })
+            Err(AllocError::WrongKind { wanted: MemoryKind::Device, at: ram })
         );
         assert!(plan(0x0900_0000, 0x1000, KindRequest::Device).is_ok());
         assert!(plan(0x09ff_f000, 0x2000, KindRequest::Device).is_ok(), "two device untypeds");
         assert_eq!(
-            p.plan(0x0900_0000, 0x1000, KindRequest::Device, Some(ObjectBlueprint::PageTable), 1).map(|_| ()),
+            p.plan(uart, 0x1000, KindRequest::Device, Some(ObjectBlueprint::PageTable), 1).map(|_| ()),
             Err(AllocError::BadObject { blueprint: ObjectBlueprint::PageTable })
         );
     }
@@ -1377,8 +1380,8 @@ mod tests {
         ];
         let p = UntypedPool::new(list, SlotRegion { start: Slot::new(150), end: Slot::new(200) }, FAN).unwrap();
         assert_eq!(
-            p.plan(0x100f_f000, 0x2000, KindRequest::Uniform, None, 0).map(|_| ()),
-            Err(AllocError::MixedKinds { at: 0x1010_0000 })
+            p.plan(PhysAddr(0x100f_f000), 0x2000, KindRequest::Uniform, None, 0).map(|_| ()),
+            Err(AllocError::MixedKinds { at: PhysAddr(0x1010_0000) })
         );
     }
 
@@ -1387,27 +1390,34 @@ mod tests {
         let r = SlotRegion { start: Slot::new(150), end: Slot::new(200) };
         let d = |p, b| UntypedDesc { paddr: PhysAddr(p), size_bits: b, is_device: false };
         let two = [(Slot::new(76).cap(), d(0x1000_0000, 24)), (Slot::new(77).cap(), d(0x1080_0000, 20))];
-        assert_eq!(UntypedPool::new(two, r, FAN).err(), Some(PoolSetupError::Overlap { paddr: 0x1080_0000 }));
+        let overlap = PoolSetupError::Overlap { paddr: PhysAddr(0x1080_0000) };
+        assert_eq!(UntypedPool::new(two, r, FAN).err(), Some(overlap));
         let bad = [(Slot::new(76).cap(), d(0x1000_1000, 16))];
-        assert_eq!(UntypedPool::new(bad, r, FAN).err(), Some(PoolSetupError::BadUntyped { paddr: 0x1000_1000 }));
+        let malformed = PoolSetupError::BadUntyped { paddr: PhysAddr(0x1000_1000) };
+        assert_eq!(UntypedPool::new(bad, r, FAN).err(), Some(malformed));
         let inside = [(Slot::new(160).cap(), d(0x1000_0000, 16))];
         assert_eq!(UntypedPool::new(inside, r, FAN).err(), Some(PoolSetupError::SlotInRegion { slot: Slot::new(160) }));
     }
 
     /// A frame allocated at `base` in `p`, on a model of this test's untypeds, so the pool's
     /// free indexes move as the kernel's would.
-    fn take(p: &mut UntypedPool, m: &mut sel4_model::Model, base: u64, size: u64) {
+    fn take(p: &mut UntypedPool, m: &mut sel4_model::Model, base: PhysAddr, size: u64) {
         p.alloc(m, base, size, KindRequest::Ram, Purpose::Region, None, 0).unwrap();
+    }
+
+    /// `[start, end)` for `within`.
+    fn window(start: u64, end: u64) -> Option<(PhysAddr, PhysAddr)> {
+        Some((PhysAddr(start), PhysAddr(end)))
     }
 
     #[test]
     fn find_free_takes_the_highest_ram_first() {
         let p = pool();
-        assert_eq!(p.find_free(0x1000, 0x1000, None), Some(0x7fff_f000));
-        assert_eq!(p.find_free(0x1000, 0x1000, Some((0x6400_0000, 0x6800_0000))), Some(0x67ff_f000));
+        assert_eq!(p.find_free(0x1000, 0x1000, None), Some(PhysAddr(0x7fff_f000)));
+        assert_eq!(p.find_free(0x1000, 0x1000, window(0x6400_0000, 0x6800_0000)), Some(PhysAddr(0x67ff_f000)));
         // Larger than any contiguous RAM run (64 + 128 + 256 MiB are contiguous: 448 MiB).
         assert_eq!(p.find_free(512 << 20, 0x1000, None), None);
-        assert_eq!(p.find_free(448 << 20, 0x1000, None), Some(0x6400_0000));
+        assert_eq!(p.find_free(448 << 20, 0x1000, None), Some(PhysAddr(0x6400_0000)));
     }
 
     #[test]
@@ -1415,22 +1425,23 @@ mod tests {
         let p = pool();
         // Every RAM untyped is cleared whole at its first retype: the smallest one that fits
         // costs least, whatever the size asked for.
-        assert_eq!(p.find_least_clearing(0x1000, 0x1000, None), Some(0x6400_0000));
-        assert_eq!(p.clearing_cost(0x6400_0000, 0x1000, KindRequest::Ram), Ok(64 << 20));
-        assert_eq!(p.clearing_cost(0x7fff_f000, 0x1000, KindRequest::Ram), Ok(256 << 20));
+        let [at_64m, at_128m, at_256m] = [0x6400_0000, 0x6800_0000, 0x7000_0000].map(PhysAddr);
+        assert_eq!(p.find_least_clearing(0x1000, 0x1000, None), Some(at_64m));
+        assert_eq!(p.clearing_cost(at_64m, 0x1000, KindRequest::Ram), Ok(64 << 20));
+        assert_eq!(p.clearing_cost(PhysAddr(0x7fff_f000), 0x1000, KindRequest::Ram), Ok(256 << 20));
         // 256 MiB: the 256 MiB untyped exactly; across the 128 MiB and 256 MiB untypeds it
         // would clear 384 MiB.
-        assert_eq!(p.find_least_clearing(256 << 20, 2 << 20, None), Some(0x7000_0000));
-        assert_eq!(p.clearing_cost(0x6800_0000, 256 << 20, KindRequest::Ram), Ok(384 << 20));
+        assert_eq!(p.find_least_clearing(256 << 20, 2 << 20, None), Some(at_256m));
+        assert_eq!(p.clearing_cost(at_128m, 256 << 20, KindRequest::Ram), Ok(384 << 20));
         // 128 MiB: the 128 MiB untyped, not the top of the 256 MiB one (which `find_free`
         // takes).
-        assert_eq!(p.find_least_clearing(128 << 20, 2 << 20, None), Some(0x6800_0000));
-        assert_eq!(p.find_free(128 << 20, 2 << 20, None), Some(0x7800_0000));
+        assert_eq!(p.find_least_clearing(128 << 20, 2 << 20, None), Some(at_128m));
+        assert_eq!(p.find_free(128 << 20, 2 << 20, None), Some(PhysAddr(0x7800_0000)));
         // Inside a window, the cheapest there.
-        assert_eq!(p.find_least_clearing(0x1000, 0x1000, Some((0x6800_0000, 0x8000_0000))), Some(0x6800_0000));
+        assert_eq!(p.find_least_clearing(0x1000, 0x1000, window(0x6800_0000, 0x8000_0000)), Some(at_128m));
         // Larger than any contiguous RAM run; the whole run.
         assert_eq!(p.find_least_clearing(512 << 20, 0x1000, None), None);
-        assert_eq!(p.find_least_clearing(448 << 20, 0x1000, None), Some(0x6400_0000));
+        assert_eq!(p.find_least_clearing(448 << 20, 0x1000, None), Some(at_64m));
         assert_eq!(p.find_least_clearing(0x1000, 0x3000, None), None, "alignment not a power of two");
     }
 
@@ -1447,17 +1458,17 @@ mod tests {
             .collect();
         assert_eq!(list.len(), 3);
         let mut p = UntypedPool::new(list, m.bootinfo().empty(), FAN).unwrap();
-        take(&mut p, &mut m, 0x6400_0000, 0x1000);
+        take(&mut p, &mut m, PhysAddr(0x6400_0000), 0x1000);
         assert_eq!(m.counters().bytes_zeroed, 64 << 20, "the first retype cleared the whole untyped");
         // The rest of that untyped is clean now: a second page there clears nothing, and the
         // highest clean page wins.
-        assert_eq!(p.find_least_clearing(0x1000, 0x1000, None), Some(0x67ff_f000));
-        assert_eq!(p.clearing_cost(0x67ff_f000, 0x1000, KindRequest::Ram), Ok(0));
+        assert_eq!(p.find_least_clearing(0x1000, 0x1000, None), Some(PhysAddr(0x67ff_f000)));
+        assert_eq!(p.clearing_cost(PhysAddr(0x67ff_f000), 0x1000, KindRequest::Ram), Ok(0));
         // 64 MiB does not fit in what is left of it: the 128 MiB untyped, at its top (a
         // fresh untyped's base costs as much to clear, and the top is higher).
         let at = p.find_least_clearing(64 << 20, 2 << 20, None).unwrap();
         assert_eq!(p.clearing_cost(at, 64 << 20, KindRequest::Ram), Ok(128 << 20));
-        assert!((0x6800_0000..0x7000_0000).contains(&at), "{at:#x}");
+        assert!((PhysAddr(0x6800_0000)..PhysAddr(0x7000_0000)).contains(&at), "{at:#x}");
         let before = m.counters().bytes_zeroed;
         take(&mut p, &mut m, at, 64 << 20);
         assert_eq!(m.counters().bytes_zeroed - before, 128 << 20, "as predicted");

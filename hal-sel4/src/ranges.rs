@@ -1,13 +1,13 @@
-//! A first-fit allocator of half-open integer ranges, and the slot allocator built on it.
-//!
-//! Used twice: for root CNode slots (an `Untyped_Retype` writes its caps into one contiguous
-//! window, so slots are handed out as contiguous runs) and for the root-task virtual address
-//! window the HAL maps frames into. Owns only its bookkeeping; it never talks to the kernel.
+//! A first-fit allocator of half-open integer ranges, and the two typed allocators built on
+//! it: [`SlotAllocator`] for root CNode slots (an `Untyped_Retype` writes its caps into one
+//! contiguous window, so slots are handed out as contiguous runs) and [`VirtRangeAllocator`]
+//! for the root-task virtual address window the HAL maps frames into. Owns only its
+//! bookkeeping; it never talks to the kernel.
 
 use alloc::collections::BTreeMap;
 use core::fmt;
 
-use sel4::{Slot, SlotRegion};
+use sel4::{PhysAddr, Slot, SlotRegion, VirtAddr};
 
 /// Free space of `[start, end)` as disjoint, non-adjacent free ranges (adjacent ranges are
 /// merged on free, so the map stays as small as the fragmentation).
@@ -196,6 +196,39 @@ impl SlotAllocator {
     }
 }
 
+/// Ranges of virtual addresses, `[base, base + size_bytes)`, handed out so that a range
+/// starts as its physical counterpart does within the largest frame it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtRangeAllocator {
+    ranges: RangeAllocator,
+}
+
+impl VirtRangeAllocator {
+    /// All of `[base, base + size_bytes)` free (cut at the top of the address space).
+    pub fn new(base: VirtAddr, size_bytes: u64) -> Self {
+        let end = base.checked_add(size_bytes).unwrap_or(VirtAddr(u64::MAX));
+        VirtRangeAllocator { ranges: RangeAllocator::new(base.get(), end.get()) }
+    }
+
+    /// The lowest free `[va, va + len_bytes)` whose `va` agrees with `like` in the low
+    /// `align_bits` bits: frames that are `2^align_bits`-aligned physically are so virtually.
+    pub fn alloc(&mut self, len_bytes: u64, align_bits: u32, like: PhysAddr) -> Option<VirtAddr> {
+        let align = 1u64.checked_shl(align_bits)?;
+        self.ranges.alloc(len_bytes, align, like.get()).map(VirtAddr)
+    }
+
+    /// Gives back `[va, va + len_bytes)`; refused, with nothing changed, unless all of it was
+    /// handed out.
+    pub fn free(&mut self, va: VirtAddr, len_bytes: u64) -> Result<(), NotAllocated> {
+        self.ranges.free(va.get(), len_bytes)
+    }
+
+    /// Free bytes.
+    pub fn free_len(&self) -> u64 {
+        self.ranges.free_len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +273,24 @@ mod tests {
         assert_eq!(r.largest_free(), 40);
         r.free(40, 20).unwrap();
         assert_eq!(r.largest_free(), 100);
+    }
+
+    #[test]
+    fn virtual_ranges_follow_the_physical_alignment() {
+        let mut v = VirtRangeAllocator::new(VirtAddr(0x80_0000_0000), 0x40_0000);
+        // A 4 KiB page: any page boundary; the first one.
+        assert_eq!(v.alloc(0x1000, 12, PhysAddr(0x6800_3000)), Some(VirtAddr(0x80_0000_0000)));
+        // 2 MiB at a 2 MiB-aligned physical address: the next 2 MiB boundary.
+        assert_eq!(v.alloc(0x20_0000, 21, PhysAddr(0x6860_0000)), Some(VirtAddr(0x80_0020_0000)));
+        // Pages at 0x...5000 in a 64 KiB-aligned group: the same offset in the next 64 KiB.
+        assert_eq!(v.alloc(0x1000, 16, PhysAddr(0x6800_5000)), Some(VirtAddr(0x80_0000_5000)));
+        assert_eq!(v.alloc(0x40_0000, 12, PhysAddr(0)), None, "no room left for 4 MiB");
+        assert_eq!(v.free_len(), 0x40_0000 - 0x20_2000);
+        v.free(VirtAddr(0x80_0020_0000), 0x20_0000).unwrap();
+        assert!(v.free(VirtAddr(0x80_0020_0000), 0x20_0000).is_err(), "freed twice");
+        // At the top of the address space the range is cut, not wrapped.
+        let top = VirtRangeAllocator::new(VirtAddr(u64::MAX - 0xfff), 0x2000);
+        assert_eq!(top.free_len(), 0xfff);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use sel4::object::{PAGE_BITS, PAGE_TABLE_INDEX_BITS};
 use sel4::{Cap, CapRights, Kernel, ObjectBlueprint, PhysAddr, VirtAddr, VmAttributes};
 
 use crate::pool::{AllocError, KindRequest, MemoryKind, Purpose, UntypedPool};
-use crate::ranges::RangeAllocator;
+use crate::ranges::VirtRangeAllocator;
 use crate::table::{CapTable, TableError};
 
 /// log2 of the span covered by one table at each level below the VSpace root, largest first.
@@ -84,7 +84,7 @@ impl core::error::Error for MapError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct TableRecord {
     /// Base of its one-object pool allocation.
-    allocation: u64,
+    allocation: PhysAddr,
     /// Its capability.
     cap: Cap<PageTable>,
 }
@@ -93,24 +93,24 @@ struct TableRecord {
 #[derive(Clone, Debug)]
 pub struct Window {
     vspace: Cap<VSpace>,
-    va: RangeAllocator,
-    /// `(span_bits, va_base)` -> table mapped there.
-    tables: BTreeMap<(u32, u64), TableRecord>,
+    range: VirtRangeAllocator,
+    /// `(span_bits, start of the span)` -> table mapped there.
+    tables: BTreeMap<(u32, VirtAddr), TableRecord>,
     /// Tables unmapped to make room for a larger frame, empty, ready to be mapped elsewhere.
     spare: Vec<TableRecord>,
-    /// Allocation base -> `(va, len)` where it is mapped.
-    mapped: BTreeMap<u64, (u64, u64)>,
-    /// Where the window may take memory for its tables (`None`: anywhere in RAM).
-    internal: Option<(u64, u64)>,
+    /// Allocation base -> where it is mapped and its length in bytes.
+    mapped: BTreeMap<PhysAddr, (VirtAddr, u64)>,
+    /// `[start, end)` the window may take memory for its tables from (`None`: anywhere in RAM).
+    internal: Option<(PhysAddr, PhysAddr)>,
 }
 
 impl Window {
-    /// A window over `[base, base + size)` of `vspace`, taking table memory from
-    /// `internal` (or anywhere in RAM when `None`).
-    pub fn new(vspace: Cap<VSpace>, base: VirtAddr, size: u64, internal: Option<(u64, u64)>) -> Self {
+    /// A window over `[base, base + size)` of `vspace`, taking table memory from the
+    /// physical range `internal`, `[start, end)` (or anywhere in RAM when `None`).
+    pub fn new(vspace: Cap<VSpace>, base: VirtAddr, size: u64, internal: Option<(PhysAddr, PhysAddr)>) -> Self {
         Window {
             vspace,
-            va: RangeAllocator::new(base.get(), base.get().saturating_add(size)),
+            range: VirtRangeAllocator::new(base, size),
             tables: BTreeMap::new(),
             spare: Vec::new(),
             mapped: BTreeMap::new(),
@@ -130,7 +130,7 @@ impl Window {
 
     /// Where the allocation at `base` is mapped.
     pub fn mapping(&self, base: PhysAddr) -> Option<(VirtAddr, u64)> {
-        self.mapped.get(&base.get()).map(|&(v, l)| (VirtAddr(v), l))
+        self.mapped.get(&base).copied()
     }
 
     /// Maps every frame of the allocation at `base` at the same offsets from one virtual
@@ -142,27 +142,24 @@ impl Window {
         table: &mut CapTable,
         base: PhysAddr,
     ) -> Result<VirtAddr, MapError> {
-        if self.mapped.contains_key(&base.get()) {
+        if self.mapped.contains_key(&base) {
             return Err(MapError::AlreadyMapped(base));
         }
-        let a = pool.allocation(base.get()).ok_or(MapError::NotAllocated(base))?;
+        let a = pool.allocation(base).ok_or(MapError::NotAllocated(base))?;
         if !matches!(a.purpose, Purpose::Region | Purpose::Paging) {
             return Err(MapError::NotAllocated(base));
         }
         let (size, device) = (a.size, a.kind == MemoryKind::Device);
-        let frames: Vec<(Cap<Frame>, u64, u32)> = table
-            .frames_in(PhysAddr(a.base), PhysAddr(a.end()))
-            .map(|f| (f.slot.cap::<Frame>(), f.paddr.get(), f.size.size_bits()))
-            .collect();
+        let frames: Vec<(Cap<Frame>, PhysAddr, u32)> =
+            table.frames_in(a.base, a.end()).map(|f| (f.slot.cap::<Frame>(), f.paddr, f.size.size_bits())).collect();
         let align_bits = frames.iter().map(|f| f.2).max().unwrap_or(PAGE_BITS);
-        let align = 1u64 << align_bits;
-        let va = self.va.alloc(size, align, base.get()).ok_or(MapError::WindowFull { size })?;
+        let va = self.range.alloc(size, align_bits, base).ok_or(MapError::WindowFull { size })?;
         let attrs =
             if device { VmAttributes::EXECUTE_NEVER } else { VmAttributes::DEFAULT.union(VmAttributes::EXECUTE_NEVER) };
         let mut done = 0;
         let mut result = Ok(());
         for &(cap, paddr, bits) in &frames {
-            let v = va + (paddr - base.get());
+            let v = va.offset(paddr.offset_from(base));
             if let Err(e) = self.clear_tables_under(kernel, v, bits) {
                 result = Err(e);
                 break;
@@ -171,12 +168,12 @@ impl Window {
                 result = Err(e);
                 break;
             }
-            if let Err(error) = kernel.page_map(cap, self.vspace, VirtAddr(v), CapRights::READ_WRITE, attrs) {
+            if let Err(error) = kernel.page_map(cap, self.vspace, v, CapRights::READ_WRITE, attrs) {
                 result = Err(MapError::Kernel { during: "Page_Map", error });
                 break;
             }
             done += 1;
-            if let Err(e) = table.set_mapping(PhysAddr(paddr), VirtAddr(v)) {
+            if let Err(e) = table.set_mapping(paddr, v) {
                 result = Err(MapError::Record(e));
                 break;
             }
@@ -186,38 +183,38 @@ impl Window {
                 if let Err(err) = kernel.page_unmap(cap) {
                     log::error!("window: undo: Page_Unmap of {paddr:#x} failed: {err}");
                 }
-                table.clear_mapping(PhysAddr(paddr));
+                table.clear_mapping(paddr);
             }
-            let _ = self.va.free(va, size);
+            let _ = self.range.free(va, size);
             return Err(e);
         }
-        self.mapped.insert(base.get(), (va, size));
-        Ok(VirtAddr(va))
+        self.mapped.insert(base, (va, size));
+        Ok(va)
     }
 
     /// Unmaps the allocation at `base` (one `Page_Unmap` per frame).
     pub fn unmap<K: Kernel>(&mut self, kernel: &mut K, table: &mut CapTable, base: PhysAddr) -> Result<(), MapError> {
-        let &(va, len) = self.mapped.get(&base.get()).ok_or(MapError::NotMapped(base))?;
-        let frames: Vec<(Cap<Frame>, u64)> =
-            table.frames_in(base, base.offset(len)).map(|f| (f.slot.cap::<Frame>(), f.paddr.get())).collect();
+        let &(va, len) = self.mapped.get(&base).ok_or(MapError::NotMapped(base))?;
+        let frames: Vec<(Cap<Frame>, PhysAddr)> =
+            table.frames_in(base, base.offset(len)).map(|f| (f.slot.cap::<Frame>(), f.paddr)).collect();
         for (cap, paddr) in frames {
             kernel.page_unmap(cap).map_err(|error| MapError::Kernel { during: "Page_Unmap", error })?;
-            table.clear_mapping(PhysAddr(paddr));
+            table.clear_mapping(paddr);
         }
-        self.mapped.remove(&base.get());
-        let _ = self.va.free(va, len);
+        self.mapped.remove(&base);
+        let _ = self.range.free(va, len);
         Ok(())
     }
 
     /// Forgets the mapping of `base` without kernel calls: for an allocation about to be
     /// revoked (deleting a frame capability unmaps the frame).
     pub fn forget(&mut self, table: &mut CapTable, base: PhysAddr) {
-        if let Some((va, len)) = self.mapped.remove(&base.get()) {
-            let paddrs: Vec<u64> = table.frames_in(base, base.offset(len)).map(|f| f.paddr.get()).collect();
+        if let Some((va, len)) = self.mapped.remove(&base) {
+            let paddrs: Vec<PhysAddr> = table.frames_in(base, base.offset(len)).map(|f| f.paddr).collect();
             for p in paddrs {
-                table.clear_mapping(PhysAddr(p));
+                table.clear_mapping(p);
             }
-            let _ = self.va.free(va, len);
+            let _ = self.range.free(va, len);
         }
     }
 
@@ -225,13 +222,13 @@ impl Window {
     /// whole span lies inside the frame (left behind by smaller frames mapped there before;
     /// the window's virtual range is free, so they map nothing). Smallest first, so a table
     /// never leaves with another still mapped inside it. They become spares.
-    fn clear_tables_under<K: Kernel>(&mut self, kernel: &mut K, va: u64, frame_bits: u32) -> Result<(), MapError> {
-        let end = va + (1u64 << frame_bits);
+    fn clear_tables_under<K: Kernel>(&mut self, kernel: &mut K, va: VirtAddr, frame_bits: u32) -> Result<(), MapError> {
+        let end = va.offset(1u64 << frame_bits);
         for &span in TABLE_SPANS.iter().rev() {
             if span > frame_bits {
                 continue;
             }
-            let keys: Vec<(u32, u64)> = self.tables.range((span, va)..(span, end)).map(|(k, _)| *k).collect();
+            let keys: Vec<(u32, VirtAddr)> = self.tables.range((span, va)..(span, end)).map(|(k, _)| *k).collect();
             for key in keys {
                 let t = self.tables[&key];
                 kernel
@@ -248,14 +245,14 @@ impl Window {
         &mut self,
         kernel: &mut K,
         pool: &mut UntypedPool,
-        va: u64,
+        va: VirtAddr,
         frame_bits: u32,
     ) -> Result<(), MapError> {
         for &span in TABLE_SPANS {
             if span - PAGE_TABLE_INDEX_BITS < frame_bits {
                 continue;
             }
-            let key = (span, va & !((1u64 << span) - 1));
+            let key = (span, va.align_down(span));
             if self.tables.contains_key(&key) {
                 continue;
             }
@@ -273,7 +270,7 @@ impl Window {
                     TableRecord { allocation: at, cap: a.first_slot.cap::<PageTable>() }
                 }
             };
-            if let Err(error) = kernel.page_table_map(t.cap, self.vspace, VirtAddr(key.1), VmAttributes::DEFAULT) {
+            if let Err(error) = kernel.page_table_map(t.cap, self.vspace, key.1, VmAttributes::DEFAULT) {
                 // Keep it for later: it is a valid, unmapped table.
                 self.spare.push(t);
                 return Err(MapError::Kernel { during: "PageTable_Map", error });
@@ -285,6 +282,6 @@ impl Window {
 
     /// Base addresses of the pool allocations holding the window's tables.
     pub fn table_allocations(&self) -> impl Iterator<Item = PhysAddr> + '_ {
-        self.tables.values().chain(&self.spare).map(|t| PhysAddr(t.allocation))
+        self.tables.values().chain(&self.spare).map(|t| t.allocation)
     }
 }

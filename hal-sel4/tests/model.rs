@@ -78,7 +78,7 @@ fn pinned_64m_whole_untyped() {
 #[test]
 fn pinned_2m_padding_merged_with_wrapper() {
     let mut h = model_hal();
-    let (steps, _) = h.pool().plan(0x6060_0000, 2 * MIB, KindRequest::Ram, None, 0).unwrap();
+    let (steps, _) = h.pool().plan(PhysAddr(0x6060_0000), 2 * MIB, KindRequest::Ram, None, 0).unwrap();
     assert!(matches!(steps[0], Step::Split { run, .. } if run.count == 2 && run.size_bits == 21), "{steps:?}");
     let (r, c) = cost(&mut h, |h| alloc(h, 0x6060_0000, 2 * MIB));
     r.unwrap();
@@ -127,7 +127,7 @@ fn measured_cost_is_the_planned_cost() {
         (0x0910_0000, 64 * KIB),
     ];
     for (base, size) in cases {
-        let (steps, _) = h.pool().plan(base, size, KindRequest::Uniform, None, 0).unwrap();
+        let (steps, _) = h.pool().plan(PhysAddr(base), size, KindRequest::Uniform, None, 0).unwrap();
         let planned = plan_cost(&steps, 256);
         let (r, c) = cost(&mut h, |h| alloc(h, base, size));
         r.unwrap_or_else(|e| panic!("{base:#x}+{size:#x}: {e}"));
@@ -144,24 +144,24 @@ fn every_refused_alloc_leaves_nothing_behind() {
     alloc(&mut h, 0x6800_3000, 4 * KIB).unwrap();
     alloc(&mut h, 0x6c00_0000, 16 * MIB).unwrap();
     let before = snap(&h);
-    let in_use_a = AllocError::InUse { other_base: 0x6800_3000, other_size: 4 * KIB };
-    let in_use_b = AllocError::InUse { other_base: 0x6c00_0000, other_size: 16 * MIB };
+    let in_use_a = AllocError::InUse { other_base: PhysAddr(0x6800_3000), other_size: 4 * KIB };
+    let in_use_b = AllocError::InUse { other_base: PhysAddr(0x6c00_0000), other_size: 16 * MIB };
     let refused: [(u64, u64, AllocError); 12] = [
-        (0x6800_0000, 0, AllocError::Empty { base: 0x6800_0000 }),
-        (0x6800_0800, 4 * KIB, AllocError::Unaligned { base: 0x6800_0800, size: 4 * KIB }),
-        (0x6800_0000, 6 * KIB, AllocError::Unaligned { base: 0x6800_0000, size: 6 * KIB }),
-        (u64::MAX - 0xfff, 8 * KIB, AllocError::Overflow { base: u64::MAX - 0xfff, size: 8 * KIB }),
+        (0x6800_0000, 0, AllocError::Empty { base: PhysAddr(0x6800_0000) }),
+        (0x6800_0800, 4 * KIB, AllocError::Unaligned { base: PhysAddr(0x6800_0800), size: 4 * KIB }),
+        (0x6800_0000, 6 * KIB, AllocError::Unaligned { base: PhysAddr(0x6800_0000), size: 6 * KIB }),
+        (u64::MAX - 0xfff, 8 * KIB, AllocError::Overflow { base: PhysAddr(u64::MAX - 0xfff), size: 8 * KIB }),
         // The kernel image: not untyped.
-        (0x6001_0000, 4 * KIB, AllocError::NotBacked { at: 0x6001_0000 }),
+        (0x6001_0000, 4 * KIB, AllocError::NotBacked { at: PhysAddr(0x6001_0000) }),
         // Device memory up to 0x6000_0000, RAM from there.
-        (0x5fff_f000, 8 * KIB, AllocError::MixedKinds { at: 0x6000_0000 }),
+        (0x5fff_f000, 8 * KIB, AllocError::MixedKinds { at: PhysAddr(0x6000_0000) }),
         (0x6800_3000, 4 * KIB, in_use_a),
         (0x6800_2000, 8 * KIB, in_use_a),
         (0x6800_3000, 8 * KIB, in_use_a),
         (0x6800_0000, 64 * KIB, in_use_a),
         (0x6c80_0000, 4 * KIB, in_use_b),
         // The root task's image at the top of RAM is not untyped either.
-        (0xc000_0000 - 4 * KIB, 8 * KIB, AllocError::NotBacked { at: 0xc000_0000 - 4 * KIB }),
+        (0xc000_0000 - 4 * KIB, 8 * KIB, AllocError::NotBacked { at: PhysAddr(0xc000_0000 - 4 * KIB) }),
     ];
     for (base, size, why) in refused {
         let r = h.alloc_region(PhysAddr(base), size, KindRequest::Uniform).map(|_| ());
@@ -202,11 +202,12 @@ fn refused_deallocs_change_nothing() {
     let mut h = model_hal();
     alloc(&mut h, 0x6800_3000, 8 * KIB).unwrap();
     let before = snap(&h);
+    let at = PhysAddr(0x6800_3000);
     let refused: [(u64, u64, FreeError); 4] = [
-        (0x6900_0000, 4 * KIB, FreeError::NotAllocated { base: 0x6900_0000 }),
-        (0x6800_4000, 4 * KIB, FreeError::NotAllocated { base: 0x6800_4000 }),
-        (0x6800_3000, 4 * KIB, FreeError::SizeMismatch { base: 0x6800_3000, size: 4 * KIB, allocated: 8 * KIB }),
-        (0x6800_3000, 16 * KIB, FreeError::SizeMismatch { base: 0x6800_3000, size: 16 * KIB, allocated: 8 * KIB }),
+        (0x6900_0000, 4 * KIB, FreeError::NotAllocated { base: PhysAddr(0x6900_0000) }),
+        (0x6800_4000, 4 * KIB, FreeError::NotAllocated { base: PhysAddr(0x6800_4000) }),
+        (0x6800_3000, 4 * KIB, FreeError::SizeMismatch { base: at, size: 4 * KIB, allocated: 8 * KIB }),
+        (0x6800_3000, 16 * KIB, FreeError::SizeMismatch { base: at, size: 16 * KIB, allocated: 8 * KIB }),
     ];
     for (base, size, want) in refused {
         let (r, c) = cost(&mut h, |h| h.dealloc_region(PhysAddr(base), size));
@@ -218,7 +219,7 @@ fn refused_deallocs_change_nothing() {
     h.dealloc_region(PhysAddr(0x6800_3000), 8 * KIB).unwrap();
     assert_eq!(
         h.dealloc_region(PhysAddr(0x6800_3000), 8 * KIB),
-        Err(HalError::Free(FreeError::NotAllocated { base: 0x6800_3000 })),
+        Err(HalError::Free(FreeError::NotAllocated { base: at })),
         "double free"
     );
     check_all(&mut h);
@@ -309,8 +310,8 @@ fn padding_left_by_an_undone_allocation_is_reused() {
     h.kernel_mut().observer.fail_at = Some(seen + 3);
     assert!(h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).is_err());
     h.kernel_mut().observer.fail_at = None;
-    let (steps, _) = h.pool().plan(0x6c00_0000, 16 * MIB, KindRequest::Ram, None, 0).unwrap();
-    assert!(matches!(steps[..], [Step::Fill(f)] if f.node == (0x6c00_0000, 24) && f.count == 8), "{steps:?}");
+    let (steps, _) = h.pool().plan(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram, None, 0).unwrap();
+    assert!(matches!(steps[..], [Step::Fill(f)] if f.node == (PhysAddr(0x6c00_0000), 24) && f.count == 8), "{steps:?}");
     let seen = h.kernel().observer.seen;
     h.alloc_region(PhysAddr(0x6c00_0000), 16 * MIB, KindRequest::Ram).unwrap();
     assert_eq!(h.kernel().observer.seen - seen, 1);
@@ -340,7 +341,7 @@ fn region_spanning_two_untypeds() {
     alloc(&mut h, 0x6fff_f000, 8 * KIB).unwrap();
     let frames: Vec<_> = h.frames(PhysAddr(0x6fff_f000)).map(|(f, _)| f.paddr).collect();
     assert_eq!(frames, [PhysAddr(0x6fff_f000), PhysAddr(0x7000_0000)]);
-    let a = h.pool().allocation(0x6fff_f000).unwrap();
+    let a = h.pool().allocation(PhysAddr(0x6fff_f000)).unwrap();
     assert_eq!(a.fills.len(), 2);
     check_all(&mut h);
     h.dealloc_region(PhysAddr(0x6fff_f000), 8 * KIB).unwrap();

@@ -57,7 +57,7 @@ fn run(seed: u64, ops: usize) {
             // device memory 0x0800_0000 region..0x6000_0000) that no 8 MiB request can leave.
             let expect_ok = !overlaps;
             let before = snap_counts(&h);
-            let predicted = h.pool().clearing_cost(base, size, KindRequest::Uniform);
+            let predicted = h.pool().clearing_cost(PhysAddr(base), size, KindRequest::Uniform);
             let zeroed = h.kernel().counters().bytes_zeroed;
             let r = h.alloc_region(PhysAddr(base), size, KindRequest::Uniform).map(|_| ());
             match r {

@@ -400,7 +400,7 @@ fn fixed_addresses_of_every_vm_are_taken_before_ram_placed_anywhere() {
     let mut sys = example("linux.toml");
     let size = sys.vms[0].memory[0].range.size_bytes;
     let options = install::<I>(Model::qemu_arm_virt_capvisor());
-    let cheapest = I::cell().with(|h| h.pool().find_least_clearing(size, 2 << 20, None)).unwrap();
+    let cheapest = I::cell().with(|h| h.pool().find_least_clearing(size, 2 << 20, None)).unwrap().get();
     let mut second = sys.vms[0].clone();
     second.id = 1;
     second.name = "second".into();
