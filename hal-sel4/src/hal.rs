@@ -223,9 +223,7 @@ impl<K: Kernel> Sel4Hal<K> {
 
     /// A HAL owning every untyped in `bootinfo`.
     pub fn from_bootinfo(kernel: K, bootinfo: &BootInfo<'_>, config: HalConfig) -> Result<Self, PoolSetupError> {
-        let first = bootinfo.untyped().start.index();
-        let untyped =
-            bootinfo.untyped_list().enumerate().map(move |(i, d)| (sel4::Slot::new(first + i as u64).cap(), d));
+        let untyped = bootinfo.untyped().iter().zip(bootinfo.untyped_list()).map(|(slot, d)| (slot.cap(), d));
         Self::new(kernel, untyped, config)
     }
 

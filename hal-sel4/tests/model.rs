@@ -11,6 +11,7 @@ use common::faulty::{Faulty, faulty};
 use common::{Cost, check_all, check_model, cost, hal_over, model_hal, model_hal_with_slots, snap, snapshot};
 use hal_sel4::pool::{AllocError, FreeError, Step, plan_cost};
 use hal_sel4::{HalError, KindRequest, MemoryKind};
+use sel4::cap_type::Tcb;
 use sel4::{FrameSize, ObjectBlueprint, Op, PhysAddr, VirtAddr, init_cap};
 use sel4_model::Model;
 
@@ -110,6 +111,24 @@ fn pinned_1g_device_huge_page() {
     assert_eq!(r.unwrap(), MemoryKind::Device);
     assert_eq!(c, retypes(1));
     assert_eq!(h.frames(PhysAddr(0xc000_0000)).map(|(f, _)| f.size).collect::<Vec<_>>(), [FrameSize::Huge]);
+    check_all(&mut h);
+}
+
+/// `from_bootinfo` takes the untyped in bootinfo's order from its first untyped slot on: the
+/// same tree as the model's own list gives, and a region across two untypeds is where the
+/// kernel says.
+#[test]
+fn from_bootinfo_owns_the_untyped_in_their_slots() {
+    let m = Model::qemu_arm_virt();
+    let bytes = m.bootinfo_bytes().to_vec();
+    let bi = sel4::BootInfo::from_bytes(&bytes).unwrap();
+    let mut h = hal_sel4::Sel4Hal::from_bootinfo(m, &bi, hal_sel4::HalConfig::new(bi.empty())).unwrap();
+    let roots = |h: &hal_sel4::Sel4Hal<Model>| -> Vec<_> {
+        h.pool().untyped_nodes().map(|n| (n.cap.slot(), n.paddr, n.size_bits, n.device)).collect()
+    };
+    assert_eq!(roots(&h), roots(&model_hal()));
+    assert!(roots(&h).len() > 2, "{:?}", roots(&h));
+    alloc(&mut h, 0x6fff_f000, 8 * KIB).unwrap();
     check_all(&mut h);
 }
 
@@ -484,9 +503,9 @@ fn objects_anywhere_in_ram() {
     let tcbs = h.alloc_objects(ObjectBlueprint::Tcb, 3).unwrap();
     assert_eq!(tcbs.count, 3);
     for i in 0..3 {
-        let slot = sel4::Slot::new(tcbs.first.index() + i);
-        assert_eq!(h.kernel().cap(slot).kind(), "TCB");
+        assert_eq!(h.kernel().cap(tcbs.cap::<Tcb>(i).slot()).kind(), "TCB");
     }
+    assert_eq!(tcbs.slot(3), None, "no fourth TCB");
     let eps = h.alloc_objects(ObjectBlueprint::Endpoint, 1).unwrap();
     assert_eq!(h.kernel().cap(eps.first).kind(), "endpoint");
     check_all(&mut h);
