@@ -105,9 +105,7 @@ pub fn install_model<I: HalInstance<Kernel = sel4_model::Model>>(
     use alloc::string::ToString;
     let empty = model.bootinfo().empty();
     let loose = loose.min(empty.len() / 2);
-    let cut = sel4::Slot::new(empty.end.index() - loose);
-    let pool = sel4::SlotRegion { start: empty.start, end: cut };
-    let loose = sel4::SlotRegion { start: cut, end: empty.end };
+    let (pool, loose) = empty.split_at(empty.len() - loose);
     let untyped: alloc::vec::Vec<_> = model.untyped_slots().into_iter().map(|(s, d)| (s.cap(), d)).collect();
     let hal = crate::Sel4Hal::new(model, untyped, crate::HalConfig::with_loose_slots(pool, loose))
         .map_err(|e| e.to_string())?;

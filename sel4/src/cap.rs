@@ -129,6 +129,13 @@ impl SlotRegion {
         if k < self.len() { Some(Slot(self.start.0 + k)) } else { None }
     }
 
+    /// The first `n` slots and the rest (`n` past the end: all of them, and none).
+    pub const fn split_at(&self, n: u64) -> (SlotRegion, SlotRegion) {
+        let n = if n < self.len() { n } else { self.len() };
+        let cut = Slot(self.start.0 + n);
+        (SlotRegion { start: self.start, end: cut }, SlotRegion { start: cut, end: self.end })
+    }
+
     /// Its slots, in order.
     pub fn iter(&self) -> impl Iterator<Item = Slot> + use<> {
         (self.start.0..self.end.0.max(self.start.0)).map(Slot)
@@ -348,6 +355,9 @@ mod tests {
         assert!(r.iter().eq([150, 151, 152].map(Slot::new)));
         assert_eq!(Slot::new(150).offset(2), Slot::new(152));
         assert_eq!(SlotRegion::with_len(Slot::new(u64::MAX), 1), None);
+        let (head, tail) = r.split_at(1);
+        assert_eq!((head.start, head.end, tail.start, tail.end), (r.start, Slot::new(151), Slot::new(151), r.end));
+        assert_eq!(r.split_at(9), (r, SlotRegion { start: r.end, end: r.end }));
         // A region whose end lies before its start is empty, whatever the two say.
         let backwards = SlotRegion { start: Slot::new(10), end: Slot::new(5) };
         assert_eq!((backwards.nth(0), backwards.iter().count()), (None, 0));
