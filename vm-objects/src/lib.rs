@@ -45,7 +45,7 @@ pub struct Objects {
 impl Objects {
     /// The slot of object `k` (`None` past the end).
     pub fn slot(&self, k: u64) -> Option<Slot> {
-        (k < self.count).then(|| Slot::new(self.first.index() + k))
+        (k < self.count).then(|| self.first.offset(k))
     }
 
     /// The capability of object `k`, typed. Past the end: the null capability, which every
@@ -141,4 +141,21 @@ pub trait VmObjects: AxVMHal + sel4::Lend {
 
     /// Free slots and untyped bytes now.
     fn usage() -> Usage;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sel4::cap_type::Tcb;
+
+    #[test]
+    fn objects_name_their_slots_in_order_and_nothing_past_the_end() {
+        let o = Objects { blueprint: ObjectBlueprint::Tcb, base: PhysAddr(0x1000), first: Slot::new(40), count: 3 };
+        assert_eq!(o.slot(0), Some(Slot::new(40)));
+        assert_eq!(o.slot(2), Some(Slot::new(42)));
+        assert_eq!(o.slot(3), None);
+        let caps: Vec<Cap<Tcb>> = o.caps().collect();
+        assert_eq!(caps, [Slot::new(40).cap(), Slot::new(41).cap(), Slot::new(42).cap()]);
+        assert_eq!(o.cap::<Tcb>(3), Cap::from_cptr(sel4::CPtr::NULL), "past the end: the null capability");
+    }
 }

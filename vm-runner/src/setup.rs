@@ -535,13 +535,12 @@ pub const DEFAULT_VMM_SLOTS: u64 = 4096;
 /// the VM layer's loose slots the rest. Returns `(pool, loose)`.
 pub fn split_slots(empty: SlotRegion, vmm: u64) -> (SlotRegion, SlotRegion) {
     let vmm = vmm.min(empty.len() / 2);
-    let cut = Slot::new(empty.end.index() - vmm);
-    (SlotRegion { start: empty.start, end: cut }, SlotRegion { start: cut, end: empty.end })
+    empty.split_at(empty.len() - vmm)
 }
 
 /// The `k`th slot from `first`.
 fn nth(first: Slot, k: usize) -> Slot {
-    Slot::new(first.index() + k as u64)
+    first.offset(k as u64)
 }
 
 fn kernel_err(vm: Option<usize>, during: &'static str) -> impl Fn(sel4::Error) -> SetupError {
