@@ -4,8 +4,6 @@
 //!
 //! Owns nothing; forwards to the installed instance.
 
-use alloc::string::ToString;
-
 use alloc::vec::Vec;
 use axvm_hal::{AxVMHal, HostPhysAddr, HostVirtAddr};
 
@@ -15,10 +13,6 @@ use vm_objects::{MemoryKind, Objects, Refused, RegionFrame, Usage, VmObjects};
 
 use crate::hal::{GlobalHal, GlobalPaging, HalInstance};
 use crate::pool;
-
-fn refused(e: impl core::fmt::Display) -> Refused {
-    Refused(e.to_string())
-}
 
 macro_rules! impl_vm_objects {
     ($hal:ident, $paging:ident) => {
@@ -51,16 +45,16 @@ macro_rules! impl_vm_objects {
 
         impl<I: HalInstance> VmObjects for $hal<I> {
             fn alloc_objects(blueprint: ObjectBlueprint, count: u64) -> Result<Objects, Refused> {
-                I::cell().with(|h| h.alloc_objects(blueprint, count)).map_err(refused)
+                I::cell().with(|h| h.alloc_objects(blueprint, count)).map_err(Refused::of)
             }
             fn free_objects(objects: Objects) -> Result<(), Refused> {
-                I::cell().with(|h| h.free_objects(objects)).map_err(refused)
+                I::cell().with(|h| h.free_objects(objects)).map_err(Refused::of)
             }
             fn alloc_slots(count: u64) -> Result<Slot, Refused> {
-                I::cell().with(|h| h.alloc_slots(count)).map_err(refused)
+                I::cell().with(|h| h.alloc_slots(count)).map_err(Refused::of)
             }
             fn free_slots(first: Slot, count: u64) -> Result<(), Refused> {
-                I::cell().with(|h| h.free_slots(first, count)).map_err(refused)
+                I::cell().with(|h| h.free_slots(first, count)).map_err(Refused::of)
             }
             fn place_ram(size_bytes: u64, align_bytes: u64) -> Option<PhysAddr> {
                 I::cell().with(|h| h.place_ram(size_bytes, align_bytes))
@@ -77,13 +71,13 @@ macro_rules! impl_vm_objects {
                 })
             }
             fn map_region(base: PhysAddr) -> Result<VirtAddr, Refused> {
-                I::cell().with(|h| h.map_region(base)).map_err(refused)
+                I::cell().with(|h| h.map_region(base)).map_err(Refused::of)
             }
             fn unmap_region(base: PhysAddr) -> Result<(), Refused> {
-                I::cell().with(|h| h.unmap_region(base)).map_err(refused)
+                I::cell().with(|h| h.unmap_region(base)).map_err(Refused::of)
             }
             fn irq_handler(irq: u64, edge_triggered: bool) -> Result<Cap<IrqHandler>, Refused> {
-                I::cell().with(|h| h.irq_handler(irq, edge_triggered)).map_err(refused)
+                I::cell().with(|h| h.irq_handler(irq, edge_triggered)).map_err(Refused::of)
             }
             fn usage() -> Usage {
                 I::cell().with(|h| h.usage())

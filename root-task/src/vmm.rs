@@ -381,17 +381,16 @@ fn forward_irqs(vmm: &mut Vmm<GlobalPaging<RootHal>>) -> Result<alloc::vec::Vec<
 /// Routes the console UART's receive interrupt to the VMM's notification (the registers are
 /// the runtime's mapping).
 fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) -> Result<Uart, &'static str> {
-    let u = Uart { regs, irq: Cap::from_cptr(sel4::CPtr::NULL) };
-    u.regs.write(ICR, RX_INTERRUPTS);
-    u.regs.write(IMSC, u.regs.read(IMSC) | RX_INTERRUPTS);
+    regs.write(ICR, RX_INTERRUPTS);
+    regs.write(IMSC, regs.read(IMSC) | RX_INTERRUPTS);
     // Input typed before now sits in the receive holding register with its interrupt
     // already cleared, and the UART takes no more until it is read: drop it, so the next
     // byte raises the interrupt.
     let mut early = 0;
-    while early < 64 && u.regs.get().is_some() {
+    while early < 64 && regs.get().is_some() {
         early += 1;
     }
-    u.regs.write(ICR, RX_INTERRUPTS);
+    regs.write(ICR, RX_INTERRUPTS);
     if early > 0 {
         debug_println!("capvisor: console: {early} byte(s) typed before the VMs started were dropped");
     }
@@ -400,7 +399,7 @@ fn console_input(vmm: &mut Vmm<GlobalPaging<RootHal>>, regs: Pl011, irq: u64) ->
         debug_println!("capvisor: console interrupt {irq}: {e}");
         "routing the console interrupt"
     })?;
-    Ok(Uart { irq: r.handler, ..u })
+    Ok(Uart { regs, irq: r.handler })
 }
 
 /// Free slots (the HAL's pool, the VM layer's) and untyped bytes: the counts a reboot must

@@ -93,6 +93,13 @@ pub struct Usage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused(pub String);
 
+impl Refused {
+    /// The refusal `e` describes.
+    pub fn of(e: impl fmt::Display) -> Self {
+        Refused(alloc::format!("{e}"))
+    }
+}
+
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

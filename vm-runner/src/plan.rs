@@ -520,18 +520,13 @@ impl VmPlan {
     /// Cache maintenance: each image's bytes, each flash bank whole, then the frames zeroed
     /// before the start whole (the images' own cleaning covers only the images' bytes).
     fn plan_flushes(&mut self) {
-        for im in self.images.clone() {
-            if im.len > 0 {
-                self.flush(im.hpa.get(), im.len, im.ops);
-            }
-        }
-        for b in self.flash_banks.clone() {
-            let m = self.mappings[b.mapping];
-            self.flush(m.hpa.get(), m.size_bytes, DATA);
-        }
-        for k in self.zero_now.clone() {
-            let f = self.frames[k];
-            self.flush(f.hpa.get(), f.size.size_bytes(), DATA);
+        let images = self.images.iter().filter(|im| im.len > 0).map(|im| (im.hpa.get(), im.len, im.ops));
+        let banks =
+            self.flash_banks.iter().map(|b| self.mappings[b.mapping]).map(|m| (m.hpa.get(), m.size_bytes, DATA));
+        let zeroed = self.zero_now.iter().map(|&k| self.frames[k]).map(|f| (f.hpa.get(), f.size.size_bytes(), DATA));
+        let ranges: Vec<(u64, u64, &'static [CacheOp])> = images.chain(banks).chain(zeroed).collect();
+        for (hpa, len, ops) in ranges {
+            self.flush(hpa, len, ops);
         }
     }
 

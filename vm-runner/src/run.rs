@@ -254,17 +254,28 @@ impl Runner {
             vm.state.set_rtc_base(vmm.rtc_base_seconds, now);
         }
         for vm in &mut vmm.vms {
-            let boot = vm.state.boot();
-            if let Err(e) = start_vcpu(kernel, vm, &boot) {
-                host.log(format_args!("{}: starting vCPU 0 failed: {e:?}", vm.state.name()));
-                let reason = StopReason::MissingRegisters;
-                let _ = vm.state.fail(0, reason);
-                if let Some(slot) = self.ended.get_mut(vm.index) {
-                    *slot = Some(Ended { reason, status: reason.status() });
-                }
-                host.vm_stopped(vm.index);
-            }
+            self.boot(kernel, vm, host);
         }
+    }
+
+    /// Starts `vm`'s boot vCPU (the boot protocol's registers, with resume); a VM whose start
+    /// fails is stopped.
+    fn boot<K: Kernel, P: PagingHandler, H: Host>(&mut self, kernel: &mut K, vm: &mut Vm<P>, host: &mut H) {
+        let boot = vm.state.boot();
+        if let Err(e) = start_vcpu(kernel, vm, &boot) {
+            host.log(format_args!("{}: starting vCPU 0 failed: {e:?}", vm.state.name()));
+            let reason = StopReason::MissingRegisters;
+            let _ = vm.state.fail(0, reason);
+            self.ended_for(vm.index, reason, host);
+        }
+    }
+
+    /// Records that VM `vm` ended for `reason` (with that reason's status) and tells the host.
+    fn ended_for<H: Host>(&mut self, vm: usize, reason: StopReason, host: &mut H) {
+        if let Some(slot) = self.ended.get_mut(vm) {
+            *slot = Some(Ended { reason, status: reason.status() });
+        }
+        host.vm_stopped(vm);
     }
 
     /// Runs until every VM has stopped: [`Runner::start`], then [`Runner::step`] and
@@ -326,10 +337,7 @@ impl Runner {
                 }
             };
             if let Some(reason) = reason {
-                if let Some(slot) = self.ended.get_mut(i) {
-                    *slot = Some(Ended { reason, status: reason.status() });
-                }
-                host.vm_stopped(i);
+                self.ended_for(i, reason, host);
                 continue;
             }
             let mut kernel = Lent::<H>::new();
@@ -337,16 +345,7 @@ impl Runner {
             let Some(vm) = vmm.vms.get_mut(i) else { continue };
             vm.state.set_rtc_base(vmm.rtc_base_seconds, now);
             host.vm_rebooted(i, vm.reboots);
-            let boot = vm.state.boot();
-            if let Err(e) = start_vcpu(&mut kernel, vm, &boot) {
-                host.log(format_args!("{}: starting vCPU 0 after a reboot failed: {e:?}", vm.state.name()));
-                let reason = StopReason::MissingRegisters;
-                let _ = vm.state.fail(0, reason);
-                if let Some(slot) = self.ended.get_mut(i) {
-                    *slot = Some(Ended { reason, status: reason.status() });
-                }
-                host.vm_stopped(i);
-            }
+            self.boot(&mut kernel, vm, host);
         }
     }
 

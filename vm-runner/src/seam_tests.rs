@@ -301,10 +301,6 @@ impl SimpleHal {
     }
 }
 
-fn text(e: impl fmt::Display) -> Refused {
-    Refused(alloc::format!("{e}"))
-}
-
 impl AxVMHal for SimpleHal {
     type PagingHandler = LocalPaging;
     fn alloc_memory_region_at(base: HostPhysAddr, size: usize) -> bool {
@@ -330,16 +326,16 @@ impl Lend for SimpleHal {
 
 impl VmObjects for SimpleHal {
     fn alloc_objects(blueprint: ObjectBlueprint, count: u64) -> Result<Objects, Refused> {
-        Self::with(|h| h.alloc_objects(blueprint, count)).map_err(text)
+        Self::with(|h| h.alloc_objects(blueprint, count)).map_err(Refused::of)
     }
     fn free_objects(objects: Objects) -> Result<(), Refused> {
-        Self::with(|h| h.free_objects(objects)).map_err(text)
+        Self::with(|h| h.free_objects(objects)).map_err(Refused::of)
     }
     fn alloc_slots(count: u64) -> Result<Slot, Refused> {
-        Self::with(|h| h.alloc_slots(count)).map_err(text)
+        Self::with(|h| h.alloc_slots(count)).map_err(Refused::of)
     }
     fn free_slots(first: Slot, count: u64) -> Result<(), Refused> {
-        Self::with(|h| h.free_slots(first, count)).map_err(text)
+        Self::with(|h| h.free_slots(first, count)).map_err(Refused::of)
     }
     fn place_ram(size_bytes: u64, align_bytes: u64) -> Option<PhysAddr> {
         Self::with(|h| h.place_ram(size_bytes, align_bytes))
@@ -356,13 +352,13 @@ impl VmObjects for SimpleHal {
         })
     }
     fn map_region(base: PhysAddr) -> Result<VirtAddr, Refused> {
-        Self::with(|h| h.map_region(base)).map_err(text)
+        Self::with(|h| h.map_region(base)).map_err(Refused::of)
     }
     fn unmap_region(base: PhysAddr) -> Result<(), Refused> {
-        Self::with(|h| h.unmap_region(base)).map_err(text)
+        Self::with(|h| h.unmap_region(base)).map_err(Refused::of)
     }
     fn irq_handler(irq: u64, edge_triggered: bool) -> Result<sel4::Cap<sel4::cap_type::IrqHandler>, Refused> {
-        Self::with(|h| h.irq_handler(irq, edge_triggered)).map_err(text)
+        Self::with(|h| h.irq_handler(irq, edge_triggered)).map_err(Refused::of)
     }
     fn usage() -> Usage {
         Self::with(|h| h.usage())

@@ -88,7 +88,7 @@ use vm_objects::{Objects, Refused, VmObjects};
 use crate::badge::VcpuBadge;
 use crate::book::{Book, BookError};
 use crate::bundle::{Bundle, VmImages};
-use crate::plan::{self, HostPlace, Placed, VmPlan, Want};
+use crate::plan::{self, HostPlace, Placed, RegionPlan, VmPlan, Want};
 pub use crate::plan::{STAGE2_LEVELS, alloc_alignment, table_span_bits, tables_needed};
 use crate::vm::{BuildError, Platform, UntouchedFrame, VmState};
 
@@ -538,6 +538,24 @@ pub fn split_slots(empty: SlotRegion, vmm: u64) -> (SlotRegion, SlotRegion) {
     empty.split_at(empty.len() - vmm)
 }
 
+/// The first error of steps that all run however the earlier ones went (a teardown).
+#[derive(Default)]
+struct FirstError(Option<SetupError>);
+
+impl FirstError {
+    fn note(&mut self, r: Result<(), SetupError>) {
+        if let Err(e) = r
+            && self.0.is_none()
+        {
+            self.0 = Some(e);
+        }
+    }
+
+    fn result(self) -> Result<(), SetupError> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
 /// The `k`th slot from `first`.
 fn nth(first: Slot, k: usize) -> Slot {
     first.offset(k as u64)
@@ -904,8 +922,11 @@ impl<P: PagingHandler> Vmm<P> {
         // Every address a configuration names is taken before anything goes where the HAL
         // chooses: an object or a VM's RAM placed first could otherwise sit on a later VM's
         // fixed range.
-        for (i, images) in bundle.images.iter().enumerate() {
-            self.reserve_fixed::<H>(i, images)?;
+        let regions: Vec<Vec<RegionPlan>> = (bundle.images.iter().enumerate())
+            .map(|(i, images)| plan::regions(i, &self.vms[i].config, images))
+            .collect::<Result<_, _>>()?;
+        for (i, r) in regions.iter().enumerate() {
+            self.reserve_fixed::<H>(i, r)?;
         }
         let mut k = Lent::<H>::new();
         let ep = H::alloc_objects(ObjectBlueprint::Endpoint, 1).map_err(hal_err(None, "fault endpoint"))?;
@@ -918,18 +939,16 @@ impl<P: PagingHandler> Vmm<P> {
             .map_err(kernel_err(None, "TCB_BindNotification (VMM)"))?;
 
         // The GICV frames: one allocation, every VM maps copies of its frames.
-        for (i, images) in bundle.images.iter().enumerate() {
-            for r in plan::regions(i, &self.vms[i].config, images)? {
-                if let HostPlace::Shared(base) = r.host
-                    && !self.shared.iter().any(|s| s.base == base)
-                {
-                    alloc_at::<H>(None, r.what, base, r.size_bytes, r.want)?;
-                    self.shared.push(Region { base, size: r.size_bytes });
-                }
+        for r in regions.iter().flatten() {
+            if let HostPlace::Shared(base) = r.host
+                && !self.shared.iter().any(|s| s.base == base)
+            {
+                alloc_at::<H>(None, r.what, base, r.size_bytes, r.want)?;
+                self.shared.push(Region { base, size: r.size_bytes });
             }
         }
         for (i, images) in bundle.images.iter().enumerate() {
-            self.build_vm::<H>(i, images, copy)?;
+            self.build_vm::<H>(i, &regions[i], images, copy)?;
         }
         Ok(())
     }
@@ -939,9 +958,9 @@ impl<P: PagingHandler> Vmm<P> {
     fn reserve_fixed<H: VmObjects<PagingHandler = P>>(
         &mut self,
         i: usize,
-        images: &VmImages<'_>,
+        regions: &[RegionPlan],
     ) -> Result<(), SetupError> {
-        for r in plan::regions(i, &self.vms[i].config, images)? {
+        for r in regions {
             if let HostPlace::Fixed(base) = r.host {
                 alloc_at::<H>(Some(i), r.what, base, r.size_bytes, r.want)?;
                 self.vms[i].regions.push(Region { base, size: r.size_bytes });
@@ -955,12 +974,11 @@ impl<P: PagingHandler> Vmm<P> {
     fn place<H: VmObjects<PagingHandler = P>>(
         &mut self,
         i: usize,
+        regions: &[RegionPlan],
         images: &VmImages<'_>,
     ) -> Result<VmPlan, SetupError> {
-        let config = &self.vms[i].config;
-        let regions = plan::regions(i, config, images)?;
         let mut placed = Vec::new();
-        for r in &regions {
+        for r in regions {
             let hpa = match r.host {
                 HostPlace::Fixed(p) | HostPlace::Shared(p) => p,
                 HostPlace::Choose { align_bytes } => {
@@ -987,10 +1005,11 @@ impl<P: PagingHandler> Vmm<P> {
     fn build_vm<H: VmObjects<PagingHandler = P>>(
         &mut self,
         i: usize,
+        regions: &[RegionPlan],
         images: &VmImages<'_>,
         copy: &mut dyn CopyIn,
     ) -> Result<(), SetupError> {
-        let plan = self.place::<H>(i, images)?;
+        let plan = self.place::<H>(i, regions, images)?;
         self.vms[i].mappings = plan.mappings.clone();
         self.vms[i].plan = Some(plan.clone());
         let mut k = Observed::new(Lent::<H>::new(), OpCounts::default());
@@ -1027,14 +1046,8 @@ impl<P: PagingHandler> Vmm<P> {
         let vm = Some(i);
         let v = &mut self.vms[i];
         drop(v.book.take());
-        let mut first_err = None;
-        let mut note = |r: Result<(), SetupError>| {
-            if let Err(e) = r
-                && first_err.is_none()
-            {
-                first_err = Some(e);
-            }
-        };
+        let mut first_err = FirstError::default();
+        let mut note = |r| first_err.note(r);
         let mut k = Lent::<H>::new();
         if let (Some(plan), Some((first, _))) = (&v.plan, v.slots) {
             for (kf, f) in plan.frames.iter().enumerate() {
@@ -1063,10 +1076,7 @@ impl<P: PagingHandler> Vmm<P> {
         v.flash_rom.clear();
         v.mappings.clear();
         v.plan = None;
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        first_err.result()
     }
 
     /// Builds VM `i` again from `images` (its bundle entry), as it was at the start: every
@@ -1082,11 +1092,12 @@ impl<P: PagingHandler> Vmm<P> {
         self.teardown_vm::<H>(i)?;
         let reboots = self.vms[i].reboots.saturating_add(1);
         let counters = self.vms[i].state.counters().clone();
-        let fresh = Vm::fresh(i, &self.vms[i].config.clone(), self.options.platform, &images.flash)?;
+        let fresh = Vm::fresh(i, &self.vms[i].config, self.options.platform, &images.flash)?;
         self.vms[i] = fresh;
         self.vms[i].reboots = reboots;
         self.vms[i].state.set_counters(counters);
-        let r = self.reserve_fixed::<H>(i, images).and_then(|()| self.build_vm::<H>(i, images, copy));
+        let regions = plan::regions(i, &self.vms[i].config, images)?;
+        let r = self.reserve_fixed::<H>(i, &regions).and_then(|()| self.build_vm::<H>(i, &regions, images, copy));
         if r.is_err() {
             let _ = self.teardown_vm::<H>(i);
         }
@@ -1126,46 +1137,27 @@ impl<P: PagingHandler> Vmm<P> {
     /// Frees everything [`Vmm::build`] made: every VM (as [`Vmm::reboot_vm`] does), then the
     /// routed interrupts, the shared memory and objects.
     pub fn teardown<H: VmObjects<PagingHandler = P>>(&mut self) -> Result<(), SetupError> {
-        let mut first_err = None;
+        let mut first_err = FirstError::default();
         let mut k = Lent::<H>::new();
         for r in self.irqs.drain(..).rev() {
             for slot in [r.signal, r.handler.slot()] {
                 let deleted =
                     k.cnode_delete(CNodeSlot::root(slot)).map_err(kernel_err(None, "CNode_Delete (interrupt)"));
                 let freed = H::free_slots(slot, 1).map_err(hal_err(None, "freeing an interrupt's slot"));
-                if let Err(e) = deleted.and(freed)
-                    && first_err.is_none()
-                {
-                    first_err = Some(e);
-                }
+                first_err.note(deleted.and(freed));
             }
         }
         for i in (0..self.vms.len()).rev() {
-            if let Err(e) = self.teardown_vm::<H>(i)
-                && first_err.is_none()
-            {
-                first_err = Some(e);
-            }
+            first_err.note(self.teardown_vm::<H>(i));
         }
         self.vms.clear();
         for r in self.shared.drain(..).rev() {
-            if let Err(e) = dealloc_at::<H>(None, "freeing shared memory", r)
-                && first_err.is_none()
-            {
-                first_err = Some(e);
-            }
+            first_err.note(dealloc_at::<H>(None, "freeing shared memory", r));
         }
         for o in self.objects.drain(..).rev() {
-            if let Err(e) = H::free_objects(o).map_err(hal_err(None, "freeing VMM objects"))
-                && first_err.is_none()
-            {
-                first_err = Some(e);
-            }
+            first_err.note(H::free_objects(o).map_err(hal_err(None, "freeing VMM objects")));
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        first_err.result()
     }
 }
 
