@@ -20,7 +20,7 @@ use sel4::{ObjectBlueprint, VirtAddr};
 use sel4_model::Model;
 use vm_config::{EmulatedKind, SystemConfig};
 use vm_runner::bundle::{Bundle, VmImages};
-use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, MappingKind, SetupOptions, Vmm};
+use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, MappingKind, SetupOptions, Vmm, split_slots};
 
 /// Arguments of `capvisor plan`.
 #[derive(clap::Args, Debug)]
@@ -211,7 +211,8 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     // One plan per process: the model is installed in a static cell for the paging handler.
     let _ = PlanHal::cell().take();
     let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
-    install_model::<PlanHal>(model, DEFAULT_VMM_SLOTS).map_err(PlanError::Platform)?;
+    let slots = split_slots(model.bootinfo().empty(), DEFAULT_VMM_SLOTS);
+    install_model::<PlanHal>(model, slots).map_err(PlanError::Platform)?;
     let options = SetupOptions {
         platform: vm_runner::Platform { list_registers },
         asid_pool: sel4::init_cap::ASID_POOL.cap(),

@@ -95,17 +95,14 @@ pub fn pages_held<I: HalInstance>() -> usize {
     pages().keys().filter(|(c, _)| *c == id).count()
 }
 
-/// A HAL over the seL4 model, installed in `I`'s cell, owning every untyped and bootinfo's
-/// empty slots: the last `loose` of them (at most half) for the VM layer's own capabilities,
-/// the rest for the pool.
+/// A HAL over the seL4 model, installed in `I`'s cell, owning every untyped, `pool` for the
+/// pool's capabilities and `loose` for the VM layer's own (both parts of bootinfo's empty
+/// region: the VM layer's `split_slots` cuts them as the root task does).
 pub fn install_model<I: HalInstance<Kernel = sel4_model::Model>>(
     model: sel4_model::Model,
-    loose: u64,
+    (pool, loose): (sel4::SlotRegion, sel4::SlotRegion),
 ) -> Result<(), alloc::string::String> {
     use alloc::string::ToString;
-    let empty = model.bootinfo().empty();
-    let loose = loose.min(empty.len() / 2);
-    let (pool, loose) = empty.split_at(empty.len() - loose);
     let untyped: alloc::vec::Vec<_> = model.untyped_slots().into_iter().map(|(s, d)| (s.cap(), d)).collect();
     let hal = crate::Sel4Hal::new(model, untyped, crate::HalConfig::with_loose_slots(pool, loose))
         .map_err(|e| e.to_string())?;

@@ -89,7 +89,8 @@ impl<I: HalInstance<Kernel = Model>> CopyIn for Recorder<I> {
 /// options to build VMs with.
 pub(crate) fn install<I: HalInstance<Kernel = Model>>(model: Model) -> SetupOptions {
     let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
-    hal_sel4::host::install_model::<I>(model, DEFAULT_VMM_SLOTS).unwrap();
+    let slots = split_slots(model.bootinfo().empty(), DEFAULT_VMM_SLOTS);
+    hal_sel4::host::install_model::<I>(model, slots).unwrap();
     SetupOptions {
         platform: Platform { list_registers },
         asid_pool: init_cap::ASID_POOL.cap(),

@@ -107,7 +107,8 @@ fn build(bundle: &Bundle<'_>) {
     let _ = cell.take();
     let model = Model::qemu_arm_virt_capvisor();
     let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
-    if let Err(e) = install_model::<FuzzHal>(model, vm_runner::setup::DEFAULT_VMM_SLOTS) {
+    let slots = vm_runner::setup::split_slots(model.bootinfo().empty(), vm_runner::setup::DEFAULT_VMM_SLOTS);
+    if let Err(e) = install_model::<FuzzHal>(model, slots) {
         panic!("the model HAL: {e}");
     }
     let options = vm_runner::setup::SetupOptions {
