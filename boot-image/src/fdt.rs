@@ -1,6 +1,7 @@
 //! Just enough of a flattened device tree reader for the loader and the image tool: the
-//! header (size checks), the first memory node, and the `reg` of the first node with a given
-//! `compatible` string (the console UART).
+//! header (size checks), the first memory node, the `reg` of the first node with a given
+//! `compatible` string (the console UART), and the `reg` of every CPU node (the MPIDR the
+//! loader starts each core by).
 //!
 //! Owns: bounds-checked walking of the structure block. Never touches: the tree's contents
 //! beyond reading (the kernel gets the bytes unchanged).
@@ -254,6 +255,40 @@ impl<'a> Fdt<'a> {
         )
     }
 
+    /// The `reg` of every node with `device_type = "cpu"`, in tree order: the core's MPIDR
+    /// affinity bits (the Arm CPU binding), read with the parent's `#address-cells`. Stores
+    /// the first `out.len()` and returns how many there are.
+    pub fn cpu_ids(&self, out: &mut [u64]) -> Result<usize, FdtError> {
+        let mut cells = [2u32; MAX_DEPTH + 1];
+        let mut count = 0usize;
+        // The node being looked at: (depth, name), its device type is cpu, its reg.
+        let mut cur: (usize, &[u8], bool, Option<u64>) = (0, &[], false, None);
+        let mut flush = |cur: &(usize, &[u8], bool, Option<u64>)| {
+            if let (true, Some(id)) = (cur.2, cur.3) {
+                if let Some(slot) = out.get_mut(count) {
+                    *slot = id;
+                }
+                count += 1;
+            }
+        };
+        self.walk(|depth, node, prop, value| {
+            if depth != cur.0 || !core::ptr::eq(node, cur.1) {
+                flush(&cur);
+                cur = (depth, node, false, None);
+                cells[depth] = 2;
+            }
+            match prop {
+                b"#address-cells" => cells[depth] = be32(value, 0).unwrap_or(2),
+                b"device_type" => cur.2 = value.split(|&c| c == 0).next() == Some(b"cpu"),
+                b"reg" => cur.3 = read_reg(value, cells[depth - 1], 0).map(|r| r.base),
+                _ => {}
+            }
+            false
+        })?;
+        flush(&cur);
+        Ok(count)
+    }
+
     /// The first `reg` of the first memory node (`device_type = "memory"`).
     pub fn first_memory(&self) -> Result<Option<Reg>, FdtError> {
         self.first_reg(|_, prop, value| prop == b"device_type" && value.split(|&c| c == 0).next() == Some(b"memory"))
@@ -283,6 +318,7 @@ fn read_reg(value: &[u8], address_cells: u32, size_cells: u32) -> Option<Reg> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
     use alloc::vec::Vec;
 
     fn qemu_like() -> Vec<u8> {
@@ -293,6 +329,17 @@ mod tests {
         let chosen = w.begin_node("chosen").unwrap();
         w.property_string("stdout-path", "/pl011@9000000").unwrap();
         w.end_node(chosen).unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for (i, mpidr) in [0u32, 1, 0x100].into_iter().enumerate() {
+            let c = w.begin_node(&format!("cpu@{i}")).unwrap();
+            w.property_u32("reg", mpidr).unwrap();
+            w.property_string("enable-method", "psci").unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.end_node(c).unwrap();
+        }
+        w.end_node(cpus).unwrap();
         let m = w.begin_node("memory@40000000").unwrap();
         w.property_array_u64("reg", &[0x4000_0000, 0x8000_0000]).unwrap();
         w.property_string("device_type", "memory").unwrap();
@@ -334,6 +381,19 @@ mod tests {
         assert_eq!(fdt.compatible_gic_irq("arm,armv8-timer").unwrap(), Some(29), "PPI 13, the first of its list");
         assert_eq!(fdt.compatible_gic_irq("test,odd").unwrap(), None, "type 7 is neither SPI nor PPI");
         assert_eq!(fdt.compatible_gic_irq("ns16550a").unwrap(), None);
+    }
+
+    #[test]
+    fn finds_every_cpu_by_its_mpidr() {
+        let blob = qemu_like();
+        let fdt = Fdt::from_bytes(&blob).unwrap();
+        let mut ids = [u64::MAX; 4];
+        assert_eq!(fdt.cpu_ids(&mut ids).unwrap(), 3);
+        assert_eq!(ids, [0, 1, 0x100, u64::MAX]);
+        // Fewer slots than cpus: counted, not stored.
+        let mut one = [0u64; 1];
+        assert_eq!(fdt.cpu_ids(&mut one).unwrap(), 3);
+        assert_eq!(one, [0]);
     }
 
     #[test]

@@ -189,6 +189,13 @@ pub enum Error {
         /// Ranges the payload holds.
         max: usize,
     },
+    /// The kernel is built for more cores than the loader starts (or none).
+    Cores {
+        /// The kernel's `MAX_NUM_NODES`.
+        cores: u64,
+        /// The most the loader starts.
+        max: u64,
+    },
     /// The payload is unusable.
     Payload(PayloadError),
     /// The loader's page tables cannot be built.
@@ -214,6 +221,9 @@ impl fmt::Display for Error {
             Error::NoRam => write!(f, "platform: no memory regions"),
             Error::TooManyRamRanges { count, max } => {
                 write!(f, "platform: {count} memory regions, the boot image holds {max}")
+            }
+            Error::Cores { cores, max } => {
+                write!(f, "kernel: MAX_NUM_NODES is {cores}, the loader starts 1 to {max} cores")
             }
             Error::Payload(e) => e.fmt(f),
             Error::PageTable(e) => e.fmt(f),

@@ -25,7 +25,8 @@
 //! | 17 | number of RAM ranges (at most [`MAX_RAM`]) |
 //! | 18..26 | RAM ranges as (start, end) pairs |
 //! | 26, 27 | number of copies, checksum of the copy table |
-//! | 28..32 | zero |
+//! | 28 | cores the kernel was built for (`MAX_NUM_NODES`, at least 1): the loader starts them all |
+//! | 29..32 | zero |
 //!
 //! After the header, in this order, each item at the next 8-byte boundary with zero bytes
 //! in between and after the last (up to the total length): the copy table, the embedded
@@ -49,8 +50,10 @@ use crate::checksum::checksum;
 /// `b"CAPVBOOT"` as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"CAPVBOOT");
 /// Format version. 2: lane checksum instead of FNV-1a, one checksum per part and per copy,
-/// copies in place, canonical layout.
-pub const VERSION: u64 = 2;
+/// copies in place, canonical layout. 3: the number of cores (word 28).
+pub const VERSION: u64 = 3;
+/// Cores the header may name: the loader has a stack for each.
+pub const MAX_CORES: u64 = 8;
 /// Bytes of the fixed header.
 pub const HEADER_BYTES: usize = 256;
 /// RAM ranges the header holds.
@@ -83,6 +86,7 @@ const W_RAM_COUNT: usize = 17;
 const W_RAM: usize = 18;
 const W_COPY_COUNT: usize = 26;
 const W_TABLE_SUM: usize = 27;
+const W_CORES: usize = 28;
 
 /// The kernel's boot arguments and how the loader maps memory.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -113,6 +117,9 @@ pub struct BootInfo {
     pub ram: [(u64, u64); MAX_RAM],
     /// How many of `ram` are used.
     pub ram_count: usize,
+    /// Cores the kernel waits for at boot (its `MAX_NUM_NODES`), 1..=[`MAX_CORES`]: the
+    /// loader enters the kernel on each.
+    pub cores: u64,
 }
 
 /// Where a copy's file bytes are when the loader starts.
@@ -298,7 +305,11 @@ impl Header {
             tcr_el2: word(bytes, W_TCR),
             ram,
             ram_count,
+            cores: word(bytes, W_CORES),
         };
+        if !(1..=MAX_CORES).contains(&info.cores) {
+            return Err(PayloadError::BadField { field: "cores" });
+        }
         if info.ui_p_start > info.ui_p_end || info.dtb_slot_start > info.dtb_slot_end {
             return Err(PayloadError::BadField { field: "regions" });
         }
@@ -526,6 +537,7 @@ pub fn encode(info: &BootInfo, loads: &[Load<'_>], dtb: Option<&[u8]>, placement
         (W_RAM_COUNT, info.ram_count as u64),
         (W_COPY_COUNT, loads.len() as u64),
         (W_TABLE_SUM, table_sum),
+        (W_CORES, info.cores),
     ];
     for (w, v) in fields {
         put(&mut out, w, v);
@@ -603,6 +615,7 @@ mod tests {
             tcr_el2: 0x8084_3510,
             ram: [(0x6000_0000, 0xc000_0000), (0, 0), (0, 0), (0, 0)],
             ram_count: 1,
+            cores: 2,
         }
     }
 
@@ -812,6 +825,13 @@ mod tests {
         set(&mut bad, entry(0, 0), 2);
         reseal(&mut bad);
         assert_eq!(Payload::parse(&bad).err(), Some(PayloadError::BadField { field: "copy flags" }));
+        // No core, or more cores than the loader has stacks for.
+        for cores in [0, MAX_CORES + 1] {
+            let mut bad = bytes.clone();
+            set(&mut bad, W_CORES, cores);
+            reseal(&mut bad);
+            assert_eq!(Payload::parse(&bad).err(), Some(PayloadError::BadField { field: "cores" }), "{cores}");
+        }
     }
 
     #[test]

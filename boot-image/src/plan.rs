@@ -44,6 +44,8 @@ pub struct PlanInput<'a> {
     pub uart: u64,
     /// `TCR_EL2` for the kernel's configuration.
     pub tcr_el2: u64,
+    /// Cores the kernel was built for (`MAX_NUM_NODES`).
+    pub cores: u64,
 }
 
 /// A checked plan, ready to be encoded as a payload.
@@ -80,6 +82,9 @@ impl<'a> Plan<'a> {
         let last = *ram.last().ok_or(Error::NoRam)?;
         if ram.len() > MAX_RAM {
             return Err(Error::TooManyRamRanges { count: ram.len(), max: MAX_RAM });
+        }
+        if !(1..=payload::MAX_CORES).contains(&input.cores) {
+            return Err(Error::Cores { cores: input.cores, max: payload::MAX_CORES });
         }
         let mut regions = Vec::new();
         let mut copies = Vec::new();
@@ -166,6 +171,7 @@ impl<'a> Plan<'a> {
                 tcr_el2: input.tcr_el2,
                 ram: [(0, 0); MAX_RAM],
                 ram_count: ram.len(),
+                cores: input.cores,
             },
             embedded_dtb: input.embedded_dtb,
         };
@@ -321,6 +327,7 @@ mod tests {
             dtb_probe: Some(PhysRange { start: 0x4000_0000, end: 0x4010_0000 }),
             uart: 0x900_0000,
             tcr_el2: crate::pagetable::tcr_el2(false),
+            cores: 1,
         }
     }
 
@@ -343,6 +350,7 @@ mod tests {
             tcr_el2: 0,
             ram: [(0, 0); payload::MAX_RAM],
             ram_count: 1,
+            cores: 1,
         };
         boot.ram[0] = (0x6000_0000, 0xc000_0000);
         let kernel = PhysRange { start: 0x6000_0000, end: 0x6023_e123 };
@@ -534,6 +542,26 @@ mod tests {
         let err = Plan::new(&i).unwrap_err();
         assert_eq!(err, Error::DtbTooLarge { size: 5000, max: 4096 });
         assert_eq!(err.to_string(), "device tree: 5000 bytes, the DTB slot holds 4096 (raise --dtb-max)");
+    }
+
+    #[test]
+    fn cores_reach_the_payload_and_are_bounded() {
+        let k = kernel(0x6000_0000, 0x1000);
+        let r = root_task(&[(0x40_0000, 0x1000)]);
+        let mut i = input(&k, &r);
+        i.cores = 2;
+        let plan = Plan::new(&i).unwrap();
+        let p = payload::Payload::parse(&plan.encode(Placement::Payload)).map(|p| p.info).unwrap();
+        assert_eq!(p.cores, 2);
+        for cores in [0, payload::MAX_CORES + 1] {
+            i.cores = cores;
+            let err = Plan::new(&i).unwrap_err();
+            assert_eq!(err, Error::Cores { cores, max: payload::MAX_CORES });
+        }
+        assert_eq!(
+            Error::Cores { cores: 9, max: 8 }.to_string(),
+            "kernel: MAX_NUM_NODES is 9, the loader starts 1 to 8 cores"
+        );
     }
 
     #[test]

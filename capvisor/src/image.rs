@@ -299,6 +299,12 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
         });
     }
     let tcr = pagetable::tcr_el2(flag("AARCH64_VSPACE_S2_START_L1"));
+    // The kernel waits at boot until every core it was built for has entered it; the
+    // loader starts that many (each found in the live device tree by its MPIDR).
+    let cores = config.0.get("MAX_NUM_NODES").and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| ImageError::Input {
+        path: prefix.join(kconfig::FILES[0]),
+        message: "MAX_NUM_NODES is missing or not a number".into(),
+    })?;
     let ram = platform_memory(&prefix.join("support/platform_gen.json"))?;
 
     // The platform's DTB tells where QEMU leaves the live one and where the console is.
@@ -340,6 +346,7 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
         },
         uart,
         tcr_el2: tcr,
+        cores,
     };
     let plan = Plan::new(&input).map_err(|err| match err {
         boot_image::Error::Elf { image: Image::Kernel, .. } => ImageError::Elf { path: kernel_path.clone(), err },
@@ -481,6 +488,7 @@ mod tests {
             dtb_probe: Some(PhysRange { start: 0x4000_0000, end: 0x4010_0000 }),
             uart: DEFAULT_UART,
             tcr_el2: pagetable::tcr_el2(false),
+            cores: 1,
         })
         .unwrap();
         let (elf, count) = elf_image(&plan, base, &loader, base);
@@ -530,6 +538,7 @@ mod tests {
             dtb_probe: None,
             uart: DEFAULT_UART,
             tcr_el2: pagetable::tcr_el2(false),
+            cores: 1,
         })
         .unwrap();
         let bytes = plan.encode(Placement::Payload);

@@ -369,6 +369,7 @@ mod tools {
             dtb_probe: None,
             uart: 0x0900_0000,
             tcr_el2: 0,
+            cores: 1,
         })
         .expect("plan");
         let prefix = super::kernel_build_root().expect("a kernel build (SEL4_PREFIX or the interface data)");

@@ -1,8 +1,9 @@
-//! EL2 system registers, cache maintenance and the jump into the kernel: every instruction
-//! the loader needs that Rust cannot express.
+//! EL2 system registers, cache maintenance, the PSCI call that starts a core, and the jump
+//! into the kernel: every instruction the loader needs that Rust cannot express.
 //!
 //! Owns: SCTLR_EL2, MAIR_EL2, TCR_EL2, TTBR0_EL2, VBAR_EL2, CNTVOFF_EL2 until the kernel
-//! takes over. Never touches: EL1 state (the kernel sets it up).
+//! takes over, on every core. Never touches: EL1 state (the kernel sets it up), but for
+//! TPIDR_EL1, which carries the core's index into the kernel.
 
 use core::arch::{asm, global_asm};
 
@@ -17,6 +18,53 @@ pub fn current_el() -> u64 {
     // SAFETY: reading CurrentEL has no side effects and is allowed at every EL above 0.
     unsafe { asm!("mrs {}, CurrentEL", out(reg) el, options(nomem, nostack)) };
     (el >> 2) & 3
+}
+
+/// This core's affinity (MPIDR_EL1 Aff3..Aff0, without the U and MT bits): the value a
+/// device tree's cpu node has in `reg` and PSCI `CPU_ON` takes.
+pub fn mpidr() -> u64 {
+    let m: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effects and is allowed at EL2.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) m, options(nomem, nostack)) };
+    m & 0xff_00ff_ffff
+}
+
+/// The physical counter and its frequency in Hz, for the loader's timeouts.
+pub fn counter() -> (u64, u64) {
+    let (now, hz): (u64, u64);
+    // SAFETY: reading the counter registers has no side effects; EL2 may read them.
+    unsafe {
+        asm!("isb", "mrs {}, cntpct_el0", "mrs {}, cntfrq_el0", out(reg) now, out(reg) hz, options(nomem, nostack))
+    };
+    (now, hz)
+}
+
+/// PSCI `CPU_ON` (SMC64 function 0xC4000003) through the SMC conduit: the only one that
+/// reaches firmware from EL2 (an HVC would trap to the loader itself). The core `mpidr`
+/// starts at EL2 with its MMU off at `entry`, with `context` in x0. Returns PSCI's status
+/// (0 success, negative an error).
+///
+/// # Safety
+/// `entry` must be code that can run on a core with its MMU off, at EL2.
+pub unsafe fn psci_cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
+    const CPU_ON: u64 = 0xC400_0003;
+    let ret: u64;
+    // SAFETY: an SMC with the SMC Calling Convention: x0..x3 in, x0 out, x4..x17 may be
+    // clobbered by the firmware. The caller vouches for the entry point.
+    unsafe {
+        asm!(
+            "smc #0",
+            inout("x0") CPU_ON => ret,
+            inout("x1") mpidr => _,
+            inout("x2") entry => _,
+            inout("x3") context => _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+            out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _, out("x15") _,
+            out("x16") _, out("x17") _,
+            options(nostack),
+        )
+    };
+    ret as i64
 }
 
 /// Stops this CPU for good.
@@ -112,7 +160,8 @@ fn for_each_line(start: u64, end: u64, mut op: impl FnMut(u64)) {
     }
 }
 
-/// The arguments seL4's `init_kernel` takes in x0..x5.
+/// The arguments seL4's `init_kernel` takes in x0..x5; every core gets the same.
+#[derive(Clone, Copy)]
 pub struct KernelArgs {
     /// Kernel virtual entry.
     pub entry: u64,
@@ -130,22 +179,24 @@ pub struct KernelArgs {
     pub dtb_size: u64,
 }
 
-/// Jumps to the kernel.
+/// Jumps to the kernel as core `core` (0 the boot core, then 1.. in device-tree order).
 ///
 /// # Safety
 /// The kernel and user image must be in place, the MMU on with the kernel's window mapped,
 /// and caches maintained for the copied code.
-pub unsafe fn enter_kernel(a: &KernelArgs) -> ! {
+pub unsafe fn enter_kernel(a: &KernelArgs, core: u64) -> ! {
     // SAFETY: the caller guarantees the kernel is loaded and mapped; seL4's `_start` reads
-    // exactly x0..x5, and the virtual counter offset is zeroed so guests and the kernel
-    // agree on time (CNTVOFF_EL2 resets to an unknown value).
+    // exactly x0..x5, and, built for several cores, the core's index from TPIDR_EL1 (its
+    // stack and per-core state follow from it). The virtual counter offset is zeroed so
+    // guests and the kernel agree on time (CNTVOFF_EL2 resets to an unknown value).
     unsafe {
         asm!(
             "msr cntvoff_el2, xzr",
-            "msr tpidr_el1, xzr",
+            "msr tpidr_el1, {core}",
             "isb",
             "br {entry}",
             entry = in(reg) a.entry,
+            core = in(reg) core,
             in("x0") a.ui_p_start,
             in("x1") a.ui_p_end,
             in("x2") a.pv_offset,

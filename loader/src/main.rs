@@ -7,7 +7,9 @@
 //! there; the flat binary carries them in the payload and the loader copies them), places
 //! the device tree below the root task, builds the page tables seL4 expects at entry
 //! (identity map for the loader, the kernel's window at `paddr + offset`), turns the MMU
-//! on, and jumps to the kernel's virtual entry with seL4's boot arguments in x0..x5.
+//! on, starts the other cores the kernel was built for (PSCI `CPU_ON`; each sets up EL2 the
+//! same way), and jumps to the kernel's virtual entry with seL4's boot arguments in x0..x5,
+//! on every core.
 //!
 //! Owns: the EL2 machine state until the jump. Never touches: anything after it; the
 //! payload's contents beyond what the format defines.
@@ -17,6 +19,8 @@
 mod console;
 #[cfg(target_os = "none")]
 mod cpu;
+#[cfg(target_os = "none")]
+mod smp;
 #[cfg(target_os = "none")]
 mod start;
 

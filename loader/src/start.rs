@@ -1,5 +1,5 @@
 //! Entry and the loader's steps, in order: console, exception level, payload, device tree,
-//! page tables, MMU, copies (each checked where its bytes are), jump.
+//! page tables, MMU, copies (each checked where its bytes are), the other cores, jump.
 
 use core::arch::global_asm;
 use core::panic::PanicInfo;
@@ -11,6 +11,7 @@ use boot_image::payload::{self, Header, Payload, Source};
 use crate::console;
 use crate::cpu;
 use crate::log;
+use crate::smp;
 
 // The first instruction of the image. Interrupts masked, the firmware's x0 kept, FP/SIMD
 // made usable, the stack set up in .bss (after zeroing it), then Rust.
@@ -247,14 +248,6 @@ extern "C" fn loader_main(x0: u64) -> ! {
         cpu::dcache_clean_range(written_from, c.dest + c.memsz);
         log!("checked {:#x} bytes ({how}) at [{:#x}..{:#x})", c.filesz, c.dest, c.dest + c.memsz);
     }
-    log!(
-        "entering kernel at {:#x}: user image [{:#x}..{:#x}) pv_offset={:#x} entry={:#x}, DTB {dtb_paddr:#x}+{dtb_size:#x}",
-        info.kernel_entry,
-        info.ui_p_start,
-        info.ui_p_end,
-        info.pv_offset,
-        info.v_entry
-    );
     let args = cpu::KernelArgs {
         entry: info.kernel_entry,
         ui_p_start: info.ui_p_start,
@@ -264,9 +257,32 @@ extern "C" fn loader_main(x0: u64) -> ! {
         dtb_paddr,
         dtb_size,
     };
+    // The other cores, each up to the kernel's entry, where seL4 holds them until this
+    // core has initialised the kernel.
+    let mmu = smp::Mmu { mair: pagetable::MAIR_EL2, tcr: info.tcr_el2, ttbr0: root };
+    match smp::start(&fdt, info.cores, &mmu, &args) {
+        Ok(ids) if info.cores > 1 => {
+            use core::fmt::Write as _;
+            let _ = write!(console::Console, "capvisor loader: {} cores entering the kernel, MPIDR", info.cores);
+            for id in &ids[..info.cores as usize] {
+                let _ = write!(console::Console, " {id:#x}");
+            }
+            let _ = writeln!(console::Console, " (core 0 last)");
+        }
+        Ok(_) => {}
+        Err(e) => fail(&e),
+    }
+    log!(
+        "entering kernel at {:#x}: user image [{:#x}..{:#x}) pv_offset={:#x} entry={:#x}, DTB {dtb_paddr:#x}+{dtb_size:#x}",
+        info.kernel_entry,
+        info.ui_p_start,
+        info.ui_p_end,
+        info.pv_offset,
+        info.v_entry
+    );
     // SAFETY: everything is checked and in place, caches are maintained, and the map has the kernel's
     // window; the kernel takes over the machine from here.
-    unsafe { cpu::enter_kernel(&args) }
+    unsafe { cpu::enter_kernel(&args, 0) }
 }
 
 #[panic_handler]

@@ -240,6 +240,7 @@ pub fn boot_payload() -> Result<Vec<(String, Vec<u8>)>, String> {
             dtb_probe: Some(PhysRange { start: 0x4000_0000, end: 0x4010_0000 }),
             uart: 0x900_0000,
             tcr_el2: pagetable::tcr_el2(false),
+            cores: 2,
         };
         let plan = Plan::new(&input).map_err(|e| format!("boot payload plan: {e}"))?;
         for (place_name, placement) in [("payload", CopyPlacement::Payload), ("inplace", CopyPlacement::InPlace)] {
