@@ -2,7 +2,8 @@
 #
 # In:  SEL4_PREFIX (a user's installed kernel: this file then only checks it), else
 #      SEL4_SOURCE (tarball or source tree; -D or the environment variable), else a download
-#      of the pinned release into CAPVISOR_CACHE_DIR; CAPVISOR_PLATFORM, CAPVISOR_KERNEL.
+#      of the pinned release into CAPVISOR_CACHE_DIR; CAPVISOR_PLATFORM, CAPVISOR_KERNEL,
+#      CAPVISOR_NUM_CPUS.
 # Out: CAPVISOR_SEL4_PREFIX, an installed prefix (bin/kernel.elf, libsel4/include/...,
 #      support/...) that every later build step reads.
 #
@@ -153,9 +154,16 @@ function(capvisor_build_kernel tree python prefix)
     set(settings "${CAPVISOR_PLATFORM_DIR}/kernel-settings.cmake")
     set(kbuild "${CMAKE_BINARY_DIR}/sel4/${CAPVISOR_KERNEL}/build")
     set(stamp "${CMAKE_BINARY_DIR}/sel4/${CAPVISOR_KERNEL}/inputs")
-    file(SHA256 "${settings}" settings_sha)
+    # A platform's settings may include another's: every platform's settings are inputs.
+    file(GLOB all_settings "${CMAKE_SOURCE_DIR}/platforms/*/kernel-settings.cmake")
+    list(SORT all_settings)
+    set(settings_sha "")
+    foreach(f ${all_settings})
+        file(SHA256 "${f}" sha)
+        string(APPEND settings_sha " ${sha}")
+    endforeach()
     file(SHA256 "${SEL4_MANIFEST}" manifest_sha)
-    set(inputs "source ${manifest_sha}\nsettings ${settings_sha}\nflavour ${CAPVISOR_KERNEL}\nplatform ${CAPVISOR_PLATFORM}\n")
+    set(inputs "source ${manifest_sha}\nsettings${settings_sha}\nflavour ${CAPVISOR_KERNEL}\nplatform ${CAPVISOR_PLATFORM}\ncpus ${CAPVISOR_NUM_CPUS}\n")
     set(prev "")
     if(EXISTS "${stamp}")
         file(READ "${stamp}" prev)
@@ -169,13 +177,14 @@ function(capvisor_build_kernel tree python prefix)
     get_filename_component(pydir "${python}" DIRECTORY)
     set(env ${CMAKE_COMMAND} -E env "PATH=${pydir}:$ENV{PATH}")
 
-    message(STATUS "capvisor: configuring seL4 ${SEL4_VERSION} for ${CAPVISOR_PLATFORM} (${CAPVISOR_KERNEL}); log: ${kbuild}/configure.log")
+    message(STATUS "capvisor: configuring seL4 ${SEL4_VERSION} for ${CAPVISOR_PLATFORM}, ${CAPVISOR_NUM_CPUS} core(s) (${CAPVISOR_KERNEL}); log: ${kbuild}/configure.log")
     execute_process(
         COMMAND ${env} "${CMAKE_COMMAND}" -G Ninja
                 "-DCMAKE_MAKE_PROGRAM=${CAPVISOR_TOOL_ninja}"
                 "-DCMAKE_TOOLCHAIN_FILE=${tree}/gcc.cmake"
                 "-DCMAKE_INSTALL_PREFIX=${prefix}"
                 "-DCAPVISOR_KERNEL=${CAPVISOR_KERNEL}"
+                "-DCAPVISOR_NUM_CPUS=${CAPVISOR_NUM_CPUS}"
                 -C "${settings}"
                 -S "${tree}" -B "${kbuild}"
         OUTPUT_FILE "${kbuild}/configure.log" ERROR_FILE "${kbuild}/configure.log"
@@ -202,6 +211,9 @@ function(capvisor_build_kernel tree python prefix)
     # Not part of an install prefix, but what the interface data's extra/ holds: the label
     # numbers the kernel build generated, which sel4-codegen's tests check against.
     file(COPY "${kbuild}/generated/invocations_all.json" DESTINATION "${prefix}/extra")
+    # Which platform and core count this prefix was built for: the kernel suites and
+    # benchmarks boot it with the matching QEMU machine (qemu/run-qemu.sh --platform --cpus).
+    file(WRITE "${prefix}/capvisor-platform" "${CAPVISOR_PLATFORM} ${CAPVISOR_NUM_CPUS}\n")
     file(WRITE "${stamp}" "${inputs}")
     message(STATUS "capvisor: seL4 ${SEL4_VERSION} (${CAPVISOR_KERNEL}) installed in ${prefix}")
 endfunction()
@@ -227,6 +239,6 @@ else()
     set(CAPVISOR_SEL4_PREFIX "${CMAKE_BINARY_DIR}/sel4/${CAPVISOR_KERNEL}/prefix")
     capvisor_build_kernel("${sel4_tree}" "${sel4_python}" "${CAPVISOR_SEL4_PREFIX}")
     capvisor_check_prefix("${CAPVISOR_SEL4_PREFIX}" "the kernel build's prefix")
-    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-                 "${CAPVISOR_PLATFORM_DIR}/kernel-settings.cmake" "${SEL4_MANIFEST}")
+    file(GLOB all_settings "${CMAKE_SOURCE_DIR}/platforms/*/kernel-settings.cmake")
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${all_settings} "${SEL4_MANIFEST}")
 endif()

@@ -1,10 +1,15 @@
-# seL4 16.0.0 settings for capvisor on QEMU `virt` (GICv2, one core, Cortex-A57, 2 GiB).
-# Loaded with `cmake -C` before seL4's own configuration. The flavour (CAPVISOR_KERNEL,
-# release or debug) is the only input: everything else is fixed here, and the resulting
-# gen_config.json must equal ../shared/sel4/16.0.0's for that flavour byte for byte
-# (capvisor/tests/kernel_config.rs). Why each value: ../shared/sel4/16.0.0/README.md.
+# seL4 16.0.0 settings for capvisor on QEMU `virt` (GICv2, Cortex-A57, 2 GiB).
+# Loaded with `cmake -C` before seL4's own configuration. The inputs are the flavour
+# (CAPVISOR_KERNEL, release or debug) and the number of cores (CAPVISOR_NUM_CPUS, default 1);
+# everything else is fixed here. With one core the resulting gen_config.json must equal
+# ../shared/sel4/16.0.0's for that flavour byte for byte; with more, it may differ only in
+# what the core count implies (kernel/check-config.cmake). Why each value:
+# ../shared/sel4/16.0.0/README.md. Other platforms include this file and change what differs.
 if(NOT DEFINED CAPVISOR_KERNEL)
     set(CAPVISOR_KERNEL release)
+endif()
+if(NOT DEFINED CAPVISOR_NUM_CPUS)
+    set(CAPVISOR_NUM_CPUS 1)
 endif()
 
 set(CROSS_COMPILER_PREFIX "aarch64-linux-gnu-" CACHE STRING "")
@@ -17,7 +22,7 @@ set(QEMU_GIC_VERSION 2 CACHE STRING "")
 
 set(KernelArmHypervisorSupport ON CACHE BOOL "")
 set(KernelIsMCS OFF CACHE BOOL "")
-set(KernelMaxNumNodes 1 CACHE STRING "")
+set(KernelMaxNumNodes ${CAPVISOR_NUM_CPUS} CACHE STRING "")
 set(KernelRootCNodeSizeBits 16 CACHE STRING "")
 set(KernelArmExportPCNTUser ON CACHE BOOL "")
 set(KernelArmExportVCNTUser ON CACHE BOOL "")

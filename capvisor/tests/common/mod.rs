@@ -173,7 +173,24 @@ pub fn run_qemu_with(image: &Path, timeout_s: u64, extra_qemu: &[&str], dir: &Pa
     run_qemu_script(image, timeout_s, &[], extra_qemu, dir, name)
 }
 
-/// [`run_qemu_with`] with options for `qemu/run-qemu.sh` itself (`--raw ADDR`).
+/// The platform and core count the kernel of `$SEL4_PREFIX` was built for, from the
+/// `capvisor-platform` file the project's kernel build writes into its prefix
+/// (`qemu-arm-virt-gicv3 2`); a prefix without one (a kernel a user installed) is taken as
+/// `qemu-arm-virt` with one core, the default build.
+pub fn prefix_platform() -> (String, u32) {
+    let default = ("qemu-arm-virt".to_string(), 1);
+    let Some(prefix) = sel4_codegen::prefix::env_path("SEL4_PREFIX") else { return default };
+    let file = prefix.join("capvisor-platform");
+    let Ok(text) = std::fs::read_to_string(&file) else { return default };
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next().and_then(|n| n.parse().ok()), words.next()) {
+        (Some(name), Some(cpus), None) => (name.to_string(), cpus),
+        _ => panic!("{}: want `PLATFORM CPUS`, got {text:?}", file.display()),
+    }
+}
+
+/// [`run_qemu_with`] with options for `qemu/run-qemu.sh` itself (`--raw ADDR`). The machine
+/// is the one the kernel was built for ([`prefix_platform`]).
 pub fn run_qemu_script(
     image: &Path,
     timeout_s: u64,
@@ -182,10 +199,12 @@ pub fn run_qemu_script(
     dir: &Path,
     name: &str,
 ) -> Boot {
+    let (platform, cpus) = prefix_platform();
     let start = Instant::now();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
         .arg("--timeout")
         .arg(timeout_s.to_string())
+        .args(["--platform", &platform, "--cpus", &cpus.to_string()])
         .args(script_opts)
         .arg(image)
         .arg("--")
