@@ -40,6 +40,9 @@ pub struct KernelBuild {
     pub devices: Vec<(u64, u64)>,
     /// The kernel ELF, when the prefix has one.
     pub kernel_elf: Option<PathBuf>,
+    /// Cores the kernel is built for (`MAX_NUM_NODES` of its `gen_config.json`): every vCPU
+    /// must be pinned to one of them.
+    pub cores: u64,
 }
 
 /// Reads the kernel build's platform description from `prefix` (else `$SEL4_PREFIX`, else the
@@ -62,10 +65,19 @@ pub fn kernel_build(prefix: Option<&Path>) -> Result<KernelBuild, String> {
             .collect()
     };
     let kernel = root.join("bin/kernel.elf");
+    let config = root.join("libsel4/include/kernel/gen_config.json");
+    let text = std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let cores = json
+        .get("MAX_NUM_NODES")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| format!("{}: no MAX_NUM_NODES number", config.display()))?;
     Ok(KernelBuild {
         managed: ranges("memory")?,
         devices: ranges("devices")?,
         kernel_elf: kernel.is_file().then_some(kernel),
+        cores,
     })
 }
 
@@ -121,7 +133,9 @@ pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<HostMemory
             ),
         ),
     ];
-    Ok(HostMemory::predicted(&facts, &build.managed, &build.devices, &kept))
+    let mut mem = HostMemory::predicted(&facts, &build.managed, &build.devices, &kept);
+    mem.cores = build.cores;
+    Ok(mem)
 }
 
 /// The picture once the image tool has placed everything: the kernel image, the device tree
@@ -141,7 +155,8 @@ pub fn from_plan(plan: &Plan<'_>, dtb_bytes: u64, build: &KernelBuild) -> Result
         kept(d.start & !0xfff, page_up(d.end), format!("the device tree the kernel copies ({dtb_bytes} bytes)")),
         kept(r.start, r.end, "the root task's image (with its VM bundle)".into()),
     ];
-    let mem = HostMemory::predicted(&facts, &build.managed, &build.devices, &kept);
+    let mut mem = HostMemory::predicted(&facts, &build.managed, &build.devices, &kept);
+    mem.cores = build.cores;
     Ok((mem, kept))
 }
 

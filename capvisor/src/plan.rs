@@ -196,7 +196,7 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         draw(&[])?;
         return Err(e.into());
     }
-    let model = match &args.platform {
+    let mut model = match &args.platform {
         None => Model::qemu_arm_virt_capvisor(),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| PlanError::Io { path: p.clone(), source })?;
@@ -211,10 +211,12 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     // One plan per process: the model is installed in a static cell for the paging handler.
     let _ = PlanHal::cell().take();
     let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
+    // The kernel build's cores: on more than one, each vCPU's pinning is one more invocation.
+    model.set_cores(host.cores);
     let slots = split_slots(model.bootinfo().empty(), DEFAULT_VMM_SLOTS);
     install_model::<PlanHal>(model, slots).map_err(PlanError::Platform)?;
     let options = SetupOptions {
-        platform: vm_runner::Platform { list_registers },
+        platform: vm_runner::Platform { list_registers, cores: host.cores.max(1) },
         asid_pool: sel4::init_cap::ASID_POOL.cap(),
         vmm_tcb: sel4::init_cap::TCB.cap(),
     };

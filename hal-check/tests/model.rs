@@ -222,6 +222,7 @@ impl<K: Kernel> Kernel for Lying<K> {
         asid_pool_assign(p: Cap<ct::AsidPool>, vs: Cap<ct::VSpace>) -> sel4::Result<()>;
         tcb_configure(t: Cap<ct::Tcb>, f: sel4::CPtr, c: Cap<ct::CNode>, d: u64, vs: Cap<ct::VSpace>, a: sel4::VirtAddr, b: Cap<ct::Granule>) -> sel4::Result<()>;
         tcb_set_priority(t: Cap<ct::Tcb>, a: Cap<ct::Tcb>, p: u64) -> sel4::Result<()>;
+        tcb_set_affinity(t: Cap<ct::Tcb>, c: u64) -> sel4::Result<()>;
         tcb_write_registers(t: Cap<ct::Tcb>, r: bool, c: &sel4::UserContext) -> sel4::Result<()>;
         tcb_write_registers_prefix(t: Cap<ct::Tcb>, r: bool, c: &sel4::UserContext, n: usize) -> sel4::Result<()>;
         tcb_read_registers(t: Cap<ct::Tcb>, s: bool) -> sel4::Result<sel4::UserContext>;

@@ -426,7 +426,11 @@ pub fn run(start: &Start) -> u32 {
             return 1;
         }
     };
-    let problems = vm_config::check_placement(&bundle.system, &vm_config::HostMemory::from_bootinfo(&facts, &untyped));
+    // The cores this boot runs on: every vCPU is pinned to one of them (one core: none is).
+    let cores = start.bootinfo.num_nodes();
+    let mut host = vm_config::HostMemory::from_bootinfo(&facts, &untyped);
+    host.cores = cores;
+    let problems = vm_config::check_placement(&bundle.system, &host);
     if !problems.is_empty() {
         for p in &problems {
             debug_println!("capvisor: {}: {p}", p.field);
@@ -473,7 +477,7 @@ pub fn run(start: &Start) -> u32 {
         return 1;
     }
     let options = SetupOptions {
-        platform: Platform::QEMU_VIRT,
+        platform: Platform { cores, ..Platform::QEMU_VIRT },
         asid_pool: init_cap::ASID_POOL.cap(),
         vmm_tcb: init_cap::TCB.cap(),
     };
@@ -498,6 +502,14 @@ pub fn run(start: &Start) -> u32 {
             vm.frames.len(),
             vm.untouched.len()
         );
+        if cores > 1 {
+            let pinned: alloc::vec::Vec<u64> =
+                (0..vm.vcpus.len()).filter_map(|j| vm.config.pinned_core(j, cores).ok().flatten()).collect();
+            debug_println!(
+                "capvisor: VM {}: vCPUs on physical cores {pinned:?} of {cores}; faults handled on core 0",
+                vm.index
+            );
+        }
     }
     let mut host = RootHost {
         names: vmm.vms.iter().map(|v| v.config.name.clone()).collect(),

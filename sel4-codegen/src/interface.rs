@@ -165,6 +165,9 @@ pub struct Interface {
     pub labels: Vec<(String, u64)>,
     /// Every method this configuration has, in numbering order of their labels' files.
     pub methods: Vec<Method>,
+    /// Label ids the XML has but this configuration leaves out (`TCBSetAffinity` without
+    /// SMP), sorted.
+    pub absent: Vec<String>,
 }
 
 struct Source<'a> {
@@ -272,6 +275,7 @@ impl Interface {
         let mut seen_uids: BTreeSet<(String, String)> = BTreeSet::new();
         let mut methods = Vec::new();
         let mut rust_names: BTreeMap<String, String> = BTreeMap::new();
+        let mut absent: BTreeSet<String> = BTreeSet::new();
         for src in &sources {
             for iface in src.doc.descendants().filter(|n| n.has_tag_name("interface")) {
                 let iface_name = iface.attribute("name").ok_or_else(|| src.err(iface, "<interface> without name"))?;
@@ -288,6 +292,7 @@ impl Interface {
                         return Err(src.err(m, format!("implicit duplicate method id {id}")));
                     }
                     if !method_enabled(src, m, config)? {
+                        absent.insert(id.to_string());
                         continue;
                     }
                     let number = match numbers.get(id) {
@@ -341,7 +346,8 @@ impl Interface {
                 }
             }
         }
-        Ok(Interface { labels, methods })
+        let absent = absent.into_iter().filter(|id| !numbers.contains_key(id)).collect();
+        Ok(Interface { labels, methods, absent })
     }
 
     /// The number of a label, by id.
@@ -422,7 +428,32 @@ impl Interface {
             decoder(m, &mut o);
         }
         o.push_str("}\n}\n");
+        o.push_str(&self.method_gate_macro());
         o
+    }
+
+    /// `if_method!(Label { items } else { items })`: the first items when the label exists in
+    /// this configuration, else the second, so that code for a method the configuration
+    /// leaves out (and whose encoder is not generated) can say what happens instead. A label
+    /// the XML does not have fails to compile.
+    pub fn method_gate_macro(&self) -> String {
+        let mut out = String::from(
+            "/// Expands the first items if the named invocation label exists in this configuration, else the second.\n\
+             #[allow(unused_macros)]\n\
+             macro_rules! if_method {\n",
+        );
+        let arm = |out: &mut String, id: &str, on: bool| {
+            let body = if on { "$($yes)*" } else { "$($no)*" };
+            writeln!(out, "    ({id} {{ $($yes:item)* }} else {{ $($no:item)* }}) => {{ {body} }};").unwrap();
+        };
+        for (id, _) in &self.labels {
+            arm(&mut out, id, true);
+        }
+        for id in &self.absent {
+            arm(&mut out, id, false);
+        }
+        out.push_str("}\n#[allow(unused_imports)]\npub(crate) use if_method;\n");
+        out
     }
 
     fn encoder(&self, m: &Method, o: &mut String) {

@@ -120,6 +120,30 @@ fn labels_move_with_the_configuration() {
 }
 
 #[test]
+fn smp_adds_set_affinity_and_the_gate_follows() {
+    let base = parse_shared(&flags(&[("ARM_HYPERVISOR_SUPPORT", true), ("KERNEL_MCS", false)]));
+    let smp =
+        parse_shared(&flags(&[("ARM_HYPERVISOR_SUPPORT", true), ("KERNEL_MCS", false), ("ENABLE_SMP_SUPPORT", true)]));
+    assert_dense(&smp);
+    // As seL4 16.0.0 built with KernelMaxNumNodes 2 numbered them (its invocations_all.json):
+    // SetAffinity comes in before SetTLSBase, IssueIRQHandlerTriggerCore replaces SGISignal.
+    assert_eq!(smp.label("TCBSetAffinity"), Some(15));
+    assert_eq!(smp.label("TCBSetTLSBase"), Some(16));
+    assert_eq!(smp.label("ARMIRQIssueIRQHandlerTriggerCore"), Some(56));
+    assert_eq!(smp.label("ARMIRQIssueSGISignal"), None);
+    assert_eq!(smp.label("ARMVCPUSetTCB"), Some(50));
+    assert_eq!(base.label("TCBSetAffinity"), None);
+    assert!(base.absent.contains(&"TCBSetAffinity".to_string()));
+    assert!(smp.absent.contains(&"ARMIRQIssueSGISignal".to_string()));
+    assert!(!smp.absent.contains(&"TCBSetAffinity".to_string()));
+    // The gate expands the first items for a label the configuration has, else the second.
+    let yes = "(TCBSetAffinity { $($yes:item)* } else { $($no:item)* }) => { $($yes)* };";
+    let no = "(TCBSetAffinity { $($yes:item)* } else { $($no:item)* }) => { $($no)* };";
+    assert!(smp.method_gate_macro().contains(yes), "{}", smp.method_gate_macro());
+    assert!(base.method_gate_macro().contains(no), "{}", base.method_gate_macro());
+}
+
+#[test]
 fn xml_errors_name_the_file_and_line() {
     let config = flags(&[]);
     let good = "<api><interface name=\"seL4_X\"><method id=\"A\" name=\"A\"/></interface></api>";

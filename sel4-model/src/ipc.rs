@@ -323,6 +323,11 @@ impl Model {
         self.tcbs[&self.harness_tcb(thread)].regs
     }
 
+    /// The core a thread runs on.
+    pub fn thread_affinity(&self, thread: Cap<cap_type::Tcb>) -> u64 {
+        self.tcbs[&self.harness_tcb(thread)].affinity
+    }
+
     /// A thread's priority.
     pub fn thread_priority(&self, thread: Cap<cap_type::Tcb>) -> u64 {
         self.tcbs[&self.harness_tcb(thread)].priority

@@ -299,6 +299,14 @@ impl Kernel for Model {
         })
     }
 
+    fn tcb_set_affinity(&mut self, tcb: Cap<cap_type::Tcb>, core: u64) -> Result<()> {
+        let slot = self.enter(Op::TcbSetAffinity, tcb.cptr());
+        invoke!(self, Op::TcbSetAffinity, slot, (), |_s, cap| match cap {
+            ModelCap::Tcb { paddr } => self.decode_set_affinity(paddr.0, core),
+            _ => Err(Error::IllegalOperation),
+        })
+    }
+
     fn tcb_write_registers(&mut self, tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> Result<()> {
         let slot = self.enter(Op::TcbWriteRegisters, tcb.cptr());
         invoke!(self, Op::TcbWriteRegisters, slot, (), |_s, cap| match cap {

@@ -153,6 +153,9 @@ pub struct Model {
     /// Objects the kernel made at boot outside any untyped: `(base, size_bits)`.
     boot_objects: Vec<(u64, u32)>,
     servers: BTreeMap<u64, ServerFn>,
+    /// Cores the modelled kernel runs on (`ksNumCPUs`); more than one models a kernel built
+    /// for SMP, which has `TCB_SetAffinity`.
+    cores: u64,
 }
 
 impl fmt::Debug for Model {
@@ -194,6 +197,17 @@ impl Model {
     pub fn from_platform_named(file: &str, text: &str) -> Result<Model, PlatformError> {
         let platform = Platform::parse(file, text)?;
         boot(file, platform)
+    }
+
+    /// Models a kernel built for `cores` cores (at least 1): `TCB_SetAffinity` exists when
+    /// there is more than one and takes a core below `cores`. The bootinfo is left as booted.
+    pub fn set_cores(&mut self, cores: u64) {
+        self.cores = cores.max(1);
+    }
+
+    /// Cores the modelled kernel runs on ([`Model::set_cores`]).
+    pub fn cores(&self) -> u64 {
+        self.cores
     }
 
     /// The platform the model booted from.
@@ -358,6 +372,7 @@ fn boot(file: &str, platform: Platform) -> Result<Model, PlatformError> {
         untyped_boot,
         boot_objects: Vec::new(),
         servers: BTreeMap::new(),
+        cores: 1,
     };
     let root = |s: Slot| SlotRef::cnode(rs.cnode.0, s.index());
     let page = 1u64 << PAGE_BITS;

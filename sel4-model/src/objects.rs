@@ -65,6 +65,8 @@ pub enum ThreadState {
 pub(crate) struct TcbObj {
     pub state: ThreadState,
     pub priority: u64,
+    /// The core the thread runs on (`tcbAffinity`).
+    pub affinity: u64,
     pub mcp: u64,
     /// `tcbFaultHandler`: a CPtr looked up in the thread's own CSpace at fault time.
     pub fault_handler: u64,
@@ -83,6 +85,7 @@ impl TcbObj {
         TcbObj {
             state: ThreadState::Inactive,
             priority: 0,
+            affinity: 0,
             mcp: 0,
             fault_handler: 0,
             ipc_buffer: 0,

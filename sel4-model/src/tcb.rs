@@ -158,6 +158,15 @@ impl Model {
         Ok(())
     }
 
+    /// `TCBSetAffinity`: a kernel built for one core has no such label.
+    pub(crate) fn decode_set_affinity(&mut self, tcb: u64, core: u64) -> Result<(), Error> {
+        if self.cores <= 1 || core >= self.cores {
+            return Err(Error::IllegalOperation);
+        }
+        self.tcbs.get_mut(&tcb).expect("live TCB").affinity = core;
+        Ok(())
+    }
+
     /// `TCBSetPriority` with `auth` as the authority.
     pub(crate) fn decode_set_priority(&mut self, tcb: u64, auth: ModelCap, prio: u64) -> Result<(), Error> {
         let ModelCap::Tcb { paddr } = auth else { return Err(Error::InvalidCapability) };

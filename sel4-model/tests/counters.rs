@@ -50,6 +50,7 @@ fn every_method_counts_once_success_or_failure() {
     let _ = m.page_table_unmap(pt.cap());
     let _ = m.tcb_configure(tcb.cap(), CPtr::NULL, cn.cap(), 0, vs.cap(), VirtAddr(0), Slot::new(0).cap());
     let _ = m.tcb_set_priority(tcb.cap(), init_cap::TCB.cap(), 300);
+    let _ = m.tcb_set_affinity(tcb.cap(), 1);
     let _ = m.tcb_write_registers(tcb.cap(), false, &UserContext::default());
     let _ = m.tcb_read_registers(init_cap::TCB.cap(), false);
     let _ = m.tcb_resume(tcb.cap());

@@ -104,6 +104,20 @@ fn priorities_are_bounded_by_the_authority_mcp() {
 }
 
 #[test]
+fn affinity_needs_a_multicore_kernel_and_an_existing_core() {
+    let mut f = Fixture::new();
+    let (tcb, _, _) = f.thread();
+    // One core: the kernel has no TCB_SetAffinity.
+    assert_eq!(f.m.tcb_set_affinity(tcb.cap(), 0), Err(Error::IllegalOperation));
+    f.m.set_cores(2);
+    assert_eq!(f.m.tcb_set_affinity(tcb.cap(), 1), Ok(()));
+    assert_eq!(f.m.thread_affinity(tcb.cap()), 1);
+    assert_eq!(f.m.tcb_set_affinity(tcb.cap(), 2), Err(Error::IllegalOperation), "no core 2");
+    assert_eq!(f.m.thread_affinity(tcb.cap()), 1);
+    assert_eq!(f.m.tcb_set_affinity(init_cap::VSPACE.cap(), 0), Err(Error::IllegalOperation));
+}
+
+#[test]
 fn registers_round_trip_with_spsr_sanitised() {
     let mut f = Fixture::new();
     let (tcb, _, _) = f.thread();

@@ -242,6 +242,18 @@ pub mod request {
         req(tcb, encode::tcb_set_priority(authority.cptr(), priority))
     }
 
+    crate::generated::if_method!(TCBSetAffinity {
+        /// `TCB_SetAffinity`; `None` in a configuration without it (one core, or MCS).
+        pub fn tcb_set_affinity(tcb: Cap<cap_type::Tcb>, core: u64) -> Option<Request> {
+            Some(req(tcb, encode::tcb_set_affinity(core)))
+        }
+    } else {
+        /// `TCB_SetAffinity`; `None` in a configuration without it (one core, or MCS).
+        pub fn tcb_set_affinity(_tcb: Cap<cap_type::Tcb>, _core: u64) -> Option<Request> {
+            None
+        }
+    });
+
     /// `TCB_WriteRegisters` of all [`UserContext::WORDS`] registers, no arch flags.
     pub fn tcb_write_registers(tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> Request {
         req(tcb, encode::tcb_write_registers(resume, 0, UserContext::WORDS as u64, &regs.to_words()))

@@ -200,6 +200,7 @@ pub enum Op {
     AsidPoolAssign,
     TcbConfigure,
     TcbSetPriority,
+    TcbSetAffinity,
     TcbWriteRegisters,
     TcbReadRegisters,
     TcbResume,
@@ -226,7 +227,7 @@ pub enum Op {
 
 impl Op {
     /// Every kind, in a stable order (for tables).
-    pub const ALL: [Op; 38] = [
+    pub const ALL: [Op; 39] = [
         Op::UntypedRetype,
         Op::CNodeCopy,
         Op::CNodeMint,
@@ -243,6 +244,7 @@ impl Op {
         Op::AsidPoolAssign,
         Op::TcbConfigure,
         Op::TcbSetPriority,
+        Op::TcbSetAffinity,
         Op::TcbWriteRegisters,
         Op::TcbReadRegisters,
         Op::TcbResume,
@@ -352,6 +354,10 @@ pub trait Kernel {
     /// `seL4_TCB_SetPriority`, with the authority of `authority`'s MCP.
     fn tcb_set_priority(&mut self, tcb: Cap<cap_type::Tcb>, authority: Cap<cap_type::Tcb>, priority: u64)
     -> Result<()>;
+    /// `seL4_TCB_SetAffinity` (non-MCS, multicore kernels): the thread runs on core `core`
+    /// (0-based, below the bootinfo's `numNodes`) from now on. A kernel built for one core has
+    /// no such invocation and answers `IllegalOperation`, as for any label it does not know.
+    fn tcb_set_affinity(&mut self, tcb: Cap<cap_type::Tcb>, core: u64) -> Result<()>;
     /// `seL4_TCB_WriteRegisters` of the whole register file; `resume` starts the thread.
     fn tcb_write_registers(&mut self, tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> Result<()>;
     /// `seL4_TCB_WriteRegisters` of only the first `count` words of the register file, in the

@@ -117,6 +117,7 @@ macro_rules! kernel_methods {
                 asid_pool_assign(pool: Cap<cap_type::AsidPool>, vspace: Cap<cap_type::VSpace>) -> () = AsidPoolAssign;
                 tcb_configure(tcb: Cap<cap_type::Tcb>, fault_ep: CPtr, cspace_root: Cap<cap_type::CNode>, cspace_root_data: u64, vspace_root: Cap<cap_type::VSpace>, ipc_buffer_addr: VirtAddr, ipc_buffer_frame: Cap<cap_type::Granule>) -> () = TcbConfigure;
                 tcb_set_priority(tcb: Cap<cap_type::Tcb>, authority: Cap<cap_type::Tcb>, priority: u64) -> () = TcbSetPriority;
+                tcb_set_affinity(tcb: Cap<cap_type::Tcb>, core: u64) -> () = TcbSetAffinity;
                 tcb_write_registers(tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> () = TcbWriteRegisters;
                 tcb_write_registers_prefix(tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext, count: usize) -> () = TcbWriteRegisters;
                 tcb_read_registers(tcb: Cap<cap_type::Tcb>, suspend: bool) -> UserContext = TcbReadRegisters;

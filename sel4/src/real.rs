@@ -192,6 +192,13 @@ impl Kernel for RealKernel {
         self.invoke(request::tcb_set_priority(tcb, authority, priority)).map(drop)
     }
 
+    fn tcb_set_affinity(&mut self, tcb: Cap<cap_type::Tcb>, core: u64) -> Result<()> {
+        match request::tcb_set_affinity(tcb, core) {
+            Some(req) => self.invoke(req).map(drop),
+            None => Err(Error::IllegalOperation),
+        }
+    }
+
     fn tcb_write_registers(&mut self, tcb: Cap<cap_type::Tcb>, resume: bool, regs: &UserContext) -> Result<()> {
         self.invoke(request::tcb_write_registers(tcb, resume, regs)).map(drop)
     }

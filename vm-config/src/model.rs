@@ -115,6 +115,19 @@ impl VmConfig {
     pub fn mpidr(&self, index: usize) -> u64 {
         self.phys_cpu_ids.get(index).copied().unwrap_or(index as u64)
     }
+
+    /// The physical core vCPU `index` is pinned to on a kernel running on `cores` cores:
+    /// none with one core (every thread runs there, and such a kernel has no
+    /// `TCB_SetAffinity`), else the core its `phys_cpu_ids` entry names (by index: on QEMU
+    /// virt core k has MPIDR k, and capvisor's loader numbers cores in device-tree order),
+    /// which must exist: `Err` with the core named when it does not.
+    pub fn pinned_core(&self, index: usize, cores: u64) -> Result<Option<u64>, u64> {
+        if cores <= 1 {
+            return Ok(None);
+        }
+        let core = self.mpidr(index);
+        if core < cores { Ok(Some(core)) } else { Err(core) }
+    }
 }
 
 /// A guest image: a file on the host, placed at a guest-physical address.

@@ -16,7 +16,10 @@
 //! The rules: `MAP_IDENTICAL` RAM only on RAM the kernel manages; `MAP_RESERVED` only on RAM the
 //! kernel does not manage (seL4 hands it out as device untyped, never zeroed); passthrough only
 //! on device memory the platform lists; nothing of a VM on what the kernel, the root task or the
-//! console use; `MAP_ALLOC` RAM and flash banks within the RAM left. Ranges two VMs share are
+//! console use; `MAP_ALLOC` RAM and flash banks within the RAM left; on a multicore kernel, every
+//! vCPU pinned to a core the kernel runs on ([`HostMemory::cores`], from the kernel's
+//! `MAX_NUM_NODES` before boot and the bootinfo's `numNodes` in the root task;
+//! [`crate::model::VmConfig::pinned_core`]). Ranges two VMs share are
 //! [`crate::check::check_system`]'s rule.
 //!
 //! Owns: the rules, the picture and the words of each refusal. Never touches: files, the kernel.
@@ -199,6 +202,8 @@ pub struct HostMemory {
     pub spans: Vec<Span>,
     /// The host's GICV, when the facts name it.
     pub gicv: Option<Span>,
+    /// Physical cores the kernel runs on; 0 or 1 is one core, where no vCPU is pinned.
+    pub cores: u64,
 }
 
 /// A piece of a range and what is there (`None`: nothing the platform lists).
@@ -388,6 +393,15 @@ pub enum PlaceKind {
         /// One past its end.
         end: u64,
     },
+    /// A vCPU pinned to a core the kernel does not run on.
+    NoSuchCore {
+        /// The vCPU.
+        vcpu: usize,
+        /// The core its `phys_cpu_ids` entry names.
+        core: u64,
+        /// Cores the kernel runs on.
+        cores: u64,
+    },
     /// The VMs' `MAP_ALLOC` RAM and flash banks do not fit in the RAM left.
     NotEnoughRam {
         /// Bytes all VMs need up to and including this entry.
@@ -465,6 +479,13 @@ impl PlaceKind {
             PlaceKind::Nothing { start, end } => {
                 write!(f, "{}has no memory or device of this platform behind it", part(*start, *end))
             }
+            PlaceKind::NoSuchCore { vcpu, core, cores } => write!(
+                f,
+                "vCPU {vcpu} is pinned to physical core {core}, but the kernel runs on cores 0 to {} \
+                 (build with -DCAPVISOR_NUM_CPUS={}, or name a core below {cores})",
+                cores - 1,
+                core + 1
+            ),
             PlaceKind::NotEnoughRam { needed, available } => write!(
                 f,
                 "the VMs' MAP_ALLOC RAM and flash banks need {} up to here, but the RAM the kernel manages leaves {} \
@@ -486,6 +507,7 @@ impl fmt::Display for PlaceProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             PlaceKind::NotEnoughRam { .. } => write!(f, "VM {:?}: guest RAM {}: ", self.vm_name, self.host)?,
+            PlaceKind::NoSuchCore { .. } => write!(f, "VM {:?}: ", self.vm_name)?,
             _ => write!(f, "VM {:?}: host {} ", self.vm_name, self.host)?,
         }
         self.kind.words(f, Some(self.host))
@@ -534,6 +556,21 @@ fn fits(need: Need, used: Use) -> bool {
 /// found, VM by VM in entry order. Ranges that overflow are left to [`crate::check`].
 pub fn check_placement(sys: &SystemConfig, mem: &HostMemory) -> Vec<PlaceProblem> {
     let mut out = Vec::new();
+    for (i, vm) in sys.vms.iter().enumerate() {
+        for vcpu in 0..usize::from(vm.cpu_num) {
+            if let Err(core) = vm.pinned_core(vcpu, mem.cores) {
+                let field =
+                    if vm.phys_cpu_ids.len() > vcpu { Field::PhysCpuId(vcpu) } else { Field::Key("base.cpu_num") };
+                out.push(PlaceProblem {
+                    vm: i,
+                    vm_name: vm.name.clone(),
+                    field,
+                    host: GuestRange::new(0, 0),
+                    kind: PlaceKind::NoSuchCore { vcpu, core, cores: mem.cores },
+                });
+            }
+        }
+    }
     let mut fixed_ram: u64 = 0;
     for (i, vm) in sys.vms.iter().enumerate() {
         for (field, host, need) in claims(vm) {

@@ -92,3 +92,45 @@ fn the_recorded_untypeds_do_not_back_a_gicv_outside_device_memory() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].to_string().contains("not device memory"), "{}", problems[0]);
 }
+
+#[test]
+fn vcpus_must_be_pinned_to_cores_the_kernel_runs_on() {
+    // Only the core problems: this picture has no memory at all.
+    let mut mem = HostMemory { cores: 2, ..HostMemory::default() };
+    let core_problems = |sys: &vm_config::SystemConfig, mem: &HostMemory| -> Vec<vm_config::PlaceProblem> {
+        check_placement(sys, mem)
+            .into_iter()
+            .filter(|p| matches!(p.kind, vm_config::PlaceKind::NoSuchCore { .. }))
+            .collect()
+    };
+    // The example files name cores 0 and 1 at most: they fit a two-core kernel.
+    for f in config_files() {
+        let sys = parse_system_file(&f).unwrap();
+        let cores = core_problems(&sys, &mem);
+        assert!(cores.is_empty(), "{}: {cores:?}", f.display());
+    }
+    let path = configs_dir().join("linux-smp.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bad = text.replace("phys_cpu_ids = [0, 1]", "phys_cpu_ids = [0, 2]");
+    assert_ne!(bad, text);
+    let file = std::env::temp_dir().join(format!("capvisor-cores-{}.toml", std::process::id()));
+    std::fs::write(&file, &bad).unwrap();
+    let sys = parse_system_file(&file).unwrap();
+    let problems = core_problems(&sys, &mem);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field.to_string(), "base.phys_cpu_ids[1]");
+    assert_eq!(
+        problems[0].to_string(),
+        "VM \"linux-smp\": vCPU 1 is pinned to physical core 2, but the kernel runs on cores 0 to 1 \
+         (build with -DCAPVISOR_NUM_CPUS=3, or name a core below 2)"
+    );
+    // The tools name the line and the field.
+    let err = vm_config::check_placement_file(&file, &sys, &mem).unwrap_err().to_string();
+    let line = bad.lines().position(|l| l.starts_with("phys_cpu_ids")).unwrap() + 1;
+    assert!(err.contains(&format!("{}:{line}:", file.display())), "{err}");
+    assert!(err.contains("base.phys_cpu_ids[1]") && err.contains("physical core 2"), "{err}");
+    // One core: nothing is pinned, so the entry is only the MPIDR the vCPU reports.
+    mem.cores = 1;
+    assert_eq!(core_problems(&sys, &mem), vec![]);
+    std::fs::remove_file(&file).unwrap();
+}

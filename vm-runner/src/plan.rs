@@ -332,6 +332,8 @@ pub struct VcpuPlan {
     pub vmpidr: u64,
     /// How its TCB names the fault endpoint in the guest CSpace.
     pub fault_cptr: u64,
+    /// The physical core it is pinned to (`TCB_SetAffinity`), on a multicore kernel.
+    pub core: Option<u64>,
 }
 
 /// An image the guest needs, with the cache maintenance it needs once copied: the guest
@@ -440,8 +442,15 @@ pub struct VmPlan {
 }
 
 impl VmPlan {
-    /// Plans VM `vm` on the placed mappings. Fails when an image lies outside the VM's RAM.
-    pub fn new(vm: usize, config: &VmConfig, images: &VmImages<'_>, placed: &[Placed]) -> Result<Self, SetupError> {
+    /// Plans VM `vm` on the placed mappings, for a kernel on `cores` physical cores. Fails
+    /// when an image lies outside the VM's RAM, or a vCPU is pinned to a core beyond `cores`.
+    pub fn new(
+        vm: usize,
+        config: &VmConfig,
+        images: &VmImages<'_>,
+        placed: &[Placed],
+        cores: u64,
+    ) -> Result<Self, SetupError> {
         let wanted = wanted_images(config, images);
         let frames = frames_of(placed, config.capvisor.populate_ram == PopulateRam::OnTouch, &wanted);
         // Tables for every frame, deferred ones included: a first touch is then one Page_Map.
@@ -462,12 +471,17 @@ impl VmPlan {
         }
         let zero_now = (0..frames.len()).filter(|&k| frames[k].zero && !frames[k].deferred).collect();
         let vcpus = (0..usize::from(config.cpu_num))
-            .map(|j| VcpuPlan {
-                badge: VcpuBadge { vm: vm as u8, vcpu: j as u8 },
-                vmpidr: MPIDR_RES1 | (config.mpidr(j) & 0xff_00ff_ffff),
-                fault_cptr: fault_cptr(j),
+            .map(|j| {
+                let core =
+                    config.pinned_core(j, cores).map_err(|core| SetupError::NoSuchCore { vm, vcpu: j, core, cores })?;
+                Ok(VcpuPlan {
+                    badge: VcpuBadge { vm: vm as u8, vcpu: j as u8 },
+                    vmpidr: MPIDR_RES1 | (config.mpidr(j) & 0xff_00ff_ffff),
+                    fault_cptr: fault_cptr(j),
+                    core,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         let mut plan = VmPlan {
             mappings,
             frames,
@@ -586,6 +600,7 @@ impl VmPlan {
             (Op::CNodeMint, cpus),
             (Op::TcbConfigure, cpus),
             (Op::TcbSetPriority, cpus),
+            (Op::TcbSetAffinity, self.vcpus.iter().filter(|c| c.core.is_some()).count() as u64),
             (Op::VCpuSetTcb, cpus),
             (Op::VCpuWriteReg, 2 * cpus),
         ];

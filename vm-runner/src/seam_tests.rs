@@ -289,12 +289,13 @@ impl SimpleHal {
 
     fn install(model: Model) -> SetupOptions {
         let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
+        let cores = model.cores();
         let (pool, loose) = split_slots(model.bootinfo().empty(), DEFAULT_VMM_SLOTS);
         let untyped: Vec<_> = model.untyped_slots().into_iter().map(|(s, d)| (s.cap(), d)).collect();
         let hal = Sel4Hal::new(model, untyped, HalConfig::with_loose_slots(pool, loose)).unwrap();
         SIMPLE.with(|c| *c.borrow_mut() = Some(hal));
         SetupOptions {
-            platform: Platform { list_registers },
+            platform: Platform { list_registers, cores },
             asid_pool: sel4::init_cap::ASID_POOL.cap(),
             vmm_tcb: sel4::init_cap::TCB.cap(),
         }

@@ -47,8 +47,10 @@
 //!   applies program and erase there and takes the mapping away for commands).
 //! - **vCPUs**: a TCB and a VCPU per vCPU, bound with `VCPU_SetTCB`; `SCTLR_EL1` set to the
 //!   kernel's reset value and `VMPIDR_EL2` to the vCPU's affinity; priority from the
-//!   configuration (below the VMM's); the guest's stage 2 as VSpace; and a CSpace of its
-//!   own holding nothing but the badged fault endpoints of the VM's vCPUs (see below).
+//!   configuration (below the VMM's); on a multicore kernel, pinned with `TCB_SetAffinity` to
+//!   the core its `phys_cpu_ids` entry names (the VMM itself stays on core 0 and takes every
+//!   vCPU's faults there); the guest's stage 2 as VSpace; and a CSpace of its own holding
+//!   nothing but the badged fault endpoints of the VM's vCPUs (see below).
 //!
 //! # The guest's CSpace
 //! seL4 without MCS looks a thread's fault handler up in the thread's own CSpace when the
@@ -474,6 +476,17 @@ pub enum SetupError {
         /// The address.
         gpa: GuestPhysAddr,
     },
+    /// A vCPU is pinned to a core the kernel does not run on.
+    NoSuchCore {
+        /// The VM.
+        vm: usize,
+        /// The vCPU.
+        vcpu: usize,
+        /// The core its `phys_cpu_ids` entry names.
+        core: u64,
+        /// Cores the kernel runs on.
+        cores: u64,
+    },
     /// The bundle's image list does not match its VMs.
     Images,
     /// The VM model refused the configuration.
@@ -519,6 +532,10 @@ impl fmt::Display for SetupError {
             SetupError::OutOfRange { vm, gpa } => {
                 write!(f, "VM {vm}: guest address {:#x} is beyond stage 2", gpa.get())
             }
+            SetupError::NoSuchCore { vm, vcpu, core, cores } => write!(
+                f,
+                "VM {vm}: vCPU {vcpu} is pinned to core {core} (base.phys_cpu_ids[{vcpu}]), the kernel runs on cores 0..{cores}"
+            ),
             SetupError::Images => f.write_str("the bundle's images do not match its VMs"),
             SetupError::State { vm, error } => write!(f, "VM {vm}: {error}"),
         }
@@ -865,6 +882,9 @@ impl<P: PagingHandler> Vm<P> {
             k.tcb_configure(tcb, fault, cnode, guest_cspace_data(), self.vspace, VirtAddr(0), null)
                 .map_err(kernel_err(vm, "TCB_Configure"))?;
             k.tcb_set_priority(tcb, options.vmm_tcb, plan.priority).map_err(kernel_err(vm, "TCB_SetPriority"))?;
+            if let Some(core) = c.core {
+                k.tcb_set_affinity(tcb, core).map_err(kernel_err(vm, "TCB_SetAffinity"))?;
+            }
             k.vcpu_set_tcb(vcpu, tcb).map_err(kernel_err(vm, "VCPU_SetTCB"))?;
             k.vcpu_write_reg(vcpu, VCpuReg::Sctlr, SCTLR_EL1_RESET).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
             k.vcpu_write_reg(vcpu, VCpuReg::VmpidrEl2, c.vmpidr).map_err(kernel_err(vm, "VCPU_WriteRegs"))?;
@@ -997,7 +1017,7 @@ impl<P: PagingHandler> Vmm<P> {
             })?;
             placed.push(Placed { mapping: r.at(hpa), kind, frames: H::region_frames(hpa) });
         }
-        VmPlan::new(i, &self.vms[i].config, images, &placed)
+        VmPlan::new(i, &self.vms[i].config, images, &placed, self.options.platform.cores)
     }
 
     /// Builds VM `i` (its fixed memory already reserved): places it, plans it, performs the

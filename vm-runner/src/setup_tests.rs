@@ -90,9 +90,10 @@ impl<I: HalInstance<Kernel = Model>> CopyIn for Recorder<I> {
 pub(crate) fn install<I: HalInstance<Kernel = Model>>(model: Model) -> SetupOptions {
     let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
     let slots = split_slots(model.bootinfo().empty(), DEFAULT_VMM_SLOTS);
+    let cores = model.cores();
     hal_sel4::host::install_model::<I>(model, slots).unwrap();
     SetupOptions {
-        platform: Platform { list_registers },
+        platform: Platform { list_registers, cores },
         asid_pool: init_cap::ASID_POOL.cap(),
         vmm_tcb: init_cap::TCB.cap(),
     }
@@ -333,6 +334,56 @@ fn setup_costs_are_what_the_plan_says() {
     });
     // Guest tables: one PageTable_Map each (the window's own tables add to the count).
     assert!(c.get(Op::PageTableMap) >= vm.tables.len() as u64);
+}
+
+#[test]
+fn vcpus_are_pinned_to_their_cores_on_a_multicore_kernel() {
+    instance!(I);
+    // test-guest.toml: two vCPUs, phys_cpu_ids = [0, 1].
+    let sys = example("test-guest.toml");
+    let mut model = Model::qemu_arm_virt();
+    model.set_cores(2);
+    let options = install::<I>(model);
+    assert_eq!(options.platform.cores, 2);
+    I::cell().with(|h| h.kernel_mut().reset_counters());
+    let kernel = image(1, 0x1000);
+    let bundle = Bundle {
+        system: sys.clone(),
+        images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None, flash: Vec::new() }],
+        rtc_base_seconds: 0,
+    };
+    let vmm = Vmm::<HostPaging<I>>::build::<HostHal<I>>(&bundle, &options, &mut Recorder::<I>::new()).unwrap();
+    let vm = &vmm.vms[0];
+    let c = I::cell().with(|h| h.kernel().counters().clone());
+    assert_eq!(c.get(Op::TcbSetAffinity), 2);
+    assert_eq!(vm.built_with.get(Op::TcbSetAffinity), 2);
+    I::cell().with(|h| {
+        let cores: Vec<u64> = vm.vcpus.iter().map(|v| h.kernel().thread_affinity(v.tcb)).collect();
+        assert_eq!(cores, [0, 1]);
+    });
+
+    // On one core nothing is pinned, and the same file costs no SetAffinity.
+    instance!(J);
+    let (vmm, _, _) = build::<J>(&sys, core::slice::from_ref(&kernel));
+    assert_eq!(vmm.unwrap().vms[0].built_with.get(Op::TcbSetAffinity), 0);
+
+    // A vCPU on a core the kernel does not run on: refused before any object is made.
+    instance!(K);
+    let mut three = sys.clone();
+    three.vms[0].phys_cpu_ids = vec![0, 2];
+    let mut model = Model::qemu_arm_virt();
+    model.set_cores(2);
+    let options = install::<K>(model);
+    let bundle = Bundle {
+        system: three,
+        images: vec![VmImages { kernel: &kernel, dtb: None, ramdisk: None, flash: Vec::new() }],
+        rtc_base_seconds: 0,
+    };
+    let Err(err) = Vmm::<HostPaging<K>>::build::<HostHal<K>>(&bundle, &options, &mut Recorder::<K>::new()) else {
+        panic!("a vCPU on core 2 of 2 was built");
+    };
+    assert_eq!(err, SetupError::NoSuchCore { vm: 0, vcpu: 1, core: 2, cores: 2 });
+    assert!(alloc::format!("{err}").contains("base.phys_cpu_ids[1]"), "{err}");
 }
 
 #[test]

@@ -37,11 +37,15 @@ use crate::mmio::{MmioError, MmioMap};
 pub struct Platform {
     /// List registers per virtual CPU interface (GICH_VTR.ListRegs + 1; 4 on QEMU virt).
     pub list_registers: u8,
+    /// Physical cores the kernel runs on (the bootinfo's `numNodes`). With one, every vCPU
+    /// shares it and none is pinned (such a kernel has no `TCB_SetAffinity`); with more,
+    /// each vCPU is pinned to the core its `phys_cpu_ids` entry names.
+    pub cores: u64,
 }
 
 impl Platform {
-    /// QEMU `virt` with `gic-version=2`.
-    pub const QEMU_VIRT: Platform = Platform { list_registers: 4 };
+    /// QEMU `virt` with `gic-version=2`, one core.
+    pub const QEMU_VIRT: Platform = Platform { list_registers: 4, cores: 1 };
 }
 
 /// Addresses remembered by "logged once", per set.

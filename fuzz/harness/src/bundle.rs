@@ -107,12 +107,13 @@ fn build(bundle: &Bundle<'_>) {
     let _ = cell.take();
     let model = Model::qemu_arm_virt_capvisor();
     let list_registers = u8::try_from(model.platform().gic_list_regs).unwrap_or(u8::MAX);
+    let model_cores = model.cores();
     let slots = vm_runner::setup::split_slots(model.bootinfo().empty(), vm_runner::setup::DEFAULT_VMM_SLOTS);
     if let Err(e) = install_model::<FuzzHal>(model, slots) {
         panic!("the model HAL: {e}");
     }
     let options = vm_runner::setup::SetupOptions {
-        platform: vm_runner::Platform { list_registers },
+        platform: vm_runner::Platform { list_registers, cores: model_cores },
         asid_pool: sel4::init_cap::ASID_POOL.cap(),
         vmm_tcb: sel4::init_cap::TCB.cap(),
     };
