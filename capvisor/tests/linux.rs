@@ -531,8 +531,10 @@ fn capvisor_image(prefix: &Path, config: &Path, name: &str) -> PathBuf {
 /// Boots a capvisor image (`qemu/run-qemu.sh`) up to init's marker. With several VMs,
 /// commands read the lines named `[vm] `; a single VM's lines carry no name.
 fn capvisor_boot(image: &Path, vm: Option<&str>, extra_qemu: &[String], name: &str) -> Console {
+    let (platform, cpus) = common::prefix_platform();
     let mut cmd = Command::new(workspace().join("qemu/run-qemu.sh"));
-    cmd.arg("--timeout").arg("600").arg(image).arg("--").args(extra_qemu);
+    cmd.arg("--timeout").arg("600").args(["--platform", &platform, "--cpus", &cpus.to_string()]);
+    cmd.arg(image).arg("--").args(extra_qemu);
     let mut c = Console::start(cmd, name);
     c.vm = vm.map(str::to_string);
     c.until_guest("the init marker", BOOT_TIMEOUT, |l| l.contains(MARKER));

@@ -8,6 +8,8 @@
 
 use std::io::{BufRead, BufReader};
 
+pub mod shell;
+
 /// The value of a `Result<_, String>` that says why a test cannot run, or: print
 /// `skipped: <why>` (a failure under `CAPVISOR_REQUIRE_KERNEL=1`) and return from the test.
 /// For suites that include this module with `#[macro_use]`.
