@@ -37,6 +37,7 @@ const ARRIVAL_TIMEOUT_S: u64 = 30;
 
 /// Everything a secondary core needs, written by the boot core before the first `CPU_ON`
 /// and read-only from then on.
+#[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Handoff {
     mair: u64,
@@ -98,7 +99,7 @@ unsafe extern "C" {
 extern "C" fn loader_secondary_main(core: u64) -> ! {
     // SAFETY: `start` wrote the record before starting this core and cleaned it to memory,
     // and nothing writes it afterwards.
-    let h = unsafe { &*(&raw const HANDOFF) };
+    let h = unsafe { (&raw const HANDOFF).read() };
     cpu::install_vectors();
     // SAFETY: the boot core's tables identity-map the loader (this code, its .bss with the
     // stacks) and the console; they are complete and no longer written.
@@ -180,10 +181,7 @@ pub fn start(fdt: &Fdt<'_>, cores: u64, mmu: &Mmu, args: &KernelArgs) -> Result<
         return Err(SmpError::BootCoreNotFirst { mpidr: cpu::mpidr(), first: ids[0] });
     }
     // SAFETY: no secondary runs yet; the record is written here once.
-    unsafe {
-        let h = &mut *(&raw mut HANDOFF);
-        *h = Handoff { mair: mmu.mair, tcr: mmu.tcr, ttbr0: mmu.ttbr0, args: *args };
-    }
+    unsafe { (&raw mut HANDOFF).write(Handoff { mair: mmu.mair, tcr: mmu.tcr, ttbr0: mmu.ttbr0, args: *args }) };
     let handoff = (&raw const HANDOFF) as u64;
     cpu::dcache_invalidate_range(handoff, handoff + core::mem::size_of::<Handoff>() as u64);
     let stacks = (&raw const STACKS) as u64;

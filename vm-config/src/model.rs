@@ -28,7 +28,9 @@ pub struct VmConfig {
     pub vm_type: u8,
     /// `base.cpu_num`: number of vCPUs, 1 to [`VmConfig::MAX_CPUS`].
     pub cpu_num: u8,
-    /// `base.phys_cpu_ids`: the MPIDR affinity each vCPU reports, or empty for `0..cpu_num`.
+    /// `base.phys_cpu_ids`: the MPIDR affinity each vCPU reports, or empty for `0..cpu_num`;
+    /// on a multicore kernel also the physical core each vCPU is pinned to
+    /// ([`VmConfig::pinned_core`]).
     pub phys_cpu_ids: Vec<u64>,
     /// `kernel.entry_point`: where vCPU 0 starts.
     pub entry_point: GuestPhysAddr,

@@ -553,8 +553,8 @@ fn parse_base(doc: &mut Doc<'_>, t: &Tbl<'_, '_>, parts: &mut Parts) {
             }
         }
     }
-    // phys_cpu_sets pins vCPUs to physical CPUs; the kernel is single-core, so it is
-    // type-checked and otherwise ignored.
+    // phys_cpu_sets (axvisor's CPU masks) is type-checked and otherwise ignored: capvisor pins
+    // each vCPU to the one core its phys_cpu_ids entry names (VmConfig::pinned_core).
     if let Some(v) = t.get("phys_cpu_sets")
         && let Some(a) = doc.array(v, "base.phys_cpu_sets")
     {

@@ -180,8 +180,15 @@ pub fn run_qemu_with(image: &Path, timeout_s: u64, extra_qemu: &[&str], dir: &Pa
 /// (`qemu-arm-virt-gicv3 2`); a prefix without one (a kernel a user installed) is taken as
 /// `qemu-arm-virt` with one core, the default build.
 pub fn prefix_platform() -> (String, u32) {
+    match sel4_codegen::prefix::env_path("SEL4_PREFIX") {
+        Some(prefix) => platform_of(&prefix),
+        None => ("qemu-arm-virt".to_string(), 1),
+    }
+}
+
+/// [`prefix_platform`] of the kernel at `prefix`.
+pub fn platform_of(prefix: &Path) -> (String, u32) {
     let default = ("qemu-arm-virt".to_string(), 1);
-    let Some(prefix) = sel4_codegen::prefix::env_path("SEL4_PREFIX") else { return default };
     let file = prefix.join("capvisor-platform");
     let Ok(text) = std::fs::read_to_string(&file) else { return default };
     let mut words = text.split_whitespace();
