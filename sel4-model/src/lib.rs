@@ -32,7 +32,8 @@
 //!   already maps a frame of the same size replaces that mapping (only `PageTable_Map`
 //!   reports `DeleteFirst` for an occupied slot).
 //! - **Threads, VCPUs, IRQs**: TCB configure/priority/registers (SPSR sanitised as the kernel
-//!   does)/resume/suspend/bind, VCPU binding, register storage, list registers and injected
+//!   does)/resume/suspend/bind, affinity on a model of a multicore kernel
+//!   ([`Model::set_cores`]; one core by default, which has no `TCB_SetAffinity`), VCPU binding, register storage, list registers and injected
 //!   IRQs, IRQ control, handler notification and acknowledgement.
 //! - **IPC**, single-threaded: endpoints queue messages and faults that a test enqueues "from"
 //!   a thread ([`Model::enqueue_send`], [`Model::enqueue_call`], [`Model::enqueue_fault`]);
