@@ -93,11 +93,14 @@ fn scenarios_pass_and_the_model_agrees_on_every_line() {
 fn recorded_capvisor_platform_matches_this_boot() {
     let Some(prefix) = common::boot_prerequisites() else { return };
     let b = selftest_boot(&prefix);
-    let path = common::workspace().join("platforms/qemu-arm-virt/bootinfo-capvisor.txt");
+    // One record per platform, and per core count beyond one (the kernel grows with it).
+    let (platform, cpus) = common::prefix_platform();
+    let file = if cpus == 1 { "bootinfo-capvisor.txt".to_string() } else { format!("bootinfo-capvisor-{cpus}cores.txt") };
+    let path = common::workspace().join("platforms").join(&platform).join(file);
     let printed = hal_common::platform_text(b);
     let booted = Platform::parse("<boot>", &printed).expect("printed platform parses");
     if std::env::var_os("CAPVISOR_BLESS").is_some_and(|v| v == "1") {
-        let mut text = String::from(HEADER);
+        let mut text = header(&platform, cpus);
         text.push_str(&printed);
         std::fs::write(&path, text).expect("write the recorded platform");
         eprintln!("wrote {}", path.display());
@@ -201,13 +204,21 @@ fn placement_predicted_by_the_image_tool_is_where_this_boot_put_things() {
     assert_eq!(gaps.len(), 4, "nothing else is kept; gaps {gaps:x?}");
 }
 
-const HEADER: &str = "\
-# seL4 16.0.0 on QEMU virt (cortex-a57, -m 2048, virtualization=on, gic-version=2) booted by capvisor's own
-# loader (`capvisor image`), as the root task built with `selftest-hal` printed it (HALPLAT lines). Generated:
+/// The recorded file's header: what booted, how the file was made.
+fn header(platform: &str, cpus: u32) -> String {
+    let env = common::workspace().join("platforms").join(platform).join("platform.env");
+    let text = std::fs::read_to_string(&env).unwrap_or_default();
+    let described = text.lines().find_map(|l| l.strip_prefix("DESCRIPTION=")).unwrap_or(platform);
+    format!(
+        "\
+# seL4 16.0.0 on {described}, {cpus} core(s), booted by capvisor's own loader
+# (`capvisor image`), as the root task built with `selftest-hal` printed it (HALPLAT lines). Generated:
 # CAPVISOR_BLESS=1 SEL4_PREFIX=<kernel prefix> cargo test -p capvisor --test hal_kernel recorded_capvisor_platform
 # The untyped at the top of RAM and the slot numbers depend on the root task image's size (build and
-# features); everything below the root server objects does not. Format: README.md beside this file.
-";
+# features); everything below the root server objects does not. Format: platforms/qemu-arm-virt/README.md.
+"
+    )
+}
 
 #[test]
 fn bench_rows_on_the_real_kernel() {
