@@ -363,6 +363,20 @@ mod tests {
     }
 
     #[test]
+    fn tcb_set_affinity_exists_only_on_a_multicore_non_mcs_kernel() {
+        let tcb: Cap<cap_type::Tcb> = Cap::from_cptr(cptr(7));
+        let req = request::tcb_set_affinity(tcb, 1);
+        let configured = crate::config::ENABLE_SMP_SUPPORT && !crate::config::KERNEL_MCS;
+        assert_eq!(req.is_some(), configured);
+        if let Some(r) = req {
+            assert_eq!(r.service, cptr(7));
+            assert_eq!(r.inv.label().map(InvocationLabel::name), Some("TCBSetAffinity"));
+            assert_eq!(r.inv.words(), &[1]);
+            assert!(r.inv.caps().is_empty());
+        }
+    }
+
+    #[test]
     fn tcb_read_registers_packs_suspend_and_arch_flags_into_one_word() {
         // suspend_source: bool at bit 0 (1 bit); arch_flags: u8 aligned up to bit 8;
         // count: a word, aligned up to bit 64 = word 1.
