@@ -189,6 +189,13 @@ pub fn prefix_platform() -> (String, u32) {
     }
 }
 
+/// `--platform NAME --cpus N` for `qemu/run-qemu.sh`: the machine the kernel of
+/// `$SEL4_PREFIX` was built for ([`prefix_platform`]).
+pub fn platform_args() -> Vec<String> {
+    let (name, cpus) = prefix_platform();
+    vec!["--platform".to_string(), name, "--cpus".to_string(), cpus.to_string()]
+}
+
 /// Whether the platform of `$SEL4_PREFIX` ([`prefix_platform`]) has a GICv3: its
 /// `platforms/NAME/platform.env` says `GIC_VERSION=3`.
 pub fn prefix_gic_v3() -> bool {
