@@ -505,7 +505,8 @@ impl VmState {
     /// A trapped access to a GICv3 CPU interface register that the hardware does not
     /// virtualize. `ICC_SGI0R_EL1`, `ICC_SGI1R_EL1` (trapped by `HCR_EL2.IMO`): the SGI is
     /// made pending on the vCPUs the value names and injected where a list register is free.
-    /// `ICC_SRE_EL1` (trapped because seL4 leaves `ICC_SRE_EL2.Enable` clear): reads as
+    /// `ICC_SRE_EL1` (trapped where the hardware honours seL4 leaving `ICC_SRE_EL2.Enable`
+    /// clear; QEMU 7.2 lets the guest read it directly): reads as
     /// SRE, DFB and DIB set, the only setting a guest of a GICv3 host can have; writes are
     /// ignored. The vCPU goes on after the instruction. `None` for any other register, or
     /// under GICv2 (where these do not exist): the caller's default applies, as it does to

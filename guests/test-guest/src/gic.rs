@@ -97,7 +97,8 @@ pub fn enable_cpu(ids: u32) -> bool {
     }
     mmio_write(rd + GICR_SGI + 0x080, u32::MAX);
     mmio_write(rd + GICR_SGI + 0x100, ids);
-    // ICC_SRE_EL1.SRE (the VMM answers it: seL4 traps ICC_SRE_EL1 to EL2).
+    // ICC_SRE_EL1.SRE: read as one (set at EL2), or answered by the VMM where the access
+    // traps.
     icc_write!("s3_0_c12_c12_5", 0x7);
     if icc_read!("s3_0_c12_c12_5") & 1 == 0 {
         return false;

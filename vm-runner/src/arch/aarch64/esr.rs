@@ -262,7 +262,9 @@ pub mod sysreg {
     /// `ICC_SGI0R_EL1` (S3_0_C12_C11_7): generate a Group 0 SGI.
     pub const ICC_SGI0R_EL1: u16 = encode(3, 0, 12, 11, 7);
     /// `ICC_SRE_EL1` (S3_0_C12_C12_5): system register enable. seL4 16.0.0 leaves
-    /// `ICC_SRE_EL2.Enable` clear, so a guest's every access to it traps (gic_v3.c).
+    /// `ICC_SRE_EL2.Enable` clear (gic_v3.c), so on hardware that implements that trap a
+    /// guest's every access to it traps; QEMU 7.2 does not trap it (the guest reads SRE as
+    /// one itself, `ICC_SRE_EL2.SRE` being set).
     pub const ICC_SRE_EL1: u16 = encode(3, 0, 12, 12, 5);
 }
 
