@@ -106,6 +106,7 @@ fn capvisor_boots_uefi_firmware_to_its_shell() {
     common::capvisor_image(&prefix, &built, &image);
 
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
+        .args(common::platform_args())
         .arg("--timeout")
         .arg("600")
         .arg(&image)

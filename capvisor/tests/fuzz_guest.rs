@@ -251,6 +251,7 @@ fn boot(image: &Path, dir: &Path, fuzz_limit: Duration) -> Result<Run, String> {
     let log = dir.join("console.log");
     let hard = GOOD_LIMIT_S.max(fuzz_limit.as_secs()) + END_S + QEMU_SLACK_S;
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
+        .args(common::platform_args())
         .arg("--timeout")
         .arg(hard.to_string())
         .arg(image)

@@ -92,7 +92,7 @@ pub(crate) fn install<I: HalInstance<Kernel = Model>>(model: Model) -> SetupOpti
     let slots = split_slots(model.bootinfo().empty(), DEFAULT_VMM_SLOTS);
     hal_sel4::host::install_model::<I>(model, slots).unwrap();
     SetupOptions {
-        platform: Platform { list_registers },
+        platform: Platform { list_registers, gic_version: Platform::KERNEL_GIC },
         asid_pool: init_cap::ASID_POOL.cap(),
         vmm_tcb: init_cap::TCB.cap(),
     }
