@@ -95,7 +95,8 @@ fn recorded_capvisor_platform_matches_this_boot() {
     let b = selftest_boot(&prefix);
     // One record per platform, and per core count beyond one (the kernel grows with it).
     let (platform, cpus) = common::prefix_platform();
-    let file = if cpus == 1 { "bootinfo-capvisor.txt".to_string() } else { format!("bootinfo-capvisor-{cpus}cores.txt") };
+    let file =
+        if cpus == 1 { "bootinfo-capvisor.txt".to_string() } else { format!("bootinfo-capvisor-{cpus}cores.txt") };
     let path = common::workspace().join("platforms").join(&platform).join(file);
     let printed = hal_common::platform_text(b);
     let booted = Platform::parse("<boot>", &printed).expect("printed platform parses");
