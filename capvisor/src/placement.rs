@@ -4,7 +4,8 @@
 //!   `support/platform_gen.json` (`$SEL4_PREFIX`, else the interface data
 //!   `$CAPVISOR_SEL4_DATA`);
 //! - what neither says (the machine's RAM, the devices the kernel drives, the console UART):
-//!   capvisor's facts, `platforms/qemu-arm-virt/placement.txt`, built into the tool;
+//!   capvisor's facts, `platforms/qemu-arm-virt/placement.txt` (or `qemu-arm-virt-gicv3`'s
+//!   for a kernel built with the GICv3 driver), built into the tool;
 //! - the kernel image: its ELF (`bin/kernel.elf` of the prefix), placed at its physical
 //!   addresses by the image tool; without one, the facts' bound from the start of managed RAM;
 //! - the root task, its device tree and the objects seL4 makes for it at boot: exactly from
@@ -21,15 +22,19 @@ use boot_image::elf::Elf;
 use boot_image::plan::Plan;
 use vm_config::place::{Facts, HostMemory, Span, Use};
 
-/// capvisor's facts about QEMU virt.
-pub const FACTS: &str = include_str!("../../platforms/qemu-arm-virt/placement.txt");
+/// capvisor's facts about QEMU virt, with the GIC of the kernel the tool is built against.
+pub const FACTS: &str = if sel4::config::ARM_GIC_V3_SUPPORT {
+    include_str!("../../platforms/qemu-arm-virt-gicv3/placement.txt")
+} else {
+    include_str!("../../platforms/qemu-arm-virt/placement.txt")
+};
 
 /// The root CNode's size in slots (log 2) that the kernel is built with (`ROOT_CNODE_SIZE_BITS`).
 pub const ROOT_CNODE_SIZE_BITS: u32 = 16;
 
 /// The facts built into the tool.
 pub fn facts() -> Facts {
-    Facts::parse(FACTS).unwrap_or_else(|e| panic!("platforms/qemu-arm-virt/placement.txt: {e}"))
+    Facts::parse(FACTS).unwrap_or_else(|e| panic!("the platform's placement.txt: {e}"))
 }
 
 /// What the kernel build says about the platform.

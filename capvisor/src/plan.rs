@@ -215,8 +215,11 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
     model.set_cores(host.cores);
     let slots = split_slots(model.bootinfo().empty(), DEFAULT_VMM_SLOTS);
     install_model::<PlanHal>(model, slots).map_err(PlanError::Platform)?;
+    // The model's machine has whichever GIC the configuration's first VM asks for (the model
+    // has no GIC of its own); the root task holds every VM to the kernel's.
+    let gic_version = sys.vms.first().map_or(vm_runner::Platform::KERNEL_GIC, |v| v.gic_version());
     let options = SetupOptions {
-        platform: vm_runner::Platform { list_registers, cores: host.cores.max(1) },
+        platform: vm_runner::Platform { list_registers, gic_version, cores: host.cores.max(1) },
         asid_pool: sel4::init_cap::ASID_POOL.cap(),
         vmm_tcb: sel4::init_cap::TCB.cap(),
     };
@@ -371,6 +374,8 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         for d in &vm.config.emulated {
             let kind = match d.kind {
                 EmulatedKind::InterruptController => "GICv2 distributor",
+                EmulatedKind::GicV3Distributor => "GICv3 distributor",
+                EmulatedKind::GicV3Redistributor => "GICv3 redistributors",
                 EmulatedKind::Console => "PL011 UART",
                 EmulatedKind::Dummy => "dummy device",
                 EmulatedKind::CfiFlash if d.writable() => "CFI flash (writable for the run)",

@@ -138,6 +138,8 @@ pub fn draw(sys: &SystemConfig, mem: &HostMemory, placed: &[Placed]) -> String {
         for d in &vm.emulated {
             let kind = match d.kind {
                 EmulatedKind::InterruptController => "GICv2 distributor",
+                EmulatedKind::GicV3Distributor => "GICv3 distributor",
+                EmulatedKind::GicV3Redistributor => "GICv3 redistributors",
                 EmulatedKind::Console => "PL011 UART",
                 EmulatedKind::Dummy => "dummy device",
                 EmulatedKind::CfiFlash => "CFI flash",

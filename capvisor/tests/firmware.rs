@@ -105,11 +105,10 @@ fn capvisor_boots_uefi_firmware_to_its_shell() {
     let image = dir.join("uefi.elf");
     common::capvisor_image(&prefix, &built, &image);
 
-    let (platform, cpus) = common::prefix_platform();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
+        .args(common::platform_args())
         .arg("--timeout")
         .arg("600")
-        .args(["--platform", &platform, "--cpus", &cpus.to_string()])
         .arg(&image)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

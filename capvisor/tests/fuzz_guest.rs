@@ -250,11 +250,10 @@ fn kill_tree(child: &mut Child) {
 fn boot(image: &Path, dir: &Path, fuzz_limit: Duration) -> Result<Run, String> {
     let log = dir.join("console.log");
     let hard = GOOD_LIMIT_S.max(fuzz_limit.as_secs()) + END_S + QEMU_SLACK_S;
-    let (platform, cpus) = common::prefix_platform();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
+        .args(common::platform_args())
         .arg("--timeout")
         .arg(hard.to_string())
-        .args(["--platform", &platform, "--cpus", &cpus.to_string()])
         .arg(image)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -9,6 +9,10 @@
 //! - **Under capvisor**: the same VM files booted by the root task; needs in addition a
 //!   kernel at `$SEL4_PREFIX/bin/kernel.elf` and a root task that runs VMs.
 //!
+//! The VM files are those of the kernel's platform (`$SEL4_PREFIX`'s `capvisor-platform`):
+//! `configs/linux*.toml` on a GICv2, their twins `configs/linux*-gicv3.toml` on a GICv3, whose
+//! direct boots run QEMU with `gic-version=3`.
+//!
 //! Every check types commands on the console and reads their answers: `uname -a`,
 //! `/proc/cpuinfo`, `/proc/interrupts` (the timer counts up), the disk mounted and a file
 //! read back, and `exit 0`, after which `/init` prints `capvisor-init: status 0` and powers
@@ -311,6 +315,12 @@ impl Console {
     }
 }
 
+/// The VM file for `base` on the prefix's platform: `configs/BASE.toml`, or on a GICv3
+/// platform its GICv3 twin `configs/BASE-gicv3.toml` (the same VM with a GICv3).
+fn config_file(base: &str) -> String {
+    if common::prefix_gic_v3() { format!("{base}-gicv3.toml") } else { format!("{base}.toml") }
+}
+
 /// The VM in a config file.
 fn vm(name: &str) -> VmConfig {
     let path = workspace().join("configs").join(name);
@@ -379,7 +389,13 @@ fn direct(art: &Path, vm: &VmConfig, name: &str, disk: Option<&Path>) -> Console
     let dtb = work_dir().join(format!("{name}.dtb"));
     std::fs::write(&dtb, blob).unwrap();
     let mut cmd = Command::new(qemu());
-    cmd.args(["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a57"])
+    // The machine's GIC is the one the VM file describes (and the device tree says).
+    let machine = if common::prefix_gic_v3() {
+        "virt,virtualization=on,gic-version=3"
+    } else {
+        "virt,virtualization=on,gic-version=2"
+    };
+    cmd.args(["-machine", machine, "-cpu", "cortex-a57"])
         .args(["-smp", &vm.cpu_num.to_string(), "-m", &format!("{}M", ram >> 20)])
         .args(["-nographic", "-monitor", "none", "-serial", "stdio"])
         .arg("-kernel")
@@ -402,7 +418,7 @@ fn direct(art: &Path, vm: &VmConfig, name: &str, disk: Option<&Path>) -> Console
 #[test]
 fn direct_linux_toml_device_tree_boots_the_kernel() {
     let art = need!(artifacts());
-    let vm = vm("linux.toml");
+    let vm = vm(&config_file("linux"));
     let mut c = direct(&art, &vm, "direct-linux", None);
     check_guest(&mut c, 1);
     finish(c);
@@ -411,7 +427,7 @@ fn direct_linux_toml_device_tree_boots_the_kernel() {
 #[test]
 fn direct_linux_smp_toml_device_tree_brings_up_both_cpus_through_psci() {
     let art = need!(artifacts());
-    let vm = vm("linux-smp.toml");
+    let vm = vm(&config_file("linux-smp"));
     let mut c = direct(&art, &vm, "direct-linux-smp", None);
     check_guest(&mut c, 2);
     finish(c);
@@ -422,7 +438,7 @@ fn direct_linux_disk_toml_device_tree_finds_the_virtio_disk() {
     let art = need!(artifacts());
     // linux-disk.toml's RAM is identity-mapped at 0x7000_0000 for capvisor; QEMU's own
     // boot needs it at 0x4000_0000. The devices (and so the virtio-mmio node) are its own.
-    let mut vm = vm("linux-disk.toml");
+    let mut vm = vm(&config_file("linux-disk"));
     vm.memory[0].range = GuestRange::new(0x4000_0000, vm.memory[0].range.size_bytes);
     vm.memory[0].map = MapType::Alloc;
     let disk = scratch_disk(&art, "direct-linux-disk");
@@ -435,7 +451,7 @@ fn direct_linux_disk_toml_device_tree_finds_the_virtio_disk() {
 #[test]
 fn direct_init_reports_a_failing_status() {
     let art = need!(artifacts());
-    let mut c = direct(&art, &vm("linux.toml"), "direct-status", None);
+    let mut c = direct(&art, &vm(&config_file("linux")), "direct-status", None);
     let (_, st) = c.run("false");
     assert_eq!(st, 1, "the shell's status reaches the console");
     let (reported, qemu, _) = c.exit(3);
@@ -531,10 +547,10 @@ fn capvisor_image(prefix: &Path, config: &Path, name: &str) -> PathBuf {
 /// Boots a capvisor image (`qemu/run-qemu.sh`) up to init's marker. With several VMs,
 /// commands read the lines named `[vm] `; a single VM's lines carry no name.
 fn capvisor_boot(image: &Path, vm: Option<&str>, extra_qemu: &[String], name: &str) -> Console {
-    let (platform, cpus) = common::prefix_platform();
     let mut cmd = Command::new(workspace().join("qemu/run-qemu.sh"));
-    cmd.arg("--timeout").arg("600").args(["--platform", &platform, "--cpus", &cpus.to_string()]);
-    cmd.arg(image).arg("--").args(extra_qemu);
+    // The machine the kernel was built for (a GICv3 kernel does not boot on a GICv2 one).
+    cmd.args(common::platform_args());
+    cmd.arg("--timeout").arg("600").arg(image).arg("--").args(extra_qemu);
     let mut c = Console::start(cmd, name);
     c.vm = vm.map(str::to_string);
     c.until_guest("the init marker", BOOT_TIMEOUT, |l| l.contains(MARKER));
@@ -562,7 +578,7 @@ fn capvisor_finish(c: Console, vm: &str) {
 fn capvisor_boots_linux_toml_to_a_shell() {
     let prefix = need!(sel4_prefix());
     need!(artifacts());
-    let image = capvisor_image(&prefix, &workspace().join("configs/linux.toml"), "capvisor-linux");
+    let image = capvisor_image(&prefix, &workspace().join("configs").join(config_file("linux")), "capvisor-linux");
     let mut c = capvisor_boot(&image, None, &[], "capvisor-linux");
     check_console(&mut c);
     check_guest(&mut c, 1);
@@ -602,17 +618,22 @@ fn check_console(c: &mut Console) {
 fn capvisor_boots_linux_smp_toml_with_both_cpus() {
     let prefix = need!(sel4_prefix());
     need!(artifacts());
-    let image = capvisor_image(&prefix, &workspace().join("configs/linux-smp.toml"), "capvisor-linux-smp");
-    let mut c = capvisor_boot(&image, None, &[], "capvisor-linux-smp");
+    // On a GICv3 platform the same VM with a GICv3 (its IPIs are trapped ICC_SGI1R_EL1 writes).
+    let file = config_file("linux-smp");
+    let name = file.trim_end_matches(".toml");
+    let config = workspace().join("configs").join(&file);
+    let image = capvisor_image(&prefix, &config, &format!("capvisor-{name}"));
+    let mut c = capvisor_boot(&image, None, &[], &format!("capvisor-{name}"));
     check_guest(&mut c, 2);
-    capvisor_finish(c, "linux-smp");
+    capvisor_finish(c, name);
 }
 
 #[test]
 fn capvisor_boots_linux_disk_toml_with_the_passthrough_disk() {
     let prefix = need!(sel4_prefix());
     let art = need!(artifacts());
-    let image = capvisor_image(&prefix, &workspace().join("configs/linux-disk.toml"), "capvisor-linux-disk");
+    let image =
+        capvisor_image(&prefix, &workspace().join("configs").join(config_file("linux-disk")), "capvisor-linux-disk");
     let disk = scratch_disk(&art, "capvisor-linux-disk");
     let qemu = vec![
         "-drive".to_string(),
@@ -647,7 +668,7 @@ fn two_linux_vms() -> PathBuf {
     let dir = work_dir().join("two-linux");
     std::fs::create_dir_all(&dir).unwrap();
     let art = workspace().join("guests/linux/artifacts");
-    let text = std::fs::read_to_string(workspace().join("configs/linux.toml"))
+    let text = std::fs::read_to_string(workspace().join("configs").join(config_file("linux")))
         .unwrap()
         .replace("../guests/linux/artifacts", &art.display().to_string());
     // The first VM's panic (panic=-1: PSCI SYSTEM_RESET) must end it, not reboot it.

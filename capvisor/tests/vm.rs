@@ -94,7 +94,9 @@ fn markers(name: &str, second_vcpu: bool, named: bool) -> Vec<String> {
 #[test]
 fn the_test_guest_prints_ticks_starts_its_second_vcpu_and_powers_off_with_status_0() {
     let Some(prefix) = boot_prerequisites() else { return };
-    let boot = boot_config(&prefix, "test-guest.toml", "test-guest");
+    // The same guest binary on either GIC: its file for the kernel's platform.
+    let config = if common::prefix_gic_v3() { "test-guest-gicv3.toml" } else { "test-guest.toml" };
+    let boot = boot_config(&prefix, config, "test-guest");
     let log = boot.log_path.display();
     let m = markers("test-guest", true, false);
     let refs: Vec<&str> = m.iter().map(String::as_str).collect();
@@ -135,7 +137,8 @@ fn two_vms_run_side_by_side_and_a_wild_third_is_contained() {
         a_debug_kernel_halts_at_the_wild_guests_debug_halt(&prefix);
         return;
     }
-    let boot = boot_config(&prefix, "contained.toml", "contained");
+    let config = if common::prefix_gic_v3() { "contained-gicv3.toml" } else { "contained.toml" };
+    let boot = boot_config(&prefix, config, "contained");
     let log = boot.log_path.display();
     for (name, second) in [("test-guest", true), ("test-guest-b", false)] {
         let m = markers(name, second, true);
@@ -197,7 +200,8 @@ fn two_vms_run_side_by_side_and_a_wild_third_is_contained() {
 /// the VMM), then the kernel halts the whole machine at its `DebugHalt`: no VM finishes and
 /// QEMU runs into its time limit.
 fn a_debug_kernel_halts_at_the_wild_guests_debug_halt(prefix: &Path) {
-    let boot = common::boot_vm_config(prefix, "contained.toml", "vm-test", "contained-debug", HALT_TIMEOUT_S);
+    let config = if common::prefix_gic_v3() { "contained-gicv3.toml" } else { "contained.toml" };
+    let boot = common::boot_vm_config(prefix, config, "vm-test", "contained-debug", HALT_TIMEOUT_S);
     let log = boot.log_path.display();
     let halt = guest_calls::DEBUG.iter().position(|(name, _)| *name == "DebugHalt").expect("DebugHalt in the list");
     let mut m: Vec<String> = vec!["[test-guest-wild] wild: start".into()];

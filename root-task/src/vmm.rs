@@ -61,7 +61,11 @@ static BUNDLE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT
 /// capvisor's facts about the platform (its RAM, what the kernel and the console keep), which
 /// the placement check reads beside this boot's untyped list: the same file `capvisor vms` and
 /// `capvisor image` predict from.
-const PLATFORM_FACTS: &str = include_str!("../../platforms/qemu-arm-virt/placement.txt");
+const PLATFORM_FACTS: &str = if sel4::config::ARM_GIC_V3_SUPPORT {
+    include_str!("../../platforms/qemu-arm-virt-gicv3/placement.txt")
+} else {
+    include_str!("../../platforms/qemu-arm-virt/placement.txt")
+};
 
 /// The bundle `capvisor vms` wrote, or nothing.
 static BUNDLE: &[u8] = &BUNDLE_BYTES.0;
@@ -422,7 +426,7 @@ pub fn run(start: &Start) -> u32 {
     let facts = match vm_config::Facts::parse(PLATFORM_FACTS) {
         Ok(f) => f,
         Err(e) => {
-            debug_println!("capvisor: platforms/qemu-arm-virt/placement.txt: {e}");
+            debug_println!("capvisor: the platform's placement.txt: {e}");
             return 1;
         }
     };
@@ -477,7 +481,7 @@ pub fn run(start: &Start) -> u32 {
         return 1;
     }
     let options = SetupOptions {
-        platform: Platform { cores, ..Platform::QEMU_VIRT },
+        platform: Platform { cores, ..Platform::qemu_virt_for_kernel() },
         asid_pool: init_cap::ASID_POOL.cap(),
         vmm_tcb: init_cap::TCB.cap(),
     };

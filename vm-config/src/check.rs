@@ -11,7 +11,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::GuestRange;
-use crate::model::{EmulatedKind, InterruptMode, MapType, MemFlags, OnReset, PopulateRam, SystemConfig, VmConfig};
+use crate::model::{
+    EmulatedKind, GICR_BYTES_PER_CPU, GicVersion, InterruptMode, MapType, MemFlags, OnReset, PopulateRam, SystemConfig,
+    VmConfig,
+};
 
 /// Page size of stage-2 mappings: regions are multiples of it.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -176,8 +179,32 @@ pub enum ProblemKind {
         /// The device that already raises it.
         other: Field,
     },
-    /// More than one emulated interrupt controller.
+    /// More than one emulated interrupt controller (a GICv2 or GICv3 distributor), or more
+    /// than one GICv3 redistributor region.
     DuplicateInterruptController,
+    /// A GICv3 distributor without a redistributor region, or the other way round.
+    GicV3Incomplete {
+        /// The kind present.
+        has: EmulatedKind,
+    },
+    /// A GICv3 redistributor region that is not one redistributor per vCPU.
+    RedistributorSize {
+        /// Its size.
+        size: u64,
+        /// `cpu_num`.
+        cpus: u64,
+    },
+    /// A redistributor region's `cfg_list` (`[cpu_num, stride, pcpu]`) disagrees with the VM.
+    RedistributorCfg {
+        /// Which element.
+        what: &'static str,
+        /// What it says.
+        found: u64,
+        /// What it must say.
+        expected: u64,
+    },
+    /// `capvisor.gic_cpu_interface` in a GICv3 VM, which has no memory-mapped CPU interface.
+    GicCpuInterfaceWithV3,
     /// `gic_irq_lines` is not a multiple of 32 in `32..=1024`.
     BadIrqLines(u64),
     /// `vcpu_priority` would not leave the VMM above its vCPUs.
@@ -235,7 +262,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::EntryMisaligned(a) => write!(f, "entry point {a:#x} is not 4-byte aligned"),
             ProblemKind::UnsupportedDevice(t) => write!(
                 f,
-                "emulated device type {t:#x} ({}) is not implemented by capvisor (supported: 0x0 meta, 0x1 GICv2 distributor, 0x2 PL011 console, 0xc0 CFI flash, 0xc1 PL031 RTC: capvisor's numbers)",
+                "emulated device type {t:#x} ({}) is not implemented by capvisor (supported: 0x0 meta, 0x1 GICv2 distributor, 0x2 PL011 console, 0x20 GICv3 redistributors, 0x21 GICv3 distributor, 0xc0 CFI flash, 0xc1 PL031 RTC: capvisor's numbers)",
                 EmulatedKind::axvisor_name(*t)
             ),
             ProblemKind::FlashSize(n) => {
@@ -256,6 +283,23 @@ impl fmt::Display for ProblemKind {
             }
             ProblemKind::DuplicateIrq { irq, other } => write!(f, "interrupt {irq} is already raised by {other}"),
             ProblemKind::DuplicateInterruptController => f.write_str("a second emulated interrupt controller"),
+            ProblemKind::GicV3Incomplete { has } => match has {
+                EmulatedKind::GicV3Redistributor => {
+                    f.write_str("GICv3 redistributors (emu_type 0x20) without a GICv3 distributor (emu_type 0x21)")
+                }
+                _ => f.write_str("a GICv3 distributor (emu_type 0x21) needs a redistributor region (emu_type 0x20)"),
+            },
+            ProblemKind::RedistributorSize { size, cpus } => write!(
+                f,
+                "{size:#x} bytes: a GICv3 redistributor region holds one {GICR_BYTES_PER_CPU:#x}-byte redistributor per vCPU, {:#x} for {cpus}",
+                GICR_BYTES_PER_CPU.saturating_mul(*cpus)
+            ),
+            ProblemKind::RedistributorCfg { what, found, expected } => {
+                write!(f, "{what} is {found:#x}, must be {expected:#x} (cfg_list = [cpu_num, stride, pcpu], or empty)")
+            }
+            ProblemKind::GicCpuInterfaceWithV3 => f.write_str(
+                "a GICv3 guest uses the system-register CPU interface: there is no GICV to map; drop gic_cpu_interface",
+            ),
             ProblemKind::BadIrqLines(n) => write!(f, "{n} is not a multiple of 32 between 32 and 1024"),
             ProblemKind::BadPriority(p) => write!(f, "priority {p} must be below 254 so the VMM runs above its vCPUs"),
             ProblemKind::IrqButNoIrqMode => {
@@ -412,6 +456,7 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
     let mut windows: Vec<(Field, GuestRange)> = Vec::new();
     let mut irqs: Vec<(u32, Field)> = Vec::new();
     let mut controllers = 0;
+    let mut redistributors = 0;
     let mode = vm.interrupt_mode;
     let mut check_irq = |irq: u32, field: Field, out: &mut dyn FnMut(Field, ProblemKind)| {
         if irq == 0 {
@@ -433,10 +478,26 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
     for (i, d) in vm.emulated.iter().enumerate() {
         let field = |p| Field::Emulated(i, p);
         check_range(&d.range, 1, 2, false, |p, k| push(field(p), k));
-        if d.kind == EmulatedKind::InterruptController {
+        if matches!(d.kind, EmulatedKind::InterruptController | EmulatedKind::GicV3Distributor) {
             controllers += 1;
             if controllers > 1 {
                 push(field(Part::Element(4)), ProblemKind::DuplicateInterruptController);
+            }
+        }
+        if d.kind == EmulatedKind::GicV3Redistributor {
+            redistributors += 1;
+            if redistributors > 1 {
+                push(field(Part::Element(4)), ProblemKind::DuplicateInterruptController);
+            }
+            let cpus = u64::from(vm.cpu_num);
+            if d.range.size_bytes != GICR_BYTES_PER_CPU.saturating_mul(cpus) {
+                push(field(Part::Element(2)), ProblemKind::RedistributorSize { size: d.range.size_bytes, cpus });
+            }
+            let expect = [("cfg_list[0] (cpu_num)", cpus), ("cfg_list[1] (stride)", GICR_BYTES_PER_CPU)];
+            for ((what, expected), found) in expect.into_iter().zip(d.cfg.iter().copied()) {
+                if found != expected {
+                    push(field(Part::Element(5)), ProblemKind::RedistributorCfg { what, found, expected });
+                }
             }
         }
         if d.range.size_bytes != 0 && d.range.size_bytes < d.kind.min_size_bytes() {
@@ -482,6 +543,21 @@ pub fn check_vm(vm: &VmConfig) -> Vec<Problem> {
         let field = |p| Field::PassthroughAddress(i, p);
         check_range(r, 0, 1, true, |p, k| push(field(p), k));
         windows.push((field(Part::Whole), *r));
+    }
+    let has = |k: EmulatedKind| vm.emulated.iter().position(|d| d.kind == k);
+    match (has(EmulatedKind::GicV3Distributor), has(EmulatedKind::GicV3Redistributor)) {
+        (Some(i), None) => push(
+            Field::Emulated(i, Part::Element(4)),
+            ProblemKind::GicV3Incomplete { has: EmulatedKind::GicV3Distributor },
+        ),
+        (None, Some(i)) => push(
+            Field::Emulated(i, Part::Element(4)),
+            ProblemKind::GicV3Incomplete { has: EmulatedKind::GicV3Redistributor },
+        ),
+        _ => {}
+    }
+    if vm.gic_version() == GicVersion::V3 && vm.capvisor.gic_cpu_interface.is_some() {
+        push(Field::Key("capvisor.gic_cpu_interface"), ProblemKind::GicCpuInterfaceWithV3);
     }
     if let Some(r) = &vm.capvisor.gic_cpu_interface {
         let field = Field::Key("capvisor.gic_cpu_interface");
@@ -684,5 +760,90 @@ mod tests {
         assert_eq!(Field::Passthrough(0, Part::Element(2)).to_string(), "devices.passthrough_devices[0].base_hpa");
         assert_eq!(Field::Emulated(1, Part::Whole).to_string(), "devices.emu_devices[1]");
         assert_eq!(Field::Emulated(1, Part::Element(9)).to_string(), "devices.emu_devices[1][9]");
+    }
+
+    fn gic(name: &str, base: u64, size: u64, kind: EmulatedKind, cfg: Vec<u64>) -> EmulatedDevice {
+        EmulatedDevice { name: name.into(), range: GuestRange::new(base, size), irq: 0, kind, cfg }
+    }
+
+    /// Two vCPUs with a GICv3 at QEMU virt's addresses.
+    fn v3() -> VmConfig {
+        let mut v = vm();
+        v.cpu_num = 2;
+        v.emulated = vec![
+            gic("gicd", 0x0800_0000, 0x1_0000, EmulatedKind::GicV3Distributor, vec![]),
+            gic("gicr", 0x080a_0000, 0x4_0000, EmulatedKind::GicV3Redistributor, vec![2, 0x2_0000, 0]),
+        ];
+        v
+    }
+
+    #[test]
+    fn a_gicv3_is_a_distributor_and_one_redistributor_per_vcpu() {
+        assert_eq!(kinds(&v3()), vec![]);
+        assert_eq!(v3().gic_version(), GicVersion::V3);
+        assert_eq!(vm().gic_version(), GicVersion::V2);
+        let mut v = v3();
+        v.emulated[1].range.size_bytes = 0x2_0000;
+        assert_eq!(
+            kinds(&v),
+            vec![("devices.emu_devices[1].length".into(), ProblemKind::RedistributorSize { size: 0x2_0000, cpus: 2 })]
+        );
+        assert!(ProblemKind::RedistributorSize { size: 0x2_0000, cpus: 2 }.to_string().contains("0x40000 for 2"));
+        let mut v = v3();
+        v.emulated[1].cfg = vec![4, 0x1_0000];
+        let got = kinds(&v);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|(f, _)| f == "devices.emu_devices[1].cfg_list"));
+        assert!(matches!(got[0].1, ProblemKind::RedistributorCfg { found: 4, expected: 2, .. }));
+        assert!(matches!(got[1].1, ProblemKind::RedistributorCfg { found: 0x1_0000, expected: 0x2_0000, .. }));
+        let mut v = v3();
+        v.emulated[1].cfg = vec![];
+        assert_eq!(kinds(&v), vec![], "an empty cfg_list is fine");
+    }
+
+    #[test]
+    fn a_gicv3_must_be_whole_alone_and_without_a_gicc() {
+        let mut v = v3();
+        v.emulated.pop();
+        assert_eq!(
+            kinds(&v),
+            vec![(
+                "devices.emu_devices[0].emu_type".into(),
+                ProblemKind::GicV3Incomplete { has: EmulatedKind::GicV3Distributor }
+            )]
+        );
+        let mut v = v3();
+        v.emulated.remove(0);
+        assert_eq!(
+            kinds(&v),
+            vec![(
+                "devices.emu_devices[0].emu_type".into(),
+                ProblemKind::GicV3Incomplete { has: EmulatedKind::GicV3Redistributor }
+            )]
+        );
+        let mut v = v3();
+        v.emulated.push(gic("gicd2", 0x0900_0000, 0x1_0000, EmulatedKind::InterruptController, vec![]));
+        assert_eq!(
+            kinds(&v),
+            vec![("devices.emu_devices[2].emu_type".into(), ProblemKind::DuplicateInterruptController)]
+        );
+        let mut v = v3();
+        v.emulated.push(gic("gicr2", 0x0a00_0000, 0x4_0000, EmulatedKind::GicV3Redistributor, vec![]));
+        assert_eq!(
+            kinds(&v),
+            vec![("devices.emu_devices[2].emu_type".into(), ProblemKind::DuplicateInterruptController)]
+        );
+        let mut v = v3();
+        v.capvisor.gic_cpu_interface = Some(PassthroughRegion {
+            guest: GuestRange::new(0x0801_0000, GIC_CPU_INTERFACE_BYTES),
+            host: PhysAddr(0x0804_0000),
+        });
+        assert_eq!(kinds(&v), vec![("capvisor.gic_cpu_interface".into(), ProblemKind::GicCpuInterfaceWithV3)]);
+        let mut v = v3();
+        v.emulated[0].range.size_bytes = 0x1000;
+        assert_eq!(
+            kinds(&v),
+            vec![("devices.emu_devices[0].length".into(), ProblemKind::DeviceTooSmall { min: 0x1_0000 })]
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::model::{
 /// First bytes of an encoded system.
 pub const MAGIC: [u8; 4] = *b"CVCF";
 /// Encoding version; bumped on any layout change.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 
 /// Why bytes do not decode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -563,7 +563,8 @@ mod tests {
         assert_eq!(decode_system(b"CV"), Err(DecodeError::BadMagic));
         assert_eq!(decode_system(b"CVCF\x01\x00\x00\x00"), Err(DecodeError::BadVersion(1)));
         assert_eq!(decode_system(b"CVCF\x03\x00\x00\x00"), Err(DecodeError::BadVersion(3)));
-        assert_eq!(decode_system(b"CVCF\x05\x00\x00\x00"), Err(DecodeError::BadVersion(5)));
+        assert_eq!(decode_system(b"CVCF\x04\x00\x00\x00"), Err(DecodeError::BadVersion(4)), "before GICv3");
+        assert_eq!(decode_system(b"CVCF\x06\x00\x00\x00"), Err(DecodeError::BadVersion(6)));
         let sys = SystemConfig { vms: vec![sample().vms[1].clone()] };
         let bytes = encode_system(&sys).unwrap();
         // The last fields are unhandled_mmio (u8), gic_irq_lines (u16), priority (u8), an

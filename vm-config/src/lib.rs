@@ -40,8 +40,9 @@ pub use addr::{GuestPhysAddr, GuestRange};
 pub use check::{Field, Part, Problem, ProblemKind};
 pub use codec::{DecodeError, LoadError, decode_system, encode_system, load_system};
 pub use model::{
-    CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, Image, InterruptMode, MapType, MemFlags, MemRegion,
-    OnReset, PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig, UnhandledMmio, VmConfig,
+    CapvisorOptions, EmulatedDevice, EmulatedKind, FlashImage, GICR_BYTES_PER_CPU, GicVersion, Image, InterruptMode,
+    MapType, MemFlags, MemRegion, OnReset, PassthroughDevice, PassthroughRegion, PopulateRam, SystemConfig,
+    UnhandledMmio, VmConfig,
 };
 #[cfg(feature = "std")]
 pub use parse::{

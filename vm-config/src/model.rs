@@ -73,7 +73,8 @@ pub struct FlashImage {
 impl VmConfig {
     /// Longest VM name in bytes.
     pub const MAX_NAME_LEN: usize = 32;
-    /// Most vCPUs per VM: a GICv2 distributor addresses 8 CPU interfaces.
+    /// Most vCPUs per VM: a GICv2 distributor addresses 8 CPU interfaces (capvisor's GICv3
+    /// keeps the same bound: its model tracks targets as a byte).
     pub const MAX_CPUS: u8 = 8;
 
     /// A minimal VM (one vCPU, no devices) for tests and examples; it passes [`crate::check`]
@@ -129,6 +130,38 @@ impl VmConfig {
         }
         let core = self.mpidr(index);
         if core < cores { Ok(Some(core)) } else { Err(core) }
+    }
+
+    /// The GIC architecture the guest sees: GICv3 when its emulated devices include a GICv3
+    /// distributor or redistributor region, else GICv2.
+    pub fn gic_version(&self) -> GicVersion {
+        let v3 = self
+            .emulated
+            .iter()
+            .any(|d| matches!(d.kind, EmulatedKind::GicV3Distributor | EmulatedKind::GicV3Redistributor));
+        if v3 { GicVersion::V3 } else { GicVersion::V2 }
+    }
+}
+
+/// Bytes of one vCPU's GICv3 redistributor (RD_base and SGI_base, 64 KiB each): a
+/// redistributor region is `cpu_num` times this.
+pub const GICR_BYTES_PER_CPU: u64 = 0x2_0000;
+
+/// The GIC architecture version of a VM's interrupt controller, or of a platform's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum GicVersion {
+    /// GICv2: a memory-mapped CPU interface (the guest's GICC backed by the host's GICV).
+    V2,
+    /// GICv3: the system-register CPU interface, redistributors, affinity routing.
+    V3,
+}
+
+impl core::fmt::Display for GicVersion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            GicVersion::V2 => "GICv2",
+            GicVersion::V3 => "GICv3",
+        })
     }
 }
 
@@ -245,8 +278,8 @@ impl EmulatedDevice {
 }
 
 /// The emulated device types capvisor implements (axvisor's `EmulatedDeviceType` numbers).
-/// axvisor's other types (virtio, IVC, GICv3 partial passthrough) are rejected by the checks
-/// rather than silently dropped.
+/// axvisor's other types (virtio, IVC, the GICv3 ITS) are rejected by the checks rather than
+/// silently dropped.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[repr(u8)]
 pub enum EmulatedKind {
@@ -256,6 +289,16 @@ pub enum EmulatedKind {
     InterruptController = 0x1,
     /// 0x2, `Console`: a PL011 UART.
     Console = 0x2,
+    /// 0x20, axvisor's `GPPTRedistributor`: the GICv3 redistributor region, one 128 KiB
+    /// redistributor per vCPU in vCPU order ([`GICR_BYTES_PER_CPU`]). axvisor passes part of
+    /// the host's GIC through; under seL4 the kernel owns the GIC, so capvisor emulates the
+    /// redistributors whole, at the same addresses. `cfg_list` as axvisor's
+    /// (`[cpu_num, stride, pcpu]`) or empty: when given, the first must be `cpu_num` and the
+    /// second 0x20000; the physical CPU is not used.
+    GicV3Redistributor = 0x20,
+    /// 0x21, axvisor's `GPPTDistributor`: a GICv3 distributor (64 KiB), emulated whole as the
+    /// redistributors are. The guest's CPU interface is the system-register one.
+    GicV3Distributor = 0x21,
     /// 0xC0, capvisor's own number (axvisor has no flash type): a CFI NOR flash bank with
     /// Intel's command set, as QEMU virt's two 64 MiB banks. `cfg_list = [1]` makes it
     /// writable for the run; without it the bank is read-only. Its image comes from
@@ -272,6 +315,8 @@ impl EmulatedKind {
             0x0 => Some(EmulatedKind::Dummy),
             0x1 => Some(EmulatedKind::InterruptController),
             0x2 => Some(EmulatedKind::Console),
+            0x20 => Some(EmulatedKind::GicV3Redistributor),
+            0x21 => Some(EmulatedKind::GicV3Distributor),
             0xC0 => Some(EmulatedKind::CfiFlash),
             0xC1 => Some(EmulatedKind::Rtc),
             _ => None,
@@ -287,8 +332,8 @@ impl EmulatedKind {
             0xC0 => "capvisor cfi flash",
             0xC1 => "capvisor pl031 rtc",
             0xA => "ivc channel",
-            0x20 => "gic partial passthrough redistributor",
-            0x21 => "gic partial passthrough distributor",
+            0x20 => "GICv3 redistributors (axvisor: gic partial passthrough redistributor)",
+            0x21 => "GICv3 distributor (axvisor: gic partial passthrough distributor)",
             0x22 => "gic partial passthrough its",
             0x30 => "plic partial passthrough global",
             0xE1 => "virtio block",
@@ -303,6 +348,8 @@ impl EmulatedKind {
         match self {
             EmulatedKind::Dummy => 1,
             EmulatedKind::InterruptController | EmulatedKind::Console | EmulatedKind::Rtc => 0x1000,
+            EmulatedKind::GicV3Distributor => 0x1_0000,
+            EmulatedKind::GicV3Redistributor => GICR_BYTES_PER_CPU,
             // One erase block of QEMU virt's flash.
             EmulatedKind::CfiFlash => 0x4_0000,
         }

@@ -1530,6 +1530,55 @@ gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]
         );
     }
 
+    /// GOOD with a GICv3 in place of its GICv2 (and no GICC).
+    fn gicv3_with(edits: &[(&str, &str)]) -> String {
+        let mut all = alloc::vec![
+            (
+                r#"["gicd", 0x0800_0000, 0x1_0000, 0, 0x1, []],"#,
+                "[\"gicd\", 0x0800_0000, 0x1_0000, 0, 0x21, []],\n    [\"gicr\", 0x080a_0000, 0x4_0000, 0, 0x20, [2, 0x2_0000, 0]],",
+            ),
+            ("gic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]\n", ""),
+        ];
+        all.extend_from_slice(edits);
+        with(&all)
+    }
+
+    #[test]
+    fn gicv3_rules_name_the_line() {
+        let vm = parse_vm_str("vm.toml", &gicv3_with(&[])).unwrap();
+        assert_eq!(vm.gic_version(), crate::GicVersion::V3);
+        check(
+            &gicv3_with(&[("0x080a_0000, 0x4_0000", "0x080a_0000, 0x6_0000")]),
+            "\"gicr\"",
+            "devices.emu_devices[1].length",
+            ProblemKind::RedistributorSize { size: 0x6_0000, cpus: 2 },
+        );
+        check(
+            &gicv3_with(&[("[2, 0x2_0000, 0]", "[3, 0x2_0000, 0]")]),
+            "\"gicr\"",
+            "devices.emu_devices[1].cfg_list",
+            ProblemKind::RedistributorCfg { what: "cfg_list[0] (cpu_num)", found: 3, expected: 2 },
+        );
+        check(
+            &gicv3_with(&[(
+                "vcpu_priority = 100\n",
+                "vcpu_priority = 100\ngic_cpu_interface = [0x0801_0000, 0x0804_0000, 0x2000]\n",
+            )]),
+            "gic_cpu_interface",
+            "capvisor.gic_cpu_interface",
+            ProblemKind::GicCpuInterfaceWithV3,
+        );
+        check(
+            &gicv3_with(&[(
+                r#"["uart0", 0x0900_0000, 0x1000, 33, 0x2, []]"#,
+                r#"["gicd2", 0x0900_0000, 0x1000, 0, 0x1, []]"#,
+            )]),
+            "gicd2",
+            "devices.emu_devices[2].emu_type",
+            ProblemKind::DuplicateInterruptController,
+        );
+    }
+
     #[test]
     fn capvisor_table_rules() {
         check(

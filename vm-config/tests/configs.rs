@@ -134,3 +134,17 @@ fn vcpus_must_be_pinned_to_cores_the_kernel_runs_on() {
     assert_eq!(core_problems(&sys, &mem), vec![]);
     std::fs::remove_file(&file).unwrap();
 }
+
+#[test]
+fn the_gicv3_platform_facts_parse_and_name_no_gicv() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/qemu-arm-virt-gicv3/placement.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let facts = Facts::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(facts.gicv.is_none(), "a GICv3 host has no GICV frames to map");
+    assert!(text.contains("taken 0x080a0000..0x081a0000"), "the redistributors the kernel drives");
+    let sys = parse_system_file(&configs_dir().join("test-guest-gicv3.toml")).unwrap();
+    assert_eq!(sys.vms[0].gic_version(), vm_config::GicVersion::V3);
+    if let Some(uts) = recorded_untypeds() {
+        assert_eq!(check_placement(&sys, &HostMemory::from_bootinfo(&facts, &uts)), vec![]);
+    }
+}

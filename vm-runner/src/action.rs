@@ -39,6 +39,7 @@
 //! | `WFE` | 1 | `ReplyRecv`: the return to the guest is an exception return, which sets the event register, so the re-executed `WFE` completes |
 //! | `WFI` | 4 (1) | no reply: `VCPU_ReadRegs` of `CNTV_CTL` and `CNTV_CVAL`, a `Call` to the timer server, `Recv` (only the `Recv` while the timer PPI awaits acknowledgement); a later `TCB_Resume` restarts the `WFI`, which completes once an interrupt is pending |
 //! | ignored `MSR`/`MRS` | 3 | `TCB_ReadRegisters` (a VCPU fault carries no PC), `TCB_WriteRegisters`, `ReplyRecv` |
+//! | GICv3 SGI (`MSR ICC_SGI1R_EL1`) | 3 | `TCB_ReadRegisters` (the value and the PC), `TCB_WriteRegisters` (pc only), `ReplyRecv`, plus a `VCPU_InjectIRQ` per target given the SGI now (a parked target: a `TCB_Resume` too) |
 //! | virtual timer (`VPPIEvent`) | 2 | `VCPU_InjectIRQ`, `ReplyRecv` |
 //! | maintenance, timer EOI | 2-3 | `VCPU_AckVPPI`, (`VCPU_InjectIRQ` if something waits), `ReplyRecv` |
 //!

@@ -2,8 +2,9 @@
 //!
 //! Owns: turning a checked [`VmConfig`] into a flattened device tree (DTB) that describes
 //! exactly the machine capvisor gives the guest: RAM, the vCPUs (`enable-method = "psci"`,
-//! `reg` = the MPIDR each reports), PSCI 1.0 over `HVC`, the GICv2 distributor and CPU
-//! interface at their guest addresses, the architected timer, each emulated PL011 with its
+//! `reg` = the MPIDR each reports), PSCI 1.0 over `HVC`, the interrupt controller at its
+//! guest addresses (a GICv2 distributor and CPU interface, or a GICv3 distributor and
+//! redistributor region), the architected timer, each emulated PL011 with its
 //! clock, the passthrough devices it knows how to describe, and `/chosen` (command line,
 //! console, initrd range). A configuration with `kernel.dtb_path` brings its own tree
 //! instead ([`DtbSource::File`]); only `dtb_load_addr` without a path asks for this one.
@@ -18,7 +19,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use vm_config::{EmulatedKind, GuestRange, PassthroughDevice, VmConfig};
+use vm_config::{EmulatedKind, GicVersion, GuestRange, PassthroughDevice, VmConfig};
 use vm_fdt::FdtWriter;
 
 /// The clock QEMU virt's PL011 runs from (the `apb_pclk` fixed clock).
@@ -39,6 +40,8 @@ const IRQ_LEVEL_HIGH: u32 = 4;
 /// The architected timer's PPIs, as the binding numbers them (INTID - 16): secure
 /// physical, non-secure physical, virtual, hypervisor.
 pub const TIMER_PPIS: [u32; 4] = [13, 14, 11, 10];
+/// The GIC's maintenance interrupt, as the binding numbers PPIs (INTID 25).
+pub const MAINTENANCE_PPI: u32 = 9;
 
 /// Where the guest's device tree comes from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,8 +70,11 @@ impl<'c> DtbSource<'c> {
 pub enum FdtError {
     /// The VM has no emulated interrupt controller to describe.
     NoInterruptController,
-    /// No `capvisor.gic_cpu_interface`: the guest would have no GIC CPU interface.
+    /// A GICv2 VM without `capvisor.gic_cpu_interface`: the guest would have no GIC CPU
+    /// interface.
     NoCpuInterface,
+    /// A GICv3 distributor without its redistributor region (emu_type 0x20).
+    NoRedistributors,
     /// A passthrough device whose kind the generator cannot tell from its name (it knows
     /// `virtio_mmio@ADDR`); give the VM a `dtb_path` to describe it.
     UnknownPassthrough(String),
@@ -82,7 +88,10 @@ impl fmt::Display for FdtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FdtError::NoInterruptController => {
-                f.write_str("no emulated interrupt controller (emu_type 0x1) to put in the device tree")
+                f.write_str("no emulated interrupt controller (emu_type 0x1 or 0x21) to put in the device tree")
+            }
+            FdtError::NoRedistributors => {
+                f.write_str("a GICv3 distributor without redistributors (emu_type 0x20) to put in the device tree")
             }
             FdtError::NoCpuInterface => f.write_str("no capvisor.gic_cpu_interface to put in the device tree"),
             FdtError::UnknownPassthrough(n) => write!(
@@ -152,12 +161,19 @@ fn spi_cells(intid: u32, trigger: u32) -> [u32; 3] {
 /// The device tree for `config`, with `initrd` (where the initrd was loaded, if any) in
 /// `/chosen`.
 pub fn generate(config: &VmConfig, initrd: Option<GuestRange>) -> Result<Vec<u8>, FdtError> {
-    let gicd = config
-        .emulated
-        .iter()
-        .find(|d| d.kind == EmulatedKind::InterruptController)
-        .ok_or(FdtError::NoInterruptController)?;
-    let gicc = config.capvisor.gic_cpu_interface.ok_or(FdtError::NoCpuInterface)?;
+    let version = config.gic_version();
+    let find = |kind| config.emulated.iter().find(|d| d.kind == kind).map(|d| d.range);
+    let gic_regs = match version {
+        GicVersion::V2 => {
+            let gicd = find(EmulatedKind::InterruptController).ok_or(FdtError::NoInterruptController)?;
+            let gicc = config.capvisor.gic_cpu_interface.ok_or(FdtError::NoCpuInterface)?;
+            [gicd, gicc.guest]
+        }
+        GicVersion::V3 => {
+            let gicd = find(EmulatedKind::GicV3Distributor).ok_or(FdtError::NoInterruptController)?;
+            [gicd, find(EmulatedKind::GicV3Redistributor).ok_or(FdtError::NoRedistributors)?]
+        }
+    };
     let passthrough: Vec<Described> = config.passthrough.iter().map(describe).collect::<Result<_, _>>()?;
     let uarts: Vec<_> = config.emulated.iter().filter(|d| d.kind == EmulatedKind::Console).collect();
     let rtcs: Vec<_> = config.emulated.iter().filter(|d| d.kind == EmulatedKind::Rtc).collect();
@@ -217,17 +233,33 @@ pub fn generate(config: &VmConfig, initrd: Option<GuestRange>) -> Result<Vec<u8>
     w.property_string("method", "hvc")?;
     w.end_node(psci)?;
 
-    let gic = w.begin_node(&format!("interrupt-controller@{:x}", gicd.range.base.0))?;
-    w.property_string("compatible", "arm,cortex-a15-gic")?;
+    let gic = w.begin_node(&format!("interrupt-controller@{:x}", gic_regs[0].base.0))?;
+    w.property_string(
+        "compatible",
+        match version {
+            GicVersion::V2 => "arm,cortex-a15-gic",
+            GicVersion::V3 => "arm,gic-v3",
+        },
+    )?;
     w.property_null("interrupt-controller")?;
     w.property_u32("#interrupt-cells", 3)?;
     w.property_u32("#address-cells", 0)?;
-    w.property_array_u64("reg", &reg(&[gicd.range, gicc.guest]))?;
+    if version == GicVersion::V3 {
+        // One region of redistributors, QEMU's layout; the stride is the architectural
+        // default (two 64 KiB frames), so no `redistributor-stride`.
+        w.property_u32("#redistributor-regions", 1)?;
+        w.property_array_u32("interrupts", &[GIC_PPI, MAINTENANCE_PPI, IRQ_LEVEL_HIGH])?;
+    }
+    w.property_array_u64("reg", &reg(&gic_regs))?;
     w.property_phandle(PHANDLE_GIC)?;
     w.end_node(gic)?;
 
-    // GICv2 PPIs name the CPUs they go to in bits 8-15 of the flags cell.
-    let cpu_mask = ((1u32 << config.cpu_num.min(8)) - 1) << 8;
+    // GICv2 PPIs name the CPUs they go to in bits 8-15 of the flags cell; GICv3's binding
+    // has no such mask (affinity routing names CPUs, not a bit each).
+    let cpu_mask = match version {
+        GicVersion::V2 => ((1u32 << config.cpu_num.min(8)) - 1) << 8,
+        GicVersion::V3 => 0,
+    };
     let timer = w.begin_node("timer")?;
     w.property_string("compatible", "arm,armv8-timer")?;
     let cells: Vec<u32> = TIMER_PPIS.iter().flat_map(|p| [GIC_PPI, *p, cpu_mask | IRQ_LEVEL_HIGH]).collect();

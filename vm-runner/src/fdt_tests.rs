@@ -194,3 +194,55 @@ fn the_generated_tree_fits_the_boot_protocol_limit() {
     assert!((blob.len() as u64) < crate::linux::DTB_MAX_BYTES);
     assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed], "FDT magic");
 }
+
+/// `vm` with its GICv2 turned into a GICv3: the distributor becomes one (emu_type 0x21), a
+/// redistributor region for its vCPUs at QEMU virt's address joins it, and the GICC goes.
+fn gicv3(mut vm: VmConfig) -> VmConfig {
+    use vm_config::{EmulatedDevice, EmulatedKind};
+    for d in &mut vm.emulated {
+        if d.kind == EmulatedKind::InterruptController {
+            d.kind = EmulatedKind::GicV3Distributor;
+        }
+    }
+    let size = vm_config::GICR_BYTES_PER_CPU * u64::from(vm.cpu_num);
+    vm.emulated.push(EmulatedDevice {
+        name: String::from("gicr"),
+        range: GuestRange::new(0x080a_0000, size),
+        irq: 0,
+        kind: EmulatedKind::GicV3Redistributor,
+        cfg: Vec::new(),
+    });
+    vm.capvisor.gic_cpu_interface = None;
+    vm
+}
+
+#[test]
+fn a_gicv3_vm_gets_distributor_redistributors_maintenance_and_maskless_ppis() {
+    let vm = gicv3(config("linux-smp.toml"));
+    assert!(vm_config::check::check_vm(&vm).is_empty(), "{:?}", vm_config::check::check_vm(&vm));
+    let blob = generate(&vm, None).unwrap();
+    let dt = fdt::Fdt::new(&blob).unwrap();
+    let gic = "/interrupt-controller@8000000";
+    assert_eq!(strings(prop(&dt, gic, "compatible")), ["arm,gic-v3"]);
+    assert_eq!(cells_u64(prop(&dt, gic, "reg")), [0x0800_0000, 0x1_0000, 0x080a_0000, 0x4_0000]);
+    assert_eq!(cells_u32(prop(&dt, gic, "#redistributor-regions")), [1]);
+    assert_eq!(cells_u32(prop(&dt, gic, "#interrupt-cells")), [3]);
+    assert_eq!(cells_u32(prop(&dt, gic, "interrupts")), [1, 9, 4], "maintenance: PPI 9, level-high");
+    assert!(dt.find_node(gic).unwrap().property("interrupt-controller").is_some());
+    // GICv3 PPI specifiers have no CPU mask.
+    assert_eq!(cells_u32(prop(&dt, "/timer", "interrupts")), [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
+    let phandle = cells_u32(prop(&dt, gic, "phandle"))[0];
+    assert_eq!(cells_u32(prop(&dt, "/", "interrupt-parent")), [phandle]);
+}
+
+#[test]
+fn a_gicv3_vm_needs_no_cpu_interface_but_its_redistributors() {
+    let mut vm = gicv3(config("linux.toml"));
+    assert!(generate(&vm, None).is_ok(), "no gic_cpu_interface needed");
+    vm.emulated.retain(|d| d.kind != vm_config::EmulatedKind::GicV3Distributor);
+    assert_eq!(generate(&vm, None), Err(FdtError::NoInterruptController));
+    let mut vm = gicv3(config("linux.toml"));
+    vm.emulated.retain(|d| d.kind != vm_config::EmulatedKind::GicV3Redistributor);
+    // The distributor alone still makes a GICv3 VM, with nowhere for its redistributors.
+    assert_eq!(generate(&vm, None), Err(FdtError::NoRedistributors));
+}

@@ -7,7 +7,8 @@
 //! exiting vCPU does next and which side effects (interrupt injections, acknowledgements,
 //! vCPUs to start, wake or suspend) the run loop performs, with their exact cost in kernel
 //! entries ([`Action::ops`]; the reasoning is in [`action`]'s docs). Device models live in
-//! [`devices`]: a PL011 UART, a GICv2 distributor with a list-register model, PSCI 1.0, the
+//! [`devices`]: a PL011 UART, a GICv2 distributor or a GICv3 distributor and redistributors
+//! over one list-register model, PSCI 1.0, the
 //! virtual timer, CFI NOR flash and a PL031 real-time clock; [`mmio`] maps guest-physical
 //! windows to them. [`console`] shares one terminal between the VMs (focus, keys, lines).
 //!

@@ -248,7 +248,9 @@ fn every_example_vm_is_built_with_exactly_the_invocations_its_plan_states() {
         let kernels: Vec<Vec<u8>> = (0..sys.vms.len()).map(|i| image(i as u8, 0x3000)).collect();
         let bundle = bundle_of(&sys, &kernels);
         let _ = I::cell().take();
-        let options = install::<I>(Model::qemu_arm_virt_capvisor());
+        let mut options = install::<I>(Model::qemu_arm_virt_capvisor());
+        // The model's machine with the GIC the example is for (test-guest-gicv3.toml's GICv3).
+        options.platform.gic_version = sys.vms[0].gic_version();
         let mut vmm = Vmm::<HostPaging<I>>::build::<H>(&bundle, &options, &mut Recorder::<I>::new())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         for vm in &vmm.vms {
@@ -295,7 +297,7 @@ impl SimpleHal {
         let hal = Sel4Hal::new(model, untyped, HalConfig::with_loose_slots(pool, loose)).unwrap();
         SIMPLE.with(|c| *c.borrow_mut() = Some(hal));
         SetupOptions {
-            platform: Platform { list_registers, cores },
+            platform: Platform { list_registers, gic_version: Platform::KERNEL_GIC, cores },
             asid_pool: sel4::init_cap::ASID_POOL.cap(),
             vmm_tcb: sel4::init_cap::TCB.cap(),
         }

@@ -93,7 +93,7 @@ pub(crate) fn install<I: HalInstance<Kernel = Model>>(model: Model) -> SetupOpti
     let cores = model.cores();
     hal_sel4::host::install_model::<I>(model, slots).unwrap();
     SetupOptions {
-        platform: Platform { list_registers, cores },
+        platform: Platform { list_registers, gic_version: Platform::KERNEL_GIC, cores },
         asid_pool: init_cap::ASID_POOL.cap(),
         vmm_tcb: init_cap::TCB.cap(),
     }

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use sel4::{Op, UserContext};
-use vm_config::{EmulatedKind, GuestRange, InterruptMode, UnhandledMmio, VmConfig};
+use vm_config::{EmulatedKind, GicVersion, GuestRange, InterruptMode, UnhandledMmio, VmConfig};
 
 use crate::action::{AbortKind, Action, Effects, FlashRom, Next, Notice, StopReason, VcpuStart};
 use crate::counters::{Counters, ExitKind};
@@ -26,8 +26,9 @@ use crate::devices::pl011::Pl011;
 use crate::devices::pl031::Pl031;
 use crate::devices::psci::{self, Outcome, Power};
 use crate::devices::vgic::Vgic;
+use crate::devices::vgic::v3::SgiRegister;
 use crate::devices::vtimer::{VTIMER_PPI, VTimer};
-use crate::esr::{DataAbort, FaultStatus};
+use crate::esr::{DataAbort, FaultStatus, SysRegAccess, sysreg};
 use crate::exit::{Exit, HvcRegs};
 use crate::logonce::{LogOnce, Seen};
 use crate::mmio::{MmioError, MmioMap};
@@ -35,8 +36,13 @@ use crate::mmio::{MmioError, MmioMap};
 /// Facts about the machine the VM model needs and the configuration does not give.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Platform {
-    /// List registers per virtual CPU interface (GICH_VTR.ListRegs + 1; 4 on QEMU virt).
+    /// List registers per virtual CPU interface (GICH_VTR.ListRegs + 1, or ICH_VTR_EL2's;
+    /// 4 on QEMU virt).
     pub list_registers: u8,
+    /// The host's GIC, which the kernel drives: a VM's interrupt controller must be the same
+    /// version (a GICv2 guest's CPU interface is the host's GICV frames; a GICv3 guest's is
+    /// the system registers, which only a GICv3 host virtualizes).
+    pub gic_version: GicVersion,
     /// Physical cores the kernel runs on (the bootinfo's `numNodes`). With one, every vCPU
     /// shares it and none is pinned (such a kernel has no `TCB_SetAffinity`); with more,
     /// each vCPU is pinned to the core its `phys_cpu_ids` entry names.
@@ -45,8 +51,22 @@ pub struct Platform {
 
 impl Platform {
     /// QEMU `virt` with `gic-version=2`, one core.
-    pub const QEMU_VIRT: Platform = Platform { list_registers: 4, cores: 1 };
+    pub const QEMU_VIRT: Platform = Platform { list_registers: 4, gic_version: GicVersion::V2, cores: 1 };
+    /// QEMU `virt` with `gic-version=3`, one core.
+    pub const QEMU_VIRT_GICV3: Platform = Platform { list_registers: 4, gic_version: GicVersion::V3, cores: 1 };
+
+    /// The GIC version of the kernel this crate is built against (its `ARM_GIC_V3_SUPPORT`).
+    pub const KERNEL_GIC: GicVersion = if sel4::config::ARM_GIC_V3_SUPPORT { GicVersion::V3 } else { GicVersion::V2 };
+
+    /// QEMU `virt` with the GIC the kernel was built for, one core.
+    pub const fn qemu_virt_for_kernel() -> Platform {
+        Platform { list_registers: 4, gic_version: Self::KERNEL_GIC, cores: 1 }
+    }
 }
+
+/// `ICC_SRE_EL1` as a GICv3 guest reads it: SRE (the system-register interface), DFB and
+/// DIB (FIQ and IRQ bypass disabled).
+pub const ICC_SRE_VALUE: u64 = 0x7;
 
 /// Addresses remembered by "logged once", per set.
 pub const LOG_ONCE_CAPACITY: usize = 64;
@@ -64,6 +84,13 @@ pub enum BuildError {
     },
     /// `cpu_num` is 0 or more than 8.
     Cpus(u8),
+    /// The VM's interrupt controller is not the platform's GIC version.
+    GicVersion {
+        /// What the VM's devices describe.
+        vm: GicVersion,
+        /// What the host has.
+        platform: GicVersion,
+    },
     /// A CFI flash bank's size or image does not fit the model.
     Flash {
         /// The device.
@@ -78,6 +105,9 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Mmio { device, error } => write!(f, "device {device}: {error}"),
             BuildError::Cpus(n) => write!(f, "{n} vCPUs (1 to 8)"),
+            BuildError::GicVersion { vm, platform } => {
+                write!(f, "the VM's interrupt controller is a {vm}, the platform's GIC a {platform}")
+            }
             BuildError::Flash { device, error } => write!(f, "flash {device}: {error}"),
         }
     }
@@ -101,6 +131,7 @@ pub struct VcpuState {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Device {
     Gicd,
+    Gicr,
     Uart(usize),
     Flash(usize),
     Rtc(usize),
@@ -183,6 +214,10 @@ impl VmState {
         if config.cpu_num == 0 || config.cpu_num > VmConfig::MAX_CPUS {
             return Err(BuildError::Cpus(config.cpu_num));
         }
+        let gic_version = config.gic_version();
+        if gic_version != platform.gic_version {
+            return Err(BuildError::GicVersion { vm: gic_version, platform: platform.gic_version });
+        }
         let vcpus = (0..usize::from(config.cpu_num))
             .map(|i| VcpuState {
                 power: if i == 0 { Power::On } else { Power::Off },
@@ -197,7 +232,8 @@ impl VmState {
         let mut rtcs = Vec::new();
         for d in &config.emulated {
             let dev = match d.kind {
-                EmulatedKind::InterruptController => Device::Gicd,
+                EmulatedKind::InterruptController | EmulatedKind::GicV3Distributor => Device::Gicd,
+                EmulatedKind::GicV3Redistributor => Device::Gicr,
                 EmulatedKind::Console => {
                     uarts.push((Pl011::new(), u16::try_from(d.irq).unwrap_or(0)));
                     Device::Uart(uarts.len() - 1)
@@ -224,7 +260,13 @@ impl VmState {
         Ok(VmState {
             name: config.name.clone(),
             vcpus,
-            vgic: Vgic::new(config.capvisor.gic_irq_lines, config.cpu_num, platform.list_registers),
+            vgic: match gic_version {
+                GicVersion::V2 => Vgic::new(config.capvisor.gic_irq_lines, config.cpu_num, platform.list_registers),
+                GicVersion::V3 => {
+                    let mpidrs: Vec<u64> = (0..usize::from(config.cpu_num)).map(|i| config.mpidr(i)).collect();
+                    Vgic::new_v3(config.capvisor.gic_irq_lines, &mpidrs, platform.list_registers)
+                }
+            },
             vtimer: VTimer::new(usize::from(config.cpu_num)),
             uarts,
             flashes,
@@ -434,6 +476,9 @@ impl VmState {
             Exit::SysReg { access, .. } => {
                 let Some(r) = regs else { return (ExitKind::SysReg, self.stop(StopReason::MissingRegisters)) };
                 let pc = r.pc.wrapping_add(4);
+                if let Some(a) = self.gic_sysreg(vcpu, &access, r, pc) {
+                    return (ExitKind::SysReg, a);
+                }
                 let mut a = Action::just(if access.read && access.rt != 31 {
                     Next::SetRegister { reg: access.rt, value: 0, pc }
                 } else {
@@ -459,6 +504,39 @@ impl VmState {
                 (ExitKind::Other, self.stop(StopReason::BadFault { label }))
             }
         }
+    }
+
+    /// A trapped access to a GICv3 CPU interface register that the hardware does not
+    /// virtualize. `ICC_SGI0R_EL1`, `ICC_SGI1R_EL1` (trapped by `HCR_EL2.IMO`): the SGI is
+    /// made pending on the vCPUs the value names and injected where a list register is free.
+    /// `ICC_SRE_EL1` (trapped where the hardware honours seL4 leaving `ICC_SRE_EL2.Enable`
+    /// clear; QEMU 7.2 lets the guest read it directly): reads as
+    /// SRE, DFB and DIB set, the only setting a guest of a GICv3 host can have; writes are
+    /// ignored. The vCPU goes on after the instruction. `None` for any other register, or
+    /// under GICv2 (where these do not exist): the caller's default applies, as it does to
+    /// `ICC_ASGI1R_EL1` (a security state the guest does not have) and to reads of the
+    /// write-only SGI registers (ignored, read as zero, logged once).
+    fn gic_sysreg(&mut self, vcpu: usize, access: &SysRegAccess, r: &UserContext, pc: u64) -> Option<Action> {
+        if self.vgic.version() != GicVersion::V3 {
+            return None;
+        }
+        let which = match (access.encoding(), access.read) {
+            (sysreg::ICC_SRE_EL1, true) if access.rt != 31 => {
+                return Some(Action::just(Next::SetRegister { reg: access.rt, value: ICC_SRE_VALUE, pc }));
+            }
+            (sysreg::ICC_SRE_EL1, _) => return Some(Action::just(Next::Advance { pc })),
+            (sysreg::ICC_SGI0R_EL1, false) => SgiRegister::Sgi0,
+            (sysreg::ICC_SGI1R_EL1, false) => SgiRegister::Sgi1,
+            _ => return None,
+        };
+        // `xzr` (31) reads as zero; x0-x30 are in the register file.
+        let value = r.x.get(usize::from(access.rt)).copied().unwrap_or(0);
+        let targets = self.vgic.write_sgi(vcpu, which, value);
+        let mut effects = Effects::default();
+        for t in (0..self.vcpus.len()).filter(|t| targets & (1 << t) != 0) {
+            effects.extend(self.fill(t));
+        }
+        Some(Action { next: Next::Advance { pc }, effects })
     }
 
     fn classify(&self, addr: u64, abort: &DataAbort) -> Access {
@@ -515,6 +593,7 @@ impl VmState {
     fn device_read(&mut self, vcpu: usize, dev: Device, off: u64, size: u8) -> (u64, Effects) {
         match dev {
             Device::Gicd => (self.vgic.read(vcpu, off, size), Effects::default()),
+            Device::Gicr => (self.vgic.read_redist(off, size), Effects::default()),
             Device::Uart(i) => {
                 let Some((u, _)) = self.uarts.get_mut(i) else { return (0, Effects::default()) };
                 // A read of DR takes a byte from the queue and may lower the interrupt.
@@ -540,6 +619,14 @@ impl VmState {
                 self.vgic.write(vcpu, off, size, value);
                 // An enable, priority, target or SGI may have made something deliverable.
                 self.fill_all()
+            }
+            Device::Gicr => {
+                self.vgic.write_redist(off, size, value);
+                // An enable or priority of that redistributor's vCPU.
+                match self.vgic.redist_frame(off) {
+                    Some((target, _)) => self.fill(target),
+                    None => Effects::default(),
+                }
             }
             Device::Uart(i) => {
                 if let Some((u, _)) = self.uarts.get_mut(i) {

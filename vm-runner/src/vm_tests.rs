@@ -687,3 +687,129 @@ fn random_exits_and_events_never_panic() {
     }
     assert!(stops > 0, "the random guests reached a stop");
 }
+
+// ---- GICv3 ----
+
+const GICR: u64 = 0x080a_0000;
+
+/// `config` with a GICv3: the distributor at GICD, two redistributors at GICR.
+fn config_v3() -> VmConfig {
+    let mut c = config(UnhandledMmio::Stop);
+    c.emulated[0].kind = EmulatedKind::GicV3Distributor;
+    c.emulated.push(EmulatedDevice {
+        name: "gicr".into(),
+        range: GuestRange::new(GICR, 2 * vm_config::GICR_BYTES_PER_CPU),
+        irq: 0,
+        kind: EmulatedKind::GicV3Redistributor,
+        cfg: vec![],
+    });
+    c
+}
+
+fn vm_v3() -> VmState {
+    VmState::new(&config_v3(), Platform::QEMU_VIRT_GICV3).unwrap()
+}
+
+/// `MSR`/`MRS` of `S3_0_C12_C<crm>_<op2>` with `x<rt>`.
+fn icc(crm: u32, op2: u32, rt: u32, read: bool) -> Exit {
+    vcpu_fault(ec::SYS64, (3 << 20) | (op2 << 17) | (12 << 10) | (rt << 5) | (crm << 1) | u32::from(read))
+}
+
+fn mmio_write_v3(vm: &mut VmState, vcpu: usize, addr: u64, value: u64) -> Action {
+    run(vm, vcpu, &dabt(addr, 2, 1, true), &regs_with(&[(1, value)])).0
+}
+
+/// The distributor on for group 1, and SGIs 0-15 in group 1 and enabled on both vCPUs.
+fn v3_sgis_ready(vm: &mut VmState) {
+    mmio_write_v3(vm, 0, GICD + gicd::CTLR, 2);
+    for n in 0..2 {
+        let sgi = GICR + n * vm_config::GICR_BYTES_PER_CPU + 0x1_0000;
+        mmio_write_v3(vm, 0, sgi + gicd::IGROUPR, 0xffff_ffff);
+        mmio_write_v3(vm, 0, sgi + gicd::ISENABLER, 0xffff);
+    }
+}
+
+#[test]
+fn the_gic_version_must_be_the_platforms() {
+    assert_eq!(
+        VmState::new(&config_v3(), Platform::QEMU_VIRT).unwrap_err(),
+        BuildError::GicVersion { vm: GicVersion::V3, platform: GicVersion::V2 }
+    );
+    let e = VmState::new(&config(UnhandledMmio::Stop), Platform::QEMU_VIRT_GICV3).unwrap_err();
+    assert_eq!(e, BuildError::GicVersion { vm: GicVersion::V2, platform: GicVersion::V3 });
+    assert!(alloc::format!("{e}").contains("GICv2") && alloc::format!("{e}").contains("GICv3"));
+    assert_eq!(vm_v3().vgic().version(), GicVersion::V3);
+}
+
+#[test]
+fn redistributor_accesses_reach_the_frame_of_their_vcpu() {
+    let mut vm = vm_v3();
+    // GICR_TYPER of vCPU 1, read by vCPU 0: affinity 1, processor 1, Last.
+    let (a, _) = run(&mut vm, 0, &dabt(GICR + 0x2_0008, 3, 2, false), &regs_with(&[]));
+    assert_eq!(a.next, Next::SetRegister { reg: 2, value: (1 << 32) | (1 << 8) | (1 << 4), pc: PC + 4 });
+    // Enabling the timer PPI in vCPU 1's SGI frame, with it pending: injected into vCPU 1.
+    mmio_write_v3(&mut vm, 0, GICD + gicd::CTLR, 1);
+    vm.vgic.raise_ppi(1, VTIMER_PPI);
+    vm.vcpus[1].power = Power::On;
+    let a = mmio_write_v3(&mut vm, 0, GICR + 0x3_0000 + gicd::ISENABLER, 1 << VTIMER_PPI);
+    assert_eq!(a.effects.injections, [Injection { vcpu: 1, lr: 0, virq: 27, priority: 0, group: 0 }]);
+    // The top word of the window: nothing there, reads as zero.
+    let (a, _) = run(&mut vm, 0, &dabt(GICR + 0x3_fffc, 2, 2, false), &regs_with(&[]));
+    assert_eq!(a.next, Next::SetRegister { reg: 2, value: 0, pc: PC + 4 });
+}
+
+#[test]
+fn icc_sgi1r_raises_the_sgi_on_its_target_and_advances() {
+    let mut vm = vm_v3();
+    vm.vcpus[1].power = Power::On;
+    v3_sgis_ready(&mut vm);
+    // MSR ICC_SGI1R_EL1, x5: SGI 3 to Aff0 1 (vCPU 1).
+    let exit = icc(11, 5, 5, false);
+    assert!(vm.registers_needed(&exit));
+    let (a, ops) = run(&mut vm, 0, &exit, &regs_with(&[(5, (3 << 24) | 0b10)]));
+    assert_eq!(a.next, Next::Advance { pc: PC + 4 });
+    assert_eq!(a.effects.injections, [Injection { vcpu: 1, lr: 0, virq: 3, priority: 0, group: 1 }]);
+    assert_eq!(ops, [Op::TcbReadRegisters, Op::VCpuInjectIrq, Op::TcbWriteRegisters, Op::ReplyRecv]);
+    assert!(a.effects.notices.is_empty());
+    // IRM: everyone but the sender (vCPU 1 sends to vCPU 0).
+    let (a, _) = run(&mut vm, 1, &icc(11, 5, 2, false), &regs_with(&[(2, (1 << 40) | (4 << 24))]));
+    assert_eq!(a.effects.injections.iter().map(|i| (i.vcpu, i.virq)).collect::<Vec<_>>(), [(0, 4)]);
+    // An affinity with no vCPU, and xzr: nothing raised, the PC still advances.
+    let (a, _) = run(&mut vm, 0, &icc(11, 5, 2, false), &regs_with(&[(2, (7 << 32) | (5 << 24) | 1)]));
+    assert_eq!((a.next, a.effects.injections.len()), (Next::Advance { pc: PC + 4 }, 0));
+    let (a, _) = run(&mut vm, 0, &icc(11, 5, 31, false), &regs_with(&[]));
+    assert_eq!(a.next, Next::Advance { pc: PC + 4 });
+    assert!(vm.stopped().is_none());
+}
+
+#[test]
+fn a_parked_target_of_an_sgi_is_woken() {
+    let mut vm = vm_v3();
+    vm.vcpus[1].power = Power::On;
+    vm.vcpus[1].parked = true;
+    v3_sgis_ready(&mut vm);
+    let (a, _) = run(&mut vm, 0, &icc(11, 5, 1, false), &regs_with(&[(1, (1 << 24) | 0b10)]));
+    assert_eq!(a.effects.wakes, [1]);
+}
+
+#[test]
+fn icc_sre_reads_as_enabled_and_other_gic_sysregs_fall_to_the_default() {
+    let mut vm = vm_v3();
+    let (a, _) = run(&mut vm, 0, &icc(12, 5, 4, true), &regs_with(&[]));
+    assert_eq!(a.next, Next::SetRegister { reg: 4, value: ICC_SRE_VALUE, pc: PC + 4 });
+    let (a, _) = run(&mut vm, 0, &icc(12, 5, 4, false), &regs_with(&[(4, 0)]));
+    assert_eq!((a.next, a.effects.notices.len()), (Next::Advance { pc: PC + 4 }, 0));
+    // ICC_ASGI1R_EL1: ignored, logged once; a read of ICC_SGI1R_EL1: zero, logged once.
+    let (a, _) = run(&mut vm, 0, &icc(11, 6, 1, false), &regs_with(&[(1, u64::MAX)]));
+    assert_eq!(a.next, Next::Advance { pc: PC + 4 });
+    assert!(matches!(a.effects.notices[..], [Notice::SysRegIgnored { .. }]));
+    assert!(a.effects.injections.is_empty());
+    let (a, _) = run(&mut vm, 0, &icc(11, 5, 1, true), &regs_with(&[]));
+    assert_eq!(a.next, Next::SetRegister { reg: 1, value: 0, pc: PC + 4 });
+    // Under GICv2 none of these is the VMM's: ICC_SRE_EL1 reads as zero there.
+    let mut v2 = self::vm();
+    let (a, _) = run(&mut v2, 0, &icc(12, 5, 4, true), &regs_with(&[]));
+    assert_eq!(a.next, Next::SetRegister { reg: 4, value: 0, pc: PC + 4 });
+    let (a, _) = run(&mut v2, 0, &icc(11, 5, 1, false), &regs_with(&[(1, (1 << 24) | 0b10)]));
+    assert!(a.effects.injections.is_empty());
+}

@@ -75,3 +75,23 @@ fn test_guest_boots_vcpu_0_at_its_entry_point() {
     assert_eq!((b.vcpu, b.entry, b.context), (0, 0x4000_0000, 0), "no DTB: x0 = 0");
     assert_eq!(b.registers().spsr, 0x3c5);
 }
+
+#[test]
+fn the_gicv3_test_guest_gets_a_gicv3_and_only_on_a_gicv3_platform() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/test-guest-gicv3.toml");
+    let sys = vm_config::parse_system_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = &sys.vms[0];
+    assert!(VmState::new(config, Platform::QEMU_VIRT).is_err(), "a GICv3 VM on a GICv2 host");
+    let mut vm = VmState::new(config, Platform::QEMU_VIRT_GICV3).unwrap();
+    // GICD_PIDR2: architecture revision 3, what the guest probes.
+    let (next, _) = step(&mut vm, &access(0x0800_ffe8, false), 0);
+    assert!(matches!(next, Next::SetRegister { reg: 1, value: 0x3b, .. }), "{next:?}");
+    // vCPU 1's GICR_TYPER, upper half: affinity 1; lower half: processor 1 and Last.
+    let (next, _) = step(&mut vm, &access(0x080a_0000 + 0x2_000c, false), 0);
+    assert!(matches!(next, Next::SetRegister { reg: 1, value: 1, .. }), "{next:?}");
+    let (next, _) = step(&mut vm, &access(0x080a_0000 + 0x2_0008, false), 0);
+    assert!(matches!(next, Next::SetRegister { reg: 1, value: 0x110, .. }), "{next:?}");
+    // Past the two redistributors: no device there.
+    let (next, _) = step(&mut vm, &access(0x080e_0000, false), 0);
+    assert!(matches!(next, Next::InjectAbort(AbortKind { instruction: false, write: false })), "{next:?}");
+}

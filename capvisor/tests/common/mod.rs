@@ -198,6 +198,22 @@ pub fn platform_of(prefix: &Path) -> (String, u32) {
     }
 }
 
+/// `--platform NAME --cpus N` for `qemu/run-qemu.sh`: the machine the kernel of
+/// `$SEL4_PREFIX` was built for ([`prefix_platform`]).
+pub fn platform_args() -> Vec<String> {
+    let (name, cpus) = prefix_platform();
+    vec!["--platform".to_string(), name, "--cpus".to_string(), cpus.to_string()]
+}
+
+/// Whether the platform of `$SEL4_PREFIX` ([`prefix_platform`]) has a GICv3: its
+/// `platforms/NAME/platform.env` says `GIC_VERSION=3`.
+pub fn prefix_gic_v3() -> bool {
+    let (name, _) = prefix_platform();
+    let env = workspace().join("platforms").join(&name).join("platform.env");
+    let text = std::fs::read_to_string(&env).unwrap_or_else(|e| panic!("{}: {e}", env.display()));
+    text.lines().any(|l| l.trim() == "GIC_VERSION=3")
+}
+
 /// [`run_qemu_with`] with options for `qemu/run-qemu.sh` itself (`--raw ADDR`). The machine
 /// is the one the kernel was built for ([`prefix_platform`]).
 pub fn run_qemu_script(
@@ -401,9 +417,11 @@ pub fn fetched(dir: &str, files: &[&str], script: &str) -> Result<PathBuf, Strin
 pub fn test_guest_lines(name: &str, second_vcpu: bool, named: bool) -> Vec<String> {
     let p = |s: &str| if named { format!("[{name}] {s}") } else { s.to_string() };
     let cpus = if second_vcpu { 2 } else { 1 };
+    // A GICv3 distributor's TYPER adds IDbits (10-bit INTIDs) and A3V.
+    let v3_bits = if prefix_gic_v3() { (9 << 19) | (1 << 24) } else { 0 };
     let mut m = vec![
         p("UART ok: vCPU 0, mpidr 0x80000000, PSCI version 0x10000"),
-        p(&format!("GICD_TYPER {:#x}: 128 interrupt lines, {cpus} CPUs", 3 | ((cpus - 1) << 5))),
+        p(&format!("GICD_TYPER {:#x}: 128 interrupt lines, {cpus} CPUs", 3 | ((cpus - 1) << 5) | v3_bits)),
         p("flash: CFI query, word programmed and read back, block erased"),
     ];
     for i in 1..=10 {
@@ -412,7 +430,8 @@ pub fn test_guest_lines(name: &str, second_vcpu: bool, named: bool) -> Vec<Strin
     m.push(p("10 timer ticks"));
     if second_vcpu {
         m.push(p("vCPU 1 up: context 0x5ec0, mpidr 0x80000001"));
-        m.push(p("second vCPU up"));
+        m.push(p("vCPU 1: SGI 1 taken"));
+        m.push(p("second vCPU up, SGI 1 delivered to it"));
     } else {
         m.push(p("no second vCPU (CPU_ON: invalid parameters)"));
     }

@@ -89,7 +89,12 @@ pub fn run(data: &[u8]) {
             UnhandledMmio::InjectAbort => UnhandledMmio::Stop,
         };
     }
-    let Ok(mut vm) = VmState::new(&config, Platform::QEMU_VIRT) else { return };
+    // QEMU virt with the GIC the VM has, so GICv3 configurations reach their models too.
+    let platform = match config.gic_version() {
+        vm_config::GicVersion::V2 => Platform::QEMU_VIRT,
+        vm_config::GicVersion::V3 => Platform::QEMU_VIRT_GICV3,
+    };
+    let Ok(mut vm) = VmState::new(&config, platform) else { return };
     prepare(&mut vm, &config, &setup, &mut r);
     let mut run = Run { now_ns: setup.now_ns, counted: 0 };
     for _ in 0..MAX_STEPS {

@@ -4,10 +4,13 @@
 //! Normal mode (entry `_start`, the load address):
 //! 1. prints a line through the PL011 at 0x0900_0000 (the VMM's emulated UART), and the
 //!    emulated distributor's `GICD_TYPER`;
-//! 2. enables the GIC distributor (emulated) and CPU interface (the real GICV frames at the
-//!    GICC address), the virtual timer's PPI 27, and takes 10 virtual-timer interrupts,
-//!    10 ms apart, waiting in `WFI`;
-//! 3. starts vCPU 1 with PSCI `CPU_ON`; vCPU 1 prints its MPIDR and context, then `CPU_OFF`;
+//! 2. enables the GIC distributor (emulated) and CPU interface (GICv2: the real GICV frames
+//!    at the GICC address; GICv3: this vCPU's emulated redistributor and the system
+//!    registers; [`gic`] tells the two apart at run time), the virtual timer's PPI 27, and
+//!    takes 10 virtual-timer interrupts, 10 ms apart, waiting in `WFI`;
+//! 3. starts vCPU 1 with PSCI `CPU_ON`; vCPU 1 prints its MPIDR and context, enables its
+//!    CPU interface and SGI 1, and waits for it; vCPU 0 sends it SGI 1 (GICv2: `GICD_SGIR`;
+//!    GICv3: `ICC_SGI1R_EL1`, trapped to the VMM); vCPU 1 says it took it, then `CPU_OFF`;
 //! 4. ends with PSCI `SYSTEM_OFF`, its status in `x1` (capvisor's convention): 0 when every
 //!    step worked.
 //!
@@ -308,6 +311,11 @@ impl Shared {
 static TICKS: Shared = Shared::new();
 static INTERVAL: Shared = Shared::new();
 static SECONDARY_UP: Shared = Shared::new();
+/// SGIs vCPU 1's handler took (its writer), and vCPU 1 done waiting for one (its writer).
+static SGIS_TAKEN: Shared = Shared::new();
+static SECONDARY_DONE: Shared = Shared::new();
+/// The SGI vCPU 0 sends vCPU 1.
+const TEST_SGI: u32 = 1;
 static DATA_ABORTS: Shared = Shared::new();
 static INSN_ABORTS: Shared = Shared::new();
 static UNDEFINED: Shared = Shared::new();
@@ -329,13 +337,15 @@ macro_rules! sysreg_read {
 macro_rules! sysreg_write {
     ($name:literal, $v:expr) => {{
         let v: u64 = $v;
-        // SAFETY: the registers written (timer, DAIF) affect only this program's interrupts.
+        // SAFETY: the registers written (timer, DAIF, GIC CPU interface) affect only this
+        // program's interrupts.
         unsafe { asm!(concat!("msr ", $name, ", {}"), "isb", in(reg) v, options(nostack)) };
     }};
 }
 
 mod fuzz;
 mod fuzz_abi;
+mod gic;
 
 // ---- PSCI ----
 
@@ -441,12 +451,14 @@ extern "C" fn guest_irq(_f: &mut Frame) {
     if fuzz::mode() {
         return fuzz::on_irq();
     }
-    let iar = mmio_read(GICC + 0x0c);
+    let iar = gic::ack();
     let id = iar & 0x3ff;
     if id == 1023 {
         return; // spurious: nothing to acknowledge
     }
-    if id == VTIMER_PPI {
+    if id == TEST_SGI {
+        SGIS_TAKEN.bump();
+    } else if id == VTIMER_PPI {
         let n = TICKS.get() + 1;
         TICKS.set(n);
         say!("tick {n}");
@@ -459,7 +471,7 @@ extern "C" fn guest_irq(_f: &mut Frame) {
         BAD.bump();
         say!("unexpected interrupt {id}");
     }
-    mmio_write(GICC + 0x10, iar);
+    gic::eoi(iar);
 }
 
 #[unsafe(no_mangle)]
@@ -486,11 +498,13 @@ fn counter() -> u64 {
 fn timer_ticks() -> bool {
     let freq = sysreg_read!("cntfrq_el0");
     INTERVAL.set(freq / 100);
-    // Distributor: group 0 on, PPI 27 enabled. CPU interface: group 0 on, all priorities.
-    mmio_write(GICD, 1);
-    mmio_write(GICD + 0x100, 1 << VTIMER_PPI);
-    mmio_write(GICC + 0x04, 0xff);
-    mmio_write(GICC, 1);
+    // Distributor: the guest's group on; PPI 27 enabled; CPU interface: that group on, all
+    // priorities.
+    gic::enable_distributor();
+    if !gic::enable_cpu(1 << VTIMER_PPI) {
+        say!("timer: the GIC CPU interface could not be enabled");
+        return false;
+    }
     sysreg_write!("cntv_tval_el0", INTERVAL.get());
     sysreg_write!("cntv_ctl_el0", 1);
     let deadline = counter() + freq * 5;
@@ -520,14 +534,38 @@ fn second_vcpu() -> Result<(), u64> {
     while SECONDARY_UP.get() == 0 && counter() < deadline {
         core::hint::spin_loop();
     }
-    if SECONDARY_UP.get() == 0 { Err(0) } else { Ok(()) }
+    if SECONDARY_UP.get() == 0 {
+        return Err(0);
+    }
+    // vCPU 1 is waiting for the SGI with its interface on (SECONDARY_UP is set after that).
+    gic::send_sgi(TEST_SGI, 1);
+    while SECONDARY_DONE.get() == 0 && counter() < deadline + freq * 5 {
+        core::hint::spin_loop();
+    }
+    match SECONDARY_DONE.get() {
+        1 => Ok(()),
+        _ => Err(1),
+    }
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_secondary(context: u64) -> ! {
     let mpidr = sysreg_read!("mpidr_el1");
     say!("vCPU 1 up: context {context:#x}, mpidr {mpidr:#x}");
+    let ready = gic::enable_cpu(1 << TEST_SGI);
     SECONDARY_UP.set(1);
+    let deadline = counter() + sysreg_read!("cntfrq_el0") * 5;
+    while ready && SGIS_TAKEN.get() == 0 && counter() < deadline {
+        // SAFETY: waiting for the SGI, then letting it in; the handler is installed.
+        unsafe { asm!("wfi", "msr daifclr, #2", "isb", "msr daifset, #2", options(nomem, nostack)) };
+    }
+    if SGIS_TAKEN.get() == 1 {
+        say!("vCPU 1: SGI {TEST_SGI} taken");
+        SECONDARY_DONE.set(1);
+    } else {
+        say!("vCPU 1: {} SGIs taken (interface ready: {ready})", SGIS_TAKEN.get());
+        SECONDARY_DONE.set(2);
+    }
     hvc(psci::CPU_OFF, 0, 0, 0, 0);
     loop {
         // SAFETY: CPU_OFF does not return; if it did, wait.
@@ -597,7 +635,7 @@ fn normal() -> ! {
         status = 1;
     }
     match second_vcpu() {
-        Ok(()) => say!("second vCPU up"),
+        Ok(()) => say!("second vCPU up, SGI {TEST_SGI} delivered to it"),
         // A VM with one vCPU: PSCI says the target does not exist.
         Err(r) if r == -2i64 as u64 => say!("no second vCPU (CPU_ON: invalid parameters)"),
         Err(r) => {
