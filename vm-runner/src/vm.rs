@@ -822,7 +822,10 @@ impl VmState {
     fn wfi(&mut self, vcpu: usize, regs: Option<&UserContext>) -> Action {
         let after = regs.map(|r| r.pc.wrapping_add(4));
         let effects = self.fill(vcpu);
-        if !effects.injections.is_empty() {
+        // An interrupt already in a list register counts too: with vCPUs on several cores,
+        // another vCPU's exit can inject one between this vCPU's WFI trap and its handling
+        // here, and nothing would come to wake it. (WFI may always complete early.)
+        if !effects.injections.is_empty() || self.vgic.holds_any(vcpu) {
             let next = after.map_or(Next::Resume, |pc| Next::Advance { pc });
             return Action { next, effects };
         }

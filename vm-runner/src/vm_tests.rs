@@ -403,6 +403,25 @@ fn wfi_with_an_interrupt_waiting_injects_it_and_resumes() {
 }
 
 #[test]
+fn wfi_with_an_interrupt_already_in_a_list_register_does_not_park() {
+    // vCPUs on two cores: another vCPU's exit injected this one's interrupt after its WFI
+    // trapped and before the VMM took that exit. Parked, nothing would wake it.
+    let mut vm = vm();
+    enable_irq(&mut vm, 0, 40);
+    vm.vgic.raise_spi(40);
+    assert_eq!(vm.vgic.fill(0).len(), 1);
+    let (a, ops) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
+    assert_eq!(a.next, Next::Advance { pc: PC + 4 }, "the WFI completes");
+    assert_eq!(a.effects.injections, []);
+    assert_eq!(ops, [Op::TcbReadRegisters, Op::TcbWriteRegisters, Op::ReplyRecv]);
+    assert!(!vm.vcpu(0).unwrap().parked);
+    // Once the guest is done with it (maintenance), a WFI parks again.
+    vm.vgic.maintenance(0, 0);
+    let (a, _) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 0), &regs_with(&[]));
+    assert!(matches!(a.next, Next::Park { .. }), "{:?}", a.next);
+}
+
+#[test]
 fn wfe_resumes_for_one_system_call() {
     let mut vm = vm();
     let (a, ops) = run(&mut vm, 0, &vcpu_fault(ec::WFX, 1), &regs_with(&[]));

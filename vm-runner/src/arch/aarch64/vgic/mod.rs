@@ -250,6 +250,12 @@ impl Vgic {
         Some(id)
     }
 
+    /// Whether any list register of `vcpu` holds an interrupt (pending, or active until its
+    /// EOI's maintenance fault frees it), per the model.
+    pub fn holds_any(&self, vcpu: usize) -> bool {
+        self.lrs.get(vcpu).is_some_and(|l| l.iter().any(Option::is_some))
+    }
+
     /// What list register `lr` of `vcpu` holds, per the model.
     pub fn list_register(&self, vcpu: usize, lr: u8) -> Option<u16> {
         self.lrs.get(vcpu)?.get(usize::from(lr)).copied().flatten()
