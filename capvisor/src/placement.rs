@@ -4,7 +4,8 @@
 //!   `support/platform_gen.json` (`$SEL4_PREFIX`, else the interface data
 //!   `$CAPVISOR_SEL4_DATA`);
 //! - what neither says (the machine's RAM, the devices the kernel drives, the console UART):
-//!   capvisor's facts, `platforms/qemu-arm-virt/placement.txt`, built into the tool;
+//!   capvisor's facts, `platforms/NAME/placement.txt` of the platform the kernel was built
+//!   for (the prefix's `capvisor-platform`), built into the tool;
 //! - the kernel image: its ELF (`bin/kernel.elf` of the prefix), placed at its physical
 //!   addresses by the image tool; without one, the facts' bound from the start of managed RAM;
 //! - the root task, its device tree and the objects seL4 makes for it at boot: exactly from
@@ -24,12 +25,23 @@ use vm_config::place::{Facts, HostMemory, Span, Use};
 /// capvisor's facts about QEMU virt.
 pub const FACTS: &str = include_str!("../../platforms/qemu-arm-virt/placement.txt");
 
+/// The facts built into the tool, by platform (a folder of `platforms/`); a platform not
+/// listed is QEMU virt's (qemu-arm-virt-gicv3 has the same memory map).
+pub const PLATFORM_FACTS: &[(&str, &str)] =
+    &[("qemu-arm-virt", FACTS), ("rpi4", include_str!("../../platforms/rpi4/placement.txt"))];
+
 /// The root CNode's size in slots (log 2) that the kernel is built with (`ROOT_CNODE_SIZE_BITS`).
 pub const ROOT_CNODE_SIZE_BITS: u32 = 16;
 
-/// The facts built into the tool.
+/// QEMU virt's facts.
 pub fn facts() -> Facts {
-    Facts::parse(FACTS).unwrap_or_else(|e| panic!("platforms/qemu-arm-virt/placement.txt: {e}"))
+    facts_for("qemu-arm-virt")
+}
+
+/// The facts of `platform` (QEMU virt's for a platform without its own).
+pub fn facts_for(platform: &str) -> Facts {
+    let (name, text) = PLATFORM_FACTS.iter().find(|(n, _)| *n == platform).copied().unwrap_or(PLATFORM_FACTS[0]);
+    Facts::parse(text).unwrap_or_else(|e| panic!("platforms/{name}/placement.txt: {e}"))
 }
 
 /// What the kernel build says about the platform.
@@ -40,6 +52,17 @@ pub struct KernelBuild {
     pub devices: Vec<(u64, u64)>,
     /// The kernel ELF, when the prefix has one.
     pub kernel_elf: Option<PathBuf>,
+    /// The platform the kernel was built for: the first word of the prefix's
+    /// `capvisor-platform` (written by the CMake build), else qemu-arm-virt (the interface
+    /// data's).
+    pub platform: String,
+}
+
+impl KernelBuild {
+    /// capvisor's facts about the platform the kernel was built for.
+    pub fn facts(&self) -> Facts {
+        facts_for(&self.platform)
+    }
 }
 
 /// Reads the kernel build's platform description from `prefix` (else `$SEL4_PREFIX`, else the
@@ -62,10 +85,15 @@ pub fn kernel_build(prefix: Option<&Path>) -> Result<KernelBuild, String> {
             .collect()
     };
     let kernel = root.join("bin/kernel.elf");
+    let platform = std::fs::read_to_string(root.join("capvisor-platform"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "qemu-arm-virt".to_string());
     Ok(KernelBuild {
         managed: ranges("memory")?,
         devices: ranges("devices")?,
         kernel_elf: kernel.is_file().then_some(kernel),
+        platform,
     })
 }
 
@@ -105,8 +133,8 @@ fn kernel_span(build: &KernelBuild, facts: &Facts) -> Result<Span, String> {
 /// The picture for a bundle of `bundle_bytes` before the root task is built: the root task at
 /// the top of RAM, its size bounded by the bundle and the facts' allowance.
 pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<HostMemory, String> {
-    let facts = facts();
     let build = kernel_build(prefix)?;
+    let facts = build.facts();
     let top = build.managed.iter().map(|r| r.1).max().unwrap_or(0);
     let size = page_up(bundle_bytes) + facts.root_task_at_most;
     let kept = vec![
@@ -127,7 +155,7 @@ pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<HostMemory
 /// The picture once the image tool has placed everything: the kernel image, the device tree
 /// of `dtb_bytes`, the root task's image and its boot objects, exactly.
 pub fn from_plan(plan: &Plan<'_>, dtb_bytes: u64, build: &KernelBuild) -> Result<(HostMemory, Vec<Span>), String> {
-    let facts = facts();
+    let facts = build.facts();
     let k = plan.kernel_image();
     let d = plan.dtb(dtb_bytes);
     let objects = plan.boot_objects(dtb_bytes, ROOT_CNODE_SIZE_BITS).ok_or(
