@@ -34,6 +34,7 @@ pub const PLATFORM_FACTS: &[(&str, &str)] =
 pub const ROOT_CNODE_SIZE_BITS: u32 = 16;
 
 /// QEMU virt's facts.
+#[cfg(test)]
 pub fn facts() -> Facts {
     facts_for("qemu-arm-virt")
 }
