@@ -200,11 +200,26 @@ pub fn run_qemu_script(
     name: &str,
 ) -> Boot {
     let (platform, cpus) = prefix_platform();
+    run_qemu_on(&platform, cpus, image, timeout_s, script_opts, extra_qemu, dir, name)
+}
+
+/// [`run_qemu_script`] on a named platform (`qemu/run-qemu.sh --platform`) with `cpus` cores.
+#[allow(clippy::too_many_arguments)]
+pub fn run_qemu_on(
+    platform: &str,
+    cpus: u32,
+    image: &Path,
+    timeout_s: u64,
+    script_opts: &[&str],
+    extra_qemu: &[&str],
+    dir: &Path,
+    name: &str,
+) -> Boot {
     let start = Instant::now();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
         .arg("--timeout")
         .arg(timeout_s.to_string())
-        .args(["--platform", &platform, "--cpus", &cpus.to_string()])
+        .args(["--platform", platform, "--cpus", &cpus.to_string()])
         .args(script_opts)
         .arg(image)
         .arg("--")
