@@ -126,6 +126,7 @@ fn boot_on_raspi4b(prefix: &Path, config: &Path, work: &Path, name: &str) -> Opt
 /// Lines every boot on the Pi shows before its VMs run.
 const BOOT_LINES: &[&str] = &[
     // The loader moved itself from the firmware's 0x80000 and found the packed tree.
+    "capvisor loader: loaded at 0x80000: moved to the link address 0x48000000",
     "capvisor loader: started at 0x48000000, EL2",
     "capvisor loader: device tree packed in the image",
     "(copied) at [0x1000..",

@@ -12,7 +12,8 @@ use crate::console;
 use crate::cpu;
 use crate::log;
 
-// The first instruction of the image. Interrupts masked, the firmware's x0 kept, the image
+// The first instruction of the image. Interrupts masked, the firmware's x0 kept (x19) and
+// where the image was loaded (x20, for the first log line), the image
 // moved to its link address if it was loaded elsewhere, FP/SIMD made usable, the stack set
 // up in .bss (after zeroing it), then Rust.
 //
@@ -37,7 +38,8 @@ global_asm!(
 _start:
     msr daifset, #0xf
     mov x19, x0
-    adr x1, _start
+    adr x20, _start
+    mov x1, x20
     ldr x2, =__loader_start
     cmp x1, x2
     b.eq 6f
@@ -91,6 +93,7 @@ _start:
 2:  ldr x1, =__stack_top
     mov sp, x1
     mov x0, x19
+    mov x1, x20
     bl loader_main
 3:  wfe
     b 3b
@@ -139,7 +142,7 @@ unsafe fn fdt_at(addr: u64) -> Option<&'static [u8]> {
 }
 
 #[unsafe(no_mangle)]
-extern "C" fn loader_main(x0: u64) -> ! {
+extern "C" fn loader_main(x0: u64, loaded_at: u64) -> ! {
     let payload_start = &raw const __payload_start as u64;
     let loader_start = &raw const __loader_start as u64;
     // SAFETY: a packed image has its header after `__payload_start`; an unpacked loader
@@ -155,6 +158,9 @@ extern "C" fn loader_main(x0: u64) -> ! {
         console::set_base(h.info.uart);
     }
     // The console's first line also says where help is (capvisor's keys work once VMs run).
+    if loaded_at != loader_start {
+        log!("loaded at {loaded_at:#x}: moved to the link address {loader_start:#x}");
+    }
     log!("started at {loader_start:#x}, EL{}, x0={x0:#x} (console keys: Ctrl-A ?)", cpu::current_el());
     let el = cpu::current_el();
     if el != 2 {
