@@ -7,13 +7,19 @@
 #
 # The machine is the platform's (platforms/NAME/platform.env; default qemu-arm-virt: QEMU virt
 # with EL2, GICv2, Cortex-A57, 2048 MiB) with N cores (default 1; the kernel must be built for
-# as many, -DCAPVISOR_NUM_CPUS). The platform names the lowest QEMU it needs; $QEMU, else
-# qemu-system-aarch64 on the PATH, must be at least that.
+# as many, -DCAPVISOR_NUM_CPUS; a machine with a fixed number of cores, QEMU_SMP=, always has
+# that many and parks the ones the kernel does not start). The platform names the lowest QEMU
+# it needs; $QEMU, else qemu-system-aarch64 on the PATH, must be at least that. When $QEMU is
+# unset and the PATH's QEMU is older, the QEMU that scripts/qemu-backports fetched is used
+# (${CAPVISOR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/capvisor}/qemu-10).
 #
-# IMAGE is the ELF, given to QEMU's -kernel (QEMU places every segment and its DTB at the
-# base of RAM). With --raw, IMAGE is the flat binary (`capvisor image`'s OUT.bin), loaded
-# at ADDR and entered there as U-Boot's `go` would; QEMU then places no DTB, so the image
-# needs one packed (`capvisor image --dtb`).
+# On a platform that boots ELF images (QEMU_BOOT=elf), IMAGE is the ELF, given to QEMU's
+# -kernel (QEMU places every segment and its DTB at the base of RAM). With --raw, IMAGE is
+# the flat binary (`capvisor image`'s OUT.bin), loaded at ADDR and entered there as U-Boot's
+# `go` would; QEMU then places no DTB, so the image needs one packed (`capvisor image --dtb`).
+# On a platform that boots raw images (QEMU_BOOT=raw, the Raspberry Pi 4), IMAGE is the flat
+# binary, given to QEMU's -kernel as the board's firmware loads it (raspi4b: at 0x80000, at
+# EL2, the other cores in the spin table); QEMU_EXTRA= adds the platform's own options.
 #
 # The console is on stdio without signals (Ctrl-C and Ctrl-A reach the guest and capvisor's
 # console keys, not QEMU; end a run with Ctrl-A x), and semihosting is open to EL0 so the
@@ -87,18 +93,37 @@ if [ "$memory" -lt "$min_memory" ]; then
     exit 2
 fi
 qemu="${QEMU:-qemu-system-aarch64}"
+qemu_version() { "$1" --version 2>/dev/null | sed -n '1s/.*version \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p'; }
+# Whether version $1 is at least the platform's QEMU_NEEDS (major.minor).
+new_enough() { [ -n "$1" ] && [ "$(printf '%s\n%s\n' "${plat[QEMU_NEEDS]}" "$1" | sort -V | head -1)" = "${plat[QEMU_NEEDS]}" ]; }
+backports="${CAPVISOR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/capvisor}/qemu-10/bin/qemu-system-aarch64"
+have=""
+if command -v "$qemu" >/dev/null; then have=$(qemu_version "$qemu"); fi
+if [ -z "${QEMU:-}" ] && ! new_enough "$have" && [ -x "$backports" ] && new_enough "$(qemu_version "$backports")"; then
+    qemu="$backports"
+    have=$(qemu_version "$qemu")
+fi
 command -v "$qemu" >/dev/null || { echo "run-qemu: $qemu not found (Debian: apt-get install qemu-system-arm)" >&2; exit 2; }
 # The QEMU must be at least the platform's QEMU_NEEDS (major.minor).
-have=$("$qemu" --version | sed -n '1s/.*version \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p')
-if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "${plat[QEMU_NEEDS]}" "$have" | sort -V | head -1)" != "${plat[QEMU_NEEDS]}" ]; then
-    echo "run-qemu: platform $platform needs QEMU ${plat[QEMU_NEEDS]} or later; $qemu is ${have:-of unknown version} (set QEMU=...)" >&2
+if ! new_enough "$have"; then
+    echo "run-qemu: platform $platform needs QEMU ${plat[QEMU_NEEDS]} or later; $qemu is ${have:-of unknown version} (set QEMU=..., or fetch one: scripts/qemu-backports)" >&2
     exit 2
 fi
 
+is_elf() { [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
 case "${plat[QEMU_BOOT]}" in
     elf) ;;
-    *) echo "run-qemu: platforms/$platform/platform.env: QEMU_BOOT=${plat[QEMU_BOOT]}: this script boots elf" >&2; exit 2 ;;
+    raw)
+        [ -z "$raw" ] || { echo "run-qemu: platform $platform boots the flat binary at the firmware's address: no --raw" >&2; exit 2; }
+        if is_elf "$image"; then
+            echo "run-qemu: platform $platform boots the flat binary (capvisor image's OUT.bin), and $image is an ELF" >&2
+            exit 2
+        fi
+        ;;
+    *) echo "run-qemu: platforms/$platform/platform.env: QEMU_BOOT=${plat[QEMU_BOOT]}: this script boots elf or raw" >&2; exit 2 ;;
 esac
+smp="$cpus"
+if [ -n "${plat[QEMU_SMP]:-}" ]; then smp="${plat[QEMU_SMP]}"; fi
 if [ -n "$raw" ]; then
     case "$raw" in 0x[0-9a-fA-F]*) ;; *) echo "run-qemu: --raw wants a hex address, got $raw" >&2; exit 2 ;; esac
     boot=(-device "loader,file=$image,addr=$raw,force-raw=on" -device "loader,addr=$raw,cpu-num=0")
@@ -109,7 +134,7 @@ extra_platform=()
 if [ -n "${plat[QEMU_EXTRA]:-}" ]; then read -r -a extra_platform <<<"${plat[QEMU_EXTRA]}"; fi
 cmd=("$qemu"
     -machine "${plat[QEMU_MACHINE]}"
-    -cpu "${plat[QEMU_CPU]}" -smp "$cpus" -m "$memory"
+    -cpu "${plat[QEMU_CPU]}" -smp "$smp" -m "$memory"
     -display none -monitor none
     -chardev stdio,id=console,signal=off -serial chardev:console
     -semihosting-config enable=on,userspace=on

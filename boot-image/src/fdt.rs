@@ -1,7 +1,7 @@
 //! Just enough of a flattened device tree reader for the loader and the image tool: the
 //! header (size checks), the first memory node, the `reg` of the first node with a given
-//! `compatible` string (the console UART), and the `reg` of every CPU node (the MPIDR the
-//! loader starts each core by).
+//! `compatible` string (the console UART), translated through its ancestors' `ranges`, and
+//! the `reg` of every CPU node (the MPIDR the loader starts each core by).
 //!
 //! Owns: bounds-checked walking of the structure block. Never touches: the tree's contents
 //! beyond reading (the kernel gets the bytes unchanged).
@@ -187,7 +187,7 @@ impl<'a> Fdt<'a> {
     fn first_of<T>(
         &self,
         select: impl Fn(&[u8], &[u8], &[u8]) -> bool,
-        mut value_of: impl FnMut(bool, usize, &[u8], &[u8]) -> Option<T>,
+        mut value_of: impl FnMut(bool, usize, &'a [u8], &'a [u8]) -> Option<T>,
     ) -> Result<Option<T>, FdtError> {
         let mut found = None;
         // The node being looked at (depth, name), whether it matches, its value so far.
@@ -213,21 +213,56 @@ impl<'a> Fdt<'a> {
     }
 
     /// The first `reg` entry of the first node `select` picks (see [`Self::first_of`]),
-    /// decoded with the cell counts of its parent (as in the tree; nodes are assumed to sit
-    /// where `reg` is a CPU address).
+    /// decoded with the cell counts of its parent and translated to a CPU address through
+    /// the `ranges` of every ancestor (the Raspberry Pi's tree lists its peripherals at
+    /// VideoCore bus addresses, 0x7e..., that `/soc`'s `ranges` map to 0xfe...). An
+    /// ancestor without `ranges`, or whose `ranges` cover no part of the address, leaves it
+    /// as it is; an empty `ranges` is the identity.
     fn first_reg(&self, select: impl Fn(&[u8], &[u8], &[u8]) -> bool) -> Result<Option<Reg>, FdtError> {
-        // Cells declared by the node at each depth, for its children (defaults 2 and 1).
+        self.first_reg_where(select, |_| true)
+    }
+
+    /// Like [`Self::first_reg`], but the first entry of any `reg` of the selected nodes that
+    /// `accept` takes (a `reg` property may list several).
+    fn first_reg_where(
+        &self,
+        select: impl Fn(&[u8], &[u8], &[u8]) -> bool,
+        accept: impl Fn(Reg) -> bool,
+    ) -> Result<Option<Reg>, FdtError> {
+        // Cells declared by the node at each depth, for its children (defaults 2 and 1),
+        // and its `ranges`, if any.
         let mut cells = [(2u32, 1u32); MAX_DEPTH + 1];
+        let mut ranges: [Option<&[u8]>; MAX_DEPTH + 1] = [None; MAX_DEPTH + 1];
         self.first_of(select, |new_node, depth, prop, value| {
             if new_node {
                 cells[depth] = (2, 1);
+                ranges[depth] = None;
             }
             match prop {
                 b"#address-cells" => cells[depth].0 = be32(value, 0).unwrap_or(2),
                 b"#size-cells" => cells[depth].1 = be32(value, 0).unwrap_or(1),
+                b"ranges" => ranges[depth] = Some(value),
                 b"reg" => {
                     let (ac, sc) = cells[depth - 1];
-                    return read_reg(value, ac, sc);
+                    let entry = ((ac + sc) * 4) as usize;
+                    if entry == 0 || ac > 2 || sc > 2 {
+                        return None;
+                    }
+                    for e in value.chunks_exact(entry) {
+                        let mut reg = read_reg(e, ac, sc)?;
+                        // Up from the parent (depth - 1) to the root's children (depth 2):
+                        // each level's ranges map its children's addresses to its parent's.
+                        for level in (2..depth).rev() {
+                            match ranges[level] {
+                                None => break,
+                                Some(r) => reg.base = translate(r, reg.base, cells[level], cells[level - 1].0),
+                            }
+                        }
+                        if accept(reg) {
+                            return Some(reg);
+                        }
+                    }
+                    return None;
                 }
                 _ => {}
             }
@@ -291,8 +326,19 @@ impl<'a> Fdt<'a> {
 
     /// The first `reg` of the first memory node (`device_type = "memory"`).
     pub fn first_memory(&self) -> Result<Option<Reg>, FdtError> {
-        self.first_reg(|_, prop, value| prop == b"device_type" && value.split(|&c| c == 0).next() == Some(b"memory"))
+        self.first_reg(is_memory)
     }
+
+    /// The memory range (a `reg` entry of a memory node) that holds all of `start..end`, if
+    /// any: the Raspberry Pi's memory node lists two banks.
+    pub fn memory_holding(&self, start: u64, end: u64) -> Result<Option<Reg>, FdtError> {
+        self.first_reg_where(is_memory, |r| start >= r.base && end <= r.base.saturating_add(r.size))
+    }
+}
+
+/// Whether the property marks a memory node (`device_type = "memory"`).
+fn is_memory(_node: &[u8], prop: &[u8], value: &[u8]) -> bool {
+    prop == b"device_type" && value.split(|&c| c == 0).next() == Some(b"memory")
 }
 
 /// Whether `prop` is `compatible` and its list holds `compat`.
@@ -300,18 +346,41 @@ fn is_compatible(prop: &[u8], value: &[u8], compat: &str) -> bool {
     prop == b"compatible" && value.split(|&c| c == 0).any(|s| s == compat.as_bytes())
 }
 
-fn read_reg(value: &[u8], address_cells: u32, size_cells: u32) -> Option<Reg> {
-    let cell = |i: usize| be32(value, i * 4).map(u64::from);
-    let read = |start: usize, n: u32| -> Option<u64> {
-        match n {
-            0 => Some(0),
-            1 => cell(start),
-            2 => Some((cell(start)? << 32) | cell(start + 1)?),
-            _ => None,
+/// `addr` (a child address) through a `ranges` value of (child address, parent address,
+/// size) entries; `child` holds the node's own cell counts, `parent_ac` its parent's address
+/// cells. An empty `ranges` is the identity; an address no entry covers stays as it is.
+fn translate(ranges: &[u8], addr: u64, child: (u32, u32), parent_ac: u32) -> u64 {
+    let (ac, sc) = child;
+    // Cells of more than 64 bits are not addresses this reader handles.
+    if ac > 2 || parent_ac > 2 || sc > 2 || ac + parent_ac + sc == 0 {
+        return addr;
+    }
+    let entry = ((ac + parent_ac + sc) * 4) as usize;
+    for e in ranges.chunks_exact(entry) {
+        let Some(child_base) = read_cells(e, 0, ac) else { return addr };
+        let Some(parent_base) = read_cells(e, ac as usize, parent_ac) else { return addr };
+        let Some(size) = read_cells(e, (ac + parent_ac) as usize, sc) else { return addr };
+        if addr >= child_base && addr - child_base < size {
+            return parent_base.wrapping_add(addr - child_base);
         }
-    };
-    let base = read(0, address_cells)?;
-    let size = read(address_cells as usize, size_cells)?;
+    }
+    addr
+}
+
+/// `n` (0 to 2) big-endian cells from cell index `start` of `value`.
+fn read_cells(value: &[u8], start: usize, n: u32) -> Option<u64> {
+    let cell = |i: usize| be32(value, i * 4).map(u64::from);
+    match n {
+        0 => Some(0),
+        1 => cell(start),
+        2 => Some((cell(start)? << 32) | cell(start + 1)?),
+        _ => None,
+    }
+}
+
+fn read_reg(value: &[u8], address_cells: u32, size_cells: u32) -> Option<Reg> {
+    let base = read_cells(value, 0, address_cells)?;
+    let size = read_cells(value, address_cells as usize, size_cells)?;
     Some(Reg { base, size })
 }
 
@@ -371,6 +440,76 @@ mod tests {
         assert_eq!(fdt.compatible_reg("ns16550a").unwrap(), None);
         assert_eq!(total_size(&blob).unwrap(), blob.len());
         assert_eq!(fdt.used_size().unwrap(), blob.len());
+    }
+
+    /// The Raspberry Pi 4's shape: peripherals under `/soc` at VideoCore bus addresses with
+    /// one-cell addresses, mapped to CPU addresses by `/soc`'s `ranges`.
+    fn rpi4_like(soc_ranges: Option<&[u32]>) -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        let soc = w.begin_node("soc").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        if let Some(r) = soc_ranges {
+            w.property_array_u32("ranges", r).unwrap();
+        }
+        let u = w.begin_node("serial@7e201000").unwrap();
+        w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
+        w.property_array_u32("reg", &[0x7e20_1000, 0x200]).unwrap();
+        w.end_node(u).unwrap();
+        let g = w.begin_node("gic@40041000").unwrap();
+        w.property_string("compatible", "arm,gic-400").unwrap();
+        w.property_array_u32("reg", &[0x4004_1000, 0x1000]).unwrap();
+        w.end_node(g).unwrap();
+        let o = w.begin_node("other@10").unwrap();
+        w.property_string("compatible", "test,unmapped").unwrap();
+        w.property_array_u32("reg", &[0x10, 0x10]).unwrap();
+        w.end_node(o).unwrap();
+        w.end_node(soc).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn memory_with_two_banks() {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        let m = w.begin_node("memory@0").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u32("reg", &[0, 0, 0x3b40_0000, 0, 0x4000_0000, 0x4000_0000]).unwrap();
+        w.end_node(m).unwrap();
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let fdt = Fdt::from_bytes(&blob).unwrap();
+        assert_eq!(fdt.first_memory().unwrap(), Some(Reg { base: 0, size: 0x3b40_0000 }));
+        let second = Some(Reg { base: 0x4000_0000, size: 0x4000_0000 });
+        assert_eq!(fdt.memory_holding(0x4000_0000, 0x6000_0000).unwrap(), second);
+        assert_eq!(fdt.memory_holding(0x7fff_f000, 0x8000_0000).unwrap(), second);
+        assert_eq!(fdt.memory_holding(0x1000, 0x2000).unwrap(), Some(Reg { base: 0, size: 0x3b40_0000 }));
+        // Across the gap, or past the end: no bank holds it.
+        assert_eq!(fdt.memory_holding(0x3b00_0000, 0x3c00_0000).unwrap(), None);
+        assert_eq!(fdt.memory_holding(0x7fff_f000, 0x8000_1000).unwrap(), None);
+    }
+
+    #[test]
+    fn reg_is_translated_through_ranges() {
+        // bcm2711's /soc ranges: 0x7e000000 -> 0xfe000000 (24 MiB), 0x40000000 -> 0xff800000.
+        let ranges = [0x7e00_0000, 0, 0xfe00_0000, 0x180_0000, 0x4000_0000, 0, 0xff80_0000, 0x80_0000];
+        let blob = rpi4_like(Some(&ranges));
+        let fdt = Fdt::from_bytes(&blob).unwrap();
+        assert_eq!(fdt.compatible_reg("arm,pl011").unwrap(), Some(Reg { base: 0xfe20_1000, size: 0x200 }));
+        assert_eq!(fdt.compatible_reg("arm,gic-400").unwrap(), Some(Reg { base: 0xff84_1000, size: 0x1000 }));
+        // No range covers it: the address stays as the tree gives it.
+        assert_eq!(fdt.compatible_reg("test,unmapped").unwrap(), Some(Reg { base: 0x10, size: 0x10 }));
+        // Empty ranges: identity; no ranges: untranslated.
+        for blob in [rpi4_like(Some(&[])), rpi4_like(None)] {
+            let fdt = Fdt::from_bytes(&blob).unwrap();
+            assert_eq!(fdt.compatible_reg("arm,pl011").unwrap(), Some(Reg { base: 0x7e20_1000, size: 0x200 }));
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `capvisor image`: checks the kernel and root task, places them ([`boot_image::plan`]),
 //! and writes the loader with its payload as an ELF (QEMU `-kernel`) and a flat binary
-//! (`OUT.bin`, for U-Boot) with the load address printed.
+//! (`OUT.bin`, for U-Boot or the Raspberry Pi firmware) with the load address printed.
 //!
 //! The ELF gives every kernel and root-task segment its own `PT_LOAD` at its final physical
 //! address, so QEMU's ELF loader puts the bytes there and the loader only checks them (no
@@ -374,7 +374,8 @@ pub fn run(args: &Args) -> Result<(), ImageError> {
         segments
     );
     println!(
-        "capvisor image: {} ({} bytes): load at {base:#x}, enter at {entry:#x} (U-Boot: go {entry:#x})",
+        "capvisor image: {} ({} bytes): load at {base:#x}, enter at {entry:#x} (U-Boot: go {entry:#x}); \
+         loaded and entered elsewhere (the Raspberry Pi firmware: 0x80000), it moves itself there first",
         bin_path.display(),
         flat.len()
     );

@@ -4,8 +4,8 @@
 //!   `support/platform_gen.json` (`$SEL4_PREFIX`, else the interface data
 //!   `$CAPVISOR_SEL4_DATA`);
 //! - what neither says (the machine's RAM, the devices the kernel drives, the console UART):
-//!   capvisor's facts, `platforms/qemu-arm-virt/placement.txt` (or `qemu-arm-virt-gicv3`'s
-//!   for a kernel built with the GICv3 driver), built into the tool;
+//!   capvisor's facts, `platforms/NAME/placement.txt` of the platform the kernel was built
+//!   for (the prefix's `capvisor-platform`), built into the tool;
 //! - the kernel image: its ELF (`bin/kernel.elf` of the prefix), placed at its physical
 //!   addresses by the image tool; without one, the facts' bound from the start of managed RAM;
 //! - the root task, its device tree and the objects seL4 makes for it at boot: exactly from
@@ -22,19 +22,24 @@ use boot_image::elf::Elf;
 use boot_image::plan::Plan;
 use vm_config::place::{Facts, HostMemory, Span, Use};
 
-/// capvisor's facts about QEMU virt, with the GIC of the kernel the tool is built against.
-pub const FACTS: &str = if sel4::config::ARM_GIC_V3_SUPPORT {
-    include_str!("../../platforms/qemu-arm-virt-gicv3/placement.txt")
-} else {
-    include_str!("../../platforms/qemu-arm-virt/placement.txt")
-};
+/// capvisor's facts about QEMU virt (GICv2).
+pub const FACTS: &str = include_str!("../../platforms/qemu-arm-virt/placement.txt");
+
+/// The facts built into the tool, by platform (a folder of `platforms/`); a platform not
+/// listed is QEMU virt's.
+pub const PLATFORM_FACTS: &[(&str, &str)] = &[
+    ("qemu-arm-virt", FACTS),
+    ("qemu-arm-virt-gicv3", include_str!("../../platforms/qemu-arm-virt-gicv3/placement.txt")),
+    ("rpi4", include_str!("../../platforms/rpi4/placement.txt")),
+];
 
 /// The root CNode's size in slots (log 2) that the kernel is built with (`ROOT_CNODE_SIZE_BITS`).
 pub const ROOT_CNODE_SIZE_BITS: u32 = 16;
 
-/// The facts built into the tool.
-pub fn facts() -> Facts {
-    Facts::parse(FACTS).unwrap_or_else(|e| panic!("the platform's placement.txt: {e}"))
+/// The facts of `platform` (QEMU virt's for a platform without its own).
+pub fn facts_for(platform: &str) -> Facts {
+    let (name, text) = PLATFORM_FACTS.iter().find(|(n, _)| *n == platform).copied().unwrap_or(PLATFORM_FACTS[0]);
+    Facts::parse(text).unwrap_or_else(|e| panic!("platforms/{name}/placement.txt: {e}"))
 }
 
 /// What the kernel build says about the platform.
@@ -48,6 +53,17 @@ pub struct KernelBuild {
     /// Cores the kernel is built for (`MAX_NUM_NODES` of its `gen_config.json`): every vCPU
     /// must be pinned to one of them.
     pub cores: u64,
+    /// The platform the kernel was built for: the first word of the prefix's
+    /// `capvisor-platform` (written by the CMake build), else qemu-arm-virt (the interface
+    /// data's).
+    pub platform: String,
+}
+
+impl KernelBuild {
+    /// capvisor's facts about the platform the kernel was built for.
+    pub fn facts(&self) -> Facts {
+        facts_for(&self.platform)
+    }
 }
 
 /// Reads the kernel build's platform description from `prefix` (else `$SEL4_PREFIX`, else the
@@ -78,11 +94,16 @@ pub fn kernel_build(prefix: Option<&Path>) -> Result<KernelBuild, String> {
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| format!("{}: no MAX_NUM_NODES number", config.display()))?;
+    let platform = std::fs::read_to_string(root.join("capvisor-platform"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "qemu-arm-virt".to_string());
     Ok(KernelBuild {
         managed: ranges("memory")?,
         devices: ranges("devices")?,
         kernel_elf: kernel.is_file().then_some(kernel),
         cores,
+        platform,
     })
 }
 
@@ -122,8 +143,8 @@ fn kernel_span(build: &KernelBuild, facts: &Facts) -> Result<Span, String> {
 /// The picture for a bundle of `bundle_bytes` before the root task is built: the root task at
 /// the top of RAM, its size bounded by the bundle and the facts' allowance.
 pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<HostMemory, String> {
-    let facts = facts();
     let build = kernel_build(prefix)?;
+    let facts = build.facts();
     let top = build.managed.iter().map(|r| r.1).max().unwrap_or(0);
     let size = page_up(bundle_bytes) + facts.root_task_at_most;
     let kept = vec![
@@ -146,7 +167,7 @@ pub fn for_bundle(bundle_bytes: u64, prefix: Option<&Path>) -> Result<HostMemory
 /// The picture once the image tool has placed everything: the kernel image, the device tree
 /// of `dtb_bytes`, the root task's image and its boot objects, exactly.
 pub fn from_plan(plan: &Plan<'_>, dtb_bytes: u64, build: &KernelBuild) -> Result<(HostMemory, Vec<Span>), String> {
-    let facts = facts();
+    let facts = build.facts();
     let k = plan.kernel_image();
     let d = plan.dtb(dtb_bytes);
     let objects = plan.boot_objects(dtb_bytes, ROOT_CNODE_SIZE_BITS).ok_or(
@@ -184,7 +205,13 @@ mod tests {
     /// The root task's picture of a real boot by capvisor's loader: the untyped list that
     /// `platforms/qemu-arm-virt/bootinfo-capvisor.txt` recorded.
     fn booted() -> HostMemory {
-        let text = include_str!("../../platforms/qemu-arm-virt/bootinfo-capvisor.txt");
+        booted_on("qemu-arm-virt")
+    }
+
+    /// The same for another platform of `crate::plan::PLATFORMS`, from its recorded boot and
+    /// with its facts.
+    fn booted_on(platform: &str) -> HostMemory {
+        let (_, text, _) = crate::plan::PLATFORMS.iter().find(|(n, _, _)| *n == platform).expect("a known platform");
         let mut untyped = Vec::new();
         for line in text.lines().filter(|l| l.starts_with("UT ")) {
             let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)).expect(name);
@@ -195,7 +222,7 @@ mod tests {
             });
         }
         assert!(untyped.len() > 40, "the recorded untyped list");
-        HostMemory::from_bootinfo(&facts(), &untyped)
+        HostMemory::from_bootinfo(&facts_for(platform), &untyped)
     }
 
     /// The tools' picture before boot, for a small bundle.
@@ -270,18 +297,28 @@ mod tests {
     fn every_example_configuration_fits_both_pictures() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
         let (tools, root) = (predicted(), booted());
-        let mut n = 0;
+        let (mut n, mut pi) = (0, 0);
         for e in std::fs::read_dir(&dir).expect("configs/") {
             let p = e.expect("entry").path();
             if p.extension().is_none_or(|x| x != "toml") {
                 continue;
             }
             let sys = vm_config::parse_system_file(&p).unwrap_or_else(|e| panic!("{e}"));
+            // The Raspberry Pi's files (rpi4-*.toml) are the Pi's: checked against its recorded
+            // boot (the tools' prediction needs its kernel build), and refused on QEMU virt.
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("rpi4-") {
+                assert_eq!(check_placement(&sys, &booted_on("rpi4")), vec![], "{}", p.display());
+                assert_ne!(check_placement(&sys, &root), vec![], "{}", p.display());
+                pi += 1;
+                continue;
+            }
             assert_eq!(check_placement(&sys, &tools), vec![], "{}", p.display());
             assert_eq!(check_placement(&sys, &root), vec![], "{}", p.display());
             n += 1;
         }
         assert!(n >= 9, "{n} configurations");
+        assert!(pi >= 1, "{pi} Raspberry Pi configurations");
     }
 }
 

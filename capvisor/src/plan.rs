@@ -27,8 +27,11 @@ use vm_runner::setup::{CopyIn, DEFAULT_VMM_SLOTS, MappingKind, SetupOptions, Vmm
 pub struct Args {
     /// A system file (`[system] vms = [...]`) or one VM file.
     pub config: PathBuf,
-    /// A platform description for the model [default: QEMU virt as capvisor's own loader boots it,
-    /// platforms/qemu-arm-virt/bootinfo-capvisor.txt].
+    /// The platform to plan for: a platform's name (qemu-arm-virt, rpi4: its recorded
+    /// description and placement facts, built into the tool), a platform folder (its
+    /// bootinfo-capvisor.txt and placement.txt), or a bootinfo description file for the model
+    /// (placement then checked against the kernel build's facts) [default: QEMU virt as
+    /// capvisor's own loader boots it, platforms/qemu-arm-virt/bootinfo-capvisor.txt].
     #[arg(long)]
     pub platform: Option<PathBuf>,
     /// Directories to look for guest images in (as `capvisor vms`).
@@ -171,6 +174,72 @@ fn blueprint_name(b: ObjectBlueprint) -> String {
     }
 }
 
+/// The platforms whose description (a boot by capvisor's loader) and placement facts are
+/// built into the tool, by name.
+pub const PLATFORMS: &[(&str, &str, &str)] = &[
+    (
+        "qemu-arm-virt",
+        include_str!("../../platforms/qemu-arm-virt/bootinfo-capvisor.txt"),
+        include_str!("../../platforms/qemu-arm-virt/placement.txt"),
+    ),
+    (
+        "rpi4",
+        include_str!("../../platforms/rpi4/bootinfo-capvisor.txt"),
+        include_str!("../../platforms/rpi4/placement.txt"),
+    ),
+];
+
+/// What `--platform` named: the model's description and, for a platform (name or folder),
+/// its placement facts.
+struct PlatformChoice {
+    /// For messages: the name, folder or file.
+    name: String,
+    /// The bootinfo description (sel4-model's format).
+    description: String,
+    /// The description's file, for the model's messages.
+    description_file: String,
+    /// `placement.txt`, when the argument names a platform.
+    facts: Option<String>,
+}
+
+fn choose_platform(arg: &Path) -> Result<PlatformChoice, PlanError> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| PlanError::Io { path: p.to_path_buf(), source });
+    if arg.is_dir() {
+        let description_path = arg.join("bootinfo-capvisor.txt");
+        let facts_path = arg.join("placement.txt");
+        return Ok(PlatformChoice {
+            name: arg.display().to_string(),
+            description: read(&description_path)?,
+            description_file: description_path.display().to_string(),
+            facts: Some(read(&facts_path)?),
+        });
+    }
+    if arg.is_file() {
+        return Ok(PlatformChoice {
+            name: arg.display().to_string(),
+            description: read(arg)?,
+            description_file: arg.display().to_string(),
+            facts: None,
+        });
+    }
+    let name = arg.to_string_lossy();
+    match PLATFORMS.iter().find(|(n, _, _)| *n == name) {
+        Some((n, description, facts)) => Ok(PlatformChoice {
+            name: format!("{n} (platforms/{n}/bootinfo-capvisor.txt)"),
+            description: (*description).to_string(),
+            description_file: format!("platforms/{n}/bootinfo-capvisor.txt"),
+            facts: Some((*facts).to_string()),
+        }),
+        None => {
+            let known: Vec<&str> = PLATFORMS.iter().map(|(n, _, _)| *n).collect();
+            Err(PlanError::Platform(format!(
+                "--platform {name}: not a file, a platform folder or a known platform ({})",
+                known.join(", ")
+            )))
+        }
+    }
+}
+
 /// Builds the plan's text for the system in `args.config`.
 pub fn plan(args: &Args) -> Result<String, PlanError> {
     let sys = vm_config::parse_system_file(&args.config)?;
@@ -186,7 +255,26 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
                 + i.flash.iter().map(Vec::len).sum::<usize>()
         })
         .sum();
-    let host = crate::placement::for_bundle(bundle_bytes as u64 + 4096, None).map_err(PlanError::Platform)?;
+    let choice = args.platform.as_deref().map(choose_platform).transpose()?;
+    let mut model = match &choice {
+        None => Model::qemu_arm_virt_capvisor(),
+        Some(c) => Model::from_platform_named(&c.description_file, &c.description)
+            .map_err(|e| PlanError::Platform(e.to_string()))?,
+    };
+    // A named platform is checked as its root task checks at boot: its facts beside the
+    // untyped memory its recorded boot handed out. Otherwise the tools' prediction from the
+    // kernel build.
+    let host = match choice.as_ref().and_then(|c| c.facts.as_ref().map(|f| (c, f))) {
+        Some((c, text)) => {
+            let facts = vm_config::place::Facts::parse(text)
+                .map_err(|e| PlanError::Platform(format!("{}: placement facts: {e}", c.name)))?;
+            let untyped: Vec<_> = model.bootinfo().untyped_list().collect();
+            let mut host = vm_config::place::HostMemory::from_bootinfo(&facts, &untyped);
+            host.cores = model.bootinfo().num_nodes();
+            host
+        }
+        None => crate::placement::for_bundle(bundle_bytes as u64 + 4096, None).map_err(PlanError::Platform)?,
+    };
     let draw = |placed: &[crate::svg::Placed]| -> Result<(), PlanError> {
         let Some(svg) = &args.svg else { return Ok(()) };
         let text = crate::svg::draw(&sys, &host, placed);
@@ -196,17 +284,9 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
         draw(&[])?;
         return Err(e.into());
     }
-    let mut model = match &args.platform {
-        None => Model::qemu_arm_virt_capvisor(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| PlanError::Io { path: p.clone(), source })?;
-            Model::from_platform_named(&p.display().to_string(), &text)
-                .map_err(|e| PlanError::Platform(e.to_string()))?
-        }
-    };
-    let platform_name = args.platform.as_ref().map_or(
+    let platform_name = choice.as_ref().map_or(
         "QEMU virt as capvisor's loader boots it (platforms/qemu-arm-virt/bootinfo-capvisor.txt)".to_string(),
-        |p| p.display().to_string(),
+        |c| c.name.clone(),
     );
     // One plan per process: the model is installed in a static cell for the paging handler.
     let _ = PlanHal::cell().take();
@@ -489,4 +569,48 @@ pub fn plan(args: &Args) -> Result<String, PlanError> {
 pub fn run(args: &Args) -> Result<(), PlanError> {
     print!("{}", plan(args)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(name)
+    }
+
+    fn plan_on(file: &str, platform: &str) -> Result<String, PlanError> {
+        plan(&Args { config: config(file), platform: Some(PathBuf::from(platform)), search: vec![], svg: None })
+    }
+
+    /// `--platform rpi4` checks a VM file against the Raspberry Pi 4's recorded boot and
+    /// facts: its test-guest file passes and is planned on that model; QEMU virt's, whose
+    /// GICC comes from virt's GICV address, is refused at that line, and the Pi's file is
+    /// refused on QEMU virt the same way.
+    #[test]
+    fn platform_by_name_checks_against_that_platform() {
+        let text = plan_on("rpi4-test-guest.toml", "rpi4").expect("the rpi4 test guest plans on rpi4");
+        assert!(text.contains("on the seL4 model of rpi4 (platforms/rpi4/bootinfo-capvisor.txt)"), "{text}");
+        assert!(text.contains("teardown: every VM object and byte returned"), "{text}");
+
+        let e = plan_on("test-guest.toml", "rpi4").expect_err("virt's GICV is RAM on the Pi").to_string();
+        assert!(e.contains("test-guest.toml:55:21: capvisor.gic_cpu_interface") && e.contains("0x8040000"), "{e}");
+
+        let e = plan_on("rpi4-test-guest.toml", "qemu-arm-virt").expect_err("the Pi's GICV is not virt's").to_string();
+        assert!(
+            e.contains("capvisor.gic_cpu_interface")
+                && e.contains(
+                    "host [0xff846000, 0xff848000) is not inside the GIC virtual CPU interface (GICV) [0x8040000"
+                ),
+            "{e}"
+        );
+        // A platform folder is the same platform.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/rpi4");
+        let e = plan(&Args { config: config("test-guest.toml"), platform: Some(dir), search: vec![], svg: None })
+            .expect_err("the folder's facts");
+        assert!(e.to_string().contains("capvisor.gic_cpu_interface"), "{e}");
+
+        let e = plan_on("rpi4-test-guest.toml", "no-such-board").expect_err("unknown").to_string();
+        assert!(e.contains("--platform no-such-board") && e.contains("qemu-arm-virt, rpi4"), "{e}");
+    }
 }

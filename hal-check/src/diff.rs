@@ -103,7 +103,8 @@ pub fn extract<'a>(console: impl IntoIterator<Item = &'a str>, prefix: &str) -> 
 /// makes for the root task, from the one of them a root task can ask about, its IPC buffer
 /// (`Page_GetAddress` of `init_cap::IPC_BUFFER`). The kernel carves them, in this order,
 /// from one block aligned to the largest: the root CNode (`2^(ROOT_CNODE_SIZE_BITS +
-/// SLOT_BITS)` bytes), the extra bootinfo (`n_extra` pages, a power of two), the VSpace, the
+/// SLOT_BITS)` bytes), the extra bootinfo (`n_extra` pages rounded up to a power of two,
+/// as `calculate_extra_bi_size_bits` sizes it: a 7-page DTB takes 8), the VSpace, the
 /// ASID pool, the IPC buffer, the bootinfo frame, the `n_paging` page tables, the TCB. `None`
 /// when the arithmetic leaves the address space.
 pub fn rootserver_line(ipc_buffer: PhysAddr, n_paging: u64, n_extra: u64) -> Option<String> {
@@ -112,7 +113,11 @@ pub fn rootserver_line(ipc_buffer: PhysAddr, n_paging: u64, n_extra: u64) -> Opt
     let p = ipc_buffer.get();
     let asid_pool = p.checked_sub(page)?;
     let vspace = asid_pool.checked_sub(page)?;
-    let extra_bi = vspace.checked_sub(n_extra * page)?;
+    let extra_bytes = match n_extra {
+        0 => 0,
+        n => n.checked_mul(page)?.checked_next_power_of_two()?,
+    };
+    let extra_bi = vspace.checked_sub(extra_bytes)?;
     let cnode = extra_bi.checked_sub(cnode_bytes)?;
     let bootinfo = p.checked_add(page)?;
     let paging = bootinfo.checked_add(page)?;

@@ -1,6 +1,8 @@
 //! capvisor's boot loader.
 //!
-//! Entered at EL2 with the MMU off (QEMU `-kernel`, or U-Boot `go`), it reads the payload
+//! Entered at EL2 with the MMU off (QEMU `-kernel`, U-Boot `go`, or the Raspberry Pi firmware,
+//! which loads the flat binary at 0x80000: loaded away from its link address, the loader first
+//! moves itself and its payload there), it reads the payload
 //! that `capvisor image` appended to it (format and placement: the `boot-image` crate),
 //! checks every segment of the seL4 kernel and the root task at the physical address the
 //! tool chose (the ELF image gives each segment its own `PT_LOAD`, which QEMU places

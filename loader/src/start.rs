@@ -13,8 +13,20 @@ use crate::cpu;
 use crate::log;
 use crate::smp;
 
-// The first instruction of the image. Interrupts masked, the firmware's x0 kept, FP/SIMD
-// made usable, the stack set up in .bss (after zeroing it), then Rust.
+// The first instruction of the image. Interrupts masked, the firmware's x0 kept (x19) and
+// where the image was loaded (x20, for the first log line), the image
+// moved to its link address if it was loaded elsewhere, FP/SIMD made usable, the stack set
+// up in .bss (after zeroing it), then Rust.
+//
+// The move: the Raspberry Pi firmware (and QEMU's raspi4b with a raw -kernel) loads the
+// flat binary at 0x80000, where the seL4 kernel of that board must go (its memory starts at
+// 0x1000), so the loader, linked at LOADER_BASE, first copies itself and its payload there.
+// Only position-independent instructions run before the branch to the link address; the
+// length is the loader's own (up to __payload_start) plus the payload's total (header word
+// 3) when the CAPVBOOT magic is there (without it, Rust reports the missing payload). The
+// copy runs backwards when the destination is above the source, so an overlap is safe.
+// The MMU is off, so the stores reach memory; the instruction cache is invalidated before
+// the branch.
 //
 // The target has NEON, so the compiler moves structures through q registers anywhere,
 // also before the loader has checked its exception level: their use must not trap.
@@ -27,6 +39,42 @@ global_asm!(
 _start:
     msr daifset, #0xf
     mov x19, x0
+    adr x20, _start
+    mov x1, x20
+    ldr x2, =__loader_start
+    cmp x1, x2
+    b.eq 6f
+    ldr x3, =__payload_start
+    sub x3, x3, x2
+    add x4, x1, x3
+    ldr x5, [x4]
+    ldr x6, ={magic}
+    cmp x5, x6
+    b.ne 7f
+    ldr x5, [x4, #24]
+    add x3, x3, x5
+7:  cmp x2, x1
+    b.hi 9f
+    mov x4, #0
+8:  cmp x4, x3
+    b.hs 10f
+    ldr x5, [x1, x4]
+    str x5, [x2, x4]
+    add x4, x4, #8
+    b 8b
+9:  mov x4, x3
+11: cbz x4, 10f
+    sub x4, x4, #8
+    ldr x5, [x1, x4]
+    str x5, [x2, x4]
+    b 11b
+10: dsb sy
+    ic iallu
+    dsb sy
+    isb
+    ldr x1, =6f
+    br x1
+6:
     mrs x1, CurrentEL
     cmp x1, #(2 << 2)
     b.ne 4f
@@ -46,10 +94,12 @@ _start:
 2:  ldr x1, =__stack_top
     mov sp, x1
     mov x0, x19
+    mov x1, x20
     bl loader_main
 3:  wfe
     b 3b
-"#
+"#,
+    magic = const payload::MAGIC,
 );
 
 unsafe extern "C" {
@@ -93,7 +143,7 @@ unsafe fn fdt_at(addr: u64) -> Option<&'static [u8]> {
 }
 
 #[unsafe(no_mangle)]
-extern "C" fn loader_main(x0: u64) -> ! {
+extern "C" fn loader_main(x0: u64, loaded_at: u64) -> ! {
     let payload_start = &raw const __payload_start as u64;
     let loader_start = &raw const __loader_start as u64;
     // SAFETY: a packed image has its header after `__payload_start`; an unpacked loader
@@ -109,6 +159,9 @@ extern "C" fn loader_main(x0: u64) -> ! {
         console::set_base(h.info.uart);
     }
     // The console's first line also says where help is (capvisor's keys work once VMs run).
+    if loaded_at != loader_start {
+        log!("loaded at {loaded_at:#x}: moved to the link address {loader_start:#x}");
+    }
     log!("started at {loader_start:#x}, EL{}, x0={x0:#x} (console keys: Ctrl-A ?)", cpu::current_el());
     let el = cpu::current_el();
     if el != 2 {

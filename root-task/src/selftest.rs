@@ -139,12 +139,11 @@ mod bootinfo {
             Ok(f) => f,
             Err(_) => return fail("device tree does not parse", dtb.len() as u64, 0),
         };
-        let Ok(Some(mem)) = fdt.first_memory() else {
+        let Ok(Some(_)) = fdt.first_memory() else {
             return fail("device tree has no memory node", 0, 0);
         };
-        let mem_end = mem.base.saturating_add(mem.size);
         for u in bi.untyped_list().filter(|u| !u.is_device) {
-            if u.paddr.0 < mem.base || u.end() > mem_end {
+            if !matches!(fdt.memory_holding(u.paddr.0, u.end()), Ok(Some(_))) {
                 return fail("RAM untyped outside the device tree's memory", u.paddr.0, u.size_bits as u64);
             }
         }

@@ -60,12 +60,11 @@ static BUNDLE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT
 
 /// capvisor's facts about the platform (its RAM, what the kernel and the console keep), which
 /// the placement check reads beside this boot's untyped list: the same file `capvisor vms` and
-/// `capvisor image` predict from.
-const PLATFORM_FACTS: &str = if sel4::config::ARM_GIC_V3_SUPPORT {
-    include_str!("../../platforms/qemu-arm-virt-gicv3/placement.txt")
-} else {
-    include_str!("../../platforms/qemu-arm-virt/placement.txt")
-};
+/// `capvisor image` predict from (`platforms/NAME/placement.txt` of the kernel's platform,
+/// which build.rs picks).
+const PLATFORM_FACTS: &str = include_str!(concat!(env!("OUT_DIR"), "/placement.txt"));
+/// That platform's name, for messages.
+const PLATFORM: &str = include_str!(concat!(env!("OUT_DIR"), "/platform"));
 
 /// The bundle `capvisor vms` wrote, or nothing.
 static BUNDLE: &[u8] = &BUNDLE_BYTES.0;
@@ -426,7 +425,7 @@ pub fn run(start: &Start) -> u32 {
     let facts = match vm_config::Facts::parse(PLATFORM_FACTS) {
         Ok(f) => f,
         Err(e) => {
-            debug_println!("capvisor: the platform's placement.txt: {e}");
+            debug_println!("capvisor: platforms/{PLATFORM}/placement.txt: {e}");
             return 1;
         }
     };

@@ -1,6 +1,7 @@
 //! The example configurations in `configs/` parse, survive the compact encoding, and sit where
 //! the root task's placement check allows them on the untyped memory seL4 16.0.0 actually
-//! handed a root task on QEMU virt (the recorded bootinfo in the interface data, when given).
+//! handed a root task on QEMU virt (the recorded bootinfo in the interface data, when given);
+//! the Raspberry Pi's (rpi4-*.toml) on the bootinfo recorded for it (platforms/rpi4).
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,12 @@ fn config_files() -> Vec<PathBuf> {
 
 /// The platform facts of QEMU virt (`platforms/qemu-arm-virt/placement.txt`).
 fn facts() -> Facts {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/qemu-arm-virt/placement.txt");
+    facts_of("qemu-arm-virt")
+}
+
+/// The placement facts of `platforms/<platform>`.
+fn facts_of(platform: &str) -> Facts {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../platforms/{platform}/placement.txt"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Facts::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -32,6 +38,16 @@ fn facts() -> Facts {
 fn recorded_untypeds() -> Option<Vec<UntypedDesc>> {
     let prefix = sel4_codegen::prefix::shared_data()?;
     let text = std::fs::read_to_string(Path::new(&prefix).join("boot/qemu-arm-virt-bootinfo.txt")).ok()?;
+    Some(untypeds_of(&text))
+}
+
+/// The Raspberry Pi 4's untyped list, recorded on QEMU raspi4b (platforms/rpi4).
+fn rpi4_untypeds() -> Vec<UntypedDesc> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/rpi4/bootinfo-capvisor.txt");
+    untypeds_of(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+fn untypeds_of(text: &str) -> Vec<UntypedDesc> {
     let mut v = Vec::new();
     for line in text.lines().filter(|l| l.starts_with("UT ")) {
         let field = |name: &str| {
@@ -43,7 +59,7 @@ fn recorded_untypeds() -> Option<Vec<UntypedDesc>> {
         v.push(UntypedDesc { paddr: PhysAddr(paddr), size_bits, is_device });
     }
     assert!(!v.is_empty(), "no UT lines in the recorded bootinfo");
-    Some(v)
+    v
 }
 
 #[test]
@@ -60,6 +76,12 @@ fn every_example_config_parses_round_trips_and_fits_the_recorded_untypeds() {
         let bytes = encode_system(&sys).unwrap();
         assert_eq!(decode_system(&bytes).as_ref(), Ok(&sys), "{}", f.display());
         assert_eq!(load_system(&bytes).as_ref(), Ok(&sys));
+        // The Raspberry Pi's files (rpi4-*.toml) are the Pi's: checked on its recorded boot.
+        if f.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("rpi4-")) {
+            let problems = check_placement(&sys, &HostMemory::from_bootinfo(&facts_of("rpi4"), &rpi4_untypeds()));
+            assert!(problems.is_empty(), "{}: {problems:?}", f.display());
+            continue;
+        }
         if let Some(uts) = &untypeds {
             let problems = check_placement(&sys, &HostMemory::from_bootinfo(&facts(), uts));
             assert!(problems.is_empty(), "{}: {problems:?}", f.display());

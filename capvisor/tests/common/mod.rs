@@ -107,14 +107,29 @@ fn build_root_task(prefix: &Path, target_dir: &Path, bundle: Option<&Path>, feat
     Built { root_task: out.join("root-task"), loader: out.join("loader") }
 }
 
+/// A `KEY=value` of `platforms/<platform>/platform.env`, if the line is there.
+pub fn platform_value(platform: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(workspace().join("platforms").join(platform).join("platform.env")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')).map(str::to_string))
+}
+
 /// `capvisor image` of the built crates with the kernel at `prefix`, into `out`, with `extra`
-/// arguments; the tool's output, whether it succeeded or not.
+/// arguments; the tool's output, whether it succeeded or not. A platform whose image carries
+/// the kernel build's device tree (`IMAGE_DTB=kernel`: the Raspberry Pi 4) gets it packed
+/// unless `extra` names one.
 pub fn capvisor_image_with(
     prefix: &Path,
     built: &Built,
     out: &Path,
     extra: &[&std::ffi::OsStr],
 ) -> std::process::Output {
+    let platform = std::fs::read_to_string(prefix.join("capvisor-platform")).unwrap_or_default();
+    let platform = platform.split_whitespace().next().unwrap_or("qemu-arm-virt");
+    let dtb = prefix.join("support/kernel.dtb");
+    let mut packed: Vec<&std::ffi::OsStr> = Vec::new();
+    if platform_value(platform, "IMAGE_DTB").as_deref() == Some("kernel") && !extra.iter().any(|a| *a == "--dtb") {
+        packed.extend(["--dtb".as_ref(), dtb.as_os_str()]);
+    }
     Command::new(env!("CARGO_BIN_EXE_capvisor"))
         .args(["image", "--root-task"])
         .arg(&built.root_task)
@@ -125,6 +140,7 @@ pub fn capvisor_image_with(
         .arg("-o")
         .arg(out)
         .args(extra)
+        .args(packed)
         .output()
         .expect("run capvisor image")
 }
@@ -225,11 +241,36 @@ pub fn run_qemu_script(
     name: &str,
 ) -> Boot {
     let (platform, cpus) = prefix_platform();
+    run_qemu_on(&platform, cpus, image, timeout_s, script_opts, extra_qemu, dir, name)
+}
+
+/// [`run_qemu_script`] on a named platform (`qemu/run-qemu.sh --platform`) with `cpus` cores.
+/// A platform that boots the flat binary (`QEMU_BOOT=raw`) is given `IMAGE.bin` for an
+/// `IMAGE` that is `capvisor image`'s ELF.
+#[allow(clippy::too_many_arguments)]
+pub fn run_qemu_on(
+    platform: &str,
+    cpus: u32,
+    image: &Path,
+    timeout_s: u64,
+    script_opts: &[&str],
+    extra_qemu: &[&str],
+    dir: &Path,
+    name: &str,
+) -> Boot {
+    let raw;
+    let image = match platform_value(platform, "QEMU_BOOT").as_deref() {
+        Some("raw") if image.extension().is_some_and(|e| e == "elf") => {
+            raw = PathBuf::from(format!("{}.bin", image.display()));
+            raw.as_path()
+        }
+        _ => image,
+    };
     let start = Instant::now();
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
         .arg("--timeout")
         .arg(timeout_s.to_string())
-        .args(["--platform", &platform, "--cpus", &cpus.to_string()])
+        .args(["--platform", platform, "--cpus", &cpus.to_string()])
         .args(script_opts)
         .arg(image)
         .arg("--")
