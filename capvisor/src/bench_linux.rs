@@ -48,23 +48,6 @@ pub struct Args {
     /// A capvisor image whose root task runs this VM; without it only the reference is measured.
     #[arg(long)]
     pub image: Option<PathBuf>,
-    /// Cores of the kernel in `--image` (QEMU's -smp for it).
-    #[arg(long, default_value_t = 1)]
-    pub image_cores: u32,
-    /// A second capvisor image of the same VM, on a kernel built for `--smp-cores` cores
-    /// (`-DCAPVISOR_NUM_CPUS`), measured beside the first: more physical cores against fewer.
-    #[arg(long)]
-    pub smp_image: Option<PathBuf>,
-    /// Cores of the kernel in `--smp-image`.
-    #[arg(long, default_value_t = 2)]
-    pub smp_cores: u32,
-    /// Also time a CPU-bound job inside each guest once it is up: one shell busy loop, then
-    /// two at once (`b & b & wait`), by the guest's own clock (`/proc/uptime`, 10 ms).
-    #[arg(long)]
-    pub job: bool,
-    /// Iterations of each busy loop of `--job`.
-    #[arg(long, default_value_t = 100_000)]
-    pub job_loops: u32,
     /// Runs per side.
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
@@ -110,21 +93,11 @@ pub enum BenchError {
     #[error("{side} run {run}: no `{MARKER}` within {timeout} s; last console lines:\n{tail}")]
     NoMarker {
         /// Which side.
-        side: String,
+        side: &'static str,
         /// Which run.
         run: u32,
         /// The limit.
         timeout: u64,
-        /// The end of the console.
-        tail: String,
-    },
-    /// The job's line did not come before the time limit.
-    #[error("{side} run {run}: the job's `{JOB_MARKER}` line did not come; last console lines:\n{tail}")]
-    NoJob {
-        /// Which side.
-        side: String,
-        /// Which run.
-        run: u32,
         /// The end of the console.
         tail: String,
     },
@@ -141,47 +114,6 @@ pub struct Boot {
     pub exits: Vec<(String, u64)>,
     /// When Linux's clock started (spawn to its zero), from `/proc/uptime` after the marker.
     pub clock_start: Option<Duration>,
-    /// The job's times, when one was asked for and its line came.
-    pub job: Option<JobTimes>,
-}
-
-/// What `--job` measured inside the guest, by its clock.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct JobTimes {
-    /// One busy loop.
-    pub serial: Duration,
-    /// Two busy loops at once, until both ended.
-    pub parallel: Duration,
-}
-
-/// The line the job prints: `capvisor-job: T0 T1 T2` (uptimes before the single loop, after
-/// it, and after the two).
-pub const JOB_MARKER: &str = "capvisor-job:";
-
-/// The job typed into the guest's shell: a busy loop of `loops` iterations alone, then two
-/// at once. The echo of the typed line never parses as its answer (it reads `"` and `$t0`
-/// where the answer has numbers).
-pub fn job_line(loops: u32) -> String {
-    format!(
-        "b(){{ i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done; }}; u(){{ read -r t _ </proc/uptime; echo $t; }}; \
-         t0=$(u); b; t1=$(u); b & b & wait; t2=$(u); echo \"{JOB_MARKER}\" $t0 $t1 $t2\n"
-    )
-}
-
-/// `capvisor-job: 12.01 14.52 17.30` (after a VM prefix or not) → the serial and parallel
-/// times; anything else (the typed line's echo, a line out of order) → `None`.
-pub fn parse_job(line: &str) -> Option<JobTimes> {
-    let rest = line.split_once(JOB_MARKER)?.1;
-    let t: Vec<f64> = rest
-        .split_whitespace()
-        .map(|w| w.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0))
-        .collect::<Option<_>>()?;
-    match t[..] {
-        [t0, t1, t2] if t0 <= t1 && t1 <= t2 => {
-            Some(JobTimes { serial: Duration::from_secs_f64(t1 - t0), parallel: Duration::from_secs_f64(t2 - t1) })
-        }
-        _ => None,
-    }
 }
 
 /// The guest files and machine of a Linux VM file.
@@ -232,11 +164,10 @@ impl Guest {
     }
 }
 
-/// The capvisor QEMU command line for `image`, a kernel for `cores` cores (the project's
-/// `qemu/run-qemu.sh`).
-pub fn capvisor_command(workspace: &Path, image: &Path, cores: u32, timeout: u64) -> Command {
+/// The capvisor QEMU command line for `image` (the project's `qemu/run-qemu.sh`).
+pub fn capvisor_command(workspace: &Path, image: &Path, timeout: u64) -> Command {
     let mut c = Command::new(workspace.join("qemu/run-qemu.sh"));
-    c.arg("--timeout").arg(timeout.to_string()).args(["--cpus", &cores.to_string()]).arg(image);
+    c.arg("--timeout").arg(timeout.to_string()).arg(image);
     c
 }
 
@@ -300,9 +231,8 @@ pub fn parse_uptime(line: &str) -> Option<f64> {
 
 /// Starts `cmd`, times the marker, then types `cat /proc/uptime` until the answer comes (when
 /// Linux's clock started, on the wall clock: the time of the answer less its value, to the
-/// 10 ms the file gives), then `job` once if given and waits for its line, and `exit 0`;
-/// waits for the end (or kills QEMU at the time limit).
-pub fn boot(mut cmd: Command, timeout: Duration, job: Option<&str>) -> Result<Boot, std::io::Error> {
+/// 10 ms the file gives) and `exit 0`; waits for the end (or kills QEMU at the time limit).
+pub fn boot(mut cmd: Command, timeout: Duration) -> Result<Boot, std::io::Error> {
     let start = Instant::now();
     let mut child: Child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let stdout = child.stdout.take().expect("piped stdout");
@@ -324,26 +254,17 @@ pub fn boot(mut cmd: Command, timeout: Duration, job: Option<&str>) -> Result<Bo
     // power-off are harmless.
     let mut next_type = None;
     let mut clock_start = None;
-    // The job is typed once, after the shell answered; then nothing until its line.
-    let mut job_typed = false;
     loop {
         let now = Instant::now();
         if let Some(at) = next_type
             && now >= at
         {
-            let line: &[u8] = match (clock_start, job) {
-                (None, _) => b"cat /proc/uptime\n",
-                (Some(_), Some(j)) if b.job.is_none() => {
-                    job_typed = true;
-                    j.as_bytes()
-                }
-                _ => b"exit 0\n",
-            };
+            let line: &[u8] = if clock_start.is_none() { b"cat /proc/uptime\n" } else { b"exit 0\n" };
             if let Some(stdin) = child.stdin.as_mut() {
                 let _ = stdin.write_all(line);
                 let _ = stdin.flush();
             }
-            next_type = if job_typed && b.job.is_none() { None } else { Some(now + Duration::from_millis(500)) };
+            next_type = Some(now + Duration::from_millis(500));
         }
         let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(100));
         match rx.recv_timeout(wait) {
@@ -356,13 +277,7 @@ pub fn boot(mut cmd: Command, timeout: Duration, job: Option<&str>) -> Result<Bo
                     && let Some(up) = parse_uptime(&line)
                 {
                     clock_start = (t - start).checked_sub(Duration::from_secs_f64(up));
-                    // Nothing to wait for: the job or `exit 0` right away.
-                    next_type = Some(Instant::now());
-                } else if job_typed
-                    && b.job.is_none()
-                    && let Some(times) = parse_job(&line)
-                {
-                    b.job = Some(times);
+                    // Nothing to wait for: `exit 0` right away.
                     next_type = Some(Instant::now());
                 }
                 b.lines.push((t - start, line));
@@ -421,274 +336,129 @@ fn workspace() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
-/// One machine the guest is booted on, and what its boots measured.
-#[derive(Default)]
-struct Side {
-    /// Table label and JSON name part.
-    label: String,
-    key: String,
-    /// QEMU start to the marker.
-    boot: Vec<Duration>,
-    /// capvisor: QEMU start to the VM's start, and from there to the marker.
-    setup: Vec<Duration>,
-    guest_part: Vec<Duration>,
-    /// When Linux's clock started (direct: from QEMU's start; capvisor: from the VM's start)
-    /// and what it read at the marker.
-    early: Vec<Duration>,
-    clocked: Vec<Duration>,
-    /// The job's single and double loop.
-    serial: Vec<Duration>,
-    parallel: Vec<Duration>,
-    /// Exits by kind of the last run (capvisor).
-    exits: Vec<(String, u64)>,
-}
-
-impl Side {
-    fn new(label: String, key: &str) -> Self {
-        Side { label, key: key.to_string(), ..Default::default() }
-    }
-
-    /// Boots once with `cmd` and records what came.
-    fn measure(&mut self, cmd: Command, run: u32, args: &Args, job: Option<&str>) -> Result<(), BenchError> {
-        let timeout = Duration::from_secs(args.timeout + 10);
-        let capvisor = self.key != "direct_qemu";
-        let b = boot(cmd, timeout, job).map_err(spawn(if capvisor {
-            "qemu/run-qemu.sh"
-        } else {
-            "qemu-system-aarch64"
-        }))?;
-        let no_marker = |side: &str, b: &Boot| BenchError::NoMarker {
-            side: side.to_string(),
-            run,
-            timeout: args.timeout,
-            tail: tail(&b.lines),
-        };
-        let t = b.to_marker.ok_or_else(|| no_marker(&self.label, &b))?;
-        self.boot.push(t);
-        // capvisor's clock rows start at the VM's start; the direct ones at QEMU's.
-        let from = if capvisor { b.at(VM_START) } else { Some(Duration::ZERO) };
-        if let Some(v) = from {
-            if capvisor {
-                self.setup.push(v);
-                self.guest_part.push(t.saturating_sub(v));
-            }
-            if let Some(z) = b.clock_start {
-                self.early.push(z.saturating_sub(v));
-                self.clocked.push(t.saturating_sub(z));
-            }
-        }
-        if job.is_some() {
-            let j = b.job.ok_or_else(|| BenchError::NoJob { side: self.label.clone(), run, tail: tail(&b.lines) })?;
-            self.serial.push(j.serial);
-            self.parallel.push(j.parallel);
-        }
-        if capvisor {
-            self.exits = b.exits;
-        }
-        Ok(())
-    }
-}
-
-/// One row: JSON name, table label, samples, and the row it is compared with.
-struct Row<'a> {
-    key: String,
-    label: String,
-    samples: &'a [Duration],
-    reference: Option<usize>,
-}
-
-/// Adds a row; its index, for rows that compare with it.
-fn push<'a>(
-    rows: &mut Vec<Row<'a>>,
-    key: String,
-    label: String,
-    samples: &'a [Duration],
-    reference: Option<usize>,
-) -> Option<usize> {
-    rows.push(Row { key, label, samples, reference });
-    Some(rows.len() - 1)
-}
-
 /// Runs `capvisor bench-linux`.
 pub fn run(args: &Args) -> Result<(), BenchError> {
     let guest = Guest::load(&args.config)?;
-    for img in args.image.iter().chain(&args.smp_image) {
-        if !img.is_file() {
-            return Err(BenchError::Missing { path: img.clone(), hint: "build one with capvisor image" });
-        }
+    if let Some(img) = &args.image
+        && !img.is_file()
+    {
+        return Err(BenchError::Missing { path: img.clone(), hint: "build one with capvisor image" });
     }
-    let cpus = guest.vm.cpu_num;
-    let mut direct = Side::new(format!("QEMU direct -smp {cpus}"), "direct_qemu");
-    let core_word = |n: u32| if n == 1 { "1 core".to_string() } else { format!("{n} cores") };
-    let mut capv = Side::new(format!("capvisor, {}", core_word(args.image_cores)), "capvisor");
-    let mut smp =
-        Side::new(format!("capvisor, {}", core_word(args.smp_cores)), &format!("capvisor_{}cores", args.smp_cores));
-    let job = args.job.then(|| job_line(args.job_loops));
-    let job = job.as_deref();
+    let timeout = Duration::from_secs(args.timeout);
+    let (mut direct, mut capv, mut setup, mut guest_part) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Linux's clock: when it started (direct: from QEMU's start; capvisor: from the VM's
+    // start) and what it read at the marker.
+    let (mut direct_early, mut direct_clocked, mut capv_early, mut capv_clocked) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut exits = Vec::new();
     for run in 1..=args.runs {
-        direct.measure(guest.direct_command(), run, args, job)?;
-        if let Some(img) = &args.image {
-            capv.measure(capvisor_command(&workspace(), img, args.image_cores, args.timeout), run, args, job)?;
+        let b = boot(guest.direct_command(), timeout).map_err(spawn("qemu-system-aarch64"))?;
+        let t = b.to_marker.ok_or_else(|| BenchError::NoMarker {
+            side: "direct",
+            run,
+            timeout: args.timeout,
+            tail: tail(&b.lines),
+        })?;
+        direct.push(t);
+        if let Some(z) = b.clock_start {
+            direct_early.push(z);
+            direct_clocked.push(t.saturating_sub(z));
         }
-        if let Some(img) = &args.smp_image {
-            smp.measure(capvisor_command(&workspace(), img, args.smp_cores, args.timeout), run, args, job)?;
+        if let Some(img) = &args.image {
+            let cmd = capvisor_command(&workspace(), img, args.timeout);
+            let b = boot(cmd, timeout + Duration::from_secs(10)).map_err(spawn("qemu/run-qemu.sh"))?;
+            let t = b.to_marker.ok_or_else(|| BenchError::NoMarker {
+                side: "capvisor",
+                run,
+                timeout: args.timeout,
+                tail: tail(&b.lines),
+            })?;
+            capv.push(t);
+            if let Some(v) = b.at(VM_START) {
+                setup.push(v);
+                guest_part.push(t.saturating_sub(v));
+                if let Some(z) = b.clock_start {
+                    capv_early.push(z.saturating_sub(v));
+                    capv_clocked.push(t.saturating_sub(z));
+                }
+            }
+            exits = b.exits;
         }
         if !args.json {
-            let last = |s: &Side| s.boot.last().map(|t| format!(", {} {:.3} s", s.label, t.as_secs_f64()));
             eprintln!(
-                "run {run}/{}: direct {:.3} s{}{}",
+                "run {run}/{}: direct {:.3} s{}",
                 args.runs,
-                direct.boot.last().map_or(0.0, |t| t.as_secs_f64()),
-                last(&capv).unwrap_or_default(),
-                last(&smp).unwrap_or_default()
+                direct[direct.len() - 1].as_secs_f64(),
+                match capv.last() {
+                    Some(c) => format!(", capvisor {:.3} s", c.as_secs_f64()),
+                    None => String::new(),
+                }
             );
         }
     }
     let name = &guest.vm.name;
-    let mut rows: Vec<Row<'_>> = Vec::new();
-    // Boot: the direct boot is the reference of both capvisor boots; more cores are also
-    // compared with fewer.
-    let direct_boot = push(
-        &mut rows,
-        format!("{name}_boot_to_init_direct_qemu"),
-        format!("{} (reference)", direct.label),
-        &direct.boot[..],
-        None,
-    );
+    // Every timing row once: (JSON name, table label, samples, the row it is compared with).
+    type Timing<'a> = (String, &'static str, &'a [Duration], Option<usize>);
+    let mut timings: Vec<Timing<'_>> =
+        vec![(format!("{name}_boot_to_init_direct_qemu"), "QEMU direct (reference)", &direct, None)];
     let (mut early_ref, mut clocked_ref) = (None, None);
-    if !direct.early.is_empty() {
-        early_ref = push(
-            &mut rows,
+    if !direct_early.is_empty() {
+        early_ref = Some(timings.len());
+        timings.push((
             format!("{name}_direct_to_clock_start"),
-            "  of which: QEMU start to Linux's clock".into(),
-            &direct.early[..],
+            "  of which: QEMU start to Linux's clock",
+            &direct_early,
             None,
-        );
-        clocked_ref = push(
-            &mut rows,
+        ));
+        clocked_ref = Some(timings.len());
+        timings.push((
             format!("{name}_direct_clock_at_init"),
-            "  of which: Linux's clock at init".into(),
-            &direct.clocked[..],
+            "  of which: Linux's clock at init",
+            &direct_clocked,
             None,
-        );
+        ));
     }
-    let mut capv_boot = None;
-    for side in [&capv, &smp] {
-        if side.boot.is_empty() {
-            continue;
+    if !capv.is_empty() {
+        timings.push((format!("{name}_boot_to_init_capvisor"), "capvisor", &capv, Some(0)));
+        if !setup.is_empty() {
+            timings.push((format!("{name}_capvisor_to_vm_start"), "  of which: QEMU start to VM start", &setup, None));
+            timings.push((
+                format!("{name}_capvisor_vm_start_to_init"),
+                "  of which: VM start to init (guest boot)",
+                &guest_part,
+                Some(0),
+            ));
         }
-        let k = &side.key;
-        let this = push(&mut rows, format!("{name}_boot_to_init_{k}"), side.label.clone(), &side.boot[..], direct_boot);
-        if let Some(first) = capv_boot.filter(|_| !std::ptr::eq(side, &capv)) {
-            push(
-                &mut rows,
-                format!("{name}_boot_to_init_{k}_vs_capvisor"),
-                format!("  against {}", capv.label),
-                &side.boot[..],
-                Some(first),
-            );
-        }
-        if std::ptr::eq(side, &capv) {
-            capv_boot = this;
-        }
-        if !side.setup.is_empty() {
-            push(
-                &mut rows,
-                format!("{name}_{k}_to_vm_start"),
-                "  of which: QEMU start to VM start".into(),
-                &side.setup[..],
-                None,
-            );
-            push(
-                &mut rows,
-                format!("{name}_{k}_vm_start_to_init"),
-                "  of which: VM start to init (guest boot)".into(),
-                &side.guest_part[..],
-                direct_boot,
-            );
-        }
-        if !side.early.is_empty() {
-            push(
-                &mut rows,
-                format!("{name}_{k}_vm_start_to_clock_start"),
-                "    VM start to Linux's clock".into(),
-                &side.early[..],
+        if !capv_early.is_empty() {
+            timings.push((
+                format!("{name}_capvisor_vm_start_to_clock_start"),
+                "    VM start to Linux's clock",
+                &capv_early,
                 early_ref,
-            );
-            push(
-                &mut rows,
-                format!("{name}_{k}_clock_at_init"),
-                "    Linux's clock at init".into(),
-                &side.clocked[..],
+            ));
+            timings.push((
+                format!("{name}_capvisor_clock_at_init"),
+                "    Linux's clock at init",
+                &capv_clocked,
                 clocked_ref,
-            );
+            ));
         }
     }
-    // The job: each side's two loops against its one (1.0: both ran at once; 2.0: in turn),
-    // capvisor's against direct QEMU's, and more cores against fewer.
-    let first_job_row = rows.len();
-    if args.job {
-        let mut direct_par = None;
-        let mut capv_par = None;
-        for side in [&direct, &capv, &smp] {
-            if side.serial.is_empty() {
-                continue;
-            }
-            let k = &side.key;
-            let serial = push(
-                &mut rows,
-                format!("{name}_job_one_loop_{k}"),
-                format!("{}: one loop", side.label),
-                &side.serial[..],
-                None,
-            );
-            let par = push(
-                &mut rows,
-                format!("{name}_job_two_loops_{k}"),
-                format!("{}: two loops at once, against one", side.label),
-                &side.parallel[..],
-                serial,
-            );
-            if std::ptr::eq(side, &direct) {
-                direct_par = par;
-                continue;
-            }
-            push(
-                &mut rows,
-                format!("{name}_job_two_loops_{k}_vs_direct_qemu"),
-                "  against direct QEMU's two loops".into(),
-                &side.parallel[..],
-                direct_par,
-            );
-            if std::ptr::eq(side, &capv) {
-                capv_par = par;
-            } else if capv_par.is_some() {
-                push(
-                    &mut rows,
-                    format!("{name}_job_two_loops_{k}_vs_capvisor"),
-                    format!("  against {}", capv.label),
-                    &side.parallel[..],
-                    capv_par,
-                );
-            }
-        }
-    }
-    let median_of = |i: usize| stats(rows[i].samples).1.as_secs_f64();
+    let median_of = |i: usize| stats(timings[i].2).1.as_secs_f64();
     let ratio = |med: Duration, reference: Option<usize>| reference.map(|i| med.as_secs_f64() / median_of(i));
-    let exits = if smp.exits.is_empty() { &capv.exits } else { &smp.exits };
 
     if args.json {
-        for r in &rows {
-            let (min, med, max) = stats(r.samples);
+        for (key, _, samples, reference) in &timings {
+            let (min, med, max) = stats(samples);
             let row = serde_json::json!({
-                "name": r.key, "value": med.as_secs_f64(), "unit": "s",
-                "reference": r.reference.map(median_of), "reference_name": r.reference.map(|i| rows[i].key.clone()),
-                "ratio": ratio(med, r.reference),
-                "min": min.as_secs_f64(), "max": max.as_secs_f64(), "runs": r.samples.len(),
+                "name": key, "value": med.as_secs_f64(), "unit": "s",
+                "reference": reference.map(median_of), "reference_name": reference.map(|i| timings[i].0.clone()),
+                "ratio": ratio(med, *reference),
+                "min": min.as_secs_f64(), "max": max.as_secs_f64(), "runs": samples.len(),
             });
             println!("{row}");
         }
-        for (kind, n) in exits {
+        for (kind, n) in &exits {
             let row = serde_json::json!({
                 "name": format!("{name}_boot_exits_{kind}"), "value": n, "unit": "exits",
                 "reference": null, "ratio": null,
@@ -697,52 +467,34 @@ pub fn run(args: &Args) -> Result<(), BenchError> {
         }
         return Ok(());
     }
-    let print_row = |i: usize, r: &Row<'_>| {
-        let (min, med, max) = stats(r.samples);
+    println!("{:<44} {:>10} {:>10} {:>10} {:>7}", "boot to `capvisor-init: ready`", "min", "median", "max", "ratio");
+    for (i, (_, label, samples, reference)) in timings.iter().enumerate() {
+        let (min, med, max) = stats(samples);
         // The first row is the reference itself.
-        let q = match ratio(med, r.reference) {
-            Some(q) => format!("{q:.2}"),
+        let r = match ratio(med, *reference) {
+            Some(r) => format!("{r:.2}"),
             None if i == 0 => "1.00".to_string(),
             None => String::new(),
         };
-        let label = if r.label.starts_with(' ') { r.label.clone() } else { format!("{name}: {}", r.label) };
+        let label = if label.starts_with(' ') { label.to_string() } else { format!("{name}: {label}") };
         println!(
-            "{label:<58} {:>9.3}s {:>9.3}s {:>9.3}s {q:>7}",
+            "{label:<44} {:>9.3}s {:>9.3}s {:>9.3}s {r:>7}",
             min.as_secs_f64(),
             med.as_secs_f64(),
             max.as_secs_f64()
         );
-    };
-    println!("{:<58} {:>10} {:>10} {:>10} {:>7}", "boot to `capvisor-init: ready`", "min", "median", "max", "ratio");
-    for (i, r) in rows[..first_job_row].iter().enumerate() {
-        print_row(i, r);
     }
-    if !direct.early.is_empty() {
+    if !direct_early.is_empty() {
         println!("(Linux's clock: when it started, from `cat /proc/uptime` typed after the marker, to its 10 ms;");
         println!(" direct QEMU's row includes QEMU's own start, the VM's row does not)");
     }
-    if first_job_row < rows.len() {
-        println!();
-        println!(
-            "{:<58} {:>10} {:>10} {:>10} {:>7}",
-            format!("job: busy loops of {} iterations", args.job_loops),
-            "min",
-            "median",
-            "max",
-            "ratio"
-        );
-        for (i, r) in rows.iter().enumerate().skip(first_job_row) {
-            print_row(i, r);
-        }
-        println!("(guest clock, /proc/uptime; two loops against one: 1.00 when they ran at once, 2.00 in turn)");
-    }
-    if args.image.is_none() && args.smp_image.is_none() {
+    if args.image.is_none() {
         println!("(no --image: capvisor side not measured)");
     } else if exits.is_empty() {
         println!("(the root task printed no exit counters)");
     } else {
         println!("exits during the last capvisor run (boot, shell exit, power-off):");
-        for (kind, n) in exits {
+        for (kind, n) in &exits {
             println!("  {kind:<20} {n:>10}");
         }
     }
@@ -780,21 +532,6 @@ mod tests {
         assert_eq!(parse_uptime("1.6 0.49"), None, "not the file's two decimals");
         assert_eq!(parse_uptime("[    1.137247] reboot: Power down"), None);
         assert_eq!(parse_uptime("1.65 0.49 7"), None);
-    }
-
-    #[test]
-    fn the_jobs_line_parses_and_its_typed_echo_does_not() {
-        assert_eq!(
-            parse_job("[linux-smp] capvisor-job: 10.00 12.50 15.25"),
-            Some(JobTimes { serial: Duration::from_millis(2500), parallel: Duration::from_millis(2750) })
-        );
-        let typed = job_line(1000);
-        assert!(typed.ends_with('\n') && typed.contains("-lt 1000"), "{typed}");
-        assert_eq!(parse_job(&format!("/ # {}", typed.trim_end())), None, "the echo of the typed line");
-        assert_eq!(parse_job("capvisor-job: 3.00 2.00 4.00"), None, "time going backwards");
-        assert_eq!(parse_job("capvisor-job: 1.00 2.00"), None);
-        assert_eq!(parse_job("capvisor-job: 1.00 2.00 3.00 4.00"), None);
-        assert_eq!(parse_job("capvisor-job: 1.00 NaN 3.00"), None);
     }
 
     #[test]
