@@ -95,22 +95,7 @@ fn measure(cmd: Command, log: PathBuf, iterations: u64) -> Result<Measured, Stri
 
 /// The capvisor image of the VM file for the kernel at `prefix`, built in `dir`.
 fn image(prefix: &Path, dir: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let bundle = dir.join("linux-smp.bundle");
-    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .arg("vms")
-        .arg(workspace().join("configs").join(CONFIG))
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .map_err(|e| format!("capvisor vms: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("capvisor vms {CONFIG}: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    let built = common::build_with_bundle(prefix, &bundle, &dir.join("cargo"));
-    let image = dir.join("linux-smp.elf");
-    common::capvisor_image(prefix, &built, &image);
-    Ok(image)
+    Ok(common::config_image(prefix, &workspace().join("configs").join(CONFIG), None, dir, "linux-smp"))
 }
 
 /// The capvisor machine for the kernel at `prefix` (its platform and cores).
@@ -126,22 +111,8 @@ fn capvisor(prefix: &Path, dir: &Path) -> Result<Command, String> {
 fn direct(art: &Path, dir: &Path) -> Result<Command, String> {
     let path = workspace().join("configs").join(CONFIG);
     let vm = vm_config::parse_system_file(&path).map_err(|e| e.to_string())?.vms.remove(0);
-    let ram: u64 = vm.memory.iter().map(|m| m.range.size_bytes).sum();
-    let blob = vm_runner::fdt::generate(&vm, None).map_err(|e| format!("device tree: {e:?}"))?;
-    let dtb = dir.join("direct.dtb");
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::write(&dtb, blob).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into()));
-    cmd.args(["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a57"])
-        .args(["-smp", &vm.cpu_num.to_string(), "-m", &format!("{}M", ram >> 20)])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .arg("-kernel")
-        .arg(art.join("Image"))
-        .arg("-initrd")
-        .arg(art.join("initramfs.cpio.gz"))
-        .arg("-dtb")
-        .arg(&dtb);
-    Ok(cmd)
+    common::direct_linux(art, &vm, &dir.join("direct.dtb"))
 }
 
 fn row(name: &str, value: f64, unit: &str, reference: Option<(&str, f64)>) -> BenchRow {

@@ -92,18 +92,7 @@ fn capvisor_boots_uefi_firmware_to_its_shell() {
     let Some(prefix) = common::boot_prerequisites() else { return };
     need!(firmware());
     let dir = common::work_dir("firmware-test");
-    let bundle = dir.join("uefi.bundle");
-    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .arg("vms")
-        .arg(workspace().join("configs/uefi.toml"))
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .expect("capvisor vms");
-    assert!(out.status.success(), "capvisor vms configs/uefi.toml:\n{}", String::from_utf8_lossy(&out.stderr));
-    let built = common::build_with_bundle(&prefix, &bundle, &dir.join("cargo"));
-    let image = dir.join("uefi.elf");
-    common::capvisor_image(&prefix, &built, &image);
+    let image = common::config_image(&prefix, &workspace().join("configs/uefi.toml"), None, &dir, "uefi");
 
     let mut child = Command::new(workspace().join("qemu/run-qemu.sh"))
         .args(common::platform_args())

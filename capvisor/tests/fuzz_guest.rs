@@ -134,16 +134,7 @@ fn build_image(prefix: &Path, guest: &Path, seed: u64, iterations: u64, flags: u
     std::fs::create_dir_all(&dir).unwrap();
     let system = write_system(&dir, seed, iterations, flags);
     let bundle = dir.join("vms.bundle");
-    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .arg("vms")
-        .arg(&system)
-        .arg("--search")
-        .arg(guest)
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .expect("run capvisor vms");
-    assert!(out.status.success(), "capvisor vms {}:\n{}", system.display(), String::from_utf8_lossy(&out.stderr));
+    common::vms_bundle(prefix, &system, Some(guest), &bundle);
     let built = common::build_with_bundle(prefix, &bundle, &work.join("cargo"));
     let image = dir.join("image.elf");
     common::capvisor_image(prefix, &built, &image);

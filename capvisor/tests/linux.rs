@@ -382,28 +382,8 @@ fn scratch_disk(art: &Path, name: &str) -> PathBuf {
 /// QEMU booting the artifacts with `vm`'s generated device tree (RAM must start at QEMU
 /// virt's 0x4000_0000, where QEMU loads the kernel).
 fn direct(art: &Path, vm: &VmConfig, name: &str, disk: Option<&Path>) -> Console {
-    let ram: u64 = vm.memory.iter().map(|m| m.range.size_bytes).sum();
     assert_eq!(vm.memory[0].range.base.0, 0x4000_0000, "QEMU's own boot puts the kernel at 0x4000_0000");
-    // QEMU rewrites /chosen's initrd range with where it put the initrd.
-    let blob = vm_runner::fdt::generate(vm, None).expect("generate the device tree");
-    let dtb = work_dir().join(format!("{name}.dtb"));
-    std::fs::write(&dtb, blob).unwrap();
-    let mut cmd = Command::new(qemu());
-    // The machine's GIC is the one the VM file describes (and the device tree says).
-    let machine = if common::prefix_gic_v3() {
-        "virt,virtualization=on,gic-version=3"
-    } else {
-        "virt,virtualization=on,gic-version=2"
-    };
-    cmd.args(["-machine", machine, "-cpu", "cortex-a57"])
-        .args(["-smp", &vm.cpu_num.to_string(), "-m", &format!("{}M", ram >> 20)])
-        .args(["-nographic", "-monitor", "none", "-serial", "stdio"])
-        .arg("-kernel")
-        .arg(art.join("Image"))
-        .arg("-initrd")
-        .arg(art.join("initramfs.cpio.gz"))
-        .arg("-dtb")
-        .arg(&dtb);
+    let mut cmd = common::direct_linux(art, vm, &work_dir().join(format!("{name}.dtb"))).expect("the direct command");
     if let Some(d) = disk {
         cmd.arg("-drive").arg(format!("file={},if=none,format=raw,id=d0", d.display()));
         cmd.args(["-device", "virtio-blk-device,drive=d0"]);
@@ -533,15 +513,7 @@ static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// bootable image.
 fn capvisor_image(prefix: &Path, config: &Path, name: &str) -> PathBuf {
     let _turn = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = work_dir();
-    let bundle = dir.join(format!("{name}.bundle"));
-    let tool = env!("CARGO_BIN_EXE_capvisor");
-    let out = Command::new(tool).arg("vms").arg(config).arg("-o").arg(&bundle).output().expect("capvisor vms");
-    assert!(out.status.success(), "capvisor vms {}:\n{}", config.display(), String::from_utf8_lossy(&out.stderr));
-    let built = common::build_with_bundle(prefix, &bundle, &dir.join("cargo"));
-    let image = dir.join(format!("{name}.elf"));
-    common::capvisor_image(prefix, &built, &image);
-    image
+    common::config_image(prefix, config, None, &work_dir(), name)
 }
 
 /// Boots a capvisor image (`qemu/run-qemu.sh`) up to init's marker. With several VMs,

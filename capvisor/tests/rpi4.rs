@@ -30,8 +30,7 @@ fn cannot_run(why: &str) {
 }
 
 fn platform_of(prefix: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(prefix.join("capvisor-platform")).ok()?;
-    text.split_whitespace().next().map(str::to_string)
+    prefix.join("capvisor-platform").is_file().then(|| common::platform_of(prefix).0)
 }
 
 /// The tests take turns: one kernel build, one root-task build and one QEMU at a time.
@@ -93,17 +92,7 @@ fn find_rpi4_prefix(work: &Path) -> Result<PathBuf, String> {
 fn boot_on_raspi4b(prefix: &Path, config: &Path, work: &Path, name: &str) -> Option<common::Boot> {
     // capvisor vms predicts placement from the kernel build it is given.
     let bundle = work.join(format!("{name}.bundle"));
-    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .env("SEL4_PREFIX", prefix)
-        .arg("vms")
-        .arg(config)
-        .arg("--search")
-        .arg(common::test_guest("rpi4"))
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .expect("run capvisor vms");
-    assert!(out.status.success(), "capvisor vms failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    common::vms_bundle(prefix, config, Some(common::test_guest("rpi4")), &bundle);
     let built = common::build_with_bundle(prefix, &bundle, &work.join("cargo"));
     let image = work.join(format!("{name}.elf"));
     let dtb = prefix.join("support/kernel.dtb");

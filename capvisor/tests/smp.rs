@@ -110,20 +110,7 @@ fn the_test_guest_runs_with_its_vcpus_on_cores_0_and_1() {
 
 /// `capvisor vms` of `configs/<config>`, the root task built with it, `capvisor image`.
 fn image_of(prefix: &Path, config: &str, name: &str) -> PathBuf {
-    let dir = common::work_dir("smp-test");
-    let bundle = dir.join(format!("{name}.bundle"));
-    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .arg("vms")
-        .arg(workspace().join("configs").join(config))
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .expect("run capvisor vms");
-    assert!(out.status.success(), "capvisor vms {config}:\n{}", String::from_utf8_lossy(&out.stderr));
-    let built = common::build_with_bundle(prefix, &bundle, &dir.join("cargo"));
-    let image = dir.join(format!("{name}.elf"));
-    common::capvisor_image(prefix, &built, &image);
-    image
+    common::config_image(prefix, &workspace().join("configs").join(config), None, &common::work_dir("smp-test"), name)
 }
 
 /// Boots `image` on the prefix's machine with its cores; the shell once Linux is up.

@@ -354,20 +354,61 @@ pub fn boot_vm_config_with(
     let _turn = VM_BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = work_dir(work);
     let bundle = dir.join(format!("{name}.bundle"));
-    let out = Command::new(env!("CARGO_BIN_EXE_capvisor"))
-        .arg("vms")
-        .arg(workspace().join("configs").join(config))
-        .arg("--search")
-        .arg(test_guest(work))
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .expect("run capvisor vms");
-    assert!(out.status.success(), "capvisor vms failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    vms_bundle(prefix, &workspace().join("configs").join(config), Some(test_guest(work)), &bundle);
     let built = build_with_bundle_features(prefix, &bundle, &dir.join("cargo"), features);
     let image = dir.join(format!("{name}.elf"));
     capvisor_image(prefix, &built, &image);
     run_qemu(&image, timeout_s, &dir, name)
+}
+
+/// QEMU `virt` booting Linux (`Image` and `initramfs.cpio.gz` from `art`) itself, with the
+/// device tree capvisor generates for `vm` written to `dtb`: the machine the VM file describes
+/// (its vCPUs, RAM and GIC version), without capvisor. QEMU loads the kernel at 0x4000_0000,
+/// so `vm`'s RAM must start there; it rewrites /chosen's initrd range with where it put the
+/// initrd.
+pub fn direct_linux(art: &Path, vm: &vm_config::VmConfig, dtb: &Path) -> Result<Command, String> {
+    let ram: u64 = vm.memory.iter().map(|m| m.range.size_bytes).sum();
+    let blob = vm_runner::fdt::generate(vm, None).map_err(|e| format!("device tree of {}: {e:?}", vm.name))?;
+    std::fs::write(dtb, blob).map_err(|e| format!("{}: {e}", dtb.display()))?;
+    let machine = match vm.gic_version() {
+        vm_config::GicVersion::V2 => "virt,virtualization=on,gic-version=2",
+        vm_config::GicVersion::V3 => "virt,virtualization=on,gic-version=3",
+    };
+    let mut cmd = Command::new(std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into()));
+    cmd.args(["-machine", machine, "-cpu", "cortex-a57"])
+        .args(["-smp", &vm.cpu_num.to_string(), "-m", &format!("{}M", ram >> 20)])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(art.join("Image"))
+        .arg("-initrd")
+        .arg(art.join("initramfs.cpio.gz"))
+        .arg("-dtb")
+        .arg(dtb);
+    Ok(cmd)
+}
+
+/// `capvisor vms CONFIG [--search GUESTS] -o BUNDLE`, placement predicted for the kernel at
+/// `prefix`; panics with the tool's message when it refuses the file.
+pub fn vms_bundle(prefix: &Path, config: &Path, search: Option<&Path>, bundle: &Path) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capvisor"));
+    cmd.env("SEL4_PREFIX", prefix).arg("vms").arg(config);
+    if let Some(dir) = search {
+        cmd.arg("--search").arg(dir);
+    }
+    let out = cmd.arg("-o").arg(bundle).output().expect("run capvisor vms");
+    assert!(out.status.success(), "capvisor vms {}:\n{}", config.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+/// The bootable image `DIR/NAME.elf` of `config` for the kernel at `prefix`: [`vms_bundle`],
+/// the root task built with the bundle (in `DIR/cargo`), `capvisor image`.
+pub fn config_image(prefix: &Path, config: &Path, search: Option<&Path>, dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create the image's folder");
+    let bundle = dir.join(format!("{name}.bundle"));
+    vms_bundle(prefix, config, search, &bundle);
+    let built = build_with_bundle(prefix, &bundle, &dir.join("cargo"));
+    let image = dir.join(format!("{name}.elf"));
+    capvisor_image(prefix, &built, &image);
+    image
 }
 
 /// Builds the root task embedding `bundle` (`CAPVISOR_VMS`) and the loader, release, into
