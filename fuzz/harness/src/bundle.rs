@@ -113,7 +113,11 @@ fn build(bundle: &Bundle<'_>) {
         panic!("the model HAL: {e}");
     }
     let options = vm_runner::setup::SetupOptions {
-        platform: vm_runner::Platform { list_registers, gic_version: vm_runner::Platform::KERNEL_GIC, cores: model_cores },
+        platform: vm_runner::Platform {
+            list_registers,
+            gic_version: vm_runner::Platform::KERNEL_GIC,
+            cores: model_cores,
+        },
         asid_pool: sel4::init_cap::ASID_POOL.cap(),
         vmm_tcb: sel4::init_cap::TCB.cap(),
     };
