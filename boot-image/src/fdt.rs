@@ -244,10 +244,11 @@ impl<'a> Fdt<'a> {
                 b"ranges" => ranges[depth] = Some(value),
                 b"reg" => {
                     let (ac, sc) = cells[depth - 1];
-                    let entry = ((ac + sc) * 4) as usize;
-                    if entry == 0 || ac > 2 || sc > 2 {
+                    // Cell counts come from the blob: checked before any arithmetic on them.
+                    if ac > 2 || sc > 2 || ac + sc == 0 {
                         return None;
                     }
+                    let entry = ((ac + sc) * 4) as usize;
                     for e in value.chunks_exact(entry) {
                         let mut reg = read_reg(e, ac, sc)?;
                         // Up from the parent (depth - 1) to the root's children (depth 2):
@@ -509,6 +510,25 @@ mod tests {
         for blob in [rpi4_like(Some(&[])), rpi4_like(None)] {
             let fdt = Fdt::from_bytes(&blob).unwrap();
             assert_eq!(fdt.compatible_reg("arm,pl011").unwrap(), Some(Reg { base: 0x7e20_1000, size: 0x200 }));
+        }
+    }
+
+    #[test]
+    fn huge_cell_counts_are_no_reg_not_an_overflow() {
+        // The fuzzer's boot_payload find: #address-cells + #size-cells times 4 overflowed u32.
+        for (ac, sc) in [(u32::MAX, 1), (1, u32::MAX), (0x4000_0000, 0x4000_0000), (3, 1), (0, 0)] {
+            let mut w = vm_fdt::FdtWriter::new().unwrap();
+            let root = w.begin_node("").unwrap();
+            w.property_u32("#address-cells", ac).unwrap();
+            w.property_u32("#size-cells", sc).unwrap();
+            let u = w.begin_node("serial@0").unwrap();
+            w.property_string("compatible", "arm,pl011").unwrap();
+            w.property_array_u32("reg", &[0, 0x1000, 0, 0x1000]).unwrap();
+            w.end_node(u).unwrap();
+            w.end_node(root).unwrap();
+            let blob = w.finish().unwrap();
+            let fdt = Fdt::from_bytes(&blob).unwrap();
+            assert_eq!(fdt.compatible_reg("arm,pl011").unwrap(), None, "cells ({ac}, {sc})");
         }
     }
 
